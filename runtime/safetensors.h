@@ -1,0 +1,34 @@
+// safetensors files: an 8-byte little-endian header length, a JSON header
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {str: str}}, then the tensor bytes. Used for weights and
+// checkpoints. Reading validates every offset against the file size and the
+// dtype x shape; writing is atomic (temporary file + rename).
+#ifndef ITR_SAFETENSORS_H
+#define ITR_SAFETENSORS_H
+
+#include "ir/ir.h"
+
+struct itr_named_tensor {
+    char *name;
+    struct itr_tensor *tensor;
+};
+
+struct itr_tensor_set {
+    struct itr_named_tensor *items; int n, cap;
+    char **meta_keys, **meta_values; int n_meta, cap_meta;   // __metadata__
+};
+
+void itr_tensor_set_init(struct itr_tensor_set *s);
+void itr_tensor_set_free(struct itr_tensor_set *s);      // frees names and tensors
+// Takes ownership of t. Replaces an existing tensor of the same name.
+void itr_tensor_set_put(struct itr_tensor_set *s, const char *name, struct itr_tensor *t);
+struct itr_tensor *itr_tensor_set_get(const struct itr_tensor_set *s, const char *name);
+void itr_tensor_set_meta(struct itr_tensor_set *s, const char *key, const char *value);
+const char *itr_tensor_set_get_meta(const struct itr_tensor_set *s, const char *key);
+
+bool itr_safetensors_read(const char *path, struct itr_tensor_set *out, struct itr_diags *d);
+bool itr_safetensors_parse(const uint8_t *buf, size_t len, const char *what, struct itr_tensor_set *out,
+                           struct itr_diags *d);
+bool itr_safetensors_write(const char *path, const struct itr_tensor_set *s, struct itr_diags *d);
+
+#endif
