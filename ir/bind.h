@@ -24,6 +24,12 @@ bool itr_bindings_set(struct itr_dim_bindings *b, const struct itr_program *p, c
 // Binds from one tensor against its declared type; what = "input 'x'" etc.
 bool itr_bind_tensor(struct itr_dim_bindings *b, const struct itr_program *p, const struct itr_type *t,
                      const struct itr_tensor *x, const char *what, bool allow_f64, struct itr_diags *d);
+// Binds n tensors against their types in whichever order makes progress
+// (lengths: i32[B] may come after flat: f32[B*L]), then the defaults, then
+// reports every tensor that still does not match. whats[i] names tensor i.
+bool itr_bind_tensors(struct itr_dim_bindings *b, const struct itr_program *p, int n,
+                      const struct itr_type *const *types, const struct itr_tensor *const *xs,
+                      const char *const *whats, bool allow_f64, struct itr_diags *d);
 // Binds still-unbound symbols that have defaults.
 void itr_bind_defaults(struct itr_dim_bindings *b, const struct itr_program *p);
 // Evaluates a type's dims to a concrete shape; false + diagnostic naming the
