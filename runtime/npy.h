@@ -10,7 +10,9 @@
 
 // Reads the whole array into memory.
 struct itr_tensor *itr_npy_read(const char *path, struct itr_diags *d);
-// Maps the file read-only (data pointer into the mapping); release with itr_npy_unmap.
+// Maps the file read-only (data pointer into the mapping); release with
+// itr_npy_unmap, never itr_tensor_free. A file whose data is misaligned for
+// its dtype (numpy never writes one) is read into memory instead.
 struct itr_tensor *itr_npy_map(const char *path, struct itr_diags *d);
 void itr_npy_unmap(struct itr_tensor *t);
 // From a buffer already in memory (what names it in messages).

@@ -26,9 +26,12 @@ struct itr_tensor *itr_tensor_set_get(const struct itr_tensor_set *s, const char
 void itr_tensor_set_meta(struct itr_tensor_set *s, const char *key, const char *value);
 const char *itr_tensor_set_get_meta(const struct itr_tensor_set *s, const char *key);
 
+// Both readers initialise *out themselves (they do not free what it held) and
+// leave it empty on failure. Tensors come out in data-offset order.
 bool itr_safetensors_read(const char *path, struct itr_tensor_set *out, struct itr_diags *d);
 bool itr_safetensors_parse(const uint8_t *buf, size_t len, const char *what, struct itr_tensor_set *out,
                            struct itr_diags *d);
+// Tensors are laid out sorted by name, the header padded to 8 bytes.
 bool itr_safetensors_write(const char *path, const struct itr_tensor_set *s, struct itr_diags *d);
 
 #endif
