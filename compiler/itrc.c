@@ -1,0 +1,418 @@
+// itrc: the compiler's command line (docs/cli.md). Thin by design: argument
+// parsing here, the work in ir/ and compiler/.
+//
+// Exit codes: 0 ok, 1 user error (bad input or usage), 2 internal error.
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/dump.h"
+#include "compiler/passes.h"
+#include "ir/plan.h"
+#include "ir/text.h"
+
+#define PROG "itrc"
+
+struct command {
+    const char *name;
+    const char *args;      // after "itrc NAME"
+    const char *summary;
+    const char *help;      // options and details
+    int (*run)(int argc, char **argv);   // argv[0] is the command name
+};
+
+static const struct command *find_command(const char *name);
+
+// ------------------------------------------------------------ option parsing
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "%s%s%s: ", PROG, cmd ? " " : "", cmd ? cmd : "");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see '%s%s%s --help')\n", PROG, cmd ? " " : "", cmd ? cmd : "");
+    return ITR_EXIT_USER;
+}
+
+static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+// Matches an option that takes a value, written "-I DIR", "-IDIR" (short),
+// "--include DIR" or "--include=DIR" (long). 1: matched, *val set;
+// 0: not this option; -1: the value is missing (reported).
+static int opt_value(const char *cmd, int argc, char **argv, int *i, const char *shrt, const char *lng,
+                     const char **val) {
+    const char *a = argv[*i];
+    size_t ls = shrt ? strlen(shrt) : 0, ll = lng ? strlen(lng) : 0;
+    bool exact = (shrt && strcmp(a, shrt) == 0) || (lng && strcmp(a, lng) == 0);
+    if (exact) {
+        if (*i + 1 >= argc) { usage_error(cmd, "option '%s' needs a value", a); return -1; }
+        *val = argv[++*i];
+        return 1;
+    }
+    if (lng && strncmp(a, lng, ll) == 0 && a[ll] == '=') { *val = a + ll + 1; return 1; }
+    if (shrt && ls == 2 && strncmp(a, shrt, ls) == 0 && a[ls]) { *val = a + ls; return 1; }
+    return 0;
+}
+
+// Options shared by the commands that read .ir files.
+struct front_opts {
+    const char *file;
+    const char **includes; int n_includes;
+    const char **defines; int n_defines;
+};
+
+static void front_free(struct front_opts *o) {
+    free(o->includes);
+    free(o->defines);
+}
+
+static void push(const char ***arr, int *n, const char *v) {
+    const char **na = realloc(*arr, (size_t)(*n + 1) * sizeof *na);
+    if (!na) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    na[(*n)++] = v;
+    *arr = na;
+}
+
+// 1: consumed argv[*i]; 0: not a front-end option; -1: error (reported).
+static int front_option(const char *cmd, struct front_opts *o, int argc, char **argv, int *i) {
+    const char *v;
+    int r = opt_value(cmd, argc, argv, i, "-I", "--include", &v);
+    if (r) { if (r > 0) push(&o->includes, &o->n_includes, v); return r; }
+    r = opt_value(cmd, argc, argv, i, "-D", "--define", &v);
+    if (r > 0) {
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1]) { usage_error(cmd, "-D expects NAME=VALUE, got '%s'", v); return -1; }
+        push(&o->defines, &o->n_defines, v);
+    }
+    return r;
+}
+
+static int positional_file(const char *cmd, const char **slot, const char *arg) {
+    if (*slot) return usage_error(cmd, "unexpected extra argument '%s'", arg);
+    *slot = arg;
+    return 0;
+}
+
+// Parses and elaborates o->file; NULL after printing diagnostics.
+static struct itr_program *load_ir(const struct front_opts *o, struct itr_diags *d) {
+    struct itr_parse_options po;
+    memset(&po, 0, sizeof po);
+    po.include_dirs = o->includes;
+    po.n_include_dirs = o->n_includes;
+    po.overrides = o->defines;
+    po.n_overrides = o->n_defines;
+    struct itr_program *p = itr_parse_file(o->file, &po, d);
+    if (p && !itr_diags_has_errors(d) && itr_program_verify(p, d)) return p;
+    itr_program_free(p);
+    itr_diags_print(d, stderr);
+    return NULL;
+}
+
+// ------------------------------------------------------------ check
+
+static void count_values(const struct itr_program *p, int64_t *total, int *symbolic) {
+    *total = 0;
+    *symbolic = 0;
+    for (int i = 0; i < p->n_params; i++) {
+        int64_t n;
+        if (itr_type_numel_default(p, &p->params[i].type, &n, NULL, 0)) *total += n;
+        else (*symbolic)++;
+    }
+}
+
+static int count_entries(const struct itr_program *p) {
+    int n = 0;
+    for (int i = 0; i < p->n_graphs; i++) n += p->graphs[i]->kind == ITR_GRAPH_ENTRY;
+    return n;
+}
+
+static int cmd_check(int argc, char **argv) {
+    struct front_opts o = { 0 };
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        int r = front_option("check", &o, argc, argv, &i);
+        if (r < 0) rc = ITR_EXIT_USER;
+        else if (r == 0 && argv[i][0] == '-' && argv[i][1]) rc = usage_error("check", "unknown option '%s'", argv[i]);
+        else if (r == 0) rc = positional_file("check", &o.file, argv[i]);
+    }
+    if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("check", "%s", "missing FILE.ir");
+    if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = load_ir(&o, &d);
+    if (p) {
+        itr_diags_print(&d, stderr);   // warnings
+        int64_t total;
+        int symbolic;
+        count_values(p, &total, &symbolic);
+        int ne = count_entries(p);
+        printf("%s: ok: %d entr%s, %d param%s (%lld values", o.file, ne, ne == 1 ? "y" : "ies", p->n_params,
+               p->n_params == 1 ? "" : "s", (long long)total);
+        if (symbolic) printf(", plus %d param%s sized by dims without defaults", symbolic, symbolic == 1 ? "" : "s");
+        printf(")\n");
+    } else {
+        rc = ITR_EXIT_USER;
+    }
+    itr_program_free(p);
+    itr_diags_free(&d);
+    front_free(&o);
+    return rc;
+}
+
+// ------------------------------------------------------------ print
+
+static int cmd_print(int argc, char **argv) {
+    struct front_opts o = { 0 };
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        int r = front_option("print", &o, argc, argv, &i);
+        if (r < 0) rc = ITR_EXIT_USER;
+        else if (r == 0 && argv[i][0] == '-' && argv[i][1]) rc = usage_error("print", "unknown option '%s'", argv[i]);
+        else if (r == 0) rc = positional_file("print", &o.file, argv[i]);
+    }
+    if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("print", "%s", "missing FILE.ir");
+    if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = load_ir(&o, &d);
+    if (p) {
+        itr_diags_print(&d, stderr);
+        char *text = itr_print_program(p);
+        if (!text) { fprintf(stderr, "%s: internal error: printing failed\n", PROG); rc = ITR_EXIT_INTERNAL; }
+        else fputs(text, stdout);
+        free(text);
+    } else {
+        rc = ITR_EXIT_USER;
+    }
+    itr_program_free(p);
+    itr_diags_free(&d);
+    front_free(&o);
+    return rc;
+}
+
+// ------------------------------------------------------------ compile
+
+struct target { const char *name; bool available; };
+static const struct target targets[] = {
+    { "ref", true },     // the reference interpreter runs the graphs as they are
+    { "llvm", false },   // reserved: CPU kernels through the ORC JIT
+    { "cuda", false },   // reserved: GPU kernels through NVRTC
+};
+
+static char *default_plan_path(const char *src) {
+    size_t n = strlen(src);
+    const char *slash = strrchr(src, '/');
+    const char *base = slash ? slash + 1 : src;
+    size_t stem = n;
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base && strcmp(dot, ".ir") == 0) stem = (size_t)(dot - src);
+    char *out = malloc(stem + 6);
+    if (!out) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    memcpy(out, src, stem);
+    strcpy(out + stem, ".plan");
+    return out;
+}
+
+static int graph_nodes(const struct itr_program *p) {
+    int n = 0;
+    for (int i = 0; i < p->n_graphs; i++) n += p->graphs[i]->n_nodes;
+    return n;
+}
+
+static int cmd_compile(int argc, char **argv) {
+    struct front_opts o = { 0 };
+    const char *out = NULL, *target = "ref";
+    int opt_level = 1;
+    bool verbose = false;
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        const char *v;
+        int r = front_option("compile", &o, argc, argv, &i);
+        if (r < 0) { rc = ITR_EXIT_USER; break; }
+        if (r > 0) continue;
+        if ((r = opt_value("compile", argc, argv, &i, "-o", "--output", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else out = v;
+        } else if ((r = opt_value("compile", argc, argv, &i, NULL, "--target", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else target = v;
+        } else if (strcmp(argv[i], "-O0") == 0) opt_level = 0;
+        else if (strcmp(argv[i], "-O1") == 0 || strcmp(argv[i], "-O") == 0) opt_level = 1;
+        else if (strncmp(argv[i], "-O", 2) == 0)
+            rc = usage_error("compile", "unknown optimisation level '%s' (accepted: -O0, -O1)", argv[i]);
+        else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) verbose = true;
+        else if (argv[i][0] == '-' && argv[i][1]) rc = usage_error("compile", "unknown option '%s'", argv[i]);
+        else rc = positional_file("compile", &o.file, argv[i]);
+    }
+    if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("compile", "%s", "missing FILE.ir");
+    if (rc == ITR_EXIT_OK) {
+        const struct target *t = NULL;
+        for (size_t k = 0; k < sizeof targets / sizeof *targets; k++)
+            if (strcmp(targets[k].name, target) == 0) t = &targets[k];
+        if (!t) {
+            fprintf(stderr, "%s compile: unknown target '%s' (known targets: ref; llvm and cuda are reserved for "
+                            "later releases)\n", PROG, target);
+            rc = ITR_EXIT_USER;
+        } else if (!t->available) {
+            fprintf(stderr, "%s compile: target '%s' is not available yet (available: ref)\n", PROG, target);
+            rc = ITR_EXIT_USER;
+        }
+    }
+    if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
+
+    char *plan_path = out ? NULL : default_plan_path(o.file);
+    const char *dest = out ? out : plan_path;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = load_ir(&o, &d);
+    if (!p) rc = ITR_EXIT_USER;
+    if (p && opt_level >= 1) {
+        struct itr_simplify_stats st;
+        int before = graph_nodes(p);
+        // A pass or the verifier failing here means the compiler broke a
+        // valid program: an internal error, not the user's.
+        if (!itr_simplify(p, &st, &d) || !itr_program_verify(p, &d)) {
+            itr_diags_print(&d, stderr);
+            fprintf(stderr, "%s: internal error: simplification produced an invalid program; please report it "
+                            "(compiling with -O0 avoids the passes)\n", PROG);
+            rc = ITR_EXIT_INTERNAL;
+        } else if (verbose) {
+            fprintf(stderr, "simplify: %d -> %d nodes in %d rounds: %d folded, %d merged, %d rewritten, %d dead "
+                            "removed, %d scan bodies removed\n", before, graph_nodes(p), st.iterations, st.folded,
+                    st.merged, st.rewritten, st.removed, st.removed_graphs);
+        }
+    }
+    if (rc == ITR_EXIT_OK) {
+        if (!itr_plan_write(p, target, dest, &d)) rc = ITR_EXIT_USER;
+        itr_diags_print(&d, stderr);
+        if (rc == ITR_EXIT_OK)
+            printf("wrote %s: %d entr%s, %d nodes, target %s\n", dest, count_entries(p),
+                   count_entries(p) == 1 ? "y" : "ies", graph_nodes(p), target);
+    }
+    itr_program_free(p);
+    itr_diags_free(&d);
+    free(plan_path);
+    front_free(&o);
+    return rc;
+}
+
+// ------------------------------------------------------------ dump
+
+static int cmd_dump(int argc, char **argv) {
+    const char *file = NULL;
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        if (argv[i][0] == '-' && argv[i][1]) rc = usage_error("dump", "unknown option '%s'", argv[i]);
+        else rc = positional_file("dump", &file, argv[i]);
+    }
+    if (rc == ITR_EXIT_OK && !file) rc = usage_error("dump", "%s", "missing FILE.plan");
+    if (rc != ITR_EXIT_OK) return rc;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_plan_info info;
+    memset(&info, 0, sizeof info);
+    struct itr_program *p = itr_plan_read(file, &info, &d);
+    itr_diags_print(&d, stderr);
+    if (p) itr_dump_plan(stdout, file, p, &info);
+    else rc = ITR_EXIT_USER;
+    itr_program_free(p);
+    itr_diags_free(&d);
+    return rc;
+}
+
+// ------------------------------------------------------------ ops
+
+static int cmd_ops(int argc, char **argv) {
+    bool markdown = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--markdown") == 0) markdown = true;
+        else return usage_error("ops", "unexpected argument '%s'", argv[i]);
+    }
+    itr_print_op_reference(stdout, markdown);
+    return ITR_EXIT_OK;
+}
+
+// ------------------------------------------------------------ help
+
+static const struct command commands[] = {
+    { "check", "FILE.ir [-I DIR]... [-D NAME=VALUE]...", "parse, elaborate and verify a model",
+      "  -I DIR, --include DIR      search DIR for imports (after the importing file's folder,\n"
+      "                             before the installed models/ directory); repeatable\n"
+      "  -D NAME=VALUE              override a model config parameter or a dim's default; repeatable\n"
+      "Prints 'FILE: ok: N entries, M params (K values)' or every error as file:line:col.\n",
+      cmd_check },
+    { "print", "FILE.ir [-I DIR]... [-D NAME=VALUE]...", "print the canonical form (modules inlined)",
+      "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
+      "The output parses back to the same program.\n",
+      cmd_print },
+    { "compile", "FILE.ir [-o FILE.plan] [--target ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]...",
+      "compile a model into a plan",
+      "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
+      "  --target T                 code generation target: ref (default; llvm and cuda are\n"
+      "                             reserved for later releases)\n"
+      "  -O0                        no graph simplification\n"
+      "  -O1                        constant folding, CSE, DCE, exact algebraic identities (default)\n"
+      "  -v, --verbose              report what the passes did\n"
+      "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
+      "The plan is written atomically: on any error no file is left behind.\n",
+      cmd_compile },
+    { "dump", "FILE.plan", "print a plan readably",
+      "Prints the header (format and compiler versions, fingerprint, target), symbols, parameters\n"
+      "with their initialisers and sizes, entry points with their signatures, and every graph,\n"
+      "one node per line.\n",
+      cmd_dump },
+    { "ops", "[--markdown]", "the op reference, generated from the op table",
+      "  --markdown                 print the table docs/ops.md embeds\n",
+      cmd_ops },
+};
+#define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
+
+static const struct command *find_command(const char *name) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+static void print_usage(FILE *f) {
+    fprintf(f, "usage: %s COMMAND [ARGS]\n\n"
+               "The itrc compiler for image-text retrieval models (docs/cli.md).\n\ncommands:\n", PROG);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n  %s COMMAND --help   options of a command\n"
+               "  %s --version        version and plan format\n\n"
+               "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n", PROG, PROG);
+}
+
+static void print_command_help(const struct command *c) {
+    printf("usage: %s %s %s\n\n%s.\n\n%s", PROG, c->name, c->args, c->summary, c->help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return ITR_EXIT_USER;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        if (argc > 2) {
+            const struct command *c = find_command(argv[2]);
+            if (!c) return usage_error(NULL, "unknown command '%s'", argv[2]);
+            print_command_help(c);
+        } else {
+            print_usage(stdout);
+        }
+        return ITR_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("%s %s (plan format %d)\n", PROG, ITR_VERSION_STRING, ITR_PLAN_FORMAT_VERSION);
+        return ITR_EXIT_OK;
+    }
+    const struct command *c = find_command(cmd);
+    if (!c) {
+        fprintf(stderr, "%s: unknown command '%s'; commands:", PROG, cmd);
+        for (int i = 0; i < N_COMMANDS; i++) fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
+        fprintf(stderr, " (see '%s --help')\n", PROG);
+        return ITR_EXIT_USER;
+    }
+    for (int i = 2; i < argc; i++)
+        if (is_help(argv[i])) { print_command_help(c); return ITR_EXIT_OK; }
+    return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,61 @@
+// Graph-level passes of the compiler (design.md, compiler/ layer).
+//
+// Every pass rewrites the graphs of a program in place (graph pointers stay
+// valid, so scan nodes keep referring to their bodies) and keeps two
+// promises, which tests/test_passes.c checks on every pass:
+//   - the program still verifies (itr_program_verify), and
+//   - every entry returns bit-for-bit the same outputs from the reference
+//     interpreter in f32 mode, on any inputs.
+// A pass returns false only on an internal error (a project bug), with a
+// diagnostic; user input cannot make a pass fail.
+//
+// The simplification passes (compiler/simplify.c):
+//   fold_constants  a node whose operands are all constants (constant nodes,
+//                   or full/iota with constant shapes) is evaluated with the
+//                   reference interpreter and replaced by a constant. Random
+//                   ops and scans are never folded; results larger than
+//                   ITR_FOLD_MAX_ELEMENTS are left alone so plans stay small;
+//                   a result whose elements are all equal becomes a `full`.
+//                   Folded constants carry the node's declared dtype, so in
+//                   the interpreter's f64 mode they hold f32-rounded values.
+//   cse             nodes with the same op, operands and attributes become one.
+//                   Random ops take part too: they are pure functions of their
+//                   seed operand and salt, so two of them with the same seed
+//                   value and salt draw the same numbers anyway.
+//   dce             drops nodes and parameter uses that no output depends on,
+//                   and scan bodies no live scan refers to. Graph inputs and
+//                   outputs are never touched (they are signatures).
+//   identities      rewrites that are exact in IEEE arithmetic: x+0, 0+x, x-0,
+//                   x*1, 1*x, x/1, identity(x), neg(neg(x)), cast to x's own
+//                   dtype, reshape/expand/squeeze/unsqueeze/pad that change
+//                   nothing, concat of one operand, transpose by the identity
+//                   permutation, and transpose of a transpose (composed into
+//                   one, or none). Each applies only when the result type
+//                   equals x's type, so broadcasting is never lost. (x+0 turns
+//                   x = -0.0 into +0.0, which compares equal.)
+#ifndef ITR_COMPILER_PASSES_H
+#define ITR_COMPILER_PASSES_H
+
+#include "ir/ir.h"
+
+#define ITR_FOLD_MAX_ELEMENTS 65536
+
+struct itr_simplify_stats {
+    int folded;           // nodes replaced by constants
+    int merged;           // duplicate nodes removed by CSE
+    int rewritten;        // algebraic identities applied
+    int removed;          // dead nodes removed
+    int removed_graphs;   // dead scan bodies removed
+    int iterations;       // rounds until nothing changed
+};
+
+bool itr_pass_fold_constants(struct itr_program *p, struct itr_diags *d);
+bool itr_pass_cse(struct itr_program *p, struct itr_diags *d);
+bool itr_pass_dce(struct itr_program *p, struct itr_diags *d);
+bool itr_pass_identities(struct itr_program *p, struct itr_diags *d);
+
+// All four passes, repeated until a round changes nothing (at most a fixed
+// number of rounds). stats may be NULL.
+bool itr_simplify(struct itr_program *p, struct itr_simplify_stats *stats, struct itr_diags *d);
+
+#endif
