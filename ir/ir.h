@@ -234,6 +234,7 @@ struct itr_graph {
     int32_t *outputs; int n_outputs, cap_outputs;
     const char **output_names;                            // parallel to outputs
     struct itr_loc loc;
+    int32_t *name_index; int name_index_cap;              // open addressing: value ids by name
 };
 
 // ---------------------------------------------------------------- parameters and initialisers

@@ -386,9 +386,40 @@ struct itr_graph *itr_program_find_graph(const struct itr_program *p, const char
 
 // ------------------------------------------------------------ graphs
 
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+    return h;
+}
+
+// Graphs of many thousands of values are named one value at a time, so the
+// lookup behind unique naming must not scan the graph. Renamed values leave
+// stale slots behind; a slot matches only if its value still has that name.
+static void name_index_insert(struct itr_graph *g, int32_t value) {
+    if ((g->n_values + 1) * 2 > g->name_index_cap) {
+        int cap = g->name_index_cap ? g->name_index_cap * 2 : 64;
+        while (cap < (g->n_values + 1) * 2) cap *= 2;
+        int32_t *idx = itr_arena_alloc(g->prog->arena, (size_t)cap * sizeof *idx);
+        for (int i = 0; i < cap; i++) idx[i] = -1;
+        g->name_index = idx;
+        g->name_index_cap = cap;
+        for (int v = 0; v < g->n_values; v++)
+            if (g->values[v].name && v != value) {
+                size_t j = name_hash(g->values[v].name) & (size_t)(cap - 1);
+                while (idx[j] >= 0) j = (j + 1) & (size_t)(cap - 1);
+                idx[j] = v;
+            }
+    }
+    size_t j = name_hash(g->values[value].name) & (size_t)(g->name_index_cap - 1);
+    while (g->name_index[j] >= 0) j = (j + 1) & (size_t)(g->name_index_cap - 1);
+    g->name_index[j] = value;
+}
+
 int32_t itr_graph_find_value(const struct itr_graph *g, const char *name) {
-    for (int i = 0; i < g->n_values; i++)
-        if (g->values[i].name && strcmp(g->values[i].name, name) == 0) return i;
+    if (!g->name_index_cap) return -1;
+    size_t j = name_hash(name) & (size_t)(g->name_index_cap - 1);
+    for (int32_t v; (v = g->name_index[j]) >= 0; j = (j + 1) & (size_t)(g->name_index_cap - 1))
+        if (g->values[v].name && strcmp(g->values[v].name, name) == 0) return v;
     return -1;
 }
 
@@ -408,6 +439,7 @@ const char *itr_graph_name_value(struct itr_graph *g, int32_t value, const char 
         use = buf;
     }
     g->values[value].name = itr_arena_strdup(g->prog->arena, use);
+    name_index_insert(g, value);
     return g->values[value].name;
 }
 
@@ -426,6 +458,7 @@ int32_t itr_graph_use_param(struct itr_graph *g, int32_t param) {
     int32_t v = new_value(g, pp->type, ITR_VALUE_PARAM, pp->loc);
     g->values[v].param = param;
     g->values[v].name = pp->name;   // params are unique program-wide
+    name_index_insert(g, v);
     return v;
 }
 

@@ -493,9 +493,30 @@ TEST(hierarchical_names_scopes_locations) {
     itr_program_free(p);
 }
 
-static const struct itr_tensor *const_of(const struct itr_graph *g, const struct itr_node *n) {
-    (void)g;
-    return n && n->op == ITR_OP_CONSTANT ? n->attrs[0].u.tensor : NULL;
+// A scalar literal is a `constant` (integers, bools) or a `full` (floats,
+// which keep their double value for f64 runs): its dtype and value.
+struct literal { bool is; enum itr_dtype dtype; double value; int rank; };
+
+static struct literal literal_of(const struct itr_node *n) {
+    struct literal l = { false, ITR_F32, 0, 0 };
+    if (n && n->op == ITR_OP_CONSTANT) {
+        const struct itr_tensor *t = n->attrs[0].u.tensor;
+        l = (struct literal){ true, t->dtype, t->rank == 0 ? itr_tensor_get(t, 0) : 0, t->rank };
+    } else if (n && n->op == ITR_OP_FULL) {
+        const struct itr_attr *shape = itr_node_attr(n, "shape");
+        l = (struct literal){ true, itr_node_attr(n, "dtype")->u.dtype, itr_node_attr_float(n, "value"),
+                              shape->kind == ITR_ATTR_DIMS ? shape->u.dims.n : 0 };
+    }
+    return l;
+}
+
+// The k-th scalar literal node of g (0-based), or NULL.
+static const struct itr_node *find_literal(const struct itr_graph *g, int k) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct literal l = literal_of(&g->nodes[i]);
+        if (l.is && l.rank == 0 && k-- == 0) return &g->nodes[i];
+    }
+    return NULL;
 }
 
 TEST(literal_constants_take_the_operand_dtype) {
@@ -508,11 +529,10 @@ TEST(literal_constants_take_the_operand_dtype) {
     enum itr_dtype want[3] = { ITR_I32, ITR_F64, ITR_F32 };
     double val[3] = { 3, 2, 1 };
     for (int i = 0; i < g->n_nodes && found < 3; i++) {
-        const struct itr_tensor *t = const_of(g, &g->nodes[i]);
-        if (!t) continue;
-        CHECK(t->rank == 0);
-        CHECK_MSG(t->dtype == want[found], "constant %d has dtype %s", found, itr_dtype_name(t->dtype));
-        CHECK_NEAR(itr_tensor_get(t, 0), val[found], 0);
+        struct literal l = literal_of(&g->nodes[i]);
+        if (!l.is || l.rank != 0) continue;
+        CHECK_MSG(l.dtype == want[found], "literal %d has dtype %s", found, itr_dtype_name(l.dtype));
+        CHECK_NEAR(l.value, val[found], 0);
         found++;
     }
     CHECK(found == 3);
@@ -521,8 +541,8 @@ TEST(literal_constants_take_the_operand_dtype) {
     // where(c, x, 0.0): the bool condition does not decide the literal's dtype.
     p = parse_ok(M("  entry f(c: bool[B], x: f64[B]) -> (y) {\n    return where(c, x, 0.0)\n  }\n"), NULL, 0);
     if (p) {
-        const struct itr_tensor *t = const_of(p->graphs[0], find_node(p->graphs[0], ITR_OP_CONSTANT, 0));
-        CHECK(t && t->dtype == ITR_F64);
+        struct literal l = literal_of(find_literal(p->graphs[0], 0));
+        CHECK(l.is && l.dtype == ITR_F64);
         itr_program_free(p);
     }
     // With no tensor operand, f32; a negative literal is one constant, not neg().
@@ -530,8 +550,8 @@ TEST(literal_constants_take_the_operand_dtype) {
     if (p) {
         const struct itr_graph *q = p->graphs[0];
         CHECK(find_node(q, ITR_OP_NEG, 0) == NULL);
-        const struct itr_tensor *t = const_of(q, find_node(q, ITR_OP_CONSTANT, 0));
-        CHECK(t && t->dtype == ITR_I64 && ((const int64_t *)t->data)[0] == -7);
+        struct literal l = literal_of(find_literal(q, 0));
+        CHECK(l.is && l.dtype == ITR_I64 && l.value == -7);
         itr_program_free(p);
     }
 }
@@ -621,8 +641,8 @@ TEST(typed_function_parameters_and_keyword_config) {
     const struct itr_graph *g = itr_program_find_graph(p, "typed");
     CHECK(g && g->n_nodes == 2);
     if (g) {
-        const struct itr_tensor *t = const_of(g, find_node(g, ITR_OP_CONSTANT, 0));
-        CHECK(t && itr_tensor_get(t, 0) == 0.25);
+        struct literal l = literal_of(find_literal(g, 0));
+        CHECK(l.is && l.value == 0.25);
     }
     itr_program_free(p);
 }
@@ -684,7 +704,8 @@ TEST(exact_float_round_trip) {
     if (q) {
         char why[256];
         CHECK_MSG(itr_program_equal(p, q, why, sizeof why), "%s", why);
-        const struct itr_tensor *a = const_of(q->graphs[0], find_node(q->graphs[0], ITR_OP_CONSTANT, 0));
+        const struct itr_node *cn = find_node(q->graphs[0], ITR_OP_CONSTANT, 0);
+        const struct itr_tensor *a = cn ? cn->attrs[0].u.tensor : NULL;
         CHECK(a && ((const float *)a->data)[1] == 1e-45f && signbit(((const float *)a->data)[3]));
         itr_program_free(q);
     }

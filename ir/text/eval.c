@@ -295,6 +295,16 @@ static int32_t as_tensor(struct frame *f, struct val v, enum itr_dtype dt, struc
     if (v.k == V_ERR) return -1;
     if (!f->gc) { ferr(f, loc, "%s: tensors are not available here (only compile-time values)", what); return -1; }
     if (v.k == V_INT || v.k == V_FLOAT || v.k == V_BOOL) {
+        if (itr_dtype_is_float(dt)) {
+            // A float scalar keeps its double value in a `full` node, so a graph
+            // run in f64 (gradient checks) sees 1e-8, not its f32 rounding.
+            struct itr_attr *attrs = itr_attrs_default(f->s->prog, ITR_OP_FULL);
+            double x = v.k == V_INT ? (double)v.u.i : v.k == V_BOOL ? (double)v.u.b : v.u.f;
+            attrs[itr_op_attr_index(ITR_OP_FULL, "value")] = (struct itr_attr){ .kind = ITR_ATTR_FLOAT, .u.f = x };
+            attrs[itr_op_attr_index(ITR_OP_FULL, "dtype")] = (struct itr_attr){ .kind = ITR_ATTR_DTYPE, .u.dtype = dt };
+            int32_t out = -1;
+            return add_node(f, ITR_OP_FULL, NULL, 0, attrs, loc, &out) ? out : -1;
+        }
         struct itr_tensor *t = itr_tensor_new(dt, 0, NULL);
         if (!t) return -1;
         bool ok = v.k == V_INT ? store_elem(f, t, 0, true, v.u.i, 0, loc)
