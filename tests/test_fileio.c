@@ -5,27 +5,7 @@
 #include <sys/stat.h>
 
 #include "ir/fileio.h"
-#include "test.h"
-
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static int count_entries(const char *dir) {
-    DIR *dd = opendir(dir);
-    int n = 0;
-    if (!dd) return -1;
-    for (struct dirent *e; (e = readdir(dd));)
-        if (e->d_name[0] != '.') n++;
-    closedir(dd);
-    return n;
-}
+#include "testutil.h"
 
 TEST(atomic_write_then_read_and_map) {
     struct itr_diags d;
@@ -91,13 +71,11 @@ TEST(errors_name_the_file) {
     CHECK(!itr_file_write_atomic("/nonexistent-dir/f", parts, lens, 1, &d));
     CHECK(!itr_file_write_atomic(tmpdir, parts, lens, 1, &d));   // rename over a directory
     CHECK(d.n_errors == 6);
-    char *s = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(s, "/nope: cannot open: No such file or directory");
-    CHECK_STR_CONTAINS(s, ": is a directory, not a file");
-    CHECK_STR_CONTAINS(s, "/dev/null: not a regular file");
-    CHECK_STR_CONTAINS(s, "/nonexistent-dir/f: cannot create a temporary file beside it");
-    CHECK_STR_CONTAINS(s, ": rename failed");
-    free(s);
+    CHECK_DIAGS_CONTAIN(&d, "/nope: cannot open: No such file or directory");
+    CHECK_DIAGS_CONTAIN(&d, ": is a directory, not a file");
+    CHECK_DIAGS_CONTAIN(&d, "/dev/null: not a regular file");
+    CHECK_DIAGS_CONTAIN(&d, "/nonexistent-dir/f: cannot create a temporary file beside it");
+    CHECK_DIAGS_CONTAIN(&d, ": rename failed");
     itr_diags_free(&d);
     // The failed rename cleaned up its temporary file (in tmpdir's parent).
     char parent[300], base[300];
@@ -114,13 +92,10 @@ TEST(errors_name_the_file) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/itr_test_fileio.XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (!tmpdir_create("fileio")) return 1;
     RUN(atomic_write_then_read_and_map);
     RUN(empty_and_special_files);
     RUN(errors_name_the_file);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return test_summary();
 }

@@ -9,20 +9,11 @@
 #include "backends/ref/ref.h"
 #include "ir/arena.h"
 #include "ir/rng.h"
-#include "test.h"
+#include "testutil.h"
 
 // ------------------------------------------------------------ harness
 
-#define SHAPE(...) (int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
-#define VALS(...) (double[]){ __VA_ARGS__ }
 #define SCALAR 0, NULL
-
-static struct itr_tensor *mk(enum itr_dtype dt, int rank, const int64_t *shape, const double *vals) {
-    struct itr_tensor *t = itr_tensor_new(dt, rank, shape);
-    if (vals)
-        for (int64_t i = 0; i < itr_tensor_numel(t); i++) itr_tensor_set(t, i, vals[i]);
-    return t;
-}
 
 // One op applied to input tensors in a fresh one-node program.
 struct oc {
@@ -52,12 +43,7 @@ static void oc_free(struct oc *c) {
     itr_program_free(c->p);
 }
 
-static struct itr_attr *attr(struct oc *c, const char *name) {
-    int k = itr_op_attr_index(c->op, name);
-    if (k < 0) { fprintf(stderr, "test bug: op %s has no attribute %s\n", itr_op_name(c->op), name); abort(); }
-    c->a[k].kind = itr_op_info(c->op)->attrs[k].kind;
-    return &c->a[k];
-}
+static struct itr_attr *attr(struct oc *c, const char *name) { return attr_slot(c->a, c->op, name); }
 static void set_int(struct oc *c, const char *name, int64_t v) { attr(c, name)->u.i = v; }
 static void set_float(struct oc *c, const char *name, double v) { attr(c, name)->u.f = v; }
 static void set_dtype(struct oc *c, const char *name, enum itr_dtype v) { attr(c, name)->u.dtype = v; }
@@ -73,7 +59,6 @@ static void set_dims(struct oc *c, const char *name, int n, const int64_t *v) {
     a->u.dims.v = itr_arena_alloc(c->p->arena, (size_t)(n ? n : 1) * sizeof(itr_dim));
     for (int i = 0; i < n; i++) a->u.dims.v[i] = itr_dim_const(c->p, v[i]);
 }
-#define INTS(...) SHAPE(__VA_ARGS__)
 
 static struct itr_type type_of(struct itr_program *p, const struct itr_tensor *t) {
     itr_dim d[ITR_MAX_RANK];
@@ -1295,19 +1280,21 @@ TEST(philox_known_answers) {
 }
 
 // Philox words straight from the block function and the documented formulas.
-static double doc_uniform24(uint64_t seed, uint64_t salt, uint64_t i) {
-    uint32_t w[4];
+static void doc_words(uint64_t seed, uint64_t salt, uint64_t i, uint32_t w[4]) {
     const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
     const uint32_t ctr[4] = { (uint32_t)i, (uint32_t)(i >> 32), (uint32_t)salt, (uint32_t)(salt >> 32) };
     itr_philox4x32_10(ctr, key, w);
+}
+
+static double doc_uniform24(uint64_t seed, uint64_t salt, uint64_t i) {
+    uint32_t w[4];
+    doc_words(seed, salt, i, w);
     return (w[0] >> 8) / 16777216.0;
 }
 
 static double doc_normal24(uint64_t seed, uint64_t salt, uint64_t i) {
     uint32_t w[4];
-    const uint32_t key[2] = { (uint32_t)seed, (uint32_t)(seed >> 32) };
-    const uint32_t ctr[4] = { (uint32_t)i, (uint32_t)(i >> 32), (uint32_t)salt, (uint32_t)(salt >> 32) };
-    itr_philox4x32_10(ctr, key, w);
+    doc_words(seed, salt, i, w);
     double u1 = 1 - (w[0] >> 8) / 16777216.0, u2 = (w[1] >> 8) / 16777216.0;
     return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ir/text.h"
-#include "test.h"
+#include "testutil.h"
 
 static const char *const include_dirs[] = { ITR_SOURCE_DIR "/tests/ir", ITR_SOURCE_DIR "/models" };
 
@@ -39,6 +39,9 @@ struct bad_case {
 };
 
 #define M(body) "model m {\n  dim B\n" body "}\n"
+// M with one entry f(x: f32[B]) -> (y), or e (beside a function f), whose body is the given lines.
+#define F(body) M("  entry f(x: f32[B]) -> (y) {\n" body "  }\n")
+#define E(body) M("  entry e(x: f32[B]) -> (y) {\n" body "  }\n")
 
 static const struct bad_case bad_cases[] = {
     // ---- lexical
@@ -57,43 +60,39 @@ static const struct bad_case bad_cases[] = {
     { "non-ASCII letter in code", "model m {\n  dim \xc3\xa9\n}\n", 0, "unexpected character U+00E9", 2, 7, NULL },
     { "NUL byte", "model m {\0}\n", 12, "unexpected NUL byte", 1, 10, NULL },
     { "stray character", "model m {\n  dim B $\n}\n", 0, "unexpected character '$'", 2, 9, NULL },
-    { "single ampersand", M("  entry f(x: f32[B]) -> (y) {\n    return x & x\n  }\n"), 0, "did you mean '&&'", 4, 14, NULL },
-    { "unknown escape", M("  entry f(x: f32[B]) -> (y) {\n    s = \"a\\qb\"\n    return x\n  }\n"), 0,
-      "unknown escape '\\q'", 4, 11, NULL },
+    { "single ampersand", F("    return x & x\n"), 0, "did you mean '&&'", 4, 14, NULL },
+    { "unknown escape", F("    s = \"a\\qb\"\n    return x\n"), 0, "unknown escape '\\q'", 4, 11, NULL },
     // ---- syntax
     { "missing closing brace", "model m {\n  dim B\n", 0, "expected '}', got end of file", 3, 1, NULL },
     { "missing model name", "model {\n}\n", 0, "expected a model name", 1, 7, NULL },
     { "param without type", M("  param w f32[2]\n"), 0, "expected ':' and the parameter's type", 3, 11, NULL },
-    { "missing expression", M("  entry f(x: f32[B]) -> (y) {\n    y = \n  }\n"), 0, "expected an expression, got '}'", 5, 3, NULL },
-    { "two statements on a line", M("  entry f(x: f32[B]) -> (y) {\n    y = x z = x\n    return y\n  }\n"), 0,
+    { "missing expression", F("    y = \n"), 0, "expected an expression, got '}'", 5, 3, NULL },
+    { "two statements on a line", F("    y = x z = x\n    return y\n"), 0,
       "expected a new line or '}' after the statement", 4, 11, NULL },
     { "unknown dtype", M("  param w: f33[2]\n"), 0, "unknown dtype 'f33'", 3, 12, NULL },
     { "unknown param type", M("  entry f(x: foo) -> (y) {\n    return x\n  }\n"), 0, "unknown type 'foo'", 3, 14, NULL },
     { "dim outside a model", "module q {\n  dim B\n}\n", 0, "'dim' is not allowed in a module", 2, 3, NULL },
-    { "param in a function body", M("  entry f(x: f32[B]) -> (y) {\n    param w: f32[2]\n    return x\n  }\n"), 0,
+    { "param in a function body", F("    param w: f32[2]\n    return x\n"), 0,
       "'param' is not allowed inside a function body", 4, 5, NULL },
     { "entry at file level", "entry f(x: f32[2]) {\n  return x\n}\n", 0, "'entry' is not allowed at file level", 1, 1, NULL },
-    { "unassigned call", M("  entry f(x: f32[B]) -> (y) {\n    relu(x)\n    return x\n  }\n"), 0,
+    { "unassigned call", F("    relu(x)\n    return x\n"), 0,
       "a call's result must be assigned or returned", 4, 5, NULL },
-    { "tensor literal without elements", M("  entry f(x: f32[B]) -> (y) {\n    return x + f32[2]\n  }\n"), 0,
+    { "tensor literal without elements", F("    return x + f32[2]\n"), 0,
       "expected '{' and the elements of the tensor literal", 5, 3, NULL },
     { "default on a tensor parameter", "def f(x = 1) {\n  return x\n}\nmodel m {}\n", 0,
       "only config parameters (int, float, bool, str) can have defaults", 1, 7, NULL },
     { "untyped module parameter", "module q(n) {\n}\nmodel m {}\n", 0, "needs a config kind", 1, 10, NULL },
-    { "dotted local name", M("  entry f(x: f32[B]) -> (y) {\n    a.b = x\n    return x\n  }\n"), 0,
-      "cannot assign to the dotted name 'a.b'", 4, 5, NULL },
+    { "dotted local name", F("    a.b = x\n    return x\n"), 0, "cannot assign to the dotted name 'a.b'", 4, 5, NULL },
     // ---- elaboration
-    { "unknown op", M("  entry f(x: f32[B]) -> (y) {\n    return frobnicate(x)\n  }\n"), 0,
-      "unknown function or op 'frobnicate'", 4, 12, NULL },
-    { "wrong arity", M("  entry f(x: f32[B]) -> (y) {\n    return relu(x, x)\n  }\n"), 0,
-      "op 'relu' takes 1 operand, got 2", 4, 12, NULL },
+    { "unknown op", F("    return frobnicate(x)\n"), 0, "unknown function or op 'frobnicate'", 4, 12, NULL },
+    { "wrong arity", F("    return relu(x, x)\n"), 0, "op 'relu' takes 1 operand, got 2", 4, 12, NULL },
     { "shape mismatch", "model m {\n  dim N\n  param w: f32[1024, 1024] = zeros\n"
       "  entry f(x: f32[N, 2048]) -> (y) {\n    return x @ w\n  }\n}\n", 0,
       "op 'matmul': inner dimensions differ: 2048 vs 1024", 5, 14, NULL },
     { "shape mismatch inside a module", "import \"modules/nn.ir\"\nmodel m {\n  dim N\n  let fc = linear(1024, 8)\n"
       "  entry f(x: f32[N, 2048]) -> (y) {\n    return fc(x)\n  }\n}\n", 0,
       "op 'matmul': inner dimensions differ: 2048 vs 1024", 0, 0, NULL },
-    { "undefined name", M("  entry f(x: f32[B]) -> (y) {\n    return x + q\n  }\n"), 0, "undefined name 'q'", 4, 16, NULL },
+    { "undefined name", F("    return x + q\n"), 0, "undefined name 'q'", 4, 16, NULL },
     { "duplicate param", M("  param w: f32[2] = zeros\n  param w: f32[3] = zeros\n"), 0,
       "duplicate definition of 'w' in model 'm'", 4, 9, NULL },
     { "duplicate dotted param", "module q {\n  param b: f32[2]\n}\nmodel m {\n  let a = q()\n  param a.b: f32[2]\n}\n", 0,
@@ -106,7 +105,7 @@ static const struct bad_case bad_cases[] = {
     { "cyclic modules", "module a {\n  let x = b()\n}\nmodule b {\n  let y = a()\n}\nmodel m {\n  let z = a()\n}\n", 0,
       "module instantiation cycle: a -> b -> a", 5, 11, NULL },
     { "recursive function", "def f(x) {\n  return g(x)\n}\ndef g(x) {\n  return f(x)\n}\n"
-      M("  entry e(x: f32[B]) -> (y) {\n    return f(x)\n  }\n"), 0, "recursive call: f -> g -> f", 5, 10, NULL },
+      E("    return f(x)\n"), 0, "recursive call: f -> g -> f", 5, 10, NULL },
     { "cyclic import", "import \"bad/cycle_a.ir\"\nmodel m {}\n", 0, "import cycle:", 2, 1, NULL },
     { "missing import", "import \"no/such/file.ir\"\nmodel m {}\n", 0, "cannot find imported file \"no/such/file.ir\"", 1, 1, NULL },
     { "wrong attribute type", M("  entry f(x: f32[B, 2]) -> (y) {\n    return mean(x, axes=\"x\")\n  }\n"), 0,
@@ -115,19 +114,17 @@ static const struct bad_case bad_cases[] = {
       "attribute 'axes' of op 'mean' must be ints; element 0 is the float 0.5", 4, 20, NULL },
     { "unknown attribute", M("  entry f(x: f32[B, 2]) -> (y) {\n    return mean(x, axis=1)\n  }\n"), 0,
       "op 'mean' has no attribute 'axis' (its attributes: axes, keepdims)", 4, 20, NULL },
-    { "missing required attribute", M("  entry f(x: f32[B]) -> (y) {\n    return cast(x)\n  }\n"), 0,
-      "missing required attribute 'dtype'", 4, 12, NULL },
+    { "missing required attribute", F("    return cast(x)\n"), 0, "missing required attribute 'dtype'", 4, 12, NULL },
     { "undeclared dim", M("  entry f(x: f32[B, Q]) -> (y) {\n    return x\n  }\n"), 0, "undeclared dim 'Q'", 3, 21, NULL },
     { "unbound config parameter", "model m(D: int) {\n  param w: f32[D]\n}\n", 0,
       "config parameter 'D' of model 'm' is unbound", 1, 9, NULL },
     { "untyped entry parameter", M("  entry f(x) -> (y) {\n    return x\n  }\n"), 0, "entry parameter 'x' needs a type", 3, 11, NULL },
-    { "missing return", "def f(x) {\n  y = x\n}\n" M("  entry e(x: f32[B]) -> (y) {\n    return f(x)\n  }\n"), 0,
+    { "missing return", "def f(x) {\n  y = x\n}\n" E("    return f(x)\n"), 0,
       "function 'f' has no return statement", 1, 5, NULL },
-    { "statement after return", M("  entry f(x: f32[B]) -> (y) {\n    return x\n    y = x\n  }\n"), 0,
-      "statement after return", 5, 5, NULL },
-    { "unpack count mismatch", M("  entry f(x: f32[B]) -> (y) {\n    a, b = relu(x)\n    return a\n  }\n"), 0,
+    { "statement after return", F("    return x\n    y = x\n"), 0, "statement after return", 5, 5, NULL },
+    { "unpack count mismatch", F("    a, b = relu(x)\n    return a\n"), 0,
       "cannot unpack 1 value into 2 names", 4, 5, NULL },
-    { "multi-result used as one", M("  entry f(x: f32[B]) -> (y) {\n    v = topk(x, k=1)\n    return v\n  }\n"), 0,
+    { "multi-result used as one", F("    v = topk(x, k=1)\n    return v\n"), 0,
       "the right-hand side gives 2 values, but 1 name is assigned", 4, 5, NULL },
     { "output count mismatch", M("  entry f(x: f32[B]) -> (y, z) {\n    return x\n  }\n"), 0,
       "entry 'f' names 2 outputs (-> (...)) but returns 1 value", 4, 5, NULL },
@@ -140,15 +137,14 @@ static const struct bad_case bad_cases[] = {
       M("  entry e(x: f32[B, 5]) -> (y) {\n    return f(x)\n  }\n"), 0,
       "argument 'x' of 'f' has type f32[B, 5], but the parameter is declared f32[B, 4]", 7, 14, NULL },
     { "too many arguments", "def f(x, eps: float = 1.0) {\n  return x\n}\n"
-      M("  entry e(x: f32[B]) -> (y) {\n    return f(x, 2.0)\n  }\n"), 0,
+      E("    return f(x, 2.0)\n"), 0,
       "'f' takes 1 tensor argument, got 2 (pass config parameters by name", 7, 17, NULL },
-    { "unknown keyword argument", "def f(x) {\n  return x\n}\n" M("  entry e(x: f32[B]) -> (y) {\n    return f(x, k=1)\n  }\n"), 0,
+    { "unknown keyword argument", "def f(x) {\n  return x\n}\n" E("    return f(x, k=1)\n"), 0,
       "'f' has no parameter 'k'", 7, 17, NULL },
     { "config kind mismatch", "def f(x, n: int = 1) {\n  return x\n}\n"
-      M("  entry e(x: f32[B]) -> (y) {\n    return f(x, n=\"two\")\n  }\n"), 0,
-      "config parameter 'n' of 'f' is int, got the string \"two\"", 7, 17, NULL },
+      E("    return f(x, n=\"two\")\n"), 0, "config parameter 'n' of 'f' is int, got the string \"two\"", 7, 17, NULL },
     { "non-bool if condition", "model m(D: int = 2) {\n  if D {\n  }\n}\n", 0, "an if condition must be a compile-time bool", 2, 6, NULL },
-    { "tensor if condition", M("  entry f(x: f32[B]) -> (y) {\n    if x > 0 {\n      x = x\n    }\n    return x\n  }\n"), 0,
+    { "tensor if condition", F("    if x > 0 {\n      x = x\n    }\n    return x\n"), 0,
       "an if condition must be a compile-time bool (config values and literals), got a tensor", 4, 8, NULL },
     { "unknown module", M("  let q = nope(1)\n"), 0, "unknown module 'nope'", 3, 11, NULL },
     { "let of a function", "def f(x) {\n  return x\n}\n" M("  let q = f(1)\n"), 0, "'f' is a function; 'let' instantiates modules", 6, 11, NULL },
@@ -160,11 +156,11 @@ static const struct bad_case bad_cases[] = {
       "instance 'q' (module linear) has no method 'backward'", 6, 12, NULL },
     { "literal for an integer tensor", M("  entry f(x: i32[B]) -> (y) {\n    return x + 0.5\n  }\n"), 0,
       "the literal 0.5 is not an integer; it cannot be an i32 constant", 4, 14, NULL },
-    { "symbolic dim as a tensor", M("  entry f(x: f32[B]) -> (y) {\n    return x * B\n  }\n"), 0,
+    { "symbolic dim as a tensor", F("    return x * B\n"), 0,
       "the symbolic dim B cannot be used as a tensor value", 4, 14, NULL },
-    { "dimof axis out of range", M("  entry f(x: f32[B]) -> (y) {\n    return reshape(x, shape=[dimof(x, 3)])\n  }\n"), 0,
+    { "dimof axis out of range", F("    return reshape(x, shape=[dimof(x, 3)])\n"), 0,
       "dimof: axis 3 is out of range for f32[B]", 4, 39, NULL },
-    { "tensor literal size", M("  entry f(x: f32[B]) -> (y) {\n    return x + f32[3]{1, 2}\n  }\n"), 0,
+    { "tensor literal size", F("    return x + f32[3]{1, 2}\n"), 0,
       "tensor literal of shape with 3 elements lists 2 values", 4, 16, NULL },
     { "scan body is an op", M("  entry f(x: f32[B, 3]) -> (y) {\n    return scan(relu, x, n_carry=0, n_scan=1)\n  }\n"), 0,
       "scan's body must be a function, not the op 'relu'", 4, 17, NULL },
@@ -190,6 +186,12 @@ static bool has_error(const struct itr_diags *d, const char *msg, int line, int 
     return false;
 }
 
+// Prints d with source excerpts to /dev/null: the printer must cope with every location.
+static void print_to_null(const struct itr_diags *d) {
+    FILE *null = fopen("/dev/null", "w");
+    if (null) { itr_diags_print(d, null); fclose(null); }
+}
+
 TEST(malformed_inputs) {
     int n = (int)(sizeof bad_cases / sizeof bad_cases[0]);
     CHECK(n >= 40);
@@ -203,9 +205,7 @@ TEST(malformed_inputs) {
         CHECK_MSG(!p, "[%s] parsed without error", c->name);
         CHECK_MSG(has_error(&d, c->msg, c->line, c->col, first, sizeof first),
                   "[%s] expected %d:%d: %s; first error: %s", c->name, c->line, c->col, c->msg, first);
-        // The printer with source excerpts must cope with every location.
-        FILE *null = fopen("/dev/null", "w");
-        if (null) { itr_diags_print(&d, null); fclose(null); }
+        print_to_null(&d);
         itr_program_free(p);
         itr_diags_free(&d);
     }
@@ -246,11 +246,9 @@ TEST(recovery_reports_every_error) {
                          "  entry g(x: f32[B]) -> (y) {\n    return relu(x, x)\n  }\n");
     p = parse(src2, 0, &o, &d);
     CHECK(!p);
-    sum = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(sum, "4:9: unknown function or op 'nope'");
-    CHECK_STR_CONTAINS(sum, "5:13: undefined name 'q'");
-    CHECK_STR_CONTAINS(sum, "9:12: op 'relu' takes 1 operand, got 2");
-    free(sum);
+    CHECK_DIAGS_CONTAIN(&d, "4:9: unknown function or op 'nope'");
+    CHECK_DIAGS_CONTAIN(&d, "5:13: undefined name 'q'");
+    CHECK_DIAGS_CONTAIN(&d, "9:12: op 'relu' takes 1 operand, got 2");
     itr_diags_free(&d);
 }
 
@@ -316,8 +314,7 @@ TEST(huge_line) {
     CHECK(!p);
     CHECK_MSG(has_error(&d, "expected 'dim', 'param', 'let', 'def', 'entry' or 'if' in the model body, got '@'", 1,
                         (int)(hl + pad + 1), first, sizeof first), "first error: %s", first);
-    FILE *null = fopen("/dev/null", "w");
-    if (null) { itr_diags_print(&d, null); fclose(null); }
+    print_to_null(&d);
     itr_diags_free(&d);
 
     // A 10 MB string literal and a 10 MB comment on one line are fine.
@@ -335,16 +332,31 @@ TEST(huge_line) {
     free(src);
 }
 
+// Writes depth '(', then x, then depth ')' and the ends of the entry and the model, at p.
+static void write_nested(char *p, size_t depth) {
+    memset(p, '(', depth);
+    strcpy(p + depth, "x");
+    memset(p + depth + 1, ')', depth);
+    strcpy(p + 2 * depth + 1, "\n  }\n}\n");
+}
+
+// Writes "t + t + ... + t" with n terms at p; returns its length.
+static size_t write_chain(char *p, char t, size_t n) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i) { memcpy(p + w, " + ", 3); w += 3; }
+        p[w++] = t;
+    }
+    return w;
+}
+
 TEST(deep_nesting) {
     size_t depth = 100000;
     const char *head = "model m {\n  dim B\n  entry f(x: f32[B]) -> (y) {\n    return ";
     size_t hl = strlen(head);
     char *src = malloc(hl + 2 * depth + 32);
     memcpy(src, head, hl);
-    memset(src + hl, '(', depth);
-    strcpy(src + hl + depth, "x");
-    memset(src + hl + depth + 1, ')', depth);
-    strcpy(src + hl + 2 * depth + 1, "\n  }\n}\n");
+    write_nested(src + hl, depth);
     struct itr_parse_options o = opts(NULL, 0);
     struct itr_diags d;
     struct itr_program *p = parse(src, 0, &o, &d);
@@ -354,21 +366,14 @@ TEST(deep_nesting) {
               "first error: %s", first);
     itr_diags_free(&d);
     // The same with unary minus and with nested lists.
-    memset(src + hl, '-', depth);
-    p = parse(src, 0, &o, &d);
-    CHECK(!p && d.n_errors > 0);
-    itr_diags_free(&d);
-    memset(src + hl, '[', depth);
-    p = parse(src, 0, &o, &d);
-    CHECK(!p && d.n_errors > 0);
-    itr_diags_free(&d);
-    // 200 levels of parentheses are within the limit.
-    memcpy(src + hl, "", 0);
-    size_t ok_depth = 150;
-    memset(src + hl, '(', ok_depth);
-    strcpy(src + hl + ok_depth, "x");
-    memset(src + hl + ok_depth + 1, ')', ok_depth);
-    strcpy(src + hl + 2 * ok_depth + 1, "\n  }\n}\n");
+    for (const char *c = "-["; *c; c++) {
+        memset(src + hl, *c, depth);
+        p = parse(src, 0, &o, &d);
+        CHECK(!p && d.n_errors > 0);
+        itr_diags_free(&d);
+    }
+    // 150 levels of parentheses are within the limit.
+    write_nested(src + hl, 150);
     p = parse(src, 0, &o, &d);
     CHECK(p != NULL);
     itr_program_free(p);
@@ -378,7 +383,7 @@ TEST(deep_nesting) {
     size_t terms = 200000;
     char *chain = malloc(terms * 4 + 64);
     size_t w = (size_t)sprintf(chain, "model m {\n  dim B = ");
-    for (size_t i = 0; i < terms; i++) { memcpy(chain + w, i ? " + 1" : "1", i ? 4 : 1); w += i ? 4 : 1; }
+    w += write_chain(chain + w, '1', terms);
     strcpy(chain + w, "\n}\n");
     p = parse(chain, 0, &o, &d);
     CHECK(p != NULL);
@@ -387,8 +392,7 @@ TEST(deep_nesting) {
     itr_diags_free(&d);
     terms = 2000;
     memcpy(chain, head, hl);
-    w = hl;
-    for (size_t i = 0; i < terms; i++) { memcpy(chain + w, i ? " + x" : "x", i ? 4 : 1); w += i ? 4 : 1; }
+    w = hl + write_chain(chain + hl, 'x', terms);
     strcpy(chain + w, "\n  }\n}\n");
     p = parse(chain, 0, &o, &d);
     CHECK(p != NULL);
@@ -405,11 +409,7 @@ static struct itr_program *parse_ok(const char *src, const char *const *ov, int 
     struct itr_parse_options o = opts(ov, n_ov);
     struct itr_diags d;
     struct itr_program *p = parse(src, 0, &o, &d);
-    if (!p) {
-        char *s = itr_diags_summary(&d);
-        fprintf(stderr, "unexpected errors:\n%s", s);
-        free(s);
-    }
+    if (!p) diags_report("unexpected errors:\n", &d);
     itr_diags_free(&d);
     return p;
 }
@@ -667,9 +667,7 @@ TEST(verify_and_equal_catch_differences) {
     struct itr_diags d;
     itr_diags_init(&d);
     CHECK(!itr_program_verify(q, &d));
-    char *s = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(s, "before it is defined");
-    free(s);
+    CHECK_DIAGS_CONTAIN(&d, "before it is defined");
     itr_diags_free(&d);
     n->inputs[0] = saved;
     itr_diags_init(&d);
@@ -678,9 +676,7 @@ TEST(verify_and_equal_catch_differences) {
     g->values[n->outputs[0]].type.dtype = ITR_F64;
     itr_diags_init(&d);
     CHECK(!itr_program_verify(q, &d));
-    s = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(s, "its shape rule gives");
-    free(s);
+    CHECK_DIAGS_CONTAIN(&d, "its shape rule gives");
     itr_diags_free(&d);
     itr_program_free(p);
     itr_program_free(q);

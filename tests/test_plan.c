@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -12,24 +11,17 @@
 #include "ir/ir.h"
 #include "ir/plan.h"
 #include "ir/plan.pb-c.h"
-#include "test.h"
+#include "testutil.h"
 
 // ------------------------------------------------------------ a small program
 
 static struct itr_attr *attrs(struct itr_program *p, enum itr_op op) { return itr_attrs_default(p, op); }
-static struct itr_attr *at(struct itr_attr *a, enum itr_op op, const char *name) {
-    int k = itr_op_attr_index(op, name);
-    if (k < 0) { fprintf(stderr, "no attribute %s\n", name); abort(); }
-    return &a[k];
-}
 
 static int32_t node1(struct itr_graph *g, enum itr_op op, const int32_t *in, int n, const struct itr_attr *a,
                      const char *scope, struct itr_diags *d) {
     int32_t out[16];
     if (!itr_graph_add_node(g, op, in, n, a, (struct itr_loc){ "tiny.ir", 20 + g->n_nodes, 3 }, scope, out, d)) {
-        char *s = itr_diags_summary(d);
-        fprintf(stderr, "building the test program failed:\n%s", s);
-        free(s);
+        diags_report("building the test program failed:\n", d);
         abort();
     }
     return out[0];
@@ -84,68 +76,68 @@ static struct itr_program *build_program(void) {
     itr_graph_name_value(g, hb, "hidden");
 
     struct itr_attr *a = attrs(p, ITR_OP_LEAKY_RELU);
-    *at(a, ITR_OP_LEAKY_RELU, "alpha") = (struct itr_attr){ .kind = ITR_ATTR_FLOAT, .u.f = 0.2 };
+    *attr_slot(a, ITR_OP_LEAKY_RELU, "alpha") = (struct itr_attr){ .kind = ITR_ATTR_FLOAT, .u.f = 0.2 };
     int32_t lr = node1(g, ITR_OP_LEAKY_RELU, &hb, 1, a, NULL, &d);
 
     a = attrs(p, ITR_OP_SUM);
     int64_t *axes = itr_arena_alloc(p->arena, sizeof(int64_t));
     axes[0] = 1;
-    *at(a, ITR_OP_SUM, "axes") = (struct itr_attr){ .kind = ITR_ATTR_INTS, .u.ints = { axes, 1 } };
-    *at(a, ITR_OP_SUM, "keepdims") = (struct itr_attr){ .kind = ITR_ATTR_BOOL, .u.i = 1 };
+    *attr_slot(a, ITR_OP_SUM, "axes") = (struct itr_attr){ .kind = ITR_ATTR_INTS, .u.ints = { axes, 1 } };
+    *attr_slot(a, ITR_OP_SUM, "keepdims") = (struct itr_attr){ .kind = ITR_ATTR_BOOL, .u.i = 1 };
     int32_t sm = node1(g, ITR_OP_SUM, &lr, 1, a, NULL, &d);
 
     a = attrs(p, ITR_OP_CAST);
-    *at(a, ITR_OP_CAST, "dtype") = (struct itr_attr){ .kind = ITR_ATTR_DTYPE, .u.dtype = ITR_F64 };
+    *attr_slot(a, ITR_OP_CAST, "dtype") = (struct itr_attr){ .kind = ITR_ATTR_DTYPE, .u.dtype = ITR_F64 };
     int32_t cst = node1(g, ITR_OP_CAST, &x, 1, a, NULL, &d);
 
     a = attrs(p, ITR_OP_RESHAPE);
     itr_dim *rs_dims = itr_arena_alloc(p->arena, sizeof(itr_dim));
     rs_dims[0] = itr_dim_binary(p, ITR_DIM_MUL, dB, c4);
-    *at(a, ITR_OP_RESHAPE, "shape") = (struct itr_attr){ .kind = ITR_ATTR_DIMS, .u.dims = { rs_dims, 1 } };
+    *attr_slot(a, ITR_OP_RESHAPE, "shape") = (struct itr_attr){ .kind = ITR_ATTR_DIMS, .u.dims = { rs_dims, 1 } };
     int32_t rs = node1(g, ITR_OP_RESHAPE, &x, 1, a, NULL, &d);
 
     a = attrs(p, ITR_OP_FULL);
     itr_dim *fl_dims = itr_arena_alloc(p->arena, 2 * sizeof(itr_dim));
     fl_dims[0] = dB;
     fl_dims[1] = itr_dim_binary(p, ITR_DIM_SUB, dL, itr_dim_const(p, 1));
-    *at(a, ITR_OP_FULL, "value") = (struct itr_attr){ .kind = ITR_ATTR_FLOAT, .u.f = 1.5 };
-    *at(a, ITR_OP_FULL, "shape") = (struct itr_attr){ .kind = ITR_ATTR_DIMS, .u.dims = { fl_dims, 2 } };
+    *attr_slot(a, ITR_OP_FULL, "value") = (struct itr_attr){ .kind = ITR_ATTR_FLOAT, .u.f = 1.5 };
+    *attr_slot(a, ITR_OP_FULL, "shape") = (struct itr_attr){ .kind = ITR_ATTR_DIMS, .u.dims = { fl_dims, 2 } };
     int32_t fl = node1(g, ITR_OP_FULL, NULL, 0, a, NULL, &d);
 
     a = attrs(p, ITR_OP_CONSTANT);
     struct itr_tensor *kt = itr_tensor_new(ITR_I64, 2, (int64_t[]){ 2, 2 });
     for (int i = 0; i < 4; i++) ((int64_t *)kt->data)[i] = (i + 1) * (INT64_C(1) << 40);
-    *at(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = kt };
+    *attr_slot(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = kt };
     int32_t k = node1(g, ITR_OP_CONSTANT, NULL, 0, a, NULL, &d);
 
     a = attrs(p, ITR_OP_CONSTANT);
     struct itr_tensor *mt = itr_tensor_new(ITR_BOOL, 1, (int64_t[]){ 3 });
     ((uint8_t *)mt->data)[0] = 1;
     ((uint8_t *)mt->data)[2] = 1;
-    *at(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = mt };
+    *attr_slot(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = mt };
     int32_t mask = node1(g, ITR_OP_CONSTANT, NULL, 0, a, NULL, &d);
 
     a = attrs(p, ITR_OP_CONSTANT);
     struct itr_tensor *st = itr_tensor_new(ITR_F32, 0, NULL);
     ((float *)st->data)[0] = 0.25f;
-    *at(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = st };
+    *attr_slot(a, ITR_OP_CONSTANT, "value") = (struct itr_attr){ .kind = ITR_ATTR_TENSOR, .u.tensor = st };
     int32_t quarter = node1(g, ITR_OP_CONSTANT, NULL, 0, a, NULL, &d);
 
     a = attrs(p, ITR_OP_GATHER);
-    *at(a, ITR_OP_GATHER, "axis") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 0 };
+    *attr_slot(a, ITR_OP_GATHER, "axis") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 0 };
     int32_t e = node1(g, ITR_OP_GATHER, (int32_t[]){ ve, idx }, 2, a, "txt.emb", &d);
 
     a = attrs(p, ITR_OP_SCAN);
-    *at(a, ITR_OP_SCAN, "body") = (struct itr_attr){ .kind = ITR_ATTR_GRAPH, .u.graph = body };
-    *at(a, ITR_OP_SCAN, "n_carry") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
-    *at(a, ITR_OP_SCAN, "n_scan") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
-    *at(a, ITR_OP_SCAN, "axis") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
+    *attr_slot(a, ITR_OP_SCAN, "body") = (struct itr_attr){ .kind = ITR_ATTR_GRAPH, .u.graph = body };
+    *attr_slot(a, ITR_OP_SCAN, "n_carry") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
+    *attr_slot(a, ITR_OP_SCAN, "n_scan") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
+    *attr_slot(a, ITR_OP_SCAN, "axis") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 1 };
     int32_t sc[16];
     if (!itr_graph_add_node(g, ITR_OP_SCAN, (int32_t[]){ x, e }, 2, a, ITR_NOLOC, "txt.rnn", sc, &d)) abort();
 
     a = attrs(p, ITR_OP_TOPK);
-    *at(a, ITR_OP_TOPK, "k") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 2 };
-    *at(a, ITR_OP_TOPK, "largest") = (struct itr_attr){ .kind = ITR_ATTR_BOOL, .u.i = 0 };
+    *attr_slot(a, ITR_OP_TOPK, "k") = (struct itr_attr){ .kind = ITR_ATTR_INT, .u.i = 2 };
+    *attr_slot(a, ITR_OP_TOPK, "largest") = (struct itr_attr){ .kind = ITR_ATTR_BOOL, .u.i = 0 };
     int32_t tk[16];
     if (!itr_graph_add_node(g, ITR_OP_TOPK, &lr, 1, a, ITR_NOLOC, NULL, tk, &d)) abort();
 
@@ -169,7 +161,7 @@ static struct itr_program *build_program(void) {
     int64_t *perm = itr_arena_alloc(p->arena, 2 * sizeof(int64_t));
     perm[0] = 1;
     perm[1] = 0;
-    *at(a, ITR_OP_TRANSPOSE, "perm") = (struct itr_attr){ .kind = ITR_ATTR_INTS, .u.ints = { perm, 2 } };
+    *attr_slot(a, ITR_OP_TRANSPOSE, "perm") = (struct itr_attr){ .kind = ITR_ATTR_INTS, .u.ints = { perm, 2 } };
     int32_t ut = node1(s, ITR_OP_TRANSPOSE, &u, 1, a, NULL, &d);
     int32_t sim = node1(s, ITR_OP_MATMUL, (int32_t[]){ v, ut }, 2, NULL, NULL, &d);
     itr_graph_add_output(s, "sim", sim);
@@ -180,25 +172,6 @@ static struct itr_program *build_program(void) {
 
 // ------------------------------------------------------------ helpers
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) { perror(path); abort(); }
-    if (n) fwrite(data, 1, n, f);
-    fclose(f);
-}
-
-static char *summary(struct itr_diags *d) { return itr_diags_summary(d); }
-
 // Unpacks buf and expects failure with a message containing needle.
 static void expect_fail(const uint8_t *buf, size_t len, const char *needle) {
     struct itr_diags d;
@@ -207,9 +180,7 @@ static void expect_fail(const uint8_t *buf, size_t len, const char *needle) {
     CHECK_MSG(p == NULL, "expected failure with \"%s\", but the plan loaded", needle);
     itr_program_free(p);
     CHECK(itr_diags_has_errors(&d));
-    char *s = summary(&d);
-    CHECK_STR_CONTAINS(s, needle);
-    free(s);
+    CHECK_DIAGS_CONTAIN(&d, needle);
     itr_diags_free(&d);
 }
 
@@ -218,9 +189,7 @@ static uint8_t *pack(const struct itr_program *p, size_t *len) {
     itr_diags_init(&d);
     uint8_t *buf = NULL;
     if (!itr_plan_pack(p, "ref", &buf, len, &d)) {
-        char *s = summary(&d);
-        fprintf(stderr, "pack failed: %s\n", s);
-        free(s);
+        diags_report("pack failed: ", &d);
         abort();
     }
     itr_diags_free(&d);
@@ -229,8 +198,7 @@ static uint8_t *pack(const struct itr_program *p, size_t *len) {
 
 // Header fields of the file layout (ir/plan.proto).
 enum { HDR = 32 };
-static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void fix_checksum(uint8_t *buf, size_t len) { put_u64(buf + 24, XXH64(buf + HDR, len - HDR, 0)); }
+static void fix_checksum(uint8_t *buf, size_t len) { put_u64le(buf + 24, XXH64(buf + HDR, len - HDR, 0)); }
 
 // Decodes a plan's message, for tests that craft bad plans field by field.
 static Itr__Plan__Plan *decode(const uint8_t *buf, size_t len) {
@@ -247,7 +215,7 @@ static uint8_t *encode(const Itr__Plan__Plan *m, size_t *len) {
     buf[8] = ITR_PLAN_FORMAT_VERSION; buf[9] = buf[10] = buf[11] = 0;
     memset(buf + 12, 0, 4);
     itr__plan__plan__pack(m, buf + HDR);
-    put_u64(buf + 16, body);
+    put_u64le(buf + 16, body);
     *len = HDR + body;
     fix_checksum(buf, *len);
     return buf;
@@ -259,10 +227,18 @@ static int find_graph(const Itr__Plan__Plan *m, const char *name) {
     abort();
 }
 
-static int find_node(const Itr__Plan__Graph *g, const char *op) {
+static Itr__Plan__Graph *graph_named(const Itr__Plan__Plan *m, const char *name) { return m->graphs[find_graph(m, name)]; }
+
+// The first node of g with the given op.
+static Itr__Plan__Node *node_of_op(const Itr__Plan__Graph *g, const char *op) {
     for (size_t i = 0; i < g->n_nodes; i++)
-        if (strcmp(g->nodes[i]->op, op) == 0) return (int)i;
+        if (strcmp(g->nodes[i]->op, op) == 0) return g->nodes[i];
     abort();
+}
+
+// The first node with the given op in the graph 'forward'.
+static Itr__Plan__Node *fwd_node(const Itr__Plan__Plan *m, const char *op) {
+    return node_of_op(graph_named(m, "forward"), op);
 }
 
 // Applies one modification to a freshly decoded copy of the reference plan
@@ -300,7 +276,7 @@ TEST(pack_unpack_roundtrip) {
     struct itr_plan_info info;
     struct itr_program *q = itr_plan_unpack(buf, len, "mem.plan", &info, &d);
     if (!q) {
-        char *s = summary(&d);
+        char *s = itr_diags_summary(&d);
         FAIL_AT("unpack failed: %s", s);
         free(s);
         free(buf);
@@ -446,16 +422,6 @@ TEST(hash_tracks_structure_not_locations) {
     itr_program_free(p);
 }
 
-static int count_dir_entries(const char *dir) {
-    DIR *dd = opendir(dir);
-    int n = 0;
-    if (!dd) return -1;
-    for (struct dirent *e; (e = readdir(dd));)
-        if (e->d_name[0] != '.') n++;
-    closedir(dd);
-    return n;
-}
-
 TEST(write_read_file) {
     struct itr_program *p = build_program();
     struct itr_diags d;
@@ -467,7 +433,7 @@ TEST(write_read_file) {
     snprintf(path, sizeof path, "%s/tiny.plan", dir);
     CHECK(itr_plan_write(p, "ref", path, &d));
     CHECK(itr_plan_write(p, "ref", path, &d));   // overwriting works too
-    CHECK(count_dir_entries(dir) == 1);          // no temporary file left behind
+    CHECK(count_entries(dir) == 1);          // no temporary file left behind
     struct stat st;
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644);
     struct itr_plan_info info;
@@ -488,46 +454,28 @@ TEST(write_read_file) {
     itr_diags_init(&d);
     p = build_program();
     CHECK(!itr_plan_write(p, "ref", "/nonexistent-dir/x.plan", &d));
-    char *s = summary(&d);
-    CHECK_STR_CONTAINS(s, "/nonexistent-dir/x.plan");
-    free(s);
+    CHECK_DIAGS_CONTAIN(&d, "/nonexistent-dir/x.plan");
     itr_program_free(p);
     itr_diags_free(&d);
 }
 
 // ------------------------------------------------------------ damaged files
 
-TEST(missing_empty_and_foreign_files) {
+// Reading the file at path fails with a message containing needle.
+static void expect_read_fail(const char *path, const char *needle) {
     struct itr_diags d;
     itr_diags_init(&d);
-    CHECK(itr_plan_read(tmp_path("does-not-exist.plan"), NULL, &d) == NULL);
-    char *s = summary(&d);
-    CHECK_STR_CONTAINS(s, "does-not-exist.plan: cannot open");
-    free(s);
+    CHECK(itr_plan_read(path, NULL, &d) == NULL);
+    CHECK_DIAGS_CONTAIN(&d, needle);
     itr_diags_free(&d);
+}
 
-    itr_diags_init(&d);
+TEST(missing_empty_and_foreign_files) {
+    expect_read_fail(tmp_path("does-not-exist.plan"), "does-not-exist.plan: cannot open");
     write_bytes(tmp_path("empty.plan"), "", 0);
-    CHECK(itr_plan_read(tmp_path("empty.plan"), NULL, &d) == NULL);
-    s = summary(&d);
-    CHECK_STR_CONTAINS(s, "empty.plan: empty file");
-    free(s);
-    itr_diags_free(&d);
-
-    itr_diags_init(&d);
-    CHECK(itr_plan_read(ITR_SOURCE_DIR "/tests/fixtures/npy/f32_2x3.npy", NULL, &d) == NULL);
-    s = summary(&d);
-    CHECK_STR_CONTAINS(s, "f32_2x3.npy: not an itrc plan (bad magic)");
-    free(s);
-    itr_diags_free(&d);
-
-    itr_diags_init(&d);
-    CHECK(itr_plan_read(tmpdir, NULL, &d) == NULL);   // a directory
-    s = summary(&d);
-    CHECK_STR_CONTAINS(s, "is a directory");
-    free(s);
-    itr_diags_free(&d);
-
+    expect_read_fail(tmp_path("empty.plan"), "empty.plan: empty file");
+    expect_read_fail(ITR_SOURCE_DIR "/tests/fixtures/npy/f32_2x3.npy", "f32_2x3.npy: not an itrc plan (bad magic)");
+    expect_read_fail(tmpdir, "is a directory");
     expect_fail((const uint8_t *)"ITRPLAM\0\1\0\0\0", 12, "not an itrc plan (bad magic)");
     expect_fail((const uint8_t *)"hello", 5, "not an itrc plan (bad magic)");
 }
@@ -545,24 +493,24 @@ TEST(other_format_version) {
     itr_program_free(p);
 }
 
+// A packed plan cut to n bytes; ctx points to its full length.
+static void cut_plan_fails(void *ctx, const uint8_t *cut, size_t n) {
+    size_t len = *(const size_t *)ctx;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *q = itr_plan_unpack(cut, n, "cut.plan", NULL, &d);
+    CHECK_MSG(q == NULL, "a plan cut to %zu of %zu bytes loaded", n, len);
+    CHECK_MSG(d.n_errors > 0 && d.n > 0 && strstr(d.items[0].msg, "cut.plan: "), "no message at %zu bytes", n);
+    if (n >= 12 && n < len && d.n) CHECK_STR_CONTAINS(d.items[0].msg, "truncated plan");
+    itr_program_free(q);
+    itr_diags_free(&d);
+}
+
 TEST(every_truncation_fails) {
     struct itr_program *p = build_program();
     size_t len;
     uint8_t *buf = pack(p, &len);
-    for (size_t n = 0; n < len; n++) {
-        struct itr_diags d;
-        itr_diags_init(&d);
-        // A heap copy of exactly n bytes, so ASan catches any read past it.
-        uint8_t *cut = malloc(n ? n : 1);
-        memcpy(cut, buf, n);
-        struct itr_program *q = itr_plan_unpack(cut, n, "cut.plan", NULL, &d);
-        CHECK_MSG(q == NULL, "a plan cut to %zu of %zu bytes loaded", n, len);
-        CHECK_MSG(d.n_errors > 0 && d.n > 0 && strstr(d.items[0].msg, "cut.plan: "), "no message at %zu bytes", n);
-        if (n >= 12 && n < len && d.n) CHECK_STR_CONTAINS(d.items[0].msg, "truncated plan");
-        itr_program_free(q);
-        free(cut);
-        itr_diags_free(&d);
-    }
+    for_each_prefix(buf, len, cut_plan_fails, &len);
     // Extra bytes after the message are corruption too.
     uint8_t *longer = malloc(len + 3);
     memcpy(longer, buf, len);
@@ -635,25 +583,14 @@ static void set_str(char **field, const char *v) {
     *field = strdup(v);
 }
 
-static void m_unknown_op(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    set_str(&g->nodes[find_node(g, "leaky_relu")]->op, "frobnicate");
-}
-static void m_node_input_range(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    g->nodes[find_node(g, "matmul")]->inputs[1] = 999;
-}
+static void m_unknown_op(Itr__Plan__Plan *m) { set_str(&fwd_node(m, "leaky_relu")->op, "frobnicate"); }
+static void m_node_input_range(Itr__Plan__Plan *m) { fwd_node(m, "matmul")->inputs[1] = 999; }
 static void m_node_input_forward(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "matmul")];
+    Itr__Plan__Node *n = fwd_node(m, "matmul");
     n->inputs[0] = n->outputs[0];
 }
-static void m_value_dim_range(Itr__Plan__Plan *m) {
-    m->graphs[find_graph(m, "forward")]->values[0]->dims[0] = 9999;
-}
-static void m_value_dtype(Itr__Plan__Plan *m) {
-    m->graphs[find_graph(m, "forward")]->values[0]->dtype = 77;
-}
+static void m_value_dim_range(Itr__Plan__Plan *m) { graph_named(m, "forward")->values[0]->dims[0] = 9999; }
+static void m_value_dtype(Itr__Plan__Plan *m) { graph_named(m, "forward")->values[0]->dtype = 77; }
 static void m_dim_operand_range(Itr__Plan__Plan *m) {
     for (size_t i = 0; i < m->n_dims; i++)
         if (m->dims[i]->kind == ITR__PLAN__DIM_KIND__DIM_MUL) { m->dims[i]->b = (int32_t)i; return; }
@@ -690,7 +627,7 @@ static void m_dim_const_fold_overflow(Itr__Plan__Plan *m) {
     abort();
 }
 static void m_param_range(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
+    Itr__Plan__Graph *g = graph_named(m, "forward");
     for (size_t i = 0; i < g->n_values; i++)
         if (g->values[i]->kind == ITR__PLAN__VALUE_KIND__VALUE_PARAM) { g->values[i]->param = 100; return; }
     abort();
@@ -698,84 +635,62 @@ static void m_param_range(Itr__Plan__Plan *m) {
 static void m_param_init(Itr__Plan__Plan *m) { m->params[0]->init = 99; }
 static void m_param_dup(Itr__Plan__Plan *m) { set_str(&m->params[1]->name, m->params[0]->name); }
 static void m_graph_attr_range(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "scan")];
+    Itr__Plan__Node *n = fwd_node(m, "scan");
     for (size_t j = 0; j < n->n_attrs; j++)
         if (n->attrs[j]->value_case == ITR__PLAN__ATTRIBUTE__VALUE_GRAPH) n->attrs[j]->graph = 42;
 }
 static void m_graph_cycle(Itr__Plan__Plan *m) {
     int fw = find_graph(m, "forward");
-    Itr__Plan__Graph *g = m->graphs[fw];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "scan")];
+    Itr__Plan__Node *n = fwd_node(m, "scan");
     for (size_t j = 0; j < n->n_attrs; j++)
         if (n->attrs[j]->value_case == ITR__PLAN__ATTRIBUTE__VALUE_GRAPH) n->attrs[j]->graph = fw;
 }
-static void m_body_is_entry(Itr__Plan__Plan *m) {
-    m->graphs[find_graph(m, "step")]->kind = ITR__PLAN__GRAPH_KIND__GRAPH_ENTRY;
-}
+static void m_body_is_entry(Itr__Plan__Plan *m) { graph_named(m, "step")->kind = ITR__PLAN__GRAPH_KIND__GRAPH_ENTRY; }
 static void m_attr_kind(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "leaky_relu")];
+    Itr__Plan__Node *n = fwd_node(m, "leaky_relu");
     n->attrs[0]->value_case = ITR__PLAN__ATTRIBUTE__VALUE_I;
     n->attrs[0]->i = 3;
 }
-static void m_attr_unknown(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    set_str(&g->nodes[find_node(g, "leaky_relu")]->attrs[0]->name, "beta");
-}
+static void m_attr_unknown(Itr__Plan__Plan *m) { set_str(&fwd_node(m, "leaky_relu")->attrs[0]->name, "beta"); }
 static void m_attr_missing(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "cast")];
+    Itr__Plan__Node *n = fwd_node(m, "cast");
     for (size_t j = 0; j < n->n_attrs; j++) itr__plan__attribute__free_unpacked(n->attrs[j], NULL);
     n->n_attrs = 0;
 }
-static void m_attr_dims_range(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "reshape")];
-    n->attrs[0]->dims->v[0] = -3;
-}
-static void m_tensor_size(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    g->nodes[find_node(g, "constant")]->attrs[0]->tensor->data.len -= 1;
-}
-static void m_tensor_shape(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    g->nodes[find_node(g, "constant")]->attrs[0]->tensor->shape[0] = -1;
-}
+static void m_attr_dims_range(Itr__Plan__Plan *m) { fwd_node(m, "reshape")->attrs[0]->dims->v[0] = -3; }
+static void m_tensor_size(Itr__Plan__Plan *m) { fwd_node(m, "constant")->attrs[0]->tensor->data.len -= 1; }
+static void m_tensor_shape(Itr__Plan__Plan *m) { fwd_node(m, "constant")->attrs[0]->tensor->shape[0] = -1; }
 static void m_tensor_overflow(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Tensor *t = g->nodes[find_node(g, "constant")]->attrs[0]->tensor;
+    Itr__Plan__Tensor *t = fwd_node(m, "constant")->attrs[0]->tensor;
     t->shape[0] = INT64_C(1) << 40;
     t->shape[1] = INT64_C(1) << 40;
 }
 static void m_output_type(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "matmul")];
+    Itr__Plan__Graph *g = graph_named(m, "forward");
+    Itr__Plan__Node *n = node_of_op(g, "matmul");
     g->values[n->outputs[0]]->dtype = ITR__PLAN__DTYPE__DTYPE_F64;
 }
 static void m_op_rules(Itr__Plan__Plan *m) {
     // matmul of x with itself: [B, 4] x [B, 4] has mismatched inner dims.
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    Itr__Plan__Node *n = g->nodes[find_node(g, "matmul")];
+    Itr__Plan__Node *n = fwd_node(m, "matmul");
     n->inputs[1] = n->inputs[0];
 }
-static void m_graph_output_range(Itr__Plan__Plan *m) { m->graphs[find_graph(m, "score")]->outputs[0] = -1; }
+static void m_graph_output_range(Itr__Plan__Plan *m) { graph_named(m, "score")->outputs[0] = -1; }
 static void m_graph_input_not_input(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "score")];
+    Itr__Plan__Graph *g = graph_named(m, "score");
     g->inputs[1] = g->inputs[0];
 }
 static void m_value_name_dup(Itr__Plan__Plan *m) {
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "score")];
+    Itr__Plan__Graph *g = graph_named(m, "score");
     set_str(&g->values[1]->name, g->values[0]->name);
 }
-static void m_graph_name_dup(Itr__Plan__Plan *m) { set_str(&m->graphs[find_graph(m, "score")]->name, "forward"); }
+static void m_graph_name_dup(Itr__Plan__Plan *m) { set_str(&graph_named(m, "score")->name, "forward"); }
 static void m_symbol_dup(Itr__Plan__Plan *m) { set_str(&m->symbols[1]->name, "B"); }
 static void m_fingerprint(Itr__Plan__Plan *m) { set_str(&m->fingerprint, "0123456789abcdef"); }
 static void m_version_inside(Itr__Plan__Plan *m) { m->format_version = 2; }
 static void m_scope_change(Itr__Plan__Plan *m) {
     // Consistent but different from what was fingerprinted.
-    Itr__Plan__Graph *g = m->graphs[find_graph(m, "forward")];
-    set_str(&g->nodes[find_node(g, "matmul")]->scope, "elsewhere");
+    set_str(&fwd_node(m, "matmul")->scope, "elsewhere");
 }
 
 TEST(crafted_plans_fail_cleanly) {
@@ -834,8 +749,7 @@ TEST(empty_program) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/itr_test_plan.XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (!tmpdir_create("plan")) return 1;
     RUN(pack_unpack_roundtrip);
     RUN(hash_tracks_structure_not_locations);
     RUN(write_read_file);
@@ -846,8 +760,6 @@ int main(void) {
     RUN(random_byte_flips);
     RUN(crafted_plans_fail_cleanly);
     RUN(empty_program);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return test_summary();
 }

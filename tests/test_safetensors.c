@@ -5,37 +5,14 @@
 #include <string.h>
 
 #include "runtime/safetensors.h"
-#include "test.h"
-
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { perror(path); abort(); }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) abort();
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+#include "testutil.h"
 
 // A safetensors image: the header length, the JSON text, then dlen data
 // bytes 0, 1, 2, ...
 static uint8_t *make_st(const char *json, size_t dlen, size_t *len) {
     size_t jl = strlen(json);
     uint8_t *b = malloc(8 + jl + dlen + 1);
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)jl >> (8 * i));
+    put_u64le(b, jl);
     memcpy(b + 8, json, jl);
     for (size_t i = 0; i < dlen; i++) b[8 + jl + i] = (uint8_t)i;
     *len = 8 + jl + dlen;
@@ -48,10 +25,8 @@ static void expect_fail(const uint8_t *buf, size_t len, const char *needle) {
     struct itr_tensor_set s;
     CHECK_MSG(!itr_safetensors_parse(buf, len, "w.safetensors", &s, &d), "expected failure with \"%s\"", needle);
     CHECK(s.n == 0 && s.n_meta == 0);
-    char *msg = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(msg, needle);
-    CHECK_STR_CONTAINS(msg, "w.safetensors: ");
-    free(msg);
+    CHECK_DIAGS_CONTAIN(&d, needle);
+    CHECK_DIAGS_CONTAIN(&d, "w.safetensors: ");
     itr_tensor_set_free(&s);
     itr_diags_free(&d);
 }
@@ -81,14 +56,6 @@ static void build_set(struct itr_tensor_set *s) {
     itr_tensor_set_put(s, "rng", tensor(ITR_I32, 1, (int64_t[]){ 4 }));
     itr_tensor_set_meta(s, "format", "itrc");
     itr_tensor_set_meta(s, "best_rsum", "512.25");
-}
-
-static bool same_tensor(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (!a || !b || a->dtype != b->dtype || a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    size_t n = itr_tensor_nbytes(a);
-    return n == 0 || memcmp(a->data, b->data, n) == 0;
 }
 
 // ------------------------------------------------------------ tensor sets and round trips
@@ -128,8 +95,7 @@ TEST(roundtrip_with_metadata) {
     // then tensors in name order, each one's bytes following the previous.
     size_t len;
     uint8_t *b = slurp(path, &len);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
+    uint64_t hl = get_u64le(b);
     CHECK(hl % 8 == 0 && hl + 8 <= len);
     char *hdr = calloc(1, hl + 1);
     memcpy(hdr, b + 8, hl);
@@ -199,6 +165,16 @@ TEST(reads_foreign_layouts) {
 
 // ------------------------------------------------------------ damaged files
 
+// A file from build_set cut to n bytes; ctx points to its header length.
+static void cut_file_fails(void *ctx, const uint8_t *cut, size_t n) {
+    uint64_t hl = *(const uint64_t *)ctx;
+    const char *needle = n == 0 ? "empty file"
+                       : n < 8 ? "truncated safetensors file"
+                       : n < 8 + hl ? "is larger than the file"
+                       : "lie outside the";
+    expect_fail(cut, n, needle);
+}
+
 TEST(every_truncation_fails) {
     struct itr_tensor_set s;
     build_set(&s);
@@ -209,18 +185,8 @@ TEST(every_truncation_fails) {
     itr_diags_free(&d);
     size_t len;
     uint8_t *full = slurp(tmp_path("t.safetensors"), &len);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = hl << 8 | full[i];
-    for (size_t n = 0; n < len; n++) {
-        uint8_t *cut = malloc(n ? n : 1);   // exact size, so ASan sees any over-read
-        memcpy(cut, full, n);
-        const char *needle = n == 0 ? "empty file"
-                           : n < 8 ? "truncated safetensors file"
-                           : n < 8 + hl ? "is larger than the file"
-                           : "lie outside the";
-        expect_fail(cut, n, needle);
-        free(cut);
-    }
+    uint64_t hl = get_u64le(full);
+    for_each_prefix(full, len, cut_file_fails, &hl);
     free(full);
 }
 
@@ -282,13 +248,10 @@ TEST(file_errors) {
     itr_diags_init(&d);
     struct itr_tensor_set s;
     CHECK(!itr_safetensors_read(tmp_path("missing.safetensors"), &s, &d));
-    char *msg = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(msg, "missing.safetensors: cannot open");
-    free(msg);
-    itr_diags_free(&d);
+    CHECK_DIAGS_CONTAIN(&d, "missing.safetensors: cannot open");
 
     // Invalid sets are refused by the writer, which leaves no file behind.
-    itr_diags_init(&d);
+    diags_reset(&d);
     itr_tensor_set_init(&s);
     itr_tensor_set_put(&s, "__metadata__", tensor(ITR_F32, 1, (int64_t[]){ 1 }));
     CHECK(!itr_safetensors_write(tmp_path("bad.safetensors"), &s, &d));
@@ -297,10 +260,8 @@ TEST(file_errors) {
     itr_tensor_set_put(&s, "bad\xff", tensor(ITR_F32, 1, (int64_t[]){ 1 }));
     CHECK(!itr_safetensors_write(tmp_path("bad.safetensors"), &s, &d));
     itr_tensor_set_free(&s);
-    msg = itr_diags_summary(&d);
-    CHECK_STR_CONTAINS(msg, "'__metadata__' cannot be a tensor name");
-    CHECK_STR_CONTAINS(msg, "is not valid UTF-8");
-    free(msg);
+    CHECK_DIAGS_CONTAIN(&d, "'__metadata__' cannot be a tensor name");
+    CHECK_DIAGS_CONTAIN(&d, "is not valid UTF-8");
     FILE *f = fopen(tmp_path("bad.safetensors"), "rb");
     CHECK(f == NULL);
     if (f) fclose(f);
@@ -311,8 +272,7 @@ TEST(file_errors) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/itr_test_st.XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (!tmpdir_create("st")) return 1;
     RUN(tensor_set_basics);
     RUN(roundtrip_with_metadata);
     RUN(reads_foreign_layouts);
@@ -320,8 +280,6 @@ int main(void) {
     RUN(header_length_checks);
     RUN(bad_entries);
     RUN(file_errors);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return test_summary();
 }

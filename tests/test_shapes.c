@@ -5,7 +5,7 @@
 
 #include "ir/arena.h"
 #include "ir/ir.h"
-#include "test.h"
+#include "testutil.h"
 
 // ------------------------------------------------------------ harness
 
@@ -37,9 +37,7 @@ static void teardown(struct ctx *c) {
 
 static itr_dim K(struct ctx *c, int64_t v) { return itr_dim_const(c->p, v); }
 
-#define DIMS(...) (int)(sizeof((itr_dim[]){ __VA_ARGS__ }) / sizeof(itr_dim)), (itr_dim[]){ __VA_ARGS__ }
 #define IDS(...) (int)(sizeof((int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t)), (int32_t[]){ __VA_ARGS__ }
-#define I64S(...) (int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
 
 static int32_t input(struct ctx *c, const char *name, enum itr_dtype dt, int rank, const itr_dim *dims) {
     return itr_graph_add_input(c->g, name, itr_type_make(dt, rank, dims), ITR_NOLOC);
@@ -67,23 +65,17 @@ static bool node(struct ctx *c, enum itr_op op, const struct itr_attr *a, int n,
 }
 
 static struct itr_attr *attrs(struct ctx *c, enum itr_op op) { return itr_attrs_default(c->p, op); }
-static struct itr_attr *aslot(struct itr_attr *a, enum itr_op op, const char *name) {
-    int k = itr_op_attr_index(op, name);
-    if (k < 0) { fprintf(stderr, "test bug: no attribute %s\n", name); abort(); }
-    a[k].kind = itr_op_info(op)->attrs[k].kind;
-    return &a[k];
-}
-static void aint(struct itr_attr *a, enum itr_op op, const char *name, int64_t v) { aslot(a, op, name)->u.i = v; }
-static void aflt(struct itr_attr *a, enum itr_op op, const char *name, double v) { aslot(a, op, name)->u.f = v; }
-static void adt(struct itr_attr *a, enum itr_op op, const char *name, enum itr_dtype v) { aslot(a, op, name)->u.dtype = v; }
+static void aint(struct itr_attr *a, enum itr_op op, const char *name, int64_t v) { attr_slot(a, op, name)->u.i = v; }
+static void aflt(struct itr_attr *a, enum itr_op op, const char *name, double v) { attr_slot(a, op, name)->u.f = v; }
+static void adt(struct itr_attr *a, enum itr_op op, const char *name, enum itr_dtype v) { attr_slot(a, op, name)->u.dtype = v; }
 static void aints(struct ctx *c, struct itr_attr *a, enum itr_op op, const char *name, int n, const int64_t *v) {
-    struct itr_attr *s = aslot(a, op, name);
+    struct itr_attr *s = attr_slot(a, op, name);
     s->u.ints.n = n;
     s->u.ints.v = itr_arena_alloc(c->p->arena, (size_t)(n ? n : 1) * sizeof *v);
     if (n) memcpy(s->u.ints.v, v, (size_t)n * sizeof *v);
 }
 static void adims(struct ctx *c, struct itr_attr *a, enum itr_op op, const char *name, int n, const itr_dim *v) {
-    struct itr_attr *s = aslot(a, op, name);
+    struct itr_attr *s = attr_slot(a, op, name);
     s->u.dims.n = n;
     s->u.dims.v = itr_arena_memdup(c->p->arena, v, (size_t)(n ? n : 1) * sizeof *v);
 }
@@ -190,13 +182,13 @@ TEST(concat_and_pad_symbolic) {
     // padding L-1 by one on each side gives L+1; by (1, 0) gives L back
     int32_t s = slice1(&c, a, 1, 0, -1, 1);
     struct itr_attr *pa = attrs(&c, ITR_OP_PAD);
-    aints(&c, pa, ITR_OP_PAD, "pads", I64S(0, 0, 1, 1, 0, 2));
+    aints(&c, pa, ITR_OP_PAD, "pads", INTS(0, 0, 1, 1, 0, 2));
     CHECK(node(&c, ITR_OP_PAD, pa, 1, &s, o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[B, L1+1, 6]");
-    aints(&c, pa, ITR_OP_PAD, "pads", I64S(0, 0, 1, 0, 0, 0));
+    aints(&c, pa, ITR_OP_PAD, "pads", INTS(0, 0, 1, 0, 0, 0));
     CHECK(node(&c, ITR_OP_PAD, pa, 1, &s, o));
     CHECK(o[0] >= 0 && c.g->values[o[0]].type.dims[1] == c.L1);
-    aints(&c, pa, ITR_OP_PAD, "pads", I64S(0, 0, -1, 0, 0, 0));
+    aints(&c, pa, ITR_OP_PAD, "pads", INTS(0, 0, -1, 0, 0, 0));
     CHECK(!node(&c, ITR_OP_PAD, pa, 1, &s, o));
     CHECK_STR_CONTAINS(c.err, "negative");
     teardown(&c);
@@ -305,14 +297,14 @@ TEST(reductions_and_movement_symbolic) {
     int32_t x = input(&c, "x", ITR_F32, DIMS(c.B, c.L, c.D));
     int32_t o[4];
     struct itr_attr *a = attrs(&c, ITR_OP_MEAN);
-    aints(&c, a, ITR_OP_MEAN, "axes", I64S(1));
+    aints(&c, a, ITR_OP_MEAN, "axes", INTS(1));
     CHECK(node(&c, ITR_OP_MEAN, a, IDS(x), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[B, D]");
     aint(a, ITR_OP_MEAN, "keepdims", 1);
-    aints(&c, a, ITR_OP_MEAN, "axes", I64S(-1, 0));
+    aints(&c, a, ITR_OP_MEAN, "axes", INTS(-1, 0));
     CHECK(node(&c, ITR_OP_MEAN, a, IDS(x), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[1, L, 1]");
-    aints(&c, a, ITR_OP_MEAN, "axes", I64S(1, -2));
+    aints(&c, a, ITR_OP_MEAN, "axes", INTS(1, -2));
     CHECK(!node(&c, ITR_OP_MEAN, a, IDS(x), o));
     CHECK_STR_CONTAINS(c.err, "listed twice");
     struct itr_attr *am = attrs(&c, ITR_OP_ARGMAX);
@@ -322,10 +314,10 @@ TEST(reductions_and_movement_symbolic) {
     struct itr_attr *tp = attrs(&c, ITR_OP_TRANSPOSE);
     CHECK(node(&c, ITR_OP_TRANSPOSE, tp, IDS(x), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[D, L, B]");
-    aints(&c, tp, ITR_OP_TRANSPOSE, "perm", I64S(0, 2, 1));
+    aints(&c, tp, ITR_OP_TRANSPOSE, "perm", INTS(0, 2, 1));
     CHECK(node(&c, ITR_OP_TRANSPOSE, tp, IDS(x), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[B, D, L]");
-    aints(&c, tp, ITR_OP_TRANSPOSE, "perm", I64S(0, 1));
+    aints(&c, tp, ITR_OP_TRANSPOSE, "perm", INTS(0, 1));
     CHECK(!node(&c, ITR_OP_TRANSPOSE, tp, IDS(x), o));
     CHECK_STR_CONTAINS(c.err, "perm has 2 entries for an operand of rank 3");
     int32_t r = input(&c, "r", ITR_F32, DIMS(K(&c, 1), c.D));
@@ -337,14 +329,14 @@ TEST(reductions_and_movement_symbolic) {
     CHECK(!node(&c, ITR_OP_EXPAND, ea, IDS(r), o));
     CHECK_STR_CONTAINS(c.err, "cannot expand dim 1 of size D to L");
     struct itr_attr *sq = attrs(&c, ITR_OP_SQUEEZE);
-    aints(&c, sq, ITR_OP_SQUEEZE, "axes", I64S(0));
+    aints(&c, sq, ITR_OP_SQUEEZE, "axes", INTS(0));
     CHECK(node(&c, ITR_OP_SQUEEZE, sq, IDS(r), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[D]");
-    aints(&c, sq, ITR_OP_SQUEEZE, "axes", I64S(1));
+    aints(&c, sq, ITR_OP_SQUEEZE, "axes", INTS(1));
     CHECK(!node(&c, ITR_OP_SQUEEZE, sq, IDS(r), o));
     CHECK_STR_CONTAINS(c.err, "cannot squeeze axis 1 of size D (must be 1)");
     struct itr_attr *us = attrs(&c, ITR_OP_UNSQUEEZE);
-    aints(&c, us, ITR_OP_UNSQUEEZE, "axes", I64S(1, 3));
+    aints(&c, us, ITR_OP_UNSQUEEZE, "axes", INTS(1, 3));
     CHECK(node(&c, ITR_OP_UNSQUEEZE, us, IDS(x), o));
     CHECK_STR_CONTAINS(ty(&c, o[0]), "f32[B, 1, L, 1, D]");
     teardown(&c);
