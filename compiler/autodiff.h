@@ -20,6 +20,10 @@ struct itr_grad_ctx {
     const struct itr_node *node;   // the node being differentiated (a copy: g->nodes may move)
     struct itr_loc loc;
     const char *scope;
+    // need[i]: whether operand i's adjoint is used (it lies on a path from a
+    // differentiated input). A rule may leave dx[i] = -1 where need[i] is
+    // false and save the nodes; NULL means every operand is needed.
+    const bool *need;
 };
 
 // A gradient rule. dy[k] is the adjoint of the node's result k, or -1 when
@@ -71,8 +75,27 @@ int32_t gb_zeros(struct itr_grad_ctx *c, const struct itr_type *t);
 // Sums x over the axes along which `target` was broadcast to x's shape
 // (numpy rules), then reshapes to exactly `target`'s type.
 int32_t gb_sum_to(struct itr_grad_ctx *c, int32_t x, const struct itr_type *target);
-// Broadcasts x to type t (expand, after unsqueezing reduced axes if needed).
+// Broadcasts x to type t (expand; x itself when the types are equal). Dims
+// align at the right, as in numpy: give a reduction's result its reduced
+// axes back as size 1 first (gb_reshape) when they are not leading.
 int32_t gb_expand(struct itr_grad_ctx *c, int32_t x, const struct itr_type *t);
 const struct itr_type *gb_type(struct itr_grad_ctx *c, int32_t v);
+// reshape to t (x itself when the types are equal).
+int32_t gb_reshape(struct itr_grad_ctx *c, int32_t x, const struct itr_type *t);
+// sum/mean/max/min over axes (x itself for n_axes = 0: never "all axes").
+int32_t gb_reduce(struct itr_grad_ctx *c, enum itr_op op, int32_t x, const int64_t *axes, int n_axes, bool keepdims);
+int32_t gb_cast(struct itr_grad_ctx *c, int32_t x, enum itr_dtype dt);      // x itself if already dt
+int32_t gb_where(struct itr_grad_ctx *c, int32_t cond, int32_t a, int32_t b);
+int32_t gb_transpose(struct itr_grad_ctx *c, int32_t x, const int64_t *perm, int n);   // perm NULL: reverse
+// True when operand i's adjoint is wanted (c->need, see above).
+bool    gb_needs(const struct itr_grad_ctx *c, int i);
+
+// Builders given a -1 operand (a failed builder upstream) return -1, so a
+// rule may chain them and check only the final value.
+
+// Test hook: itr_vjp looks rules up through this pointer (itr_grad_rule_of by
+// default), so tests can reach the "no rule" and "wrongly typed adjoint"
+// error paths, which no op of the table exercises. Not for production use.
+extern itr_grad_rule (*itr_vjp_rule_lookup)(enum itr_op op);
 
 #endif
