@@ -204,6 +204,36 @@ static void print_node(FILE *f, const struct itr_program *p, const struct itr_gr
     fputc('\n', f);
 }
 
+// The optimizer, the size of each phase of the training step, and what the
+// runtime writes back after a step.
+static void print_training(FILE *f, const struct itr_program *p) {
+    const struct itr_graph *g = itr_program_train_graph(p);
+    if (!g) return;
+    const struct itr_optimizer *o = &p->optimizer;
+    char v[7][40];
+    double x[7] = { o->lr, o->beta1, o->beta2, o->eps, o->momentum, o->weight_decay, o->clip_grad_norm };
+    for (int i = 0; i < 7; i++) itr_format_double(x[i], v[i], sizeof v[i]);
+    fprintf(f, "\ntraining\n  optimizer: %s(lr=%s", itr_optimizer_kind_name(o->kind), v[0]);
+    if (o->kind == ITR_OPT_SGD) fprintf(f, ", momentum=%s", v[4]);
+    else fprintf(f, ", beta1=%s, beta2=%s, eps=%s", v[1], v[2], v[3]);
+    fprintf(f, ", weight_decay=%s, clip_grad_norm=%s)\n", v[5], v[6]);
+    int count[ITR_PHASE_COUNT] = { 0 };
+    for (int i = 0; i < g->n_nodes; i++)
+        if ((unsigned)g->nodes[i].phase < ITR_PHASE_COUNT) count[g->nodes[i].phase]++;
+    if (p->train_compiled)
+        fprintf(f, "  train: %d nodes (forward %d, backward %d, optimizer %d)\n", g->n_nodes, count[ITR_PHASE_FORWARD],
+                count[ITR_PHASE_BACKWARD], count[ITR_PHASE_OPTIMIZER]);
+    else
+        fprintf(f, "  train: %d nodes (the forward pass only: the training step is not compiled)\n", g->n_nodes);
+    static const char *const kind[ITR_UPDATE_KIND_COUNT] = { "state", "param", "optimizer state" };
+    fprintf(f, "  updates after each step (%d)\n", p->n_updates);
+    for (int i = 0; i < p->n_updates; i++) {
+        const struct itr_state_update *u = &p->updates[i];
+        fprintf(f, "    %s -> %s  (%s)\n", u->output, u->param >= 0 && u->param < p->n_params ? p->params[u->param].name : "?",
+                (unsigned)u->kind < ITR_UPDATE_KIND_COUNT ? kind[u->kind] : "?");
+    }
+}
+
 void itr_dump_plan(FILE *f, const char *path, const struct itr_program *p, const struct itr_plan_info *info) {
     fprintf(f, "plan %s\n", path);
     fprintf(f, "  format version: %u\n", info->format_version);
@@ -255,8 +285,10 @@ void itr_dump_plan(FILE *f, const char *path, const struct itr_program *p, const
         fputs("  ", f);
         print_signature(f, p, g);
         int np = graph_param_count(g);
-        fprintf(f, "\n      %d node%s, %d param%s\n", g->n_nodes, g->n_nodes == 1 ? "" : "s", np, np == 1 ? "" : "s");
+        fprintf(f, "\n      %d node%s, %d param%s%s\n", g->n_nodes, g->n_nodes == 1 ? "" : "s", np, np == 1 ? "" : "s",
+                g->train ? " (the train entry)" : "");
     }
+    print_training(f, p);
     if (n_bodies) {
         fprintf(f, "\nscan bodies (%d)\n", n_bodies);
         for (int i = 0; i < p->n_graphs; i++) {
@@ -270,7 +302,11 @@ void itr_dump_plan(FILE *f, const char *path, const struct itr_program *p, const
     for (int i = 0; i < p->n_graphs; i++) {
         const struct itr_graph *g = p->graphs[i];
         fprintf(f, "\n%s %s\n", g->kind == ITR_GRAPH_ENTRY ? "entry" : "body", g->name);
-        for (int k = 0; k < g->n_nodes; k++) print_node(f, p, g, &g->nodes[k]);
+        for (int k = 0; k < g->n_nodes; k++) {
+            enum itr_phase ph = g->nodes[k].phase;
+            if (ph != ITR_PHASE_NONE && (k == 0 || g->nodes[k - 1].phase != ph)) fprintf(f, "  # %s\n", itr_phase_name(ph));
+            print_node(f, p, g, &g->nodes[k]);
+        }
         fputs("  return ", f);
         for (int k = 0; k < g->n_outputs; k++) {
             int32_t v = g->outputs[k];

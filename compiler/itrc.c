@@ -123,6 +123,16 @@ static int count_entries(const struct itr_program *p) {
     return n;
 }
 
+// "812 nodes (forward 120, backward 402, optimizer 290)"
+static void train_summary(const struct itr_program *p, char *buf, size_t n) {
+    const struct itr_graph *g = itr_program_train_graph(p);
+    int count[ITR_PHASE_COUNT] = { 0 };
+    for (int i = 0; g && i < g->n_nodes; i++)
+        if ((unsigned)g->nodes[i].phase < ITR_PHASE_COUNT) count[g->nodes[i].phase]++;
+    snprintf(buf, n, "%d nodes (forward %d, backward %d, optimizer %d)", g ? g->n_nodes : 0, count[ITR_PHASE_FORWARD],
+             count[ITR_PHASE_BACKWARD], count[ITR_PHASE_OPTIMIZER]);
+}
+
 static int cmd_check(int argc, char **argv) {
     struct front_opts o = { 0 };
     int rc = ITR_EXIT_OK;
@@ -138,16 +148,37 @@ static int cmd_check(int argc, char **argv) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_program *p = load_ir(&o, &d);
+    // The summary counts the model's own parameters, without the optimizer
+    // state the training step adds.
+    int64_t total = 0;
+    int symbolic = 0, n_params = p ? p->n_params : 0;
+    if (p) count_values(p, &total, &symbolic);
+    // The training step is built here too, so that its errors (a loss that
+    // is not a scalar, an op without a gradient rule) show up in a check.
+    if (p && !itr_compile_training_step(p, &d)) {
+        itr_diags_print(&d, stderr);
+        itr_program_free(p);
+        p = NULL;
+    } else if (p && itr_program_train_graph(p) && !itr_program_verify(p, &d)) {
+        itr_diags_print(&d, stderr);
+        fprintf(stderr, "%s: internal error: the training step is an invalid program; please report it\n", PROG);
+        itr_program_free(p);
+        itr_diags_free(&d);
+        front_free(&o);
+        return ITR_EXIT_INTERNAL;
+    }
     if (p) {
         itr_diags_print(&d, stderr);   // warnings
-        int64_t total;
-        int symbolic;
-        count_values(p, &total, &symbolic);
         int ne = count_entries(p);
-        printf("%s: ok: %d entr%s, %d param%s (%lld values", o.file, ne, ne == 1 ? "y" : "ies", p->n_params,
-               p->n_params == 1 ? "" : "s", (long long)total);
+        printf("%s: ok: %d entr%s, %d param%s (%lld values", o.file, ne, ne == 1 ? "y" : "ies", n_params,
+               n_params == 1 ? "" : "s", (long long)total);
         if (symbolic) printf(", plus %d param%s sized by dims without defaults", symbolic, symbolic == 1 ? "" : "s");
         printf(")\n");
+        if (itr_program_train_graph(p)) {
+            char sum[160];
+            train_summary(p, sum, sizeof sum);
+            printf("%s: train step (%s): %s\n", o.file, itr_optimizer_kind_name(p->optimizer.kind), sum);
+        }
     } else {
         rc = ITR_EXIT_USER;
     }
@@ -265,7 +296,15 @@ static int cmd_compile(int argc, char **argv) {
     itr_diags_init(&d);
     struct itr_program *p = load_ir(&o, &d);
     if (!p) rc = ITR_EXIT_USER;
-    if (p && opt_level >= 1) {
+    if (p && !itr_compile_training_step(p, &d)) {
+        itr_diags_print(&d, stderr);
+        rc = ITR_EXIT_USER;
+    } else if (p && itr_program_train_graph(p) && !itr_program_verify(p, &d)) {
+        itr_diags_print(&d, stderr);
+        fprintf(stderr, "%s: internal error: the training step is an invalid program; please report it\n", PROG);
+        rc = ITR_EXIT_INTERNAL;
+    }
+    if (p && rc == ITR_EXIT_OK && opt_level >= 1) {
         struct itr_simplify_stats st;
         int before = graph_nodes(p);
         // A pass or the verifier failing here means the compiler broke a
@@ -287,6 +326,11 @@ static int cmd_compile(int argc, char **argv) {
         if (rc == ITR_EXIT_OK)
             printf("wrote %s: %d entr%s, %d nodes, target %s\n", dest, count_entries(p),
                    count_entries(p) == 1 ? "y" : "ies", graph_nodes(p), target);
+        if (rc == ITR_EXIT_OK && itr_program_train_graph(p)) {
+            char sum[160];
+            train_summary(p, sum, sizeof sum);
+            printf("train step (%s): %s\n", itr_optimizer_kind_name(p->optimizer.kind), sum);
+        }
     }
     itr_program_free(p);
     itr_diags_free(&d);
@@ -353,7 +397,8 @@ static const struct command commands[] = {
       "  -O1                        constant folding, CSE, DCE, exact algebraic identities (default)\n"
       "  -v, --verbose              report what the passes did\n"
       "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
-      "The plan is written atomically: on any error no file is left behind.\n",
+      "The plan is written atomically: on any error no file is left behind. A train entry becomes\n"
+      "the whole training step, forward + backward + optimizer (docs/training.md).\n",
       cmd_compile },
     { "dump", "FILE.plan", "print a plan readably",
       "Prints the header (format and compiler versions, fingerprint, target), symbols, parameters\n"

@@ -58,4 +58,17 @@ bool itr_pass_identities(struct itr_program *p, struct itr_diags *d);
 // number of rounds). stats may be NULL.
 bool itr_simplify(struct itr_program *p, struct itr_simplify_stats *stats, struct itr_diags *d);
 
+// The training step (compiler/train.c, docs/training.md): turns the train
+// entry into forward + loss + backward (itr_vjp) + gradient clipping +
+// optimizer update, one graph, with every node marked with its phase; adds
+// the optimizer state as frozen zero-initialised parameters, the inputs lr,
+// step (and moves seed last), and an output and a state update for every
+// parameter and state it changes; sets p->train_compiled. Runs after
+// elaboration, before simplification; a program without a train entry, or
+// one already compiled, is left alone. Unlike the passes above it reports
+// user errors (a loss that is not a float scalar, an op without a gradient
+// rule on the way to the loss) and warnings (a trainable parameter that does
+// not influence the loss); on error the program is unusable.
+bool itr_compile_training_step(struct itr_program *p, struct itr_diags *d);
+
 #endif

@@ -179,6 +179,7 @@ struct rebuild {
     uint64_t *cse_hash;              // per new node
     struct itr_tensor **mat;     // materialised full/iota results, per new value
     struct itr_dim_bindings dims;
+    enum itr_phase phase;        // of the old node being rebuilt: its replacements inherit it
 };
 
 static const struct itr_node *producer(const struct rebuild *rb, int32_t v) {
@@ -227,6 +228,7 @@ static bool emit(struct rebuild *rb, enum itr_op op, const int32_t *ins, int n_i
     }
     *added = true;
     int32_t id = rb->ng->n_nodes - 1;
+    rb->ng->nodes[id].phase = rb->phase;
     if (rb->passes & PASS_CSE) {
         if ((size_t)id < rb->cse_mask) {   // table sized for every node the rebuild can add
             rb->cse[slot] = id;
@@ -539,6 +541,7 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
     ng->name = g->name;
     ng->kind = g->kind;
     ng->loc = g->loc;
+    ng->train = g->train;
     rb.ng = ng;
     bool ok = true;
 
@@ -557,6 +560,7 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
     for (int i = 0; i < g->n_nodes && ok; i++) {
         const struct itr_node *n = &g->nodes[i];
         if (live_node && !live_node[i]) { st->removed++; continue; }
+        rb.phase = n->phase;
         int32_t *ins = n->n_inputs <= 16 ? ins_stack : xcalloc((size_t)n->n_inputs, sizeof *ins);
         for (int k = 0; k < n->n_inputs; k++) {
             ins[k] = rb.map[n->inputs[k]];

@@ -141,6 +141,7 @@ static bool graph_eq(struct cmp *c, const struct itr_graph *x, const struct itr_
     if (strcmp(x->name ? x->name : "", y->name ? y->name : "") != 0)
         return differ(c, "graph names differ: '%s' vs '%s'", gn, y->name ? y->name : "?");
     if (x->kind != y->kind) return differ(c, "graph '%s': kinds differ", gn);
+    if (x->train != y->train) return differ(c, "graph '%s' is the train entry in only one program", gn);
     if (x->n_inputs != y->n_inputs)
         return differ(c, "graph '%s': %d inputs vs %d", gn, x->n_inputs, y->n_inputs);
     for (int i = 0; i < x->n_inputs; i++) {
@@ -160,6 +161,9 @@ static bool graph_eq(struct cmp *c, const struct itr_graph *x, const struct itr_
         if (m->op != n->op)
             return differ(c, "graph '%s': node %d is '%s' vs '%s'", gn, ni, itr_op_name(m->op), itr_op_name(n->op));
         const char *on = itr_op_name(m->op);
+        if (m->phase != n->phase)
+            return differ(c, "graph '%s': node %d (%s) is in phase %s vs %s", gn, ni, on, itr_phase_name(m->phase),
+                          itr_phase_name(n->phase));
         if (m->n_inputs != n->n_inputs)
             return differ(c, "graph '%s': node %d (%s) has %d operands vs %d", gn, ni, on, m->n_inputs, n->n_inputs);
         for (int i = 0; i < m->n_inputs; i++)
@@ -229,6 +233,21 @@ bool itr_program_equal(const struct itr_program *a, const struct itr_program *b,
         }
         if (!init_eq(&x->init, &y->init)) return differ(&c, "parameter '%s' has different initialisers", x->name);
         if (x->frozen != y->frozen) return differ(&c, "parameter '%s' is frozen in only one program", x->name);
+    }
+    const struct itr_optimizer *oa = &a->optimizer, *ob = &b->optimizer;
+    if (oa->kind != ob->kind)
+        return differ(&c, "optimizer %s vs %s", itr_optimizer_kind_name(oa->kind), itr_optimizer_kind_name(ob->kind));
+    if (!float_eq(oa->lr, ob->lr) || !float_eq(oa->beta1, ob->beta1) || !float_eq(oa->beta2, ob->beta2) ||
+        !float_eq(oa->eps, ob->eps) || !float_eq(oa->momentum, ob->momentum) ||
+        !float_eq(oa->weight_decay, ob->weight_decay) || !float_eq(oa->clip_grad_norm, ob->clip_grad_norm))
+        return differ(&c, "the optimizers' hyperparameters differ");
+    if (a->train_compiled != b->train_compiled) return differ(&c, "the training step is compiled in only one program");
+    if (a->n_updates != b->n_updates) return differ(&c, "%d state updates vs %d", a->n_updates, b->n_updates);
+    for (int i = 0; i < a->n_updates; i++) {
+        const struct itr_state_update *x = &a->updates[i], *y = &b->updates[i];
+        if (x->param != y->param || x->kind != y->kind || strcmp(x->output ? x->output : "", y->output ? y->output : ""))
+            return differ(&c, "state update %d differs ('%s' vs '%s')", i, x->output ? x->output : "",
+                          y->output ? y->output : "");
     }
     int ia = 0, ib = 0;
     for (;;) {

@@ -213,6 +213,13 @@ struct itr_value {
     struct itr_loc loc;
 };
 
+// Which part of a compiled training step a node belongs to (docs/training.md).
+// Nodes of every other graph, and of a train entry before it is compiled,
+// are ITR_PHASE_NONE.
+enum itr_phase { ITR_PHASE_NONE, ITR_PHASE_FORWARD, ITR_PHASE_BACKWARD, ITR_PHASE_OPTIMIZER, ITR_PHASE_COUNT };
+
+const char *itr_phase_name(enum itr_phase ph);              // "none", "forward", ...
+
 struct itr_node {
     enum itr_op op;
     int32_t *inputs;  int n_inputs;    // value ids in the node's graph
@@ -220,6 +227,7 @@ struct itr_node {
     struct itr_attr *attrs;            // one per schema entry, in schema order
     struct itr_loc loc;
     const char *scope;                 // module instance path ("txt.gru"), or NULL
+    enum itr_phase phase;              // set by the training transform; the builder leaves NONE
 };
 
 enum itr_graph_kind { ITR_GRAPH_ENTRY, ITR_GRAPH_BODY };
@@ -235,6 +243,7 @@ struct itr_graph {
     const char **output_names;                            // parallel to outputs
     struct itr_loc loc;
     int32_t *name_index; int name_index_cap;              // open addressing: value ids by name
+    bool train;                                           // the model's train entry (kind ENTRY)
 };
 
 // ---------------------------------------------------------------- parameters and initialisers
@@ -260,6 +269,41 @@ struct itr_param {
     struct itr_loc loc;
 };
 
+// ---------------------------------------------------------------- training
+//
+// A program with a train entry (graph->train) also has an optimizer and a
+// list of state updates: train-graph outputs whose values are written back
+// to parameters after each step. Before `itrc compile` the updates are the
+// modules' `update` statements; the training transform (compiler/train.c)
+// adds the parameters and optimizer state it updates and sets
+// train_compiled. docs/training.md has the conventions.
+
+enum itr_optimizer_kind { ITR_OPT_NONE, ITR_OPT_SGD, ITR_OPT_ADAM, ITR_OPT_ADAMW, ITR_OPT_KIND_COUNT };
+
+const char *itr_optimizer_kind_name(enum itr_optimizer_kind k);   // "sgd", "adam", "adamw"
+bool        itr_optimizer_kind_from_name(const char *s, enum itr_optimizer_kind *out);
+
+// PyTorch's hyperparameters (torch.optim.SGD / Adam / AdamW); fields a kind
+// does not use are 0. clip_grad_norm 0 means no clipping.
+struct itr_optimizer {
+    enum itr_optimizer_kind kind;   // NONE: the program has no train entry
+    double lr, beta1, beta2, eps, momentum, weight_decay, clip_grad_norm;
+    struct itr_loc loc;
+};
+
+enum itr_update_kind {
+    ITR_UPDATE_STATE,       // a module's `update` (running statistics)
+    ITR_UPDATE_PARAM,       // a trained parameter's optimizer step
+    ITR_UPDATE_OPTIMIZER,   // optimizer state (moments, momentum buffers)
+    ITR_UPDATE_KIND_COUNT
+};
+
+struct itr_state_update {
+    int32_t param;            // the program parameter written back
+    const char *output;       // the train graph's output holding its new value
+    enum itr_update_kind kind;
+};
+
 // ---------------------------------------------------------------- programs
 
 struct itr_program {
@@ -271,6 +315,9 @@ struct itr_program {
     struct itr_graph **graphs;  int n_graphs, cap_graphs;   // entries and scan bodies
     const char *name;            // model name
     struct itr_loc loc;
+    struct itr_optimizer optimizer;                        // kind NONE without a train entry
+    struct itr_state_update *updates; int n_updates, cap_updates;
+    bool train_compiled;         // the train entry is the whole training step
 };
 
 struct itr_program *itr_program_new(void);
@@ -283,6 +330,9 @@ int32_t  itr_program_find_param(const struct itr_program *p, const char *name); 
 struct itr_graph *itr_program_add_graph(struct itr_program *p, const char *name, enum itr_graph_kind kind);
 struct itr_graph *itr_program_find_graph(const struct itr_program *p, const char *name);
 char    *itr_program_strdup(struct itr_program *p, const char *s);   // arena copy
+// The train entry, or NULL.
+struct itr_graph *itr_program_train_graph(const struct itr_program *p);
+void     itr_program_add_update(struct itr_program *p, int32_t param, const char *output, enum itr_update_kind kind);
 
 // Graph construction. Each returns a value id, or -1 after reporting to diags.
 int32_t itr_graph_add_input(struct itr_graph *g, const char *name, struct itr_type t, struct itr_loc loc);

@@ -105,6 +105,61 @@ static bool init_from_pb(int v, enum itr_init_kind *out) {
     }
 }
 
+static Itr__Plan__Phase phase_to_pb(enum itr_phase ph) {
+    switch (ph) {
+    case ITR_PHASE_FORWARD: return ITR__PLAN__PHASE__PHASE_FORWARD;
+    case ITR_PHASE_BACKWARD: return ITR__PLAN__PHASE__PHASE_BACKWARD;
+    case ITR_PHASE_OPTIMIZER: return ITR__PLAN__PHASE__PHASE_OPTIMIZER;
+    default: return ITR__PLAN__PHASE__PHASE_NONE;
+    }
+}
+
+static bool phase_from_pb(int v, enum itr_phase *out) {
+    switch (v) {
+    case ITR__PLAN__PHASE__PHASE_NONE: *out = ITR_PHASE_NONE; return true;
+    case ITR__PLAN__PHASE__PHASE_FORWARD: *out = ITR_PHASE_FORWARD; return true;
+    case ITR__PLAN__PHASE__PHASE_BACKWARD: *out = ITR_PHASE_BACKWARD; return true;
+    case ITR__PLAN__PHASE__PHASE_OPTIMIZER: *out = ITR_PHASE_OPTIMIZER; return true;
+    default: return false;
+    }
+}
+
+static Itr__Plan__OptimizerKind optkind_to_pb(enum itr_optimizer_kind k) {
+    switch (k) {
+    case ITR_OPT_SGD: return ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_SGD;
+    case ITR_OPT_ADAM: return ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_ADAM;
+    case ITR_OPT_ADAMW: return ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_ADAMW;
+    default: return ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_NONE;
+    }
+}
+
+static bool optkind_from_pb(int v, enum itr_optimizer_kind *out) {
+    switch (v) {
+    case ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_NONE: *out = ITR_OPT_NONE; return true;
+    case ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_SGD: *out = ITR_OPT_SGD; return true;
+    case ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_ADAM: *out = ITR_OPT_ADAM; return true;
+    case ITR__PLAN__OPTIMIZER_KIND__OPTIMIZER_ADAMW: *out = ITR_OPT_ADAMW; return true;
+    default: return false;
+    }
+}
+
+static Itr__Plan__UpdateKind updkind_to_pb(enum itr_update_kind k) {
+    switch (k) {
+    case ITR_UPDATE_PARAM: return ITR__PLAN__UPDATE_KIND__UPDATE_PARAM;
+    case ITR_UPDATE_OPTIMIZER: return ITR__PLAN__UPDATE_KIND__UPDATE_OPTIMIZER;
+    default: return ITR__PLAN__UPDATE_KIND__UPDATE_STATE;
+    }
+}
+
+static bool updkind_from_pb(int v, enum itr_update_kind *out) {
+    switch (v) {
+    case ITR__PLAN__UPDATE_KIND__UPDATE_STATE: *out = ITR_UPDATE_STATE; return true;
+    case ITR__PLAN__UPDATE_KIND__UPDATE_PARAM: *out = ITR_UPDATE_PARAM; return true;
+    case ITR__PLAN__UPDATE_KIND__UPDATE_OPTIMIZER: *out = ITR_UPDATE_OPTIMIZER; return true;
+    default: return false;
+    }
+}
+
 // ------------------------------------------------------------ the program hash
 //
 // XXH64 over a canonical byte stream: every integer as 8 little-endian
@@ -264,6 +319,35 @@ uint64_t itr_program_hash(const struct itr_program *p) {
             h_str(&h, g->output_names ? g->output_names[i] : NULL);
         }
     }
+    // Programs without training hash exactly as before this block existed,
+    // so their fingerprints (and the weights that record them) stay valid.
+    bool training = p->optimizer.kind != ITR_OPT_NONE || p->n_updates || p->train_compiled;
+    for (int gi = 0; gi < p->n_graphs && !training; gi++) training = p->graphs[gi]->train;
+    if (training) {
+        const struct itr_optimizer *o = &p->optimizer;
+        h_bytes(&h, "itrc-training-v1", 16);
+        h_i64(&h, o->kind);
+        h_f64(&h, o->lr);
+        h_f64(&h, o->beta1);
+        h_f64(&h, o->beta2);
+        h_f64(&h, o->eps);
+        h_f64(&h, o->momentum);
+        h_f64(&h, o->weight_decay);
+        h_f64(&h, o->clip_grad_norm);
+        h_i64(&h, p->train_compiled);
+        h_i64(&h, p->n_updates);
+        for (int i = 0; i < p->n_updates; i++) {
+            h_i64(&h, p->updates[i].param);
+            h_str(&h, p->updates[i].output);
+            h_i64(&h, p->updates[i].kind);
+        }
+        for (int gi = 0; gi < p->n_graphs; gi++) {
+            const struct itr_graph *g = p->graphs[gi];
+            if (!g->train) continue;
+            h_i64(&h, gi);
+            for (int i = 0; i < g->n_nodes; i++) h_i64(&h, g->nodes[i].phase);
+        }
+    }
     free(dimh);
     return XXH64_digest(&h.st);
 }
@@ -414,6 +498,7 @@ static Itr__Plan__Graph *pack_graph(struct packer *pk, const struct itr_graph *g
         }
         pn->loc = pack_loc(pk, n->loc);
         pn->scope = pstr(n->scope);
+        pn->phase = phase_to_pb(n->phase);
         pg->nodes[i] = pn;
     }
     pg->n_inputs = (size_t)g->n_inputs;
@@ -423,6 +508,7 @@ static Itr__Plan__Graph *pack_graph(struct packer *pk, const struct itr_graph *g
     pg->n_output_names = (size_t)g->n_outputs;
     pg->output_names = NEW_ARRAY(pk, char *, g->n_outputs);
     for (int i = 0; i < g->n_outputs; i++) pg->output_names[i] = pstr(g->output_names ? g->output_names[i] : NULL);
+    pg->train = g->train;
     return pg;
 }
 
@@ -480,6 +566,30 @@ bool itr_plan_pack(const struct itr_program *p, const char *target, uint8_t **bu
     m.n_graphs = (size_t)p->n_graphs;
     m.graphs = NEW_ARRAY(&pk, Itr__Plan__Graph *, p->n_graphs);
     for (int i = 0; i < p->n_graphs; i++) m.graphs[i] = pack_graph(&pk, p->graphs[i]);
+    if (p->optimizer.kind != ITR_OPT_NONE) {
+        const struct itr_optimizer *o = &p->optimizer;
+        Itr__Plan__Optimizer *x = NEW(&pk, Itr__Plan__Optimizer, itr__plan__optimizer__init);
+        x->kind = optkind_to_pb(o->kind);
+        x->lr = o->lr;
+        x->beta1 = o->beta1;
+        x->beta2 = o->beta2;
+        x->eps = o->eps;
+        x->momentum = o->momentum;
+        x->weight_decay = o->weight_decay;
+        x->clip_grad_norm = o->clip_grad_norm;
+        x->loc = pack_loc(&pk, o->loc);
+        m.optimizer = x;
+    }
+    m.n_updates = (size_t)p->n_updates;
+    m.updates = NEW_ARRAY(&pk, Itr__Plan__StateUpdate *, p->n_updates);
+    for (int i = 0; i < p->n_updates; i++) {
+        Itr__Plan__StateUpdate *x = NEW(&pk, Itr__Plan__StateUpdate, itr__plan__state_update__init);
+        x->param = p->updates[i].param;
+        x->output = pstr(p->updates[i].output);
+        x->kind = updkind_to_pb(p->updates[i].kind);
+        m.updates[i] = x;
+    }
+    m.train_compiled = p->train_compiled;
 
     if (!pk.ok) { itr_arena_free(pk.a); return false; }
     size_t body = itr__plan__plan__get_packed_size(&m);
@@ -877,7 +987,8 @@ static bool read_graph(struct reader *r, int gi, const bool *filled) {
             free_attr_tensors(attrs, info->n_attrs);
             return bad(r, "%s: the node does not satisfy the op's rules", where);
         }
-        const struct itr_node *n = &g->nodes[before];
+        struct itr_node *n = &g->nodes[before];
+        if (!phase_from_pb(x->phase, &n->phase)) return bad(r, "%s: invalid phase code %d", where, x->phase);
         if ((size_t)n->n_outputs != x->n_outputs)
             return bad(r, "%s: the plan lists %zu results, the op gives %d", where, x->n_outputs, n->n_outputs);
         for (int i = 0; i < n->n_outputs; i++) {
@@ -956,6 +1067,7 @@ static bool read_graphs(struct reader *r) {
         struct itr_graph *g = itr_program_add_graph(p, G->name,
                                                     G->kind == ITR__PLAN__GRAPH_KIND__GRAPH_BODY ? ITR_GRAPH_BODY : ITR_GRAPH_ENTRY);
         g->loc = read_loc(r, G->loc);
+        g->train = G->train;
     }
     const char *dup = dup_name(names, (size_t)ng);
     free(names);
@@ -1025,6 +1137,38 @@ static bool read_graphs(struct reader *r) {
     return ok;
 }
 
+// The optimizer and the state updates; their consistency with the graphs
+// (outputs, types) is the verifier's to check.
+static bool read_training(struct reader *r) {
+    const Itr__Plan__Plan *m = r->m;
+    struct itr_program *p = r->p;
+    if (m->optimizer) {
+        const Itr__Plan__Optimizer *x = m->optimizer;
+        struct itr_optimizer *o = &p->optimizer;
+        if (!optkind_from_pb(x->kind, &o->kind)) return bad(r, "the optimizer has invalid kind %d", x->kind);
+        o->lr = x->lr;
+        o->beta1 = x->beta1;
+        o->beta2 = x->beta2;
+        o->eps = x->eps;
+        o->momentum = x->momentum;
+        o->weight_decay = x->weight_decay;
+        o->clip_grad_norm = x->clip_grad_norm;
+        o->loc = read_loc(r, x->loc);
+    }
+    if (m->n_updates > MAX_COUNT) return bad(r, "too many state updates (%zu)", m->n_updates);
+    for (size_t i = 0; i < m->n_updates; i++) {
+        const Itr__Plan__StateUpdate *x = m->updates[i];
+        enum itr_update_kind kind;
+        if (x->param < 0 || x->param >= p->n_params)
+            return bad(r, "state update %zu refers to parameter %d, the plan has %d", i, x->param, p->n_params);
+        if (!x->output || !x->output[0]) return bad(r, "state update %zu names no output", i);
+        if (!updkind_from_pb(x->kind, &kind)) return bad(r, "state update %zu has invalid kind %d", i, x->kind);
+        itr_program_add_update(p, x->param, x->output, kind);
+    }
+    p->train_compiled = m->train_compiled;
+    return true;
+}
+
 static void copy_info(struct itr_plan_info *info, const Itr__Plan__Plan *m) {
     if (!info) return;
     memset(info, 0, sizeof *info);
@@ -1091,7 +1235,7 @@ struct itr_program *itr_plan_unpack(const uint8_t *buf, size_t len, const char *
     bool ok = true;
     if (m->model_name && m->model_name[0]) r.p->name = itr_program_strdup(r.p, m->model_name);
     r.p->loc = read_loc(&r, m->loc);
-    ok = read_symbols(&r) && read_dims(&r) && read_params(&r) && read_graphs(&r);
+    ok = read_symbols(&r) && read_dims(&r) && read_params(&r) && read_graphs(&r) && read_training(&r);
     if (ok) {
         struct itr_diags vd;
         itr_diags_init(&vd);

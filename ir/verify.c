@@ -184,6 +184,66 @@ static void verify_graph(struct itr_program *p, struct itr_graph *g, struct itr_
     free(input_count);
 }
 
+// The train entry, its optimizer and state updates (ir.h, "training").
+static void verify_training(struct itr_program *p, struct itr_diags *d) {
+    const struct itr_graph *train = NULL;
+    for (int i = 0; i < p->n_graphs; i++) {
+        const struct itr_graph *g = p->graphs[i];
+        if (!g || g->prog != p) continue;
+        if (g->train) {
+            if (train) itr_diag_error(d, g->loc, "graph '%s': a second train entry (the first is '%s')", g->name, train->name);
+            else train = g;
+            if (g->kind != ITR_GRAPH_ENTRY) itr_diag_error(d, g->loc, "graph '%s': the train graph is not an entry", g->name);
+        }
+        for (int k = 0; k < g->n_nodes; k++) {
+            enum itr_phase ph = g->nodes[k].phase;
+            if ((unsigned)ph >= ITR_PHASE_COUNT)
+                itr_diag_error(d, g->nodes[k].loc, "graph '%s': node %d has an invalid phase (%d)", g->name, k, (int)ph);
+            else if (ph != ITR_PHASE_NONE && !g->train)
+                itr_diag_error(d, g->nodes[k].loc, "graph '%s': node %d has a training phase (%s) outside the train entry",
+                               g->name, k, itr_phase_name(ph));
+        }
+    }
+    const struct itr_optimizer *o = &p->optimizer;
+    if ((unsigned)o->kind >= ITR_OPT_KIND_COUNT) itr_diag_error(d, o->loc, "the optimizer has an invalid kind (%d)", (int)o->kind);
+    else if (train && o->kind == ITR_OPT_NONE) itr_diag_error(d, train->loc, "the train entry has no optimizer");
+    else if (!train && o->kind != ITR_OPT_NONE) itr_diag_error(d, o->loc, "an optimizer without a train entry");
+    if (!train && p->train_compiled) itr_diag_error(d, p->loc, "a compiled training step without a train entry");
+    if (!train && p->n_updates) itr_diag_error(d, p->loc, "state updates without a train entry");
+    for (int i = 0; i < p->n_updates && train; i++) {
+        const struct itr_state_update *u = &p->updates[i];
+        if (u->param < 0 || u->param >= p->n_params) {
+            itr_diag_error(d, train->loc, "state update %d refers to no parameter (%d)", i, u->param);
+            continue;
+        }
+        const struct itr_param *pp = &p->params[u->param];
+        if ((unsigned)u->kind >= ITR_UPDATE_KIND_COUNT)
+            itr_diag_error(d, train->loc, "the update of '%s' has an invalid kind (%d)", pp->name, (int)u->kind);
+        for (int j = 0; j < i; j++) {
+            if (p->updates[j].param == u->param)
+                itr_diag_error(d, train->loc, "parameter '%s' is updated twice", pp->name);
+            if (u->output && p->updates[j].output && strcmp(p->updates[j].output, u->output) == 0)
+                itr_diag_error(d, train->loc, "output '%s' updates two parameters", u->output);
+        }
+        int k = -1;
+        for (int j = 0; j < train->n_outputs && u->output; j++)
+            if (train->output_names && train->output_names[j] && strcmp(train->output_names[j], u->output) == 0) k = j;
+        if (k < 0) {
+            itr_diag_error(d, train->loc, "the update of '%s' names output '%s', which the train entry does not have",
+                           pp->name, u->output ? u->output : "");
+            continue;
+        }
+        int32_t v = train->outputs[k];
+        if (v < 0 || v >= train->n_values) continue;   // reported with the graph
+        if (!itr_type_equal(&train->values[v].type, &pp->type)) {
+            char a[256], b[256];
+            itr_type_format(p, &train->values[v].type, a, sizeof a);
+            itr_type_format(p, &pp->type, b, sizeof b);
+            itr_diag_error(d, train->loc, "output '%s' (%s) cannot update parameter '%s' (%s)", u->output, a, pp->name, b);
+        }
+    }
+}
+
 bool itr_program_verify(struct itr_program *p, struct itr_diags *d) {
     int errors0 = d->n_errors;
     for (int i = 0; i < p->n_graphs; i++) {
@@ -198,5 +258,6 @@ bool itr_program_verify(struct itr_program *p, struct itr_diags *d) {
         for (int k = 0; k < p->params[i].type.rank; k++)
             if (p->params[i].type.dims[k] < 0 || p->params[i].type.dims[k] >= p->n_dimnodes)
                 itr_diag_error(d, p->params[i].loc, "parameter '%s' has an invalid dim %d", p->params[i].name, k);
+    verify_training(p, d);
     return d->n_errors == errors0;
 }

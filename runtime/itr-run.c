@@ -16,6 +16,7 @@
 #include "runtime/init.h"
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
+#include "runtime/train.h"
 
 #define PROG "itr-run"
 
@@ -317,6 +318,152 @@ static int cmd_init(const char *plan, int argc, char **argv) {
     return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
 }
 
+// ------------------------------------------------------------ step
+
+static bool parse_int64(const char *s, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno) return false;
+    *out = v;
+    return true;
+}
+
+static int cmd_step(const char *plan, int argc, char **argv) {
+    const char *weights_path = NULL, *out = NULL, *lr_s = NULL, *step_s = NULL, *seed_s = NULL;
+    struct strlist ins = { 0 }, dims = { 0 };
+    bool f64 = false;
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        const char *v;
+        int r;
+        if ((r = opt_value("step", argc, argv, &i, NULL, "--in", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else if (!strchr(v, '=') || v[0] == '=' || !strchr(v, '=')[1])
+                rc = usage_error("step", "--in expects NAME=FILE.npy, got '%s'", v);
+            else strlist_push(&ins, v);
+        } else if ((r = opt_value("step", argc, argv, &i, "-w", "--weights", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else weights_path = v;
+        } else if ((r = opt_value("step", argc, argv, &i, "-o", "--out", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else out = v;
+        } else if ((r = opt_value("step", argc, argv, &i, NULL, "--lr", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else lr_s = v;
+        } else if ((r = opt_value("step", argc, argv, &i, NULL, "--step", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else step_s = v;
+        } else if ((r = opt_value("step", argc, argv, &i, NULL, "--seed", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else seed_s = v;
+        } else if ((r = opt_value("step", argc, argv, &i, NULL, "--dim", &v)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else strlist_push(&dims, v);
+        } else if (strcmp(argv[i], "--f64") == 0) {
+            f64 = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            rc = usage_error("step", "unknown option '%s' (accepted: --in, --weights, --out, --lr, --step, --seed, "
+                             "--dim, --f64)", argv[i]);
+        } else {
+            rc = usage_error("step", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    double lr = 0;
+    int64_t step = 0, seed = 0;
+    if (rc == ITR_EXIT_OK && lr_s) {
+        char *end;
+        errno = 0;
+        lr = strtod(lr_s, &end);
+        if (!*lr_s || *end || errno || !(lr >= 0) || lr > 1e30)
+            rc = usage_error("step", "--lr expects a non-negative number, got '%s'", lr_s);
+    }
+    if (rc == ITR_EXIT_OK && step_s && (!parse_int64(step_s, &step) || step < 1))
+        rc = usage_error("step", "--step expects a positive integer (steps count from 1), got '%s'", step_s);
+    if (rc == ITR_EXIT_OK && seed_s && (!parse_int64(seed_s, &seed) || seed < 0))
+        rc = usage_error("step", "--seed expects a non-negative integer, got '%s'", seed_s);
+    if (rc == ITR_EXIT_OK && !weights_path) rc = usage_error("step", "%s", "missing --weights W.safetensors");
+    if (rc == ITR_EXIT_OK && !out) rc = usage_error("step", "%s", "missing --out W2.safetensors");
+    if (rc != ITR_EXIT_OK) { free(ins.v); free(dims.v); return rc; }
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_plan_info info;
+    struct itr_program *p = load_plan(plan, &info, &d);
+    const struct itr_graph *g = p ? itr_train_entry(p, &d) : NULL;
+    struct itr_tensor_set inputs, state, metrics;
+    itr_tensor_set_init(&inputs);
+    itr_tensor_set_init(&state);
+    itr_tensor_set_init(&metrics);
+    struct itr_dim_bindings b = { 0 };
+    bool ok = g != NULL;
+    if (ok) {
+        itr_bindings_init(&b, p);
+        ok = bind_dims(&dims, &b, p, &d);
+    }
+    for (int i = 0; ok && i < ins.n; i++) {
+        const char *eq = strchr(ins.v[i], '=');
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - ins.v[i]), ins.v[i]);
+        if (itr_tensor_set_get(&inputs, name)) {
+            itr_diag_error(&d, ITR_NOLOC, "input '%s' is given twice", name);
+            ok = false;
+            break;
+        }
+        struct itr_tensor *t = strncmp(eq + 1, "scalar:", 7) == 0 ? scalar_input(g, name, eq + 8, &d)
+                                                                 : itr_npy_read(eq + 1, &d);
+        if (!t) { ok = false; break; }
+        itr_tensor_set_put(&inputs, name, t);
+    }
+    if (ok) ok = itr_safetensors_read(weights_path, &state, &d);
+    struct itr_train_options to = { .lr = lr, .step = step, .seed = (uint64_t)seed, .f64 = f64, .weights_what = weights_path };
+    if (ok) {
+        // Defaults: the optimizer's lr; the step after the one W records; the
+        // seed W was initialised with.
+        if (!lr_s) to.lr = p->optimizer.lr;
+        const char *m = itr_tensor_set_get_meta(&state, "itr.step");
+        int64_t prev = 0;
+        if (!step_s) to.step = m && parse_int64(m, &prev) && prev >= 0 ? prev + 1 : 1;
+        m = itr_tensor_set_get_meta(&state, "itr.seed");
+        int64_t s0 = 0;
+        if (!seed_s && m && parse_int64(m, &s0) && s0 >= 0) to.seed = (uint64_t)s0;
+    }
+    struct itr_train_result res;
+    memset(&res, 0, sizeof res);
+    if (ok) ok = itr_train_step(p, &inputs, &state, &b, &to, &metrics, &res, &d);
+    if (ok) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%" PRId64, to.step);
+        itr_tensor_set_meta(&state, "itr.step", buf);
+        itr_tensor_set_meta(&state, "itr.plan_fingerprint", info.fingerprint);
+        if (p->name) itr_tensor_set_meta(&state, "itr.model", p->name);
+        ok = itr_safetensors_write(out, &state, &d);
+    }
+    if (ok) {
+        printf("step %" PRId64 ":", to.step);
+        for (int k = 0; k < metrics.n; k++) {
+            const struct itr_tensor *t = metrics.items[k].tensor;
+            if (itr_tensor_numel(t) == 1) {
+                printf("%s %s %.9g", k ? "," : "", metrics.items[k].name, itr_tensor_get(t, 0));
+            } else {
+                char shape[128];
+                itr_shape_format(t->rank, t->shape, shape, sizeof shape);
+                printf("%s %s %s%s", k ? "," : "", metrics.items[k].name, itr_dtype_name(t->dtype), shape);
+            }
+        }
+        printf(" (lr %.9g)\n", to.lr);
+        printf("wrote %s: %d tensors, step %" PRId64 "\n", out, state.n, to.step);
+    }
+    if (b.value) itr_bindings_free(&b);
+    itr_tensor_set_free(&inputs);
+    itr_tensor_set_free(&state);
+    itr_tensor_set_free(&metrics);
+    itr_program_free(p);
+    free(ins.v);
+    free(dims.v);
+    return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
+}
+
 // ------------------------------------------------------------ info
 
 static int cmd_info(const char *plan, int argc, char **argv) {
@@ -377,6 +524,26 @@ static const struct command commands[] = {
       "Prints the model, target, fingerprint, dims (with defaults), and each entry point with its\n"
       "inputs and outputs.\n",
       cmd_info },
+    { "step", "--weights W.safetensors --out W2.safetensors [--in NAME=FILE.npy]... [--lr X] [--step N] [--seed S] "
+      "[--dim NAME=VALUE]... [--f64]",
+      "run one training step",
+      "  --in NAME=FILE.npy         an input of the train entry (NAME=scalar:VALUE for rank 0);\n"
+      "                             lr, step and seed are not inputs: they come from the options\n"
+      "  -w, --weights FILE         parameters and optimizer state (safetensors), as 'init' or an\n"
+      "                             earlier step wrote them; optimizer state missing there starts\n"
+      "                             at zero (a note says so)\n"
+      "  -o, --out FILE             where to write the updated parameters and state (atomically;\n"
+      "                             nothing is written when the step fails or its loss is NaN)\n"
+      "  --lr X                     learning rate of this step (default: the optimizer's lr)\n"
+      "  --step N                   the step number, from 1, for Adam's bias corrections (default:\n"
+      "                             1 + the step W records, else 1)\n"
+      "  --seed S                   the run's seed for dropout and other random ops (default: the\n"
+      "                             seed W was initialised with, else 0)\n"
+      "  --dim NAME=VALUE           bind a dim the tensors do not determine; repeatable\n"
+      "  --f64                      compute f32 values in f64 (W2 keeps each tensor's dtype)\n"
+      "Prints 'step N: LOSS_NAME VALUE, METRIC VALUE, ... (lr X)'; W2's metadata records the step\n"
+      "and the plan's fingerprint.\n",
+      cmd_step },
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

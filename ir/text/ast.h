@@ -72,12 +72,12 @@ struct ast_param {
     struct ast_expr *def;         // config default, or NULL
 };
 
-enum ast_stmt_kind { S_ASSIGN, S_RETURN, S_IF };
+enum ast_stmt_kind { S_ASSIGN, S_RETURN, S_IF, S_UPDATE };
 
 struct ast_stmt {
     enum ast_stmt_kind kind;
     struct itr_loc loc;
-    // S_ASSIGN: names = expr; S_RETURN: exprs
+    // S_ASSIGN: names = expr; S_RETURN: exprs; S_UPDATE: update names[0] = expr
     const char **names; struct itr_loc *name_locs; int n_names;
     struct ast_expr *expr;
     struct ast_expr **exprs; int n_exprs;
@@ -87,7 +87,7 @@ struct ast_stmt {
     struct ast_stmt *else_s; int n_else;
 };
 
-enum ast_item_kind { I_IMPORT, I_MODULE, I_MODEL, I_DEF, I_ENTRY, I_DIM, I_PARAM, I_LET, I_IF };
+enum ast_item_kind { I_IMPORT, I_MODULE, I_MODEL, I_DEF, I_ENTRY, I_DIM, I_PARAM, I_LET, I_IF, I_OPTIMIZER };
 
 struct ast_dimdecl {
     const char *name;
@@ -107,13 +107,15 @@ struct ast_item {
     struct ast_item *items; int n_items;
     struct ast_stmt *body; int n_body;
     const char **outs; struct itr_loc *out_locs; int n_outs;   // I_ENTRY "-> (a, b)"; n_outs -1: absent
+    bool is_train;            // I_ENTRY: the `train(...)` entry (name "train")
     // I_DIM
     struct ast_dimdecl *dims; int n_dims;
     // I_PARAM
     struct ast_type *type;
     struct ast_expr *init;    // NULL: zeros
     bool frozen;
-    // I_LET: the module and its config arguments
+    // I_LET: the module and its config arguments; I_OPTIMIZER: name is the
+    // optimizer's kind ("adam"), args its hyperparameters
     const char *callee; struct itr_loc callee_loc;
     struct ast_arg *args; int n_args;
     // I_IF: cond, then items, else items

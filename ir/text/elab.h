@@ -103,6 +103,14 @@ struct sess {
     struct inst *root;
     const struct ast_item **entries; int n_entries, cap_entries;   // the model's, in order
     int scan_counter;
+    // Training (docs/ir.md "Training"): the model's train entry and
+    // optimizer items, and while the train entry is elaborated, its graph,
+    // the value of its seed input and the state updates made so far.
+    const struct ast_item *train_item, *optimizer_item;
+    bool training;
+    struct gctx *train_gc;
+    int32_t train_seed;                                    // -1 until rng_seed is used
+    int32_t *upd_param, *upd_value; int n_upd, cap_upd;    // latest value per updated param
 };
 
 // A graph under construction. Body graphs turn the parameters they read
@@ -157,6 +165,8 @@ void call_notes(struct frame *f);
 // instance holding the member. NULL if there is no such member.
 struct member *resolve_member_path(struct inst *in, const char *path, struct inst **owner);
 const char *fn_display_name(const struct ast_item *fn, const struct inst *owner, char *buf, size_t n);
+// The value a state update last gave program param p in the train graph, or -1.
+int32_t pending_update(const struct sess *s, int32_t p);
 void val_bind(struct frame *f, const char *name, struct val v);
 
 #endif

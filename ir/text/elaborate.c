@@ -504,10 +504,20 @@ static void run_items(struct frame *cf, struct inst *in, const struct ast_item *
         case I_DEF: case I_ENTRY: {
             struct member *m = new_member(s, M_FUNC, it->name_loc);
             m->fn = it;
-            if (add_member(s, in, it->name, m) && it->kind == I_ENTRY)
+            if (add_member(s, in, it->name, m) && it->kind == I_ENTRY) {
                 s->entries = push_ptr(s->arena, s->entries, &s->n_entries, &s->cap_entries, (void *)it);
+                if (it->is_train) s->train_item = it;
+            }
             break;
         }
+        case I_OPTIMIZER:
+            if (s->optimizer_item) {
+                itr_diag_error(s->d, it->loc, "model '%s' declares a second optimizer", s->root->module_name);
+                itr_diag_note(s->d, s->optimizer_item->loc, "the first is declared here");
+            } else {
+                s->optimizer_item = it;
+            }
+            break;
         case I_IF: {
             struct val c = eval_expr(cf, it->cond);
             if (c.k == V_ERR) break;
@@ -524,7 +534,140 @@ static void run_items(struct frame *cf, struct inst *in, const struct ast_item *
     }
 }
 
+// ------------------------------------------------------------ the optimizer
+
+// The hyperparameters each optimizer takes, in positional order, with
+// PyTorch's defaults (NAN: required).
+struct opt_arg { const char *name; double def; };
+static const struct opt_arg sgd_args[] = {
+    { "lr", NAN }, { "momentum", 0 }, { "weight_decay", 0 }, { "clip_grad_norm", 0 }, { NULL, 0 } };
+static const struct opt_arg adam_args[] = {
+    { "lr", NAN }, { "beta1", 0.9 }, { "beta2", 0.999 }, { "eps", 1e-8 }, { "weight_decay", 0 },
+    { "clip_grad_norm", 0 }, { NULL, 0 } };
+static const struct opt_arg adamw_args[] = {
+    { "lr", NAN }, { "beta1", 0.9 }, { "beta2", 0.999 }, { "eps", 1e-8 }, { "weight_decay", 1e-2 },
+    { "clip_grad_norm", 0 }, { NULL, 0 } };
+
+static double *opt_field(struct itr_optimizer *o, const char *name) {
+    if (strcmp(name, "lr") == 0) return &o->lr;
+    if (strcmp(name, "beta1") == 0) return &o->beta1;
+    if (strcmp(name, "beta2") == 0) return &o->beta2;
+    if (strcmp(name, "eps") == 0) return &o->eps;
+    if (strcmp(name, "momentum") == 0) return &o->momentum;
+    if (strcmp(name, "weight_decay") == 0) return &o->weight_decay;
+    return &o->clip_grad_norm;
+}
+
+static void elab_optimizer(struct sess *s, const struct ast_item *it) {
+    struct frame cf = config_frame(s, s->root);
+    struct itr_optimizer o;
+    memset(&o, 0, sizeof o);
+    o.loc = it->name_loc;
+    if (!itr_optimizer_kind_from_name(it->name, &o.kind)) {
+        itr_diag_error(s->d, it->name_loc, "unknown optimizer '%s' (expected sgd, adam or adamw)", it->name);
+        return;
+    }
+    const struct opt_arg *spec = o.kind == ITR_OPT_SGD ? sgd_args : o.kind == ITR_OPT_ADAM ? adam_args : adamw_args;
+    int n_spec = 0;
+    while (spec[n_spec].name) n_spec++;
+    bool given[8] = { false };
+    bool ok = true;
+    int n_pos = 0;
+    for (int i = 0; i < it->n_args; i++) {
+        const struct ast_arg *a = &it->args[i];
+        int k = -1;
+        if (!a->name) {
+            if (n_pos >= n_spec) {
+                itr_diag_error(s->d, a->loc, "optimizer '%s' takes at most %d arguments", it->name, n_spec);
+                ok = false;
+                continue;
+            }
+            k = n_pos++;
+        } else {
+            for (int j = 0; j < n_spec; j++)
+                if (strcmp(spec[j].name, a->name) == 0) k = j;
+            if (k < 0) {
+                char names[256];
+                size_t w = 0;
+                for (int j = 0; j < n_spec && w < sizeof names; j++) {
+                    int r = snprintf(names + w, sizeof names - w, "%s%s", j ? ", " : "", spec[j].name);
+                    if (r > 0) w += (size_t)r;
+                }
+                itr_diag_error(s->d, a->loc, "optimizer '%s' has no hyperparameter '%s' (its hyperparameters: %s)",
+                               it->name, a->name, names);
+                ok = false;
+                continue;
+            }
+        }
+        if (given[k]) {
+            itr_diag_error(s->d, a->loc, "hyperparameter '%s' of optimizer '%s' is given twice", spec[k].name, it->name);
+            ok = false;
+            continue;
+        }
+        given[k] = true;
+        struct val v = eval_expr(&cf, a->value);
+        if (v.k == V_ERR) { ok = false; continue; }
+        double x = v.k == V_INT ? (double)v.u.i : v.k == V_FLOAT ? v.u.f : NAN;
+        if (v.k != V_INT && v.k != V_FLOAT) {
+            itr_diag_error(s->d, a->value->loc, "hyperparameter '%s' of optimizer '%s' must be a number, got %s",
+                           spec[k].name, it->name, vkind_name(v.k));
+            ok = false;
+            continue;
+        }
+        // The ranges torch.optim checks.
+        const char *bad = NULL;
+        const char *nm = spec[k].name;
+        if (!isfinite(x)) bad = "a finite number";
+        else if ((strcmp(nm, "beta1") == 0 || strcmp(nm, "beta2") == 0) && !(x >= 0 && x < 1)) bad = "in [0, 1)";
+        else if (x < 0) bad = "non-negative";
+        if (bad) {
+            itr_diag_error(s->d, a->value->loc, "hyperparameter '%s' of optimizer '%s' must be %s, got %g", nm, it->name,
+                           bad, x);
+            ok = false;
+            continue;
+        }
+        *opt_field(&o, nm) = x;
+    }
+    for (int j = 0; j < n_spec; j++) {
+        if (given[j]) continue;
+        if (isnan(spec[j].def)) {
+            itr_diag_error(s->d, it->name_loc, "optimizer '%s' needs a learning rate: %s(lr=...)", it->name, it->name);
+            ok = false;
+            continue;
+        }
+        *opt_field(&o, spec[j].name) = spec[j].def;
+    }
+    if (ok) s->prog->optimizer = o;
+}
+
 // ------------------------------------------------------------ entries
+
+int32_t pending_update(const struct sess *s, int32_t p) {
+    for (int i = 0; i < s->n_upd; i++)
+        if (s->upd_param[i] == p) return s->upd_value[i];
+    return -1;
+}
+
+// The train graph's state updates become outputs "new.<param>" after the
+// returned values, in the order of each parameter's first update.
+static void add_update_outputs(struct sess *s, struct itr_graph *g) {
+    for (int i = 0; i < s->n_upd; i++) {
+        const struct itr_param *pp = &s->prog->params[s->upd_param[i]];
+        size_t n = strlen(pp->name) + 5;
+        char *name = itr_arena_alloc(s->arena, n);
+        snprintf(name, n, "new.%s", pp->name);
+        for (int k = 0; k < g->n_outputs; k++)
+            if (strcmp(g->output_names[k], name) == 0) {
+                itr_diag_error(s->d, g->loc, "output name '%s' of the train entry is reserved for the update of "
+                               "parameter '%s'", name, pp->name);
+                return;
+            }
+        itr_graph_add_output(g, name, s->upd_value[i]);
+        itr_program_add_update(s->prog, s->upd_param[i], name, ITR_UPDATE_STATE);
+    }
+}
+
+static void elab_entry_body(struct sess *s, const struct ast_item *en, struct itr_graph *g, struct gctx *gc);
 
 static void elab_entry(struct sess *s, const struct ast_item *en) {
     struct itr_graph *g = itr_program_add_graph(s->prog, en->name, ITR_GRAPH_ENTRY);
@@ -532,10 +675,26 @@ static void elab_entry(struct sess *s, const struct ast_item *en) {
     struct gctx gc;
     memset(&gc, 0, sizeof gc);
     gc.g = g;
+    if (en->is_train) {
+        g->train = true;
+        s->training = true;
+        s->train_gc = &gc;
+        s->train_seed = -1;
+        s->n_upd = 0;
+    }
+    elab_entry_body(s, en, g, &gc);
+    if (en->is_train) {
+        if (g->n_outputs) add_update_outputs(s, g);
+        s->training = false;
+        s->train_gc = NULL;
+    }
+}
+
+static void elab_entry_body(struct sess *s, const struct ast_item *en, struct itr_graph *g, struct gctx *gcp) {
     struct frame f;
     memset(&f, 0, sizeof f);
     f.s = s;
-    f.gc = &gc;
+    f.gc = gcp;
     f.inst = s->root;
     f.fn = en;
     bool bad = false;
@@ -561,6 +720,9 @@ static void elab_entry(struct sess *s, const struct ast_item *en) {
         if (!eval_type(&f, pa->type, &t)) { bad = true; continue; }
         int32_t v = itr_graph_add_input(g, pa->name, t, pa->loc);
         val_bind(&f, pa->name, (struct val){ .k = V_TENSOR, .u.t = v });
+        // A declared `seed` is what rng_seed reads (the canonical form
+        // lists the implicit one this way).
+        if (en->is_train && strcmp(pa->name, "seed") == 0) s->train_seed = v;
     }
     if (bad) return;
     struct ret r;
@@ -650,6 +812,13 @@ static void elab_model(struct sess *s, const struct ast_item *model) {
         if (!ovr.v[i].used)
             itr_diag_error(s->d, ITR_NOLOC, "override '%s': model '%s' has no config parameter or dim named '%s'",
                            ovr.v[i].text, model->name, ovr.v[i].name);
+    if (s->train_item && !s->optimizer_item)
+        itr_diag_error(s->d, s->train_item->loc, "model '%s' has a train entry but no optimizer; add one to the model, "
+                       "e.g. 'optimizer adam(lr=2e-4)'", model->name);
+    if (s->optimizer_item && !s->train_item)
+        itr_diag_error(s->d, s->optimizer_item->loc, "model '%s' declares an optimizer but has no train entry "
+                       "('train(inputs...) -> (loss, ...) { ... }')", model->name);
+    if (s->optimizer_item) elab_optimizer(s, s->optimizer_item);
     for (int i = 0; i < s->n_entries; i++) smap_put(s->arena, &s->graph_names, s->entries[i]->name, (void *)s->entries[i]);
     for (int i = 0; i < s->n_entries; i++) elab_entry(s, s->entries[i]);
 }
@@ -699,6 +868,7 @@ static void relocate(struct itr_program *p) {
     struct reloc r;
     memset(&r, 0, sizeof r);
     reloc(p, &r, &p->loc);
+    reloc(p, &r, &p->optimizer.loc);
     for (int i = 0; i < p->n_symbols; i++) reloc(p, &r, &p->symbols[i].loc);
     for (int i = 0; i < p->n_params; i++) reloc(p, &r, &p->params[i].loc);
     for (int gi = 0; gi < p->n_graphs; gi++) {

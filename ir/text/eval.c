@@ -169,6 +169,40 @@ static int32_t gc_param(struct sess *s, struct gctx *gc, int32_t p) {
     return v;
 }
 
+// rng_seed: the train entry's `seed: i64[]` input, added on first use.
+static struct val rng_seed_value(struct frame *f, struct itr_loc loc) {
+    struct sess *s = f->s;
+    if (!s->training || !f->gc) {
+        ferr(f, loc, "rng_seed is only available in the train entry (and the functions it calls)");
+        return verr();
+    }
+    if (f->gc != s->train_gc) {
+        ferr(f, loc, "rng_seed is not available inside a scan body; draw the random numbers before the scan and pass "
+             "them in as a scanned operand or constant");
+        return verr();
+    }
+    struct itr_graph *g = s->train_gc->g;
+    if (s->train_seed >= 0) {
+        const struct itr_type *t = &g->values[s->train_seed].type;
+        if (t->rank != 0 || t->dtype != ITR_I64) {
+            char ts[200];
+            itr_type_format(s->prog, t, ts, sizeof ts);
+            ferr(f, loc, "rng_seed refers to the train input 'seed', which must be i64[], but it is declared %s", ts);
+            return verr();
+        }
+        return vtensor(s->train_seed);
+    }
+    // Parameters join the graph when first read, so look at the program's too.
+    int32_t taken = itr_graph_find_value(g, "seed");
+    if (taken >= 0 || itr_program_find_param(s->prog, "seed") >= 0) {
+        ferr(f, loc, "rng_seed needs the train input 'seed', but 'seed' already names a %s",
+             taken < 0 || g->values[taken].kind == ITR_VALUE_PARAM ? "parameter" : "value");
+        return verr();
+    }
+    s->train_seed = itr_graph_add_input(g, "seed", itr_type_make(ITR_I64, 0, NULL), loc);
+    return vtensor(s->train_seed);
+}
+
 // Looks a name up: locals, then members of the owning instance (config,
 // parameters, dotted paths into sub-instances), then the model's dims, then
 // dtype names and inf/nan. Returns false, reporting nothing, if undefined.
@@ -187,6 +221,12 @@ static bool lookup(struct frame *f, const char *name, struct itr_loc loc, struct
                     *out = verr();
                     return true;
                 }
+                if (f->s->training && f->gc == f->s->train_gc) {
+                    // Reads after an `update` see the new value, as after an
+                    // in-place update in PyTorch.
+                    int32_t u = pending_update(f->s, m->param);
+                    if (u >= 0) { *out = vtensor(u); return true; }
+                }
                 *out = vtensor(gc_param(f->s, f->gc, m->param));
                 return true;
             case M_INST:
@@ -200,6 +240,19 @@ static bool lookup(struct frame *f, const char *name, struct itr_loc loc, struct
             }
         }
     }
+    if (strcmp(name, "training") == 0) {
+        if (!f->gc) {
+            // Module items run once for both modes, so parameters cannot
+            // depend on the mode.
+            ferr(f, loc, "'training' is only defined inside functions and entries (module items such as parameters "
+                 "exist in both modes)");
+            *out = verr();
+            return true;
+        }
+        *out = vbool(f->s->training);
+        return true;
+    }
+    if (strcmp(name, "rng_seed") == 0) { *out = rng_seed_value(f, loc); return true; }
     int32_t sym = itr_program_find_symbol(f->s->prog, name);
     if (sym >= 0) { *out = vdim(f->s, itr_dim_sym(f->s->prog, sym)); return true; }
     enum itr_dtype dt;
@@ -737,6 +790,57 @@ static struct val eval_dimof(struct frame *f, const struct ast_expr *e) {
     return vdim(f->s, t->dims[ax]);
 }
 
+// shapeof(x): every dim of x as a list (for dims attributes); rankof(x): its rank.
+static struct val eval_shapeof(struct frame *f, const struct ast_expr *e, bool rank) {
+    const char *what = rank ? "rankof" : "shapeof";
+    struct args a;
+    eval_args(f, e, false, &a);
+    if (a.bad) return verr();
+    if (a.n_pos != 1 || a.n_kw) { ferr(f, e->loc, "%s takes one argument: %s(tensor)", what, what); return verr(); }
+    if (a.pos[0].k != V_TENSOR) {
+        char d[160];
+        describe_val(f, a.pos[0], d, sizeof d);
+        ferr(f, a.pos_locs[0], "%s needs a tensor, got %s", what, d);
+        return verr();
+    }
+    const struct itr_type *t = &f->gc->g->values[a.pos[0].u.t].type;
+    if (rank) return vint(t->rank);
+    struct val *v = itr_arena_alloc(f->s->arena, (size_t)(t->rank ? t->rank : 1) * sizeof *v);
+    for (int i = 0; i < t->rank; i++) v[i] = vdim(f->s, t->dims[i]);
+    return (struct val){ .k = V_LIST, .u.list = { v, t->rank } };
+}
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) { h ^= ((const unsigned char *)p)[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+static uint64_t fnv_loc(uint64_t h, struct itr_loc loc) {
+    // The file's base name only, so a salt does not depend on the folder
+    // itrc was run from.
+    const char *file = loc.file ? loc.file : "";
+    const char *slash = strrchr(file, '/');
+    if (slash) file = slash + 1;
+    h = fnv_bytes(h, file, strlen(file) + 1);
+    int32_t lc[2] = { loc.line, loc.col };
+    return fnv_bytes(h, lc, sizeof lc);
+}
+
+// site_salt(): an int unique to this call site along the whole chain of
+// calls that inlined it, and to the instance path, so that two dropouts
+// (even two calls of one `dropout` function) draw independent masks.
+static struct val eval_site_salt(struct frame *f, const struct ast_expr *e) {
+    if (e->u.call.n_args) { ferr(f, e->loc, "site_salt takes no arguments"); return verr(); }
+    uint64_t h = 1469598103934665603ull;
+    const char *scope = f->scope ? f->scope : "";
+    h = fnv_bytes(h, scope, strlen(scope) + 1);
+    h = fnv_loc(h, e->loc);
+    for (const struct frame *c = f; c; c = c->caller)
+        if (c->caller) h = fnv_loc(h, c->call_loc);
+    h ^= h >> 31;
+    return vint((int64_t)(h & 0x7fffffff));
+}
+
 // Finds the function a callee name denotes through the owning instance: a
 // method, an instance (its forward) or an instance's method. 1: found,
 // 0: not a member, -1: error reported.
@@ -826,6 +930,11 @@ struct val invoke(struct frame *caller, struct gctx *gc, const struct ast_item *
     struct sess *s = caller->s;
     char fname[256];
     fn_display_name(fn, owner, fname, sizeof fname);
+    if (fn->is_train) {
+        ferr(caller, call_loc, "the train entry cannot be called; move the shared code into a function that both "
+             "call");
+        return verr();
+    }
     for (struct frame *c = caller; c; c = c->caller)
         if (c->fn == fn) { recursion_chain(caller, fn, owner, call_loc); return verr(); }
     if (caller->depth >= ITR_TEXT_MAX_CALL_DEPTH) {
@@ -1098,6 +1207,8 @@ static struct val eval_scan(struct frame *f, const struct ast_expr *e) {
 static struct val eval_call(struct frame *f, const struct ast_expr *e) {
     const char *name = e->u.call.callee;
     if (strcmp(name, "dimof") == 0) return eval_dimof(f, e);
+    if (strcmp(name, "shapeof") == 0 || strcmp(name, "rankof") == 0) return eval_shapeof(f, e, name[0] == 'r');
+    if (strcmp(name, "site_salt") == 0) return eval_site_salt(f, e);
     const struct ast_item *fn = NULL;
     struct inst *owner = NULL;
     int r = resolve_method(f, name, e->loc, &fn, &owner);
@@ -1232,6 +1343,73 @@ static void exec_assign(struct frame *f, const struct ast_stmt *st) {
     for (int i = 0; i < n; i++) val_bind(f, st->names[i], v.u.list.v[i]);
 }
 
+// update NAME = expr: a new value for a frozen parameter of the current
+// module, written back after the training step (docs/ir.md "Training").
+static void exec_update(struct frame *f, const struct ast_stmt *st) {
+    struct sess *s = f->s;
+    const char *name = st->names[0];
+    if (!s->training || !f->gc) {
+        ferr(f, st->loc, "update %s: state updates are only allowed in training (the train entry and the functions it "
+             "calls); guard the statement with 'if training { ... }'", name);
+        return;
+    }
+    if (f->gc != s->train_gc) {
+        ferr(f, st->loc, "update %s: state updates are not allowed inside a scan body", name);
+        return;
+    }
+    struct member *m = f->inst ? resolve_member_path(f->inst, name, NULL) : NULL;
+    if (!m || m->kind != M_PARAM) {
+        if (!f->inst)
+            ferr(f, st->name_locs[0], "update %s: only methods of the module that declares a parameter can update it",
+                 name);
+        else
+            ferr(f, st->name_locs[0], "update %s: '%s' is not a parameter of %s '%s'", name, name,
+                 f->inst->parent ? "module" : "model", f->inst->module_name);
+        return;
+    }
+    if (m->param < 0) return;   // its declaration failed (reported)
+    const struct itr_param *pp = &s->prog->params[m->param];
+    if (!pp->frozen) {
+        ferr(f, st->name_locs[0], "update %s: '%s' is a trainable parameter, which the optimizer updates; only frozen "
+             "params (such as running statistics) take updates", name, pp->name);
+        return;
+    }
+    struct val v = eval_expr(f, st->expr);
+    if (v.k == V_ERR) return;
+    if (v.k == V_MULTI) {
+        ferr(f, st->expr->loc, "update %s: the value is a call with %d results", name, v.u.list.n);
+        return;
+    }
+    char what[300];
+    snprintf(what, sizeof what, "the value of 'update %s'", name);
+    int32_t t = as_tensor(f, v, pp->type.dtype, st->expr->loc, what);
+    if (t < 0) return;
+    const struct itr_type *have = &f->gc->g->values[t].type;
+    if (!itr_type_equal(have, &pp->type)) {
+        char hs[200], ws[200];
+        itr_type_format(s->prog, have, hs, sizeof hs);
+        itr_type_format(s->prog, &pp->type, ws, sizeof ws);
+        ferr(f, st->expr->loc, "update %s: the value has type %s, but parameter '%s' is %s", name, hs, pp->name, ws);
+        return;
+    }
+    for (int i = 0; i < s->n_upd; i++)
+        if (s->upd_param[i] == m->param) { s->upd_value[i] = t; return; }
+    if (s->n_upd == s->cap_upd) {
+        int ncap = s->cap_upd ? s->cap_upd * 2 : 8;
+        int32_t *a = itr_arena_alloc(s->arena, (size_t)ncap * sizeof *a);
+        int32_t *b = itr_arena_alloc(s->arena, (size_t)ncap * sizeof *b);
+        if (s->n_upd) {
+            memcpy(a, s->upd_param, (size_t)s->n_upd * sizeof *a);
+            memcpy(b, s->upd_value, (size_t)s->n_upd * sizeof *b);
+        }
+        s->upd_param = a;
+        s->upd_value = b;
+        s->cap_upd = ncap;
+    }
+    s->upd_param[s->n_upd] = m->param;
+    s->upd_value[s->n_upd++] = t;
+}
+
 void exec_stmts(struct frame *f, const struct ast_stmt *s, int n, struct ret *r) {
     for (int i = 0; i < n; i++) {
         const struct ast_stmt *st = &s[i];
@@ -1242,6 +1420,7 @@ void exec_stmts(struct frame *f, const struct ast_stmt *s, int n, struct ret *r)
         }
         switch (st->kind) {
         case S_ASSIGN: exec_assign(f, st); break;
+        case S_UPDATE: exec_update(f, st); break;
         case S_RETURN: {
             int m = st->n_exprs;
             r->v = itr_arena_alloc(f->s->arena, (size_t)(m ? m : 1) * sizeof *r->v);

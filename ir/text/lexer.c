@@ -113,7 +113,8 @@ static const struct { const char *w; enum tok_kw kw; } keywords[] = {
     { "import", KW_IMPORT }, { "model", KW_MODEL }, { "module", KW_MODULE }, { "def", KW_DEF },
     { "entry", KW_ENTRY }, { "let", KW_LET }, { "param", KW_PARAM }, { "frozen", KW_FROZEN },
     { "dim", KW_DIM }, { "return", KW_RETURN }, { "if", KW_IF }, { "else", KW_ELSE },
-    { "true", KW_TRUE }, { "false", KW_FALSE },
+    { "true", KW_TRUE }, { "false", KW_FALSE }, { "train", KW_TRAIN }, { "optimizer", KW_OPTIMIZER },
+    { "update", KW_UPDATE },
 };
 
 static void lex_ident(struct lexer *lx, struct token *t) {
@@ -129,7 +130,7 @@ static void lex_ident(struct lexer *lx, struct token *t) {
     t->kind = TOK_IDENT;
     t->len = i - start;
     t->text = itr_arena_strndup(lx->arena, lx->src + start, t->len);
-    if (!dotted && t->len <= 6)
+    if (!dotted && t->len <= 9)
         for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
             if (strcmp(t->text, keywords[k].w) == 0) t->kw = keywords[k].kw;
     lx->pos = i;

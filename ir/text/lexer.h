@@ -28,7 +28,7 @@ enum tok_kind {
 // module authors may still call a config parameter `dim` (nn.ir does).
 enum tok_kw {
     KW_NONE, KW_IMPORT, KW_MODEL, KW_MODULE, KW_DEF, KW_ENTRY, KW_LET, KW_PARAM, KW_FROZEN,
-    KW_DIM, KW_RETURN, KW_IF, KW_ELSE, KW_TRUE, KW_FALSE
+    KW_DIM, KW_RETURN, KW_IF, KW_ELSE, KW_TRUE, KW_FALSE, KW_TRAIN, KW_OPTIMIZER, KW_UPDATE
 };
 
 struct token {

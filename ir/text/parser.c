@@ -124,7 +124,7 @@ static bool starts_item(const struct token *t) {
     if (t->kind != TOK_IDENT) return false;
     switch (t->kw) {
     case KW_IMPORT: case KW_MODEL: case KW_MODULE: case KW_DEF: case KW_ENTRY: case KW_LET:
-    case KW_PARAM: case KW_FROZEN: case KW_DIM: case KW_IF:
+    case KW_PARAM: case KW_FROZEN: case KW_DIM: case KW_IF: case KW_TRAIN: case KW_OPTIMIZER:
         return true;
     default: return false;
     }
@@ -477,9 +477,24 @@ static bool parse_stmt(struct parser *p, struct ast_stmt *s) {
         }
         return true;
     }
+    if (t->kw == KW_UPDATE && peek2(p, 1)->kind == TOK_IDENT) {
+        // update NAME = expr (a state update, docs/ir.md "Training")
+        s->kind = S_UPDATE;
+        next(p);
+        const struct token *nt = peek(p);
+        s->names = itr_arena_alloc(p->arena, sizeof *s->names);
+        s->name_locs = itr_arena_alloc(p->arena, sizeof *s->name_locs);
+        s->names[0] = nt->text;
+        s->name_locs[0] = nt->loc;
+        s->n_names = 1;
+        next(p);
+        if (!expect(p, TOK_ASSIGN, "'=' after 'update NAME'")) return false;
+        s->expr = parse_expr(p);
+        return s->expr != NULL;
+    }
     enum tok_kw kw = t->kw;
     if ((kw == KW_PARAM || kw == KW_LET || kw == KW_DEF || kw == KW_DIM || kw == KW_ENTRY || kw == KW_FROZEN ||
-         kw == KW_MODULE || kw == KW_MODEL || kw == KW_IMPORT) &&
+         kw == KW_MODULE || kw == KW_MODEL || kw == KW_IMPORT || kw == KW_OPTIMIZER) &&
         peek2(p, 1)->kind == TOK_IDENT) {
         error_at(p, t->loc, "'%s' is not allowed inside a function body", t->text);
         return false;
@@ -582,9 +597,13 @@ static bool parse_item(struct parser *p, enum item_ctx ctx, struct ast_item *it)
     enum tok_kw kw = t->kw;
     bool file_only = kw == KW_IMPORT || kw == KW_MODULE || kw == KW_MODEL;
     bool body_only = kw == KW_PARAM || kw == KW_FROZEN || kw == KW_LET || kw == KW_IF || kw == KW_DIM || kw == KW_ENTRY;
-    if ((file_only && ctx != CTX_FILE) || (body_only && ctx == CTX_FILE) ||
-        ((kw == KW_DIM || kw == KW_ENTRY) && ctx != CTX_MODEL) || kw == KW_RETURN || kw == KW_ELSE ||
-        kw == KW_TRUE || kw == KW_FALSE) {
+    bool model_only = kw == KW_DIM || kw == KW_ENTRY || kw == KW_TRAIN || kw == KW_OPTIMIZER;
+    if (kw == KW_UPDATE) {
+        error_at(p, t->loc, "'update' is a statement of module methods (update NAME = value), not an item");
+        return false;
+    }
+    if ((file_only && ctx != CTX_FILE) || (body_only && ctx == CTX_FILE) || (model_only && ctx != CTX_MODEL) ||
+        kw == KW_RETURN || kw == KW_ELSE || kw == KW_TRUE || kw == KW_FALSE) {
         error_at(p, t->loc, "'%s' is not allowed %s", t->text, ctx_name(ctx));
         return false;
     }
@@ -611,12 +630,20 @@ static bool parse_item(struct parser *p, enum item_ctx ctx, struct ast_item *it)
         }
         return parse_body_items(p, kw == KW_MODULE ? CTX_MODULE : CTX_MODEL, &it->items, &it->n_items);
     }
-    case KW_DEF: case KW_ENTRY: {
+    case KW_DEF: case KW_ENTRY: case KW_TRAIN: {
         it->kind = kw == KW_DEF ? I_DEF : I_ENTRY;
-        if (!take_name(p, it, kw == KW_DEF ? "a function name" : "an entry name", false)) return false;
+        if (kw == KW_TRAIN) {
+            // "train(...)": the keyword is also the entry's name.
+            it->is_train = true;
+            it->name = "train";
+            it->name_loc = it->loc;
+            if (!at_kind(p, TOK_LPAREN)) { expected(p, "'(' and the train entry's inputs after 'train'"); return false; }
+        } else if (!take_name(p, it, kw == KW_DEF ? "a function name" : "an entry name", false)) {
+            return false;
+        }
         if (!parse_params(p, &it->params, &it->n_params)) return false;
         if (at_kind(p, TOK_ARROW)) {
-            if (kw != KW_ENTRY) { error_at(p, peek(p)->loc, "only entries name their outputs with '->'"); return false; }
+            if (kw == KW_DEF) { error_at(p, peek(p)->loc, "only entries name their outputs with '->'"); return false; }
             next(p);
             if (!expect(p, TOK_LPAREN, "'(' after '->'")) return false;
             int cap = 0, capl = 0, nl = 0;
@@ -670,6 +697,20 @@ static bool parse_item(struct parser *p, enum item_ctx ctx, struct ast_item *it)
             it->init = parse_expr(p);
             if (!it->init) return false;
         }
+        return true;
+    }
+    case KW_OPTIMIZER: {
+        it->kind = I_OPTIMIZER;
+        if (!take_name(p, it, "an optimizer (sgd, adam or adamw)", false)) return false;
+        if (!at_kind(p, TOK_LPAREN)) { expected(p, "'(' and the optimizer's hyperparameters (lr=...)"); return false; }
+        struct ast_expr call;
+        memset(&call, 0, sizeof call);
+        if (!enter(p)) return false;
+        struct ast_expr *ok = parse_args(p, &call);
+        leave(p);
+        if (!ok) return false;
+        it->args = call.u.call.args;
+        it->n_args = call.u.call.n_args;
         return true;
     }
     case KW_LET: {

@@ -270,10 +270,21 @@ static void put_value(struct sb *b, const struct itr_graph *g, char **names, int
     else put_name(b, g->values[v].name);
 }
 
+// The update that writes output k of the train graph, or NULL.
+static const struct itr_state_update *update_of_output(const struct itr_program *p, const struct itr_graph *g, int k) {
+    if (!g->train || !g->output_names) return NULL;
+    for (int i = 0; i < p->n_updates; i++)
+        if (p->updates[i].output && strcmp(p->updates[i].output, g->output_names[k]) == 0) return &p->updates[i];
+    return NULL;
+}
+
 static void put_graph(struct sb *b, const struct itr_program *p, const struct itr_graph *g) {
     bool entry = g->kind == ITR_GRAPH_ENTRY;
-    sb_puts(b, entry ? "  entry " : "  def ");
-    put_name(b, g->name);
+    if (g->train) sb_puts(b, "  train");
+    else {
+        sb_puts(b, entry ? "  entry " : "  def ");
+        put_name(b, g->name);
+    }
     sb_puts(b, "(");
     for (int i = 0; i < g->n_inputs; i++) {
         const struct itr_value *v = &g->values[g->inputs[i]];
@@ -284,10 +295,14 @@ static void put_graph(struct sb *b, const struct itr_program *p, const struct it
     }
     sb_puts(b, ")");
     if (entry) {
+        // The train entry's state updates are `update` statements, not outputs.
         sb_puts(b, " -> (");
+        bool first = true;
         for (int i = 0; i < g->n_outputs; i++) {
-            if (i) sb_puts(b, ", ");
+            if (update_of_output(p, g, i)) continue;
+            if (!first) sb_puts(b, ", ");
             put_name(b, g->output_names ? g->output_names[i] : NULL);
+            first = false;
         }
         sb_puts(b, ")");
     }
@@ -340,10 +355,25 @@ static void put_graph(struct sb *b, const struct itr_program *p, const struct it
         }
         sb_puts(b, ")\n");
     }
+    for (int i = 0; i < p->n_updates && g->train; i++) {
+        for (int k = 0; k < g->n_outputs; k++) {
+            if (update_of_output(p, g, k) != &p->updates[i]) continue;
+            sb_puts(b, "    update ");
+            put_name(b, p->updates[i].param >= 0 && p->updates[i].param < p->n_params
+                            ? p->params[p->updates[i].param].name : "?");
+            sb_puts(b, " = ");
+            put_value(b, g, names, g->outputs[k]);
+            sb_puts(b, "\n");
+            break;
+        }
+    }
     sb_puts(b, "    return");
+    bool first_out = true;
     for (int i = 0; i < g->n_outputs; i++) {
-        sb_puts(b, i ? ", " : " ");
+        if (update_of_output(p, g, i)) continue;
+        sb_puts(b, first_out ? " " : ", ");
         put_value(b, g, names, g->outputs[i]);
+        first_out = false;
     }
     sb_puts(b, "\n  }\n");
     for (int i = 0; i < g->n_values; i++) free(names[i]);
@@ -367,6 +397,29 @@ static void put_init(struct sb *b, const struct itr_init *in) {
         break;
     default: break;
     }
+}
+
+// Every hyperparameter the optimizer takes, defaults included, so the text
+// does not depend on the defaults of the version that reads it.
+static void put_optimizer(struct sb *b, const struct itr_optimizer *o) {
+    sb_printf(b, "  optimizer %s(lr=", itr_optimizer_kind_name(o->kind));
+    put_double(b, o->lr, false);
+    if (o->kind == ITR_OPT_SGD) {
+        sb_puts(b, ", momentum=");
+        put_double(b, o->momentum, false);
+    } else {
+        sb_puts(b, ", beta1=");
+        put_double(b, o->beta1, false);
+        sb_puts(b, ", beta2=");
+        put_double(b, o->beta2, false);
+        sb_puts(b, ", eps=");
+        put_double(b, o->eps, false);
+    }
+    sb_puts(b, ", weight_decay=");
+    put_double(b, o->weight_decay, false);
+    sb_puts(b, ", clip_grad_norm=");
+    put_double(b, o->clip_grad_norm, false);
+    sb_puts(b, ")\n");
 }
 
 char *itr_print_program(const struct itr_program *p) {
@@ -395,8 +448,12 @@ char *itr_print_program(const struct itr_program *p) {
     }
     for (int i = 0; i < p->n_graphs; i++)
         if (p->graphs[i]->kind == ITR_GRAPH_BODY) put_graph(&b, p, p->graphs[i]);
+    if (p->train_compiled)
+        sb_puts(&b, "  # the train entry is a compiled training step (docs/training.md): this text is for reading\n"
+                    "  # and does not parse back to the same program\n");
     for (int i = 0; i < p->n_graphs; i++)
         if (p->graphs[i]->kind == ITR_GRAPH_ENTRY) put_graph(&b, p, p->graphs[i]);
+    if (p->optimizer.kind != ITR_OPT_NONE) put_optimizer(&b, &p->optimizer);
     sb_puts(&b, "}\n");
     return b.s;
 }

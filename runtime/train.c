@@ -1,0 +1,204 @@
+// One training step (runtime/train.h).
+#include "runtime/train.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/exec.h"
+
+const struct itr_graph *itr_train_entry(const struct itr_program *p, struct itr_diags *d) {
+    const struct itr_graph *g = itr_program_train_graph(p);
+    if (g && p->train_compiled) return g;
+    char list[1024];
+    size_t w = 0;
+    list[0] = 0;
+    for (int i = 0; i < p->n_graphs && w < sizeof list; i++)
+        if (p->graphs[i]->kind == ITR_GRAPH_ENTRY) {
+            int k = snprintf(list + w, sizeof list - w, "%s%s", w ? ", " : "", p->graphs[i]->name);
+            if (k > 0) w += (size_t)k;
+        }
+    if (g)
+        itr_diag_error(d, ITR_NOLOC, "the train entry of model '%s' is not a compiled training step; compile the "
+                       "model with 'itrc compile'", p->name ? p->name : "?");
+    else
+        itr_diag_error(d, ITR_NOLOC, "model '%s' has no train entry (a 'train(...)' entry and an 'optimizer' in its "
+                       ".ir); its entry points are: %s", p->name ? p->name : "?", w ? list : "(none)");
+    return NULL;
+}
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t itr_train_step_seed(uint64_t seed, int64_t step) {
+    // Kept below 2^63 so that the i64 input holds it as a non-negative value.
+    return splitmix64(seed ^ splitmix64((uint64_t)step)) >> 1;
+}
+
+static struct itr_tensor *scalar_tensor(enum itr_dtype dt, double v, int64_t iv) {
+    struct itr_tensor *t = itr_tensor_new(dt, 0, NULL);
+    if (!t) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    if (dt == ITR_I64) ((int64_t *)t->data)[0] = iv;
+    else itr_tensor_set(t, 0, v);
+    return t;
+}
+
+// A tensor that shares x's data (the views below never own what they show).
+static struct itr_tensor *borrow(const struct itr_tensor *x) {
+    struct itr_tensor *t = itr_tensor_wrap(x->dtype, x->rank, x->shape, x->data);
+    if (!t) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    return t;
+}
+
+static const struct itr_state_update *update_of(const struct itr_program *p, const char *output) {
+    for (int i = 0; i < p->n_updates; i++)
+        if (strcmp(p->updates[i].output, output) == 0) return &p->updates[i];
+    return NULL;
+}
+
+// Adds to view a zero tensor for every optimizer state missing from state.
+// Shapes come from dims bound by the tensors that are there (a scratch copy
+// of the bindings: the real binding, with its messages, happens in the run).
+static bool zero_missing_state(const struct itr_program *p, const struct itr_graph *g,
+                               const struct itr_tensor_set *state, const struct itr_dim_bindings *dims,
+                               struct itr_tensor_set *view, int *n_zero, const char **first, struct itr_diags *d) {
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    for (int i = 0; i < b.n && i < dims->n; i++) { b.value[i] = dims->value[i]; b.bound[i] = dims->bound[i]; }
+    struct itr_diags scratch;
+    itr_diags_init(&scratch);
+    for (int v = 0; v < g->n_values; v++) {
+        if (g->values[v].kind != ITR_VALUE_PARAM) continue;
+        const struct itr_param *pp = &p->params[g->values[v].param];
+        const struct itr_tensor *t = itr_tensor_set_get(state, pp->name);
+        if (t) itr_bind_tensor(&b, p, &pp->type, t, pp->name, true, &scratch);
+    }
+    itr_diags_free(&scratch);
+    itr_bind_defaults(&b, p);
+    bool ok = true;
+    const struct itr_tensor *owner = NULL;
+    for (int i = 0; i < p->n_updates; i++) {
+        const struct itr_state_update *u = &p->updates[i];
+        const struct itr_param *pp = &p->params[u->param];
+        // A parameter's optimizer state follows its update (compiler/train.c)
+        // and takes its tensor's dtype, so that f64 weights get f64 state.
+        if (u->kind == ITR_UPDATE_PARAM) owner = itr_tensor_set_get(state, pp->name);
+        if (u->kind != ITR_UPDATE_OPTIMIZER || itr_tensor_set_get(state, pp->name)) continue;
+        int64_t shape[ITR_MAX_RANK];
+        char what[512];
+        snprintf(what, sizeof what, "optimizer state '%s'", pp->name);
+        if (!itr_eval_shape(&b, p, &pp->type, shape, what, d)) { ok = false; continue; }
+        enum itr_dtype dt = owner && itr_dtype_is_float(owner->dtype) ? owner->dtype : pp->type.dtype;
+        struct itr_tensor *z = itr_tensor_new(dt, pp->type.rank, shape);
+        if (!z) {
+            itr_diag_error(d, ITR_NOLOC, "%s: cannot allocate its zeros", what);
+            ok = false;
+            continue;
+        }
+        itr_tensor_set_put(view, pp->name, z);
+        if (!*n_zero) *first = pp->name;
+        (*n_zero)++;
+    }
+    itr_bindings_free(&b);
+    return ok;
+}
+
+bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *inputs, struct itr_tensor_set *state,
+                    struct itr_dim_bindings *dims, const struct itr_train_options *opt, struct itr_tensor_set *metrics,
+                    struct itr_train_result *result, struct itr_diags *d) {
+    memset(result, 0, sizeof *result);
+    const struct itr_graph *g = itr_train_entry(p, d);
+    if (!g) return false;
+    const char *wn = opt->weights_what ? opt->weights_what : "weights";
+    bool ok = true;
+
+    // The inputs: the caller's (borrowed), then lr, step and the step's seed.
+    struct itr_tensor_set in, view, outs;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_init(&view);
+    itr_tensor_set_init(&outs);
+    for (int k = 0; inputs && k < inputs->n; k++) {
+        const char *nm = inputs->items[k].name;
+        if (strcmp(nm, "lr") == 0 || strcmp(nm, "step") == 0 || strcmp(nm, "seed") == 0) {
+            itr_diag_error(d, ITR_NOLOC, "input '%s' of the train entry comes from the training step's options "
+                           "(--%s), not from the data", nm, nm);
+            ok = false;
+            continue;
+        }
+        itr_tensor_set_put(&in, nm, borrow(inputs->items[k].tensor));
+    }
+    if (opt->step < 1) {
+        itr_diag_error(d, ITR_NOLOC, "step %" PRId64 ": steps count from 1", opt->step);
+        ok = false;
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        const char *nm = g->values[g->inputs[i]].name;
+        if (strcmp(nm, "lr") == 0)
+            itr_tensor_set_put(&in, nm, scalar_tensor(opt->f64 ? ITR_F64 : ITR_F32, opt->lr, 0));
+        else if (strcmp(nm, "step") == 0)
+            itr_tensor_set_put(&in, nm, scalar_tensor(ITR_I64, 0, opt->step));
+        else if (strcmp(nm, "seed") == 0)
+            itr_tensor_set_put(&in, nm, scalar_tensor(ITR_I64, 0, (int64_t)itr_train_step_seed(opt->seed, opt->step)));
+    }
+
+    // The weights: the caller's (borrowed) and zeros for missing optimizer state.
+    for (int k = 0; k < state->n; k++) itr_tensor_set_put(&view, state->items[k].name, borrow(state->items[k].tensor));
+    const char *first = NULL;
+    if (ok) ok = zero_missing_state(p, g, state, dims, &view, &result->n_zero_state, &first, d);
+    if (ok && result->n_zero_state)
+        itr_diag_note(d, (struct itr_loc){ wn, 0, 0 }, "%d optimizer-state tensor%s missing ('%s'%s); %s at zero",
+                      result->n_zero_state, result->n_zero_state == 1 ? " is" : "s are", first,
+                      result->n_zero_state > 1 ? ", ..." : "", result->n_zero_state == 1 ? "it starts" : "they start");
+
+    if (ok) {
+        struct itr_exec_options eo = { .f64 = opt->f64, .weights_what = wn };
+        ok = itr_exec_run(p, g, &in, &view, dims, &eo, &outs, d);
+    }
+    if (ok) {
+        const struct itr_tensor *loss = itr_tensor_set_get(&outs, g->output_names[0]);
+        result->loss = loss ? itr_tensor_get(loss, 0) : NAN;
+        if (!isfinite(result->loss)) {
+            itr_diag_error(d, ITR_NOLOC, "step %" PRId64 ": the loss '%s' is %s; the parameters were not updated",
+                           opt->step, g->output_names[0], isnan(result->loss) ? "NaN" : "infinite");
+            ok = false;
+        }
+    }
+    // Convert every update first, so that state changes all at once or not at all.
+    struct itr_tensor **next = calloc((size_t)p->n_updates + 1, sizeof *next);
+    if (!next) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    for (int i = 0; ok && i < p->n_updates; i++) {
+        const struct itr_state_update *u = &p->updates[i];
+        const char *pname = p->params[u->param].name;
+        const struct itr_tensor *t = itr_tensor_set_get(&outs, u->output);
+        const struct itr_tensor *old = itr_tensor_set_get(&view, pname);
+        if (!t) {
+            itr_diag_error(d, ITR_NOLOC, "internal error: the train entry did not produce '%s'", u->output);
+            ok = false;
+            break;
+        }
+        next[i] = itr_tensor_cast(t, old ? old->dtype : p->params[u->param].type.dtype);
+        if (!next[i]) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    }
+    if (ok) {
+        for (int i = 0; i < p->n_updates; i++) {
+            itr_tensor_set_put(state, p->params[p->updates[i].param].name, next[i]);
+            next[i] = NULL;
+        }
+        for (int k = 0; k < outs.n; k++) {
+            if (update_of(p, outs.items[k].name)) continue;
+            itr_tensor_set_put(metrics, outs.items[k].name, outs.items[k].tensor);
+            outs.items[k].tensor = NULL;
+        }
+    }
+    for (int i = 0; i < p->n_updates; i++) itr_tensor_free(next[i]);
+    free(next);
+    itr_tensor_set_free(&in);
+    itr_tensor_set_free(&view);
+    itr_tensor_set_free(&outs);
+    return ok;
+}
