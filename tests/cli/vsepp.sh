@@ -5,7 +5,7 @@ P=$TMP/vsepp.plan
 N=2 R=4 B=3 L=5
 
 run 0 "check vsepp" "$ITRC" check "$SRC/models/vsepp.ir"
-contains "$OUT" "vsepp.ir: ok: 3 entries" "vsepp checks"
+contains "$OUT" "vsepp.ir: ok: 4 entries" "vsepp checks"
 run 0 "compile vsepp (small)" "$ITRC" compile "$SRC/models/vsepp.ir" -D D=16 -D W=8 -D V=50 -D R=$R -o "$P"
 run 0 "dump vsepp" "$ITRC" dump "$P"
 contains "$OUT" "encode_image(regions: f32[N, R, 2048]) -> (img_emb: f32[N, 16])" "encode_image signature"
