@@ -1,0 +1,56 @@
+// Evaluation with the field's protocols (models.md §5, docs/evaluation.md).
+//
+// A model is evaluated through its entry points: encode_image(regions) and
+// encode_text(words, lengths) (or token features) run once per item, in
+// chunks; score takes the outputs of encode_image followed by the outputs of
+// encode_text, sliced to one tile of images x captions, and returns the
+// [images, captions] block. Global models' score is a matrix product;
+// pair-scoring models (SCAN, SGRAF) run their interaction per tile, so memory
+// is bounded by the tile size.
+#ifndef ITR_EVAL_H
+#define ITR_EVAL_H
+
+#include "ir/ir.h"
+#include "runtime/data.h"
+#include "runtime/safetensors.h"
+
+struct itr_recall {
+    double i2t_r1, i2t_r5, i2t_r10, t2i_r1, t2i_r5, t2i_r10, rsum;
+    double i2t_medr, t2i_medr, i2t_meanr, t2i_meanr;
+    int64_t n_images, n_captions;
+};
+
+// sims: [n_images, n_captions] row-major, caption c belongs to image c / 5.
+// i2t rank of image i = best 0-based position among its 5 captions; t2i rank
+// of caption c = position of image c/5. R@K = 100 * |rank < K| / queries;
+// medr = floor(median(rank)) + 1; meanr = mean(rank) + 1. Ties are broken
+// against the query: an equal-scoring wrong item ranks ahead (pessimistic,
+// deterministic; documented).
+void itr_recall_compute(const float *sims, int64_t n_images, int64_t n_captions, struct itr_recall *out);
+
+enum itr_protocol { ITR_PROTOCOL_F30K_1K, ITR_PROTOCOL_COCO_1K_5FOLD, ITR_PROTOCOL_COCO_5K, ITR_PROTOCOL_ALL,
+                    ITR_PROTOCOL_COUNT };
+const char *itr_protocol_name(enum itr_protocol p);          // "f30k-1k", ..., "all"
+bool itr_protocol_from_name(const char *s, enum itr_protocol *out);
+// Checks that a protocol applies to a split of n_images images; an
+// explanation naming the protocol, the split and the sizes otherwise.
+bool itr_protocol_check(enum itr_protocol p, const char *split, int64_t n_images, struct itr_diags *d);
+// Applies the protocol to a full similarity matrix: coco-1k-5fold evaluates
+// the five 1000-image folds independently and averages every metric (rsum
+// recomputed as the sum of the six averaged recalls, models.md §5.1.7).
+bool itr_protocol_eval(enum itr_protocol p, const float *sims, int64_t n_images, int64_t n_captions,
+                       struct itr_recall *out, struct itr_diags *d);
+
+struct itr_eval_options {
+    int64_t tile_images, tile_captions;   // score tile (0: 128 x 640)
+    int64_t encode_chunk;                 // items per encode call (0: 128)
+    bool progress;                        // progress bar on stderr when it is a terminal
+    bool f64;
+};
+
+// Computes the full [n_images, n_captions] similarity matrix of a split with
+// the program's entries and weights (*sims malloc'd, caller frees).
+bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                   const struct itr_eval_options *opt, float **sims, struct itr_diags *d);
+
+#endif
