@@ -86,4 +86,18 @@ bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids
 // images, vocabulary) and reports every problem; false if any.
 bool itr_data_verify(const char *dir, const char *vocab_path, struct itr_diags *d);
 
+// The same checks, and what was found per split (train, dev, test, testall,
+// in that order; present is false for a split that failed or is absent) for
+// `itr-data verify`'s summary. vocab_path NULL: DIR/vocab.json.
+#define ITR_DATA_N_SPLITS 4
+struct itr_split_summary {
+    char name[16];
+    bool present;
+    int64_t n_images, n_captions, n_rows, n_regions, feat_dim, token_dim;   // token_dim 0: no token features
+    int im_div, max_len;
+    int64_t n_unknown;
+};
+bool itr_data_verify_summary(const char *dir, const char *vocab_path, struct itr_split_summary *out,
+                             struct itr_diags *d);
+
 #endif
