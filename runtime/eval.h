@@ -28,6 +28,12 @@ struct itr_recall {
 // deterministic; documented).
 void itr_recall_compute(const float *sims, int64_t n_images, int64_t n_captions, struct itr_recall *out);
 
+// Splits sims into `folds` equal diagonal blocks (images f·n/folds.., their
+// captions), evaluates each independently and averages every metric; rsum is
+// the sum of the six averaged recalls. n_images and n_captions in *out are
+// the whole matrix's. coco-1k-5fold is this with 5 folds of 1000 images.
+void itr_recall_folds(const float *sims, int64_t n_images, int64_t n_captions, int folds, struct itr_recall *out);
+
 enum itr_protocol { ITR_PROTOCOL_F30K_1K, ITR_PROTOCOL_COCO_1K_5FOLD, ITR_PROTOCOL_COCO_5K, ITR_PROTOCOL_ALL,
                     ITR_PROTOCOL_COUNT };
 const char *itr_protocol_name(enum itr_protocol p);          // "f30k-1k", ..., "all"
@@ -52,5 +58,29 @@ struct itr_eval_options {
 // the program's entries and weights (*sims malloc'd, caller frees).
 bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
                    const struct itr_eval_options *opt, float **sims, struct itr_diags *d);
+
+// Averages the similarity matrices of n_models members (each a program and
+// its weights, evaluated on the same split) in f64, then rounds to f32. One
+// member gives exactly itr_eval_sims's matrix.
+bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs,
+                            const struct itr_tensor_set *const *weights, const struct itr_split *s,
+                            const struct itr_eval_options *opt, float **sims, struct itr_diags *d);
+// Ensemble members must read the same data: encode_image's and encode_text's
+// first inputs must agree past the item axis (dims with defaults resolved).
+// The error names both members (name_a, name_b: e.g. their plan files).
+bool itr_eval_check_compatible(const struct itr_program *a, const char *name_a, const struct itr_program *b,
+                               const char *name_b, struct itr_diags *d);
+
+// Queries. A caption given as word ids (<start> ... <end>, len of them)
+// scored against every image of s: *scores[n_images] (malloc'd).
+bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                         const int32_t *ids, int len, const struct itr_eval_options *opt, float **scores,
+                         struct itr_diags *d);
+// Image `image` of s scored against every caption of s: *scores[n_captions].
+bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                          int64_t image, const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+// The indices of the k highest scores, best first (ties: lower index first;
+// NaN last) into idx[0..k); returns min(k, n).
+int64_t itr_eval_topk(const float *scores, int64_t n, int64_t k, int64_t *idx);
 
 #endif

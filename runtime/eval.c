@@ -1,0 +1,752 @@
+// Evaluation: recall metrics, the field's protocols, and the similarity
+// matrix of a split computed through a plan's entry points (runtime/eval.h,
+// docs/evaluation.md).
+#include "runtime/eval.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/exec.h"
+
+// ------------------------------------------------------------ recall
+
+// NaN scores rank below everything: a model that produced NaN for the
+// positive must not be credited with rank 0 (NaN compares false).
+static inline double key(float x) { return isnan(x) ? -INFINITY : (double)x; }
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void rank_stats(int64_t *ranks, int64_t n, double *r1, double *r5, double *r10, double *medr, double *meanr) {
+    int64_t c1 = 0, c5 = 0, c10 = 0;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        c1 += ranks[i] < 1;
+        c5 += ranks[i] < 5;
+        c10 += ranks[i] < 10;
+        sum += (double)ranks[i];
+    }
+    if (n == 0) { *r1 = *r5 = *r10 = *medr = *meanr = 0; return; }
+    *r1 = 100.0 * (double)c1 / (double)n;
+    *r5 = 100.0 * (double)c5 / (double)n;
+    *r10 = 100.0 * (double)c10 / (double)n;
+    // Sorting integer ranks (one per query) is cheap next to the O(N·M) pass;
+    // numpy's median averages the two middle ranks of an even count.
+    qsort(ranks, (size_t)n, sizeof *ranks, cmp_i64);
+    double med = n % 2 ? (double)ranks[n / 2] : 0.5 * ((double)ranks[n / 2 - 1] + (double)ranks[n / 2]);
+    *medr = floor(med) + 1;
+    *meanr = sum / (double)n + 1;
+}
+
+// sims rows are ld floats apart, so a fold of a larger matrix is evaluated
+// in place without copying it.
+static void recall_strided(const float *sims, int64_t ld, int64_t n_images, int64_t n_captions, struct itr_recall *out) {
+    memset(out, 0, sizeof *out);
+    out->n_images = n_images;
+    out->n_captions = n_captions;
+    int64_t *ri = calloc((size_t)(n_images ? n_images : 1), sizeof *ri);
+    int64_t *rt = calloc((size_t)(n_captions ? n_captions : 1), sizeof *rt);
+    double *pos = malloc((size_t)(n_captions ? n_captions : 1) * sizeof *pos);
+    if (!ri || !rt || !pos) {
+        fprintf(stderr, "itr: out of memory computing recall\n");
+        abort();
+    }
+    const int64_t K = ITR_CAPTIONS_PER_IMAGE;
+    // i2t: the best positive's position is the number of negatives scoring at
+    // least as high as the best positive (pessimistic ties).
+    for (int64_t i = 0; i < n_images; i++) {
+        const float *row = sims + i * ld;
+        double best = -INFINITY;
+        int64_t c0 = i * K, c1 = c0 + K < n_captions ? c0 + K : n_captions;
+        for (int64_t c = c0; c < c1; c++)
+            if (key(row[c]) > best) best = key(row[c]);
+        int64_t r = 0;
+        for (int64_t c = 0; c < n_captions; c++)
+            if ((c < c0 || c >= c1) && key(row[c]) >= best) r++;
+        ri[i] = r;
+    }
+    // t2i: counted row by row so that the matrix is read in memory order.
+    for (int64_t c = 0; c < n_captions; c++) {
+        int64_t g = c / K;
+        pos[c] = g < n_images ? key(sims[g * ld + c]) : INFINITY;
+    }
+    for (int64_t i = 0; i < n_images; i++) {
+        const float *row = sims + i * ld;
+        for (int64_t c = 0; c < n_captions; c++)
+            if (c / K != i && key(row[c]) >= pos[c]) rt[c]++;
+    }
+    rank_stats(ri, n_images, &out->i2t_r1, &out->i2t_r5, &out->i2t_r10, &out->i2t_medr, &out->i2t_meanr);
+    rank_stats(rt, n_captions, &out->t2i_r1, &out->t2i_r5, &out->t2i_r10, &out->t2i_medr, &out->t2i_meanr);
+    out->rsum = out->i2t_r1 + out->i2t_r5 + out->i2t_r10 + out->t2i_r1 + out->t2i_r5 + out->t2i_r10;
+    free(ri);
+    free(rt);
+    free(pos);
+}
+
+void itr_recall_compute(const float *sims, int64_t n_images, int64_t n_captions, struct itr_recall *out) {
+    recall_strided(sims, n_captions, n_images, n_captions, out);
+}
+
+// ------------------------------------------------------------ protocols
+
+static const char *const PROTOCOL_NAMES[ITR_PROTOCOL_COUNT] = { "f30k-1k", "coco-1k-5fold", "coco-5k", "all" };
+
+const char *itr_protocol_name(enum itr_protocol p) {
+    return (unsigned)p < ITR_PROTOCOL_COUNT ? PROTOCOL_NAMES[p] : "?";
+}
+
+bool itr_protocol_from_name(const char *s, enum itr_protocol *out) {
+    for (int i = 0; i < ITR_PROTOCOL_COUNT; i++)
+        if (s && strcmp(s, PROTOCOL_NAMES[i]) == 0) {
+            *out = (enum itr_protocol)i;
+            return true;
+        }
+    return false;
+}
+
+#define FOLD_IMAGES 1000
+#define COCO_IMAGES 5000
+
+bool itr_protocol_check(enum itr_protocol p, const char *split, int64_t n, struct itr_diags *d) {
+    const char *sp = split ? split : "the split";
+    if (n <= 0) {
+        itr_diag_error(d, ITR_NOLOC, "%s has no images; there is nothing to evaluate", sp);
+        return false;
+    }
+    switch (p) {
+    case ITR_PROTOCOL_F30K_1K:
+        if (n == FOLD_IMAGES) return true;
+        if (n == COCO_IMAGES)
+            itr_diag_error(d, ITR_NOLOC,
+                           "f30k-1k needs the 1000-image test split; %s has %" PRId64 " images (COCO testall) — use "
+                           "--protocol coco-1k-5fold or coco-5k",
+                           sp, n);
+        else
+            itr_diag_error(d, ITR_NOLOC,
+                           "f30k-1k needs the 1000-image test split; %s has %" PRId64 " images — use --protocol all "
+                           "to evaluate a split of any size",
+                           sp, n);
+        return false;
+    case ITR_PROTOCOL_COCO_1K_5FOLD:
+    case ITR_PROTOCOL_COCO_5K:
+        if (n == COCO_IMAGES) return true;
+        if (n == FOLD_IMAGES)
+            itr_diag_error(d, ITR_NOLOC,
+                           "%s needs the 5000-image testall split; %s has %" PRId64 " images — use --protocol f30k-1k "
+                           "or --split testall",
+                           itr_protocol_name(p), sp, n);
+        else
+            itr_diag_error(d, ITR_NOLOC,
+                           "%s needs the 5000-image testall split; %s has %" PRId64 " images — use --split testall, "
+                           "or --protocol all to evaluate a split of any size",
+                           itr_protocol_name(p), sp, n);
+        return false;
+    case ITR_PROTOCOL_ALL:
+        return true;
+    default:
+        itr_diag_error(d, ITR_NOLOC, "unknown evaluation protocol %d", (int)p);
+        return false;
+    }
+}
+
+bool itr_protocol_eval(enum itr_protocol p, const float *sims, int64_t n_images, int64_t n_captions,
+                       struct itr_recall *out, struct itr_diags *d) {
+    memset(out, 0, sizeof *out);
+    if (!itr_protocol_check(p, NULL, n_images, d)) return false;
+    if (n_captions != ITR_CAPTIONS_PER_IMAGE * n_images) {
+        itr_diag_error(d, ITR_NOLOC,
+                       "the similarity matrix is %" PRId64 " x %" PRId64 "; evaluation needs %d captions per image "
+                       "(%" PRId64 " columns)",
+                       n_images, n_captions, ITR_CAPTIONS_PER_IMAGE, ITR_CAPTIONS_PER_IMAGE * n_images);
+        return false;
+    }
+    int64_t n_nan = 0, total = n_images * n_captions;
+    for (int64_t i = 0; i < total; i++) n_nan += isnan(sims[i]);
+    if (n_nan)
+        itr_diag_warning(d, ITR_NOLOC, "%" PRId64 " of %" PRId64 " similarities are NaN; they rank last", n_nan, total);
+    if (p != ITR_PROTOCOL_COCO_1K_5FOLD) {
+        itr_recall_compute(sims, n_images, n_captions, out);
+        return true;
+    }
+    itr_recall_folds(sims, n_images, n_captions, (int)(n_images / FOLD_IMAGES), out);
+    return true;
+}
+
+// models.md §5.1.6-7: folds are evaluated independently, every metric
+// averaged, and rsum recomputed from the averaged recalls (the originals'
+// printed 5-fold rsum is wrong in several repositories).
+void itr_recall_folds(const float *sims, int64_t n_images, int64_t n_captions, int folds, struct itr_recall *out) {
+    memset(out, 0, sizeof *out);
+    if (folds < 1) folds = 1;
+    const int64_t fi = n_images / folds, fc = n_captions / folds;
+    for (int f = 0; f < folds; f++) {
+        struct itr_recall r;
+        recall_strided(sims + (int64_t)f * fi * n_captions + f * fc, n_captions, fi, fc, &r);
+        out->i2t_r1 += r.i2t_r1 / folds;
+        out->i2t_r5 += r.i2t_r5 / folds;
+        out->i2t_r10 += r.i2t_r10 / folds;
+        out->t2i_r1 += r.t2i_r1 / folds;
+        out->t2i_r5 += r.t2i_r5 / folds;
+        out->t2i_r10 += r.t2i_r10 / folds;
+        out->i2t_medr += r.i2t_medr / folds;
+        out->t2i_medr += r.t2i_medr / folds;
+        out->i2t_meanr += r.i2t_meanr / folds;
+        out->t2i_meanr += r.t2i_meanr / folds;
+    }
+    out->rsum = out->i2t_r1 + out->i2t_r5 + out->i2t_r10 + out->t2i_r1 + out->t2i_r5 + out->t2i_r10;
+    out->n_images = n_images;
+    out->n_captions = n_captions;
+}
+
+// ------------------------------------------------------------ progress
+
+struct progress {
+    bool on, tty;
+    const char *what;
+    int64_t total, done;
+    double t0, last;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_start(struct progress *pr, bool on, const char *what, int64_t total) {
+    pr->on = on;
+    pr->tty = on && isatty(fileno(stderr));
+    pr->what = what;
+    pr->total = total;
+    pr->done = 0;
+    pr->t0 = pr->last = now_s();
+}
+
+static void progress_show(struct progress *pr, bool final) {
+    double t = now_s(), el = t - pr->t0;
+    double rate = el > 0 ? (double)pr->done / el : 0;
+    double eta = rate > 0 ? (double)(pr->total - pr->done) / rate : 0;
+    int pct = pr->total ? (int)(100 * pr->done / pr->total) : 100;
+    if (pr->tty) {
+        char bar[31];
+        int fill = pct * 30 / 100;
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r%-16s [%s] %3d%% %" PRId64 "/%" PRId64 "  %.0f/s  ETA %.0fs ", pr->what, bar, pct, pr->done,
+                pr->total, rate, eta);
+        if (final) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "%s: %" PRId64 "/%" PRId64 " (%d%%), %.0f/s, %s %.0fs\n", pr->what, pr->done, pr->total, pct,
+                rate, final ? "took" : "ETA", final ? el : eta);
+    }
+    fflush(stderr);
+    pr->last = t;
+}
+
+static void progress_add(struct progress *pr, int64_t n) {
+    pr->done += n;
+    if (!pr->on) return;
+    bool final = pr->done >= pr->total;
+    // A terminal redraws often; a log gets a line every 10 s at most.
+    // A log gets no line at all for a stage that took under 2 s.
+    double t = now_s(), gap = pr->tty ? 0.2 : 10.0;
+    if (final ? pr->tty || t - pr->t0 >= 2.0 : t - pr->last >= gap) progress_show(pr, final);
+}
+
+// ------------------------------------------------------------ running entries
+
+struct ctx {
+    const struct itr_program *p;
+    const struct itr_tensor_set *w;
+    const struct itr_graph *enc_img, *enc_txt, *score;
+    bool f64, token_feats;
+    int calls;
+    struct itr_diags *d;
+};
+
+// Runs an entry with fresh dim bindings (chunk and tile sizes vary). The
+// weights' warnings (unused tensors) are reported once, not once per chunk.
+static bool run_entry(struct ctx *c, const struct itr_graph *g, const struct itr_tensor_set *in,
+                      struct itr_tensor_set *out) {
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, c->p);
+    struct itr_exec_options eo = { .f64 = c->f64 };
+    struct itr_diags tmp;
+    itr_diags_init(&tmp);
+    bool first = c->calls++ == 0;
+    bool ok = itr_exec_run(c->p, g, in, c->w, &b, &eo, out, first ? c->d : &tmp);
+    for (int i = 0; i < tmp.n; i++)
+        if (tmp.items[i].sev == ITR_SEV_ERROR) itr_diag_error(c->d, tmp.items[i].loc, "%s", tmp.items[i].msg);
+    itr_diags_free(&tmp);
+    itr_bindings_free(&b);
+    return ok;
+}
+
+static bool ctx_init(struct ctx *c, const struct itr_program *p, const struct itr_tensor_set *w,
+                     const struct itr_eval_options *opt, struct itr_diags *d) {
+    memset(c, 0, sizeof *c);
+    c->p = p;
+    c->w = w;
+    c->d = d;
+    c->f64 = opt && opt->f64;
+    c->enc_img = itr_exec_find_entry(p, "encode_image", d);
+    c->enc_txt = itr_exec_find_entry(p, "encode_text", d);
+    c->score = itr_exec_find_entry(p, "score", d);
+    if (!c->enc_img || !c->enc_txt || !c->score) return false;
+    if (c->enc_img->n_inputs != 1) {
+        itr_diag_error(d, ITR_NOLOC, "entry 'encode_image' must take one input (the regions [N, R, D]); it takes %d",
+                       c->enc_img->n_inputs);
+        return false;
+    }
+    if (c->enc_txt->n_inputs != 2) {
+        itr_diag_error(d, ITR_NOLOC,
+                       "entry 'encode_text' must take two inputs (words [B, L] and lengths [B], or token features "
+                       "[B, L, E] and lengths [B]); it takes %d",
+                       c->enc_txt->n_inputs);
+        return false;
+    }
+    const struct itr_type *t0 = &c->enc_txt->values[c->enc_txt->inputs[0]].type;
+    c->token_feats = t0->dtype == ITR_F32 && t0->rank == 3;
+    int want = c->enc_img->n_outputs + c->enc_txt->n_outputs;
+    if (c->score->n_inputs != want || c->score->n_outputs < 1) {
+        itr_diag_error(d, ITR_NOLOC,
+                       "entry 'score' must take the %d output(s) of encode_image followed by the %d output(s) of "
+                       "encode_text (%d inputs) and return the similarity block; it takes %d input(s) and returns %d",
+                       c->enc_img->n_outputs, c->enc_txt->n_outputs, want, c->score->n_inputs, c->score->n_outputs);
+        return false;
+    }
+    return true;
+}
+
+static const char *input_name(const struct itr_graph *g, int i) { return g->values[g->inputs[i]].name; }
+
+// Appends the rows of one encode call's outputs (axis 0) to the full
+// embedding tensors full[k], created on the first chunk.
+static bool append_rows(struct ctx *c, const struct itr_graph *g, struct itr_tensor_set *chunk, int64_t first,
+                        int64_t n, int64_t total, struct itr_tensor **full) {
+    for (int k = 0; k < g->n_outputs; k++) {
+        const struct itr_tensor *t = chunk->items[k].tensor;
+        if (t->rank < 1 || t->shape[0] != n) {
+            char sh[128];
+            itr_shape_format(t->rank, t->shape, sh, sizeof sh);
+            itr_diag_error(c->d, ITR_NOLOC, "entry '%s' returned '%s' with shape %s for %" PRId64
+                           " items; its first axis must be the items", g->name, chunk->items[k].name, sh, n);
+            return false;
+        }
+        if (!full[k]) {
+            int64_t shape[ITR_MAX_RANK];
+            memcpy(shape, t->shape, sizeof shape);
+            shape[0] = total;
+            full[k] = itr_tensor_new(t->dtype, t->rank, shape);
+            if (!full[k]) {
+                itr_diag_error(c->d, ITR_NOLOC, "out of memory for the %" PRId64 " embeddings of '%s'", total,
+                               chunk->items[k].name);
+                return false;
+            }
+        }
+        bool same = full[k]->dtype == t->dtype && full[k]->rank == t->rank;
+        for (int r = 1; same && r < t->rank; r++) same = full[k]->shape[r] == t->shape[r];
+        if (!same) {
+            itr_diag_error(c->d, ITR_NOLOC, "entry '%s' returned '%s' with different shapes for different chunks",
+                           g->name, chunk->items[k].name);
+            return false;
+        }
+        size_t row = itr_tensor_nbytes(t) / (size_t)n;
+        memcpy((char *)full[k]->data + (size_t)first * row, t->data, itr_tensor_nbytes(t));
+    }
+    return true;
+}
+
+static void free_all(struct itr_tensor **ts, int n) {
+    for (int k = 0; k < n; k++) itr_tensor_free(ts[k]);
+}
+
+// Chunks are contiguous ranges, so the mapped feature rows are wrapped, not
+// copied, when there is one row per image (im_div 5); one row per caption
+// (im_div 1) repeats each image 5 times and the first copy serves.
+static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first, int64_t n) {
+    const struct itr_tensor *ims = s->ims;
+    int64_t shape[3] = { n, ims->shape[1], ims->shape[2] };
+    size_t row = (size_t)(ims->shape[1] * ims->shape[2]) * sizeof(float);
+    int64_t stride = s->im_div > 0 ? ITR_CAPTIONS_PER_IMAGE / s->im_div : 1;
+    if ((first + n - 1) * stride >= ims->shape[0]) return NULL;
+    if (stride == 1) return itr_tensor_wrap(ITR_F32, 3, shape, (char *)ims->data + (size_t)first * row);
+    struct itr_tensor *t = itr_tensor_new(ITR_F32, 3, shape);
+    if (!t) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        memcpy((char *)t->data + (size_t)i * row, (const char *)ims->data + (size_t)((first + i) * stride) * row, row);
+    return t;
+}
+
+// words [n, L] (L the longest caption of the chunk) and lengths [n].
+static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **words,
+                        struct itr_tensor **lengths) {
+    int32_t L = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (s->lengths[first + i] > L) L = s->lengths[first + i];
+    *words = itr_tensor_new(ITR_I32, 2, (int64_t[]){ n, L });
+    *lengths = itr_tensor_new(ITR_I32, 1, (int64_t[]){ n });
+    if (!*words || !*lengths) return false;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy((int32_t *)(*words)->data + i * L, s->tokens + (first + i) * s->max_len, (size_t)L * sizeof(int32_t));
+        ((int32_t *)(*lengths)->data)[i] = s->lengths[first + i];
+    }
+    return true;
+}
+
+static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **feats,
+                        struct itr_tensor **lengths) {
+    const struct itr_tensor *tf = s->token_feats;
+    int64_t shape[3] = { n, tf->shape[1], tf->shape[2] };
+    size_t row = (size_t)(tf->shape[1] * tf->shape[2]) * sizeof(float);
+    *feats = itr_tensor_wrap(ITR_F32, 3, shape, (char *)tf->data + (size_t)first * row);
+    *lengths = itr_tensor_wrap(ITR_I32, 1, (int64_t[]){ n }, (int32_t *)s->token_lengths->data + first);
+    return *feats && *lengths;
+}
+
+static int64_t chunk_size(const struct itr_eval_options *opt) {
+    return opt && opt->encode_chunk > 0 ? opt->encode_chunk : 128;
+}
+
+static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t first, int64_t n,
+                          const struct itr_eval_options *opt, struct itr_tensor **full) {
+    if (!s->ims || s->ims->rank != 3 || s->ims->dtype != ITR_F32) {
+        itr_diag_error(c->d, ITR_NOLOC, "split '%s' has no f32 [N, R, D] region features", s->name ? s->name : "?");
+        return false;
+    }
+    struct progress pr;
+    progress_start(&pr, opt && opt->progress && n > 1, "encoding images", n);
+    bool ok = true;
+    for (int64_t at = 0; ok && at < n; at += chunk_size(opt)) {
+        int64_t m = n - at < chunk_size(opt) ? n - at : chunk_size(opt);
+        struct itr_tensor_set in, out;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_init(&out);
+        struct itr_tensor *r = regions_chunk(s, first + at, m);
+        if (!r) {
+            itr_diag_error(c->d, ITR_NOLOC, "cannot take images %" PRId64 "..%" PRId64 " of split '%s' (%" PRId64
+                           " feature rows; out of memory or too few rows)", first + at, first + at + m - 1,
+                           s->name ? s->name : "?", s->ims->shape[0]);
+            ok = false;
+        } else {
+            itr_tensor_set_put(&in, input_name(c->enc_img, 0), r);
+            ok = run_entry(c, c->enc_img, &in, &out) && append_rows(c, c->enc_img, &out, at, m, n, full);
+        }
+        itr_tensor_set_free(&in);
+        itr_tensor_set_free(&out);
+        progress_add(&pr, m);
+    }
+    return ok;
+}
+
+static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t first, int64_t n,
+                            const struct itr_eval_options *opt, struct itr_tensor **full) {
+    if (c->token_feats ? !s->token_feats || !s->token_lengths : !s->tokens || !s->lengths) {
+        itr_diag_error(c->d, ITR_NOLOC, "the model's encode_text reads %s, which split '%s' does not have",
+                       c->token_feats ? "token features ({split}_caps_feats.npy and _caps_lens.npy)"
+                                      : "word ids (encoded captions; is a vocabulary given?)",
+                       s->name ? s->name : "?");
+        return false;
+    }
+    struct progress pr;
+    progress_start(&pr, opt && opt->progress && n > 1, "encoding captions", n);
+    bool ok = true;
+    for (int64_t at = 0; ok && at < n; at += chunk_size(opt)) {
+        int64_t m = n - at < chunk_size(opt) ? n - at : chunk_size(opt);
+        struct itr_tensor_set in, out;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_init(&out);
+        struct itr_tensor *a = NULL, *b = NULL;
+        ok = c->token_feats ? feats_chunk(s, first + at, m, &a, &b) : words_chunk(s, first + at, m, &a, &b);
+        if (!ok) {
+            itr_diag_error(c->d, ITR_NOLOC, "out of memory for a chunk of %" PRId64 " captions", m);
+            itr_tensor_free(a);
+            itr_tensor_free(b);
+        } else {
+            itr_tensor_set_put(&in, input_name(c->enc_txt, 0), a);
+            itr_tensor_set_put(&in, input_name(c->enc_txt, 1), b);
+            ok = run_entry(c, c->enc_txt, &in, &out) && append_rows(c, c->enc_txt, &out, at, m, n, full);
+        }
+        itr_tensor_set_free(&in);
+        itr_tensor_set_free(&out);
+        progress_add(&pr, m);
+    }
+    return ok;
+}
+
+static struct itr_tensor *rows_view(const struct itr_tensor *t, int64_t first, int64_t n) {
+    int64_t shape[ITR_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = n;
+    size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
+    return itr_tensor_wrap(t->dtype, t->rank, shape, (char *)t->data + (size_t)first * row);
+}
+
+// Scores every image against every caption, tile by tile: score's inputs are
+// encode_image's outputs then encode_text's outputs, each sliced along axis 0.
+static bool score_tiles(struct ctx *c, struct itr_tensor **img, int64_t n_img, struct itr_tensor **txt, int64_t n_txt,
+                        const struct itr_eval_options *opt, float *sims) {
+    int64_t ti = opt && opt->tile_images > 0 ? opt->tile_images : 128;
+    int64_t tc = opt && opt->tile_captions > 0 ? opt->tile_captions : 640;
+    int ni = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
+    struct progress pr;
+    progress_start(&pr, opt && opt->progress && (n_img > ti || n_txt > tc), "scoring pairs", n_img * n_txt);
+    bool ok = true;
+    for (int64_t i0 = 0; ok && i0 < n_img; i0 += ti) {
+        int64_t mi = n_img - i0 < ti ? n_img - i0 : ti;
+        for (int64_t c0 = 0; ok && c0 < n_txt; c0 += tc) {
+            int64_t mc = n_txt - c0 < tc ? n_txt - c0 : tc;
+            struct itr_tensor_set in, out;
+            itr_tensor_set_init(&in);
+            itr_tensor_set_init(&out);
+            for (int k = 0; k < ni; k++) itr_tensor_set_put(&in, input_name(c->score, k), rows_view(img[k], i0, mi));
+            for (int k = 0; k < nt; k++)
+                itr_tensor_set_put(&in, input_name(c->score, ni + k), rows_view(txt[k], c0, mc));
+            ok = run_entry(c, c->score, &in, &out);
+            if (ok) {
+                const struct itr_tensor *t = out.items[0].tensor;
+                if (t->rank != 2 || t->shape[0] != mi || t->shape[1] != mc) {
+                    char sh[128];
+                    itr_shape_format(t->rank, t->shape, sh, sizeof sh);
+                    itr_diag_error(c->d, ITR_NOLOC,
+                                   "entry 'score' returned '%s' with shape %s for a tile of %" PRId64
+                                   " images x %" PRId64 " captions; it must be [%" PRId64 ", %" PRId64 "]",
+                                   out.items[0].name, sh, mi, mc, mi, mc);
+                    ok = false;
+                } else {
+                    for (int64_t r = 0; r < mi; r++)
+                        for (int64_t q = 0; q < mc; q++)
+                            sims[(i0 + r) * n_txt + c0 + q] = t->dtype == ITR_F32
+                                                                  ? ((const float *)t->data)[r * mc + q]
+                                                                  : (float)itr_tensor_get(t, r * mc + q);
+                }
+            }
+            itr_tensor_set_free(&in);
+            itr_tensor_set_free(&out);
+            progress_add(&pr, mi * mc);
+        }
+    }
+    return ok;
+}
+
+static float *alloc_sims(int64_t n, int64_t m, struct itr_diags *d) {
+    float *s = n > 0 && m > 0 && n <= INT64_MAX / m / 4 ? malloc((size_t)(n * m) * sizeof *s) : NULL;
+    if (!s)
+        itr_diag_error(d, ITR_NOLOC, "cannot allocate the %" PRId64 " x %" PRId64 " similarity matrix", n, m);
+    return s;
+}
+
+#define MAX_OUTS 16
+
+static bool check_outs(const struct ctx *c) {
+    if (c->enc_img->n_outputs <= MAX_OUTS && c->enc_txt->n_outputs <= MAX_OUTS) return true;
+    itr_diag_error(c->d, ITR_NOLOC, "encode_image and encode_text may return at most %d outputs each", MAX_OUTS);
+    return false;
+}
+
+bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                   const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+    *sims = NULL;
+    struct ctx c;
+    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
+    float *out = NULL;
+    bool ok = encode_images(&c, s, 0, s->n_images, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
+              (out = alloc_sims(s->n_images, s->n_captions, d)) != NULL &&
+              score_tiles(&c, img, s->n_images, txt, s->n_captions, opt, out);
+    free_all(img, c.enc_img->n_outputs);
+    free_all(txt, c.enc_txt->n_outputs);
+    if (!ok) free(out);
+    else *sims = out;
+    return ok;
+}
+
+bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs,
+                            const struct itr_tensor_set *const *weights, const struct itr_split *s,
+                            const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+    *sims = NULL;
+    if (n_models < 1) {
+        itr_diag_error(d, ITR_NOLOC, "an ensemble needs at least one model");
+        return false;
+    }
+    if (n_models == 1) return itr_eval_sims(progs[0], weights[0], s, opt, sims, d);
+    int64_t n = s->n_images * s->n_captions;
+    double *acc = n > 0 ? calloc((size_t)n, sizeof *acc) : NULL;
+    if (!acc) {
+        itr_diag_error(d, ITR_NOLOC, "cannot allocate the ensemble's %" PRId64 " x %" PRId64 " accumulator",
+                       s->n_images, s->n_captions);
+        return false;
+    }
+    bool ok = true;
+    for (int m = 0; ok && m < n_models; m++) {
+        float *one;
+        ok = itr_eval_sims(progs[m], weights[m], s, opt, &one, d);
+        if (!ok) {
+            itr_diag_note(d, ITR_NOLOC, "while evaluating member %d of the ensemble", m + 1);
+            break;
+        }
+        for (int64_t i = 0; i < n; i++) acc[i] += one[i];
+        free(one);
+    }
+    float *out = ok ? malloc((size_t)n * sizeof *out) : NULL;
+    if (ok && !out) {
+        itr_diag_error(d, ITR_NOLOC, "cannot allocate the ensemble's similarity matrix");
+        ok = false;
+    }
+    for (int64_t i = 0; ok && i < n; i++) out[i] = (float)(acc[i] / n_models);
+    free(acc);
+    *sims = out;
+    return ok;
+}
+
+// ------------------------------------------------------------ ensemble compatibility
+
+static bool input_spec(const struct itr_program *p, const char *entry, int i, char *buf, size_t n) {
+    for (int k = 0; k < p->n_graphs; k++) {
+        const struct itr_graph *g = p->graphs[k];
+        if (g->kind != ITR_GRAPH_ENTRY || strcmp(g->name, entry) != 0 || i >= g->n_inputs) continue;
+        const struct itr_type *t = &g->values[g->inputs[i]].type;
+        // Dims with defaults are resolved so that two plans naming the same
+        // size differently compare equal; the item axis (0) never matters.
+        struct itr_dim_bindings b;
+        itr_bindings_init(&b, p);
+        itr_bind_defaults(&b, p);
+        size_t w = 0;
+        int r = snprintf(buf, n, "%s[*", itr_dtype_name(t->dtype));
+        w = r > 0 ? (size_t)r : 0;
+        for (int a = 1; a < t->rank && w < n; a++) {
+            int64_t v;
+            int32_t unbound;
+            if (itr_dim_eval(p, t->dims[a], b.value, b.bound, &v, &unbound))
+                r = snprintf(buf + w, n - w, ", %" PRId64, v);
+            else {
+                char e[64];
+                itr_dim_format(p, t->dims[a], e, sizeof e);
+                r = snprintf(buf + w, n - w, ", %s", e);
+            }
+            w += r > 0 ? (size_t)r : 0;
+        }
+        if (w < n) snprintf(buf + w, n - w, "]");
+        itr_bindings_free(&b);
+        return true;
+    }
+    snprintf(buf, n, "(no input)");
+    return false;
+}
+
+bool itr_eval_check_compatible(const struct itr_program *a, const char *name_a, const struct itr_program *b,
+                               const char *name_b, struct itr_diags *d) {
+    static const struct { const char *entry; int input; const char *what; } specs[] = {
+        { "encode_image", 0, "region features" },
+        { "encode_text", 0, "caption input" },
+    };
+    bool ok = true;
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        char sa[256], sb[256];
+        input_spec(a, specs[i].entry, specs[i].input, sa, sizeof sa);
+        input_spec(b, specs[i].entry, specs[i].input, sb, sizeof sb);
+        if (strcmp(sa, sb) != 0) {
+            itr_diag_error(d, ITR_NOLOC,
+                           "ensemble members read different data: %s's %s (%s input) is %s, %s's is %s; members "
+                           "must be evaluated on the same features",
+                           name_a, specs[i].what, specs[i].entry, sa, name_b, sb);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+// ------------------------------------------------------------ queries
+
+bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                         const int32_t *ids, int len, const struct itr_eval_options *opt, float **scores,
+                         struct itr_diags *d) {
+    *scores = NULL;
+    struct ctx c;
+    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    if (c.token_feats) {
+        itr_diag_error(d, ITR_NOLOC, "this model's encode_text reads token features, not words; a text query needs a "
+                       "model that reads word ids");
+        return false;
+    }
+    if (len < 1) {
+        itr_diag_error(d, ITR_NOLOC, "the query has no tokens");
+        return false;
+    }
+    struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
+    struct itr_tensor_set in, out;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_init(&out);
+    struct itr_tensor *w = itr_tensor_new(ITR_I32, 2, (int64_t[]){ 1, len });
+    struct itr_tensor *l = itr_tensor_new(ITR_I32, 1, (int64_t[]){ 1 });
+    float *res = NULL;
+    bool ok = w && l;
+    if (ok) {
+        memcpy(w->data, ids, (size_t)len * sizeof *ids);
+        ((int32_t *)l->data)[0] = len;
+        itr_tensor_set_put(&in, input_name(c.enc_txt, 0), w);
+        itr_tensor_set_put(&in, input_name(c.enc_txt, 1), l);
+        w = l = NULL;
+        ok = run_entry(&c, c.enc_txt, &in, &out) && append_rows(&c, c.enc_txt, &out, 0, 1, 1, txt);
+    } else {
+        itr_diag_error(d, ITR_NOLOC, "out of memory");
+    }
+    itr_tensor_free(w);
+    itr_tensor_free(l);
+    ok = ok && encode_images(&c, s, 0, s->n_images, opt, img) && (res = alloc_sims(s->n_images, 1, d)) != NULL &&
+         score_tiles(&c, img, s->n_images, txt, 1, opt, res);
+    itr_tensor_set_free(&in);
+    itr_tensor_set_free(&out);
+    free_all(img, c.enc_img->n_outputs);
+    free_all(txt, c.enc_txt->n_outputs);
+    if (!ok) free(res);
+    else *scores = res;
+    return ok;
+}
+
+bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                          int64_t image, const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
+    *scores = NULL;
+    if (image < 0 || image >= s->n_images) {
+        itr_diag_error(d, ITR_NOLOC, "image index %" PRId64 " is out of range; split '%s' has images 0..%" PRId64,
+                       image, s->name ? s->name : "?", s->n_images - 1);
+        return false;
+    }
+    struct ctx c;
+    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
+    float *res = NULL;
+    bool ok = encode_images(&c, s, image, 1, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
+              (res = alloc_sims(1, s->n_captions, d)) != NULL && score_tiles(&c, img, 1, txt, s->n_captions, opt, res);
+    free_all(img, c.enc_img->n_outputs);
+    free_all(txt, c.enc_txt->n_outputs);
+    if (!ok) free(res);
+    else *scores = res;
+    return ok;
+}
+
+int64_t itr_eval_topk(const float *scores, int64_t n, int64_t k, int64_t *idx) {
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    int64_t m = 0;
+    // Insertion into a sorted list of k: O(n·k), fine for the small k of a
+    // query; ties keep the lower index first, NaN ranks last.
+    for (int64_t i = 0; i < n; i++) {
+        double v = key(scores[i]);
+        if (m == k && !(v > key(scores[idx[m - 1]]))) continue;
+        int64_t j = m < k ? m++ : m - 1;
+        while (j > 0 && v > key(scores[idx[j - 1]])) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = i;
+    }
+    return m;
+}

@@ -1,0 +1,98 @@
+# itr-run eval and query end to end: an untrained small VSE++ on a tiny
+# synthetic data set (itr-data synth), the table, --json, --save-sims,
+# ensembles, protocol checks and queries (docs/evaluation.md).
+source "$(dirname "$0")/lib.bash" "$@"
+
+ITR_DATA=$BIN/itr-data
+DATA=$TMP/data
+run 0 "synthesise a tiny data set" "$ITR_DATA" synth "$DATA" --images 20 --dev 10 --test 10 --regions 4 --dim 16 --seed 3
+V=$(grep -oE '"idx": *[0-9]+' "$DATA/vocab.json" | grep -oE '[0-9]+$')
+P=$TMP/vsepp.plan
+run 0 "compile a small VSE++" "$ITRC" compile "$SRC/models/vsepp.ir" -o "$P" -D D=8 -D W=4 -D "V=$V" -D img_dim=16 -D R=4
+run 0 "init A" "$ITR_RUN" "$P" init --seed 1 -o "$TMP/a.safetensors"
+run 0 "init B" "$ITR_RUN" "$P" init --seed 2 -o "$TMP/b.safetensors"
+
+# ---- the table
+run 0 "eval" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors"
+contains "$OUT" "protocol: all — split test, 10 images, 50 captions" "eval: protocol line"
+matches "$OUT" "^image→text +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$" "eval: image→text row"
+matches "$OUT" "^text→image +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$" "eval: text→image row"
+matches "$OUT" "^rsum +[0-9.]+$" "eval: rsum"
+cp "$OUT" "$TMP/table1"
+
+# ---- --json: one object with every key; tiles do not change the numbers
+run 0 "eval --json, tiled" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --json \
+  --tile-images 3 --tile-captions 7 --save-sims "$TMP/sims.npy" --quiet
+[ "$(wc -l <"$OUT")" -eq 1 ] && pass || fail "--json prints one line"
+for k in i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum i2t_medr t2i_medr i2t_meanr t2i_meanr protocol n_images n_captions; do
+  contains "$OUT" "\"$k\": " "json key $k"
+done
+contains "$OUT" '"n_images": 10, "n_captions": 50' "json sizes"
+if command -v python3 >/dev/null; then
+  python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); assert abs(o["rsum"]-sum(o[k] for k in ("i2t_r1","i2t_r5","i2t_r10","t2i_r1","t2i_r5","t2i_r10")))<1e-6' \
+    "$OUT" && pass || fail "json parses and rsum is the sum of the recalls"
+fi
+not grep -q "encoding\|scoring" "$ERR" && pass || fail "--quiet: no progress on stderr"
+cp "$OUT" "$TMP/json1"
+run 0 "eval --json, one big tile" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --json \
+  --tile-images 1000 --tile-captions 1000 --save-sims "$TMP/sims2.npy" -q
+cmp -s "$OUT" "$TMP/json1" && pass || fail "tiled and untiled metrics differ"
+cmp -s "$TMP/sims.npy" "$TMP/sims2.npy" && pass || fail "tiled and untiled similarity matrices differ"
+# 128-byte-aligned npy header + 10 x 50 f32
+[ "$(wc -c <"$TMP/sims.npy")" -eq $((128 + 10 * 50 * 4)) ] && pass || fail "--save-sims size"
+head -c 128 "$TMP/sims.npy" | grep -q "'shape': (10, 50)" && pass || fail "--save-sims shape"
+
+# ---- ensembles
+run 0 "ensemble" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --ensemble "$P:$TMP/b.safetensors" -q
+contains "$OUT" "ensemble of 2 models (similarities averaged)" "ensemble label"
+run 0 "ensemble --json" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" \
+  --ensemble "$P:$TMP/b.safetensors" --json -q
+contains "$OUT" '"ensemble": 2' "ensemble json key"
+run 0 "compile a VSE++ on other features" "$ITRC" compile "$SRC/models/vsepp.ir" -o "$TMP/other.plan" -D D=8 -D W=4 \
+  -D "V=$V" -D img_dim=24 -D R=4
+run 0 "init it" "$ITR_RUN" "$TMP/other.plan" init -o "$TMP/o.safetensors"
+run 1 "ensemble with other features" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" \
+  --ensemble "$TMP/other.plan:$TMP/o.safetensors"
+contains "$ERR" "ensemble members read different data" "ensemble mismatch message"
+contains "$ERR" "other.plan's is f32[*, 4, 24]" "ensemble mismatch names both"
+run 1 "--ensemble without weights" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --ensemble "$P"
+contains "$ERR" "--ensemble expects OTHER.plan:WEIGHTS.safetensors" "ensemble usage"
+
+# ---- protocols
+run 1 "coco-5k on a small split" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --protocol coco-5k
+contains "$ERR" "coco-5k needs the 5000-image testall split; test has 10 images" "coco-5k message"
+run 1 "f30k-1k on a small split" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --protocol f30k-1k
+contains "$ERR" "f30k-1k needs the 1000-image test split" "f30k-1k message"
+run 1 "unknown protocol" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --protocol coco-1k
+contains "$ERR" "unknown protocol 'coco-1k' (accepted: f30k-1k, coco-1k-5fold, coco-5k, all)" "protocol list"
+run 0 "--split dev --protocol all" "$ITR_RUN" "$P" eval --data "$DATA" --split dev --weights "$TMP/a.safetensors" \
+  --protocol all -q
+contains "$OUT" "split dev, 10 images" "dev split"
+
+# ---- user errors
+run 1 "missing --data" "$ITR_RUN" "$P" eval --weights "$TMP/a.safetensors"
+contains "$ERR" "missing --data DIR" "missing data"
+run 1 "missing split" "$ITR_RUN" "$P" eval --data "$DATA" --split nosuch --weights "$TMP/a.safetensors"
+contains "$ERR" "nosuch" "missing split named"
+run 1 "weights of another model" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/o.safetensors"
+run 1 "bad tile" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --tile-images 0
+contains "$ERR" "--tile-images expects a positive integer, got '0'" "tile message"
+run 0 "eval --help" "$ITR_RUN" "$P" eval --help
+contains "$OUT" "--protocol P" "help lists --protocol"
+
+# ---- query
+run 0 "query --text" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --text "a red qwxz cat" \
+  --topk 3 -q
+contains "$ERR" "unknown words: qwxz" "unknown words reported"
+contains "$ERR" "(mapped to <unk>)" "unknown words: what happens to them"
+matches "$OUT" "^ +1 +-?[0-9.]+ +[0-9]+$" "query: first result"
+[ "$(grep -cE '^ +[0-9]+ +-?[0-9.]+ +[0-9]+$' "$OUT")" -eq 3 ] && pass || fail "query: --topk 3 gives 3 rows"
+run 0 "query --image-index" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 2 \
+  --topk 50 -q
+[ "$(grep -cE '^ +[0-9]+ +-?[0-9.]+ +[0-9]+\* ' "$OUT")" -eq 5 ] && pass || fail "query: image 2's 5 captions marked"
+run 1 "query image out of range" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 10
+contains "$ERR" "image index 10 is out of range; split 'test' has images 0..9" "range message"
+run 1 "query with both" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 1 --text x
+contains "$ERR" "exactly one of --text" "query: one of text and image"
+
+summary

@@ -1,0 +1,503 @@
+// Evaluation (runtime/eval.h): recall on matrices whose every rank is known,
+// the 5-fold averaging, protocol checks, and the similarity matrix of a small
+// VSE++ — tiled scoring must equal one big tile bit for bit.
+#include "tests/test.h"
+
+#include <stdlib.h>
+
+#include "ir/text.h"
+#include "runtime/eval.h"
+#include "runtime/init.h"
+#include "tests/testutil.h"
+
+#define K ITR_CAPTIONS_PER_IMAGE
+
+// ------------------------------------------------------------ recall
+
+// The oracle: full sort per query, positions counted the slow way, with an
+// equal-scoring wrong item ahead of the positive.
+static void oracle_ranks(const float *s, int64_t ni, int64_t nc, int64_t *ri, int64_t *rt) {
+    for (int64_t i = 0; i < ni; i++) {
+        int64_t best = nc;
+        for (int64_t c = i * K; c < i * K + K; c++) {
+            int64_t pos = 0;
+            for (int64_t j = 0; j < nc; j++)
+                if (j / K != i && s[i * nc + j] >= s[i * nc + c]) pos++;
+            // Positives strictly above c would also precede it, but then a
+            // better positive exists and gives the minimum.
+            if (pos < best) best = pos;
+        }
+        ri[i] = best;
+    }
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t pos = 0;
+        for (int64_t i = 0; i < ni; i++)
+            if (i != c / K && s[i * nc + c] >= s[(c / K) * nc + c]) pos++;
+        rt[c] = pos;
+    }
+}
+
+static float *matrix(int64_t ni, float (*f)(int64_t i, int64_t c)) {
+    float *s = malloc((size_t)(ni * ni * K) * sizeof *s);
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t c = 0; c < ni * K; c++) s[i * ni * K + c] = f(i, c);
+    return s;
+}
+
+static float perfect(int64_t i, int64_t c) { return c / K == i ? 1.0f : 0.0f; }
+static float reversed(int64_t i, int64_t c) { return c / K == i ? 0.0f : 1.0f; }
+static float constant(int64_t i, int64_t c) { (void)i; (void)c; return 0.5f; }
+
+TEST(perfect_matrix) {
+    float *s = matrix(4, perfect);
+    struct itr_recall r;
+    itr_recall_compute(s, 4, 20, &r);
+    CHECK_NEAR(r.i2t_r1, 100, 0);
+    CHECK_NEAR(r.t2i_r1, 100, 0);
+    CHECK_NEAR(r.rsum, 600, 0);
+    CHECK_NEAR(r.i2t_medr, 1, 0);
+    CHECK_NEAR(r.t2i_medr, 1, 0);
+    CHECK_NEAR(r.i2t_meanr, 1, 0);
+    CHECK_NEAR(r.t2i_meanr, 1, 0);
+    CHECK(r.n_images == 4 && r.n_captions == 20);
+    free(s);
+}
+
+TEST(reversed_matrix) {
+    // 2 images: every image has 5 negatives above its positives (rank 5);
+    // every caption has the other image above its own (rank 1).
+    float *s = matrix(2, reversed);
+    struct itr_recall r;
+    itr_recall_compute(s, 2, 10, &r);
+    CHECK_NEAR(r.i2t_r1, 0, 0);
+    CHECK_NEAR(r.i2t_r5, 0, 0);
+    CHECK_NEAR(r.i2t_r10, 100, 0);
+    CHECK_NEAR(r.i2t_medr, 6, 0);
+    CHECK_NEAR(r.i2t_meanr, 6, 0);
+    CHECK_NEAR(r.t2i_r1, 0, 0);
+    CHECK_NEAR(r.t2i_r5, 100, 0);
+    CHECK_NEAR(r.t2i_medr, 2, 0);
+    CHECK_NEAR(r.rsum, 300, 0);
+    free(s);
+}
+
+TEST(ties_are_pessimistic) {
+    // All equal: every wrong item ranks ahead of the positive.
+    float *s = matrix(3, constant);
+    struct itr_recall r;
+    itr_recall_compute(s, 3, 15, &r);
+    CHECK_NEAR(r.i2t_meanr, 11, 0);   // 10 negatives ahead
+    CHECK_NEAR(r.t2i_meanr, 3, 0);    // 2 other images ahead
+    CHECK_NEAR(r.i2t_r10, 0, 0);
+    CHECK_NEAR(r.t2i_r1, 0, 0);
+    CHECK_NEAR(r.t2i_r5, 100, 0);
+    // One negative tied with the best positive, one below: rank 1.
+    float row[2 * 10] = { 0 };
+    for (int c = 0; c < 5; c++) row[c] = 0.2f;
+    row[2] = 0.7f;        // the best positive
+    row[7] = 0.7f;        // a tied negative
+    row[8] = 0.6f;        // below it
+    for (int c = 0; c < 10; c++) row[10 + c] = c >= 5 ? 1.0f : 0.0f;
+    itr_recall_compute(row, 2, 10, &r);
+    CHECK_NEAR(r.i2t_r1, 50, 0);       // image 0 rank 1, image 1 rank 0
+    CHECK_NEAR(r.i2t_meanr, 1.5, 0);
+    free(s);
+}
+
+TEST(known_ranks_medr_meanr) {
+    // 4 images with i2t ranks 0, 1, 2, 3 by construction: the first r_i
+    // negatives of row i score above the positives.
+    const int64_t ni = 4, nc = 20, want[4] = { 0, 1, 2, 3 };
+    float s[4 * 20];
+    for (int64_t i = 0; i < ni; i++) {
+        int64_t placed = 0;
+        for (int64_t c = 0; c < nc; c++) {
+            if (c / K == i) s[i * nc + c] = 0.5f;
+            else s[i * nc + c] = placed++ < want[i] ? 0.9f : 0.0f;
+        }
+    }
+    struct itr_recall r;
+    itr_recall_compute(s, ni, nc, &r);
+    CHECK_NEAR(r.i2t_r1, 25, 0);
+    CHECK_NEAR(r.i2t_r5, 100, 0);
+    CHECK_NEAR(r.i2t_medr, 2, 0);        // median 1.5 -> floor 1 -> +1
+    CHECK_NEAR(r.i2t_meanr, 2.5, 0);     // mean 1.5 + 1
+    int64_t ri[4], rt[20];
+    oracle_ranks(s, ni, nc, ri, rt);
+    for (int i = 0; i < 4; i++) CHECK(ri[i] == want[i]);
+    // t2i against the oracle.
+    double m = 0;
+    int64_t h1 = 0;
+    for (int c = 0; c < 20; c++) { m += (double)rt[c]; h1 += rt[c] < 1; }
+    CHECK_NEAR(r.t2i_meanr, m / 20 + 1, 1e-12);
+    CHECK_NEAR(r.t2i_r1, 100.0 * (double)h1 / 20, 1e-12);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t xrand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void stats(int64_t *r, int64_t n, double out[5]) {
+    // r1 r5 r10 medr meanr, the slow way.
+    double s = 0;
+    int64_t h[3] = { 0 };
+    for (int64_t i = 0; i < n; i++) {
+        s += (double)r[i];
+        h[0] += r[i] < 1; h[1] += r[i] < 5; h[2] += r[i] < 10;
+    }
+    for (int64_t i = 0; i < n; i++)   // selection sort
+        for (int64_t j = i + 1; j < n; j++)
+            if (r[j] < r[i]) { int64_t t = r[i]; r[i] = r[j]; r[j] = t; }
+    double med = n % 2 ? (double)r[n / 2] : ((double)r[n / 2 - 1] + (double)r[n / 2]) / 2;
+    out[0] = 100.0 * (double)h[0] / (double)n;
+    out[1] = 100.0 * (double)h[1] / (double)n;
+    out[2] = 100.0 * (double)h[2] / (double)n;
+    out[3] = floor(med) + 1;
+    out[4] = s / (double)n + 1;
+}
+
+TEST(random_matrices_match_the_oracle) {
+    for (int trial = 0; trial < 20; trial++) {
+        int64_t ni = 2 + (int64_t)(xrand() % 9), nc = ni * K;
+        float *s = malloc((size_t)(ni * nc) * sizeof *s);
+        // Few distinct values: many ties.
+        for (int64_t i = 0; i < ni * nc; i++) s[i] = (float)(xrand() % (trial % 2 ? 4 : 1000)) / 8.0f;
+        int64_t *ri = malloc((size_t)ni * sizeof *ri), *rt = malloc((size_t)nc * sizeof *rt);
+        oracle_ranks(s, ni, nc, ri, rt);
+        double a[5], b[5];
+        stats(ri, ni, a);
+        stats(rt, nc, b);
+        struct itr_recall r;
+        itr_recall_compute(s, ni, nc, &r);
+        CHECK_NEAR(r.i2t_r1, a[0], 1e-9);
+        CHECK_NEAR(r.i2t_r5, a[1], 1e-9);
+        CHECK_NEAR(r.i2t_r10, a[2], 1e-9);
+        CHECK_NEAR(r.i2t_medr, a[3], 0);
+        CHECK_NEAR(r.i2t_meanr, a[4], 1e-9);
+        CHECK_NEAR(r.t2i_r1, b[0], 1e-9);
+        CHECK_NEAR(r.t2i_r5, b[1], 1e-9);
+        CHECK_NEAR(r.t2i_r10, b[2], 1e-9);
+        CHECK_NEAR(r.t2i_medr, b[3], 0);
+        CHECK_NEAR(r.t2i_meanr, b[4], 1e-9);
+        CHECK_NEAR(r.rsum, a[0] + a[1] + a[2] + b[0] + b[1] + b[2], 1e-9);
+        free(s);
+        free(ri);
+        free(rt);
+    }
+}
+
+TEST(nan_ranks_last) {
+    float *s = matrix(2, perfect);
+    s[0] = s[1] = s[2] = s[3] = s[4] = NAN;   // image 0's positives are NaN
+    struct itr_recall r;
+    itr_recall_compute(s, 2, 10, &r);
+    CHECK_NEAR(r.i2t_r1, 50, 0);               // image 0 is not credited
+    CHECK_NEAR(r.i2t_meanr, (5 + 0) / 2.0 + 1, 0);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(itr_protocol_eval(ITR_PROTOCOL_ALL, s, 2, 10, &r, &d));
+    CHECK_DIAGS_CONTAIN(&d, "5 of 20 similarities are NaN");
+    itr_diags_free(&d);
+    free(s);
+}
+
+// ------------------------------------------------------------ folds and protocols
+
+TEST(five_folds_average_and_recompute_rsum) {
+    // 5 folds of 2 images (10 captions): fold f is perfect for f < 3 and
+    // reversed for f >= 3; off-diagonal blocks are huge and must be ignored.
+    const int64_t ni = 10, nc = 50;
+    float *s = malloc((size_t)(ni * nc) * sizeof *s);
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t c = 0; c < nc; c++) {
+            int64_t fi = i / 2, fcap = c / 10;
+            if (fi != fcap) { s[i * nc + c] = 100.0f; continue; }
+            bool pos = c / K == i;
+            s[i * nc + c] = fi < 3 ? (pos ? 1.0f : 0.0f) : (pos ? 0.0f : 1.0f);
+        }
+    struct itr_recall r;
+    itr_recall_folds(s, ni, nc, 5, &r);
+    // perfect: 100 100 100 | 100 100 100, medr 1, meanr 1
+    // reversed: i2t 0 0 100, medr 6, meanr 6 | t2i 0 100 100, medr 2, meanr 2
+    CHECK_NEAR(r.i2t_r1, 60, 1e-9);
+    CHECK_NEAR(r.i2t_r5, 60, 1e-9);
+    CHECK_NEAR(r.i2t_r10, 100, 1e-9);
+    CHECK_NEAR(r.t2i_r1, 60, 1e-9);
+    CHECK_NEAR(r.t2i_r5, 100, 1e-9);
+    CHECK_NEAR(r.t2i_r10, 100, 1e-9);
+    CHECK_NEAR(r.i2t_medr, (3 * 1 + 2 * 6) / 5.0, 1e-9);
+    CHECK_NEAR(r.t2i_meanr, (3 * 1 + 2 * 2) / 5.0, 1e-9);
+    CHECK_NEAR(r.rsum, 60 + 60 + 100 + 60 + 100 + 100, 1e-9);
+    CHECK(r.n_images == 10 && r.n_captions == 50);
+    // One matrix over all 10 images instead sees the 100.0 blocks.
+    struct itr_recall whole;
+    itr_recall_compute(s, ni, nc, &whole);
+    CHECK(whole.rsum < r.rsum);
+    free(s);
+}
+
+TEST(protocol_names_and_checks) {
+    enum itr_protocol p;
+    for (int i = 0; i < ITR_PROTOCOL_COUNT; i++) {
+        CHECK(itr_protocol_from_name(itr_protocol_name((enum itr_protocol)i), &p));
+        CHECK(p == (enum itr_protocol)i);
+    }
+    CHECK(!itr_protocol_from_name("coco-1k", &p));
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(itr_protocol_check(ITR_PROTOCOL_F30K_1K, "test", 1000, &d));
+    CHECK(itr_protocol_check(ITR_PROTOCOL_COCO_5K, "testall", 5000, &d));
+    CHECK(itr_protocol_check(ITR_PROTOCOL_COCO_1K_5FOLD, "testall", 5000, &d));
+    CHECK(itr_protocol_check(ITR_PROTOCOL_ALL, "mini", 7, &d));
+    CHECK(d.n_errors == 0);
+    CHECK(!itr_protocol_check(ITR_PROTOCOL_COCO_5K, "test", 1000, &d));
+    CHECK_DIAGS_CONTAIN(&d, "coco-5k needs the 5000-image testall split; test has 1000 images — use --protocol "
+                            "f30k-1k or --split testall");
+    diags_reset(&d);
+    CHECK(!itr_protocol_check(ITR_PROTOCOL_COCO_1K_5FOLD, "val", 1000, &d));
+    CHECK_DIAGS_CONTAIN(&d, "coco-1k-5fold needs the 5000-image testall split; val has 1000 images");
+    diags_reset(&d);
+    CHECK(!itr_protocol_check(ITR_PROTOCOL_F30K_1K, "testall", 5000, &d));
+    CHECK_DIAGS_CONTAIN(&d, "f30k-1k needs the 1000-image test split; testall has 5000 images (COCO testall) — use "
+                            "--protocol coco-1k-5fold or coco-5k");
+    diags_reset(&d);
+    CHECK(!itr_protocol_check(ITR_PROTOCOL_F30K_1K, "mini", 12, &d));
+    CHECK_DIAGS_CONTAIN(&d, "use --protocol all");
+    diags_reset(&d);
+    CHECK(!itr_protocol_check(ITR_PROTOCOL_ALL, "empty", 0, &d));
+    CHECK_DIAGS_CONTAIN(&d, "empty has no images");
+    diags_reset(&d);
+    struct itr_recall r;
+    float s[2 * 9] = { 0 };
+    CHECK(!itr_protocol_eval(ITR_PROTOCOL_ALL, s, 2, 9, &r, &d));
+    CHECK_DIAGS_CONTAIN(&d, "evaluation needs 5 captions per image (10 columns)");
+    itr_diags_free(&d);
+}
+
+// ------------------------------------------------------------ similarity matrices
+
+static const char *const SMALL[] = { "D=8", "W=4", "V=30", "img_dim=16", "R=3" };
+
+static struct itr_program *parse_vsepp(const char *img_dim) {
+    const char *ov[5] = { SMALL[0], SMALL[1], SMALL[2], img_dim ? img_dim : SMALL[3], SMALL[4] };
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = 5 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = itr_parse_file(ITR_SOURCE_DIR "/models/vsepp.ir", &opt, &d);
+    if (!p || itr_diags_has_errors(&d)) {
+        diags_report("parsing vsepp.ir: ", &d);
+        if (p) itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static bool init_weights(const struct itr_program *p, uint64_t seed, struct itr_tensor_set *w) {
+    itr_tensor_set_init(w);
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_init_params(p, seed, &b, w, &d);
+    if (!ok) diags_report("init: ", &d);
+    itr_diags_free(&d);
+    itr_bindings_free(&b);
+    return ok;
+}
+
+// A split built in memory: n images of 3 regions x 16 features, 5n captions
+// of 3..6 tokens.
+static void make_split(struct itr_split *s, int64_t n) {
+    memset(s, 0, sizeof *s);
+    s->name = "mem";
+    s->n_images = n;
+    s->n_captions = n * K;
+    s->im_div = K;   // one feature row per image
+    s->n_regions = 3;
+    s->feat_dim = 16;
+    s->ims = itr_tensor_new(ITR_F32, 3, (int64_t[]){ n, 3, 16 });
+    for (int64_t i = 0; i < n * 3 * 16; i++) ((float *)s->ims->data)[i] = (float)(xrand() % 2001) / 1000.0f - 1.0f;
+    s->max_len = 6;
+    s->tokens = calloc((size_t)(s->n_captions * 6), sizeof *s->tokens);
+    s->lengths = calloc((size_t)s->n_captions, sizeof *s->lengths);
+    for (int64_t c = 0; c < s->n_captions; c++) {
+        int len = 3 + (int)(xrand() % 4);
+        s->lengths[c] = len;
+        s->tokens[c * 6] = ITR_VOCAB_START;
+        for (int t = 1; t < len - 1; t++) s->tokens[c * 6 + t] = 4 + (int32_t)(xrand() % 26);
+        s->tokens[c * 6 + len - 1] = ITR_VOCAB_END;
+    }
+}
+
+static void free_split(struct itr_split *s) {
+    itr_tensor_free(s->ims);
+    free(s->tokens);
+    free(s->lengths);
+}
+
+static float *sims_of(const struct itr_program *p, const struct itr_tensor_set *w, const struct itr_split *s,
+                      int64_t ti, int64_t tc, int64_t chunk, bool f64) {
+    struct itr_eval_options opt = { .tile_images = ti, .tile_captions = tc, .encode_chunk = chunk, .f64 = f64 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    float *out = NULL;
+    if (!itr_eval_sims(p, w, s, &opt, &out, &d)) diags_report("itr_eval_sims: ", &d);
+    itr_diags_free(&d);
+    return out;
+}
+
+TEST(tiled_equals_untiled_bit_for_bit) {
+    struct itr_program *p = parse_vsepp(NULL);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor_set w;
+    CHECK(init_weights(p, 7, &w));
+    struct itr_split s;
+    make_split(&s, 7);
+    for (int f64 = 0; f64 < 2; f64++) {
+        float *big = sims_of(p, &w, &s, 1000, 1000, 1000, f64);
+        float *tiled = sims_of(p, &w, &s, 3, 7, 4, f64);
+        float *odd = sims_of(p, &w, &s, 1, 35, 1, f64);
+        CHECK(big && tiled && odd);
+        if (big && tiled && odd) {
+            CHECK_MSG(memcmp(big, tiled, (size_t)(7 * 35) * sizeof *big) == 0, "tile 3x7 differs (f64 %d)", f64);
+            CHECK_MSG(memcmp(big, odd, (size_t)(7 * 35) * sizeof *big) == 0, "tile 1x35 differs (f64 %d)", f64);
+            // Unit vectors: cosine similarities.
+            bool in_range = true;
+            for (int i = 0; i < 7 * 35; i++) in_range &= big[i] >= -1.0001f && big[i] <= 1.0001f && big[i] != 0;
+            CHECK(in_range);
+        }
+        free(big);
+        free(tiled);
+        free(odd);
+    }
+    // One feature row per caption (im_div 1): image i is row 5i; the other
+    // copies are ignored, so they may hold anything.
+    struct itr_split s5 = s;
+    s5.im_div = 1;
+    s5.ims = itr_tensor_new(ITR_F32, 3, (int64_t[]){ 35, 3, 16 });
+    for (int64_t r = 0; r < 35; r++)
+        for (int64_t e = 0; e < 48; e++)
+            ((float *)s5.ims->data)[r * 48 + e] = r % K ? 9.0f : ((float *)s.ims->data)[(r / K) * 48 + e];
+    float *a = sims_of(p, &w, &s, 0, 0, 0, false), *b = sims_of(p, &w, &s5, 3, 7, 2, false);
+    CHECK(a && b && memcmp(a, b, (size_t)(7 * 35) * sizeof *a) == 0);
+    free(a);
+    free(b);
+    itr_tensor_free(s5.ims);
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(p);
+}
+
+TEST(ensemble_is_the_average) {
+    struct itr_program *p = parse_vsepp(NULL);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor_set wa, wb;
+    CHECK(init_weights(p, 1, &wa) && init_weights(p, 2, &wb));
+    struct itr_split s;
+    make_split(&s, 4);
+    float *a = sims_of(p, &wa, &s, 0, 0, 0, false), *b = sims_of(p, &wb, &s, 0, 0, 0, false);
+    const struct itr_program *ps[2] = { p, p };
+    const struct itr_tensor_set *ws[2] = { &wa, &wb };
+    struct itr_eval_options opt = { .tile_images = 2, .tile_captions = 3 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    float *e = NULL, *one = NULL;
+    CHECK(itr_eval_sims_ensemble(2, ps, ws, &s, &opt, &e, &d));
+    CHECK(itr_eval_sims_ensemble(1, ps, ws, &s, &opt, &one, &d));
+    CHECK(a && b && e && one);
+    if (a && b && e && one) {
+        bool same = true;
+        for (int i = 0; i < 4 * 20; i++) same &= e[i] == (float)(((double)a[i] + (double)b[i]) / 2);
+        CHECK_MSG(same, "the ensemble is not the average of its members");
+        CHECK(memcmp(one, a, 80 * sizeof *a) == 0);
+        CHECK(memcmp(a, b, 80 * sizeof *a) != 0);
+    }
+    free(a); free(b); free(e); free(one);
+    // A member reading other features is refused, naming both.
+    struct itr_program *q = parse_vsepp("img_dim=24");
+    CHECK(q != NULL);
+    if (q) {
+        CHECK(itr_eval_check_compatible(p, "a.plan", p, "b.plan", &d));
+        CHECK(!itr_eval_check_compatible(p, "a.plan", q, "c.plan", &d));
+        CHECK_DIAGS_CONTAIN(&d, "a.plan's region features (encode_image input) is f32[*, 3, 16], c.plan's is "
+                                "f32[*, 3, 24]");
+        itr_program_free(q);
+    }
+    itr_diags_free(&d);
+    free_split(&s);
+    itr_tensor_set_free(&wa);
+    itr_tensor_set_free(&wb);
+    itr_program_free(p);
+}
+
+TEST(queries_agree_with_the_matrix) {
+    struct itr_program *p = parse_vsepp(NULL);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor_set w;
+    CHECK(init_weights(p, 3, &w));
+    struct itr_split s;
+    make_split(&s, 5);
+    float *full = sims_of(p, &w, &s, 0, 0, 0, false);
+    struct itr_eval_options opt = { 0 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    float *col = NULL, *row = NULL;
+    int64_t c = 13;
+    CHECK(itr_eval_query_text(p, &w, &s, s.tokens + c * s.max_len, s.lengths[c], &opt, &col, &d));
+    CHECK(itr_eval_query_image(p, &w, &s, 2, &opt, &row, &d));
+    CHECK(full && col && row);
+    if (full && col && row) {
+        bool same = true;
+        for (int i = 0; i < 5; i++) same &= col[i] == full[i * 25 + c];
+        CHECK_MSG(same, "text query differs from column %d", (int)c);
+        CHECK(memcmp(row, full + 2 * 25, 25 * sizeof *row) == 0);
+    }
+    free(full); free(col); free(row);
+    CHECK(!itr_eval_query_image(p, &w, &s, 5, &opt, &row, &d) && row == NULL);
+    CHECK_DIAGS_CONTAIN(&d, "image index 5 is out of range; split 'mem' has images 0..4");
+    diags_reset(&d);
+    // Wrong weights: a clear error, not a crash.
+    struct itr_tensor_set none;
+    itr_tensor_set_init(&none);
+    float *x = NULL;
+    CHECK(!itr_eval_sims(p, &none, &s, &opt, &x, &d) && x == NULL);
+    CHECK(d.n_errors > 0);
+    itr_diags_free(&d);
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(p);
+}
+
+TEST(topk) {
+    float s[7] = { 0.1f, 0.9f, NAN, 0.5f, 0.9f, -1.0f, 0.5f };
+    int64_t idx[7];
+    CHECK(itr_eval_topk(s, 7, 4, idx) == 4);
+    CHECK(idx[0] == 1 && idx[1] == 4 && idx[2] == 3 && idx[3] == 6);
+    CHECK(itr_eval_topk(s, 7, 100, idx) == 7);
+    CHECK(idx[4] == 0 && idx[5] == 5 && idx[6] == 2);
+    CHECK(itr_eval_topk(s, 7, 0, idx) == 0);
+}
+
+int main(void) {
+    RUN(perfect_matrix);
+    RUN(reversed_matrix);
+    RUN(ties_are_pessimistic);
+    RUN(known_ranks_medr_meanr);
+    RUN(random_matrices_match_the_oracle);
+    RUN(nan_ranks_last);
+    RUN(five_folds_average_and_recompute_rsum);
+    RUN(protocol_names_and_checks);
+    RUN(tiled_equals_untiled_bit_for_bit);
+    RUN(ensemble_is_the_average);
+    RUN(queries_agree_with_the_matrix);
+    RUN(topk);
+    return test_summary();
+}
