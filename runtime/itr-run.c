@@ -7,16 +7,20 @@
 // function and a row. Exit codes: 0 ok, 1 user error, 2 internal error.
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "ir/plan.h"
+#include "runtime/data.h"
+#include "runtime/eval.h"
 #include "runtime/exec.h"
 #include "runtime/init.h"
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/train.h"
+#include "runtime/trainer.h"
 
 #define PROG "itr-run"
 
@@ -464,6 +468,97 @@ static int cmd_step(const char *plan, int argc, char **argv) {
     return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
 }
 
+// ------------------------------------------------------------ train
+
+static int cmd_train(const char *plan, int argc, char **argv) {
+    struct itr_trainer_options o;
+    memset(&o, 0, sizeof o);
+    const char *sched = NULL, *lr_s = NULL;
+    int rc = ITR_EXIT_OK;
+    int64_t n, ckpt = -1, workers = 1;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        const char *v = NULL;
+        int r = 0;
+        const char *a = argv[i];
+#define TRAIN_OPT(lng) ((r = opt_value("train", argc, argv, &i, NULL, lng, &v)) != 0)
+#define TRAIN_INT(lng, field, min)                                                                              \
+        if (TRAIN_OPT(lng)) {                                                                                   \
+            if (r < 0) rc = ITR_EXIT_USER;                                                                      \
+            else if (!parse_int64(v, &n) || n < (min))                                                          \
+                rc = usage_error("train", lng " expects an integer >= " #min ", got '%s'", v);                  \
+            else field = n;                                                                                     \
+        }
+        TRAIN_INT("--epochs", o.epochs, 1)
+        else TRAIN_INT("--batch-size", o.batch_size, 1)
+        else TRAIN_INT("--warmup-steps", o.lr.warmup_steps, 0)
+        else TRAIN_INT("--max-steps", o.max_steps, 1)
+        else TRAIN_INT("--checkpoint-every", ckpt, 0)
+        else TRAIN_INT("--workers", workers, 1)
+        else if (TRAIN_OPT("--seed")) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            else if (!parse_int64(v, &n) || n < 0) rc = usage_error("train", "--seed expects a non-negative integer, got '%s'", v);
+            else o.seed = (uint64_t)n;
+        } else if (TRAIN_OPT("--data")) { if (r < 0) rc = ITR_EXIT_USER; else o.data_dir = v; }
+        else if (TRAIN_OPT("--vocab")) { if (r < 0) rc = ITR_EXIT_USER; else o.vocab_path = v; }
+        else if (TRAIN_OPT("--out")) { if (r < 0) rc = ITR_EXIT_USER; else o.run_dir = v; }
+        else if (TRAIN_OPT("--weights")) { if (r < 0) rc = ITR_EXIT_USER; else o.weights = v; }
+        else if (TRAIN_OPT("--eval-split")) { if (r < 0) rc = ITR_EXIT_USER; else o.eval_split = v; }
+        else if (TRAIN_OPT("--lr")) { if (r < 0) rc = ITR_EXIT_USER; else lr_s = v; }
+        else if (TRAIN_OPT("--lr-schedule")) { if (r < 0) rc = ITR_EXIT_USER; else sched = v; }
+        else if (strcmp(a, "--resume") == 0) o.resume = true;
+        else if (strcmp(a, "--plot") == 0) o.plot = true;
+        else if (strcmp(a, "--f64") == 0) o.f64 = true;
+        else if (a[0] == '-' && a[1])
+            rc = usage_error("train", "unknown option '%s' (see the list of options)", a);
+        else rc = usage_error("train", "unexpected argument '%s'", a);
+#undef TRAIN_INT
+#undef TRAIN_OPT
+    }
+    // --checkpoint-every 0 means "only at epoch ends", the library's -1 (its 0 is the default).
+    o.checkpoint_every = ckpt == 0 ? -1 : ckpt > 0 ? ckpt : 0;
+    (void)workers;   // accepted so that scripts written for threaded backends run here
+    if (rc == ITR_EXIT_OK && lr_s) {
+        char *end;
+        errno = 0;
+        o.lr.lr = strtod(lr_s, &end);
+        if (!*lr_s || *end || errno || !(o.lr.lr >= 0) || o.lr.lr > 1e30)
+            rc = usage_error("train", "--lr expects a non-negative number, got '%s'", lr_s);
+        o.lr_given = true;
+    }
+    if (rc == ITR_EXIT_OK && !o.data_dir) rc = usage_error("train", "%s", "missing --data DIR");
+    if (rc != ITR_EXIT_OK) return rc;
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_plan_info info;
+    struct itr_program *p = load_plan(plan, &info, &d);
+    bool ok = p != NULL;
+    if (ok && sched) ok = itr_lr_parse(sched, &o.lr, &d);
+    else if (ok) {
+        // No schedule given: the model family's default, ×0.1 every 15 epochs (models.md §4).
+        o.lr.kind = ITR_LR_STEP;
+        o.lr.step_epochs = 15;
+        o.lr.gamma = 0.1;
+    }
+    char run_dir[512];
+    if (ok) {
+        snprintf(run_dir, sizeof run_dir, "runs/%s", p->name ? p->name : "model");
+        if (!o.run_dir) o.run_dir = run_dir;
+        o.fingerprint = info.fingerprint;
+        o.progress = stderr;
+    }
+    struct itr_trainer_result res;
+    if (ok) ok = itr_trainer_run(p, &o, &res, &d);
+    if (ok) {
+        printf("trained %" PRId64 " steps, %" PRId64 " epochs in %.1fs; ", res.steps, res.epochs_done, res.seconds);
+        if (isnan(res.best_rsum)) printf("no dev evaluation yet\n");
+        else printf("best dev rsum %.2f, last %.2f\n", res.best_rsum, res.last_rsum);
+        printf("run directory: %s\n", o.run_dir);
+    }
+    itr_program_free(p);
+    return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
+}
+
 // ------------------------------------------------------------ info
 
 static int cmd_info(const char *plan, int argc, char **argv) {
@@ -496,6 +591,320 @@ static int cmd_info(const char *plan, int argc, char **argv) {
     }
     itr_program_free(p);
     return finish(&d, ITR_EXIT_OK);
+}
+
+// ------------------------------------------------------------ eval, query
+
+// The entry's first text input decides whether captions are read as word
+// ids (a vocabulary is needed) or as precomputed token features.
+static bool reads_words(const struct itr_program *p) {
+    for (int i = 0; i < p->n_graphs; i++) {
+        const struct itr_graph *g = p->graphs[i];
+        if (g->kind == ITR_GRAPH_ENTRY && strcmp(g->name, "encode_text") == 0 && g->n_inputs > 0)
+            return g->values[g->inputs[0]].type.dtype != ITR_F32;
+    }
+    return true;
+}
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (!s) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+static bool parse_tile(const char *cmd, const char *opt, const char *v, int64_t *out) {
+    if (!parse_int64(v, out) || *out < 1) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s expects a positive integer, got '%%s'", opt);
+        usage_error(cmd, msg, v);
+        return false;
+    }
+    return true;
+}
+
+// A member of an evaluation: a plan and its weights.
+struct member {
+    const char *plan_path, *weights_path;
+    char *spec;                       // "plan:weights" copy that the two paths point into
+    struct itr_program *p;
+    struct itr_tensor_set w;
+};
+
+static bool member_load(struct member *m, struct itr_diags *d) {
+    struct itr_plan_info info;
+    itr_tensor_set_init(&m->w);
+    m->p = load_plan(m->plan_path, &info, d);
+    return m->p && itr_safetensors_read(m->weights_path, &m->w, d);
+}
+
+static void print_recall_table(const struct itr_recall *r) {
+    printf("              R@1     R@5    R@10    medr    meanr\n");
+    printf("image→text  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n", r->i2t_r1, r->i2t_r5, r->i2t_r10, r->i2t_medr,
+           r->i2t_meanr);
+    printf("text→image  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n", r->t2i_r1, r->t2i_r5, r->t2i_r10, r->t2i_medr,
+           r->t2i_meanr);
+    printf("rsum        %.2f\n", r->rsum);
+}
+
+static void print_recall_json(const struct itr_recall *r, enum itr_protocol proto, int n_models) {
+    printf("{\"i2t_r1\": %.10g, \"i2t_r5\": %.10g, \"i2t_r10\": %.10g, \"t2i_r1\": %.10g, \"t2i_r5\": %.10g, "
+           "\"t2i_r10\": %.10g, \"rsum\": %.10g, \"i2t_medr\": %.10g, \"t2i_medr\": %.10g, \"i2t_meanr\": %.10g, "
+           "\"t2i_meanr\": %.10g, \"protocol\": \"%s\", \"n_images\": %" PRId64 ", \"n_captions\": %" PRId64,
+           r->i2t_r1, r->i2t_r5, r->i2t_r10, r->t2i_r1, r->t2i_r5, r->t2i_r10, r->rsum, r->i2t_medr, r->t2i_medr,
+           r->i2t_meanr, r->t2i_meanr, itr_protocol_name(proto), r->n_images, r->n_captions);
+    if (n_models > 1) printf(", \"ensemble\": %d", n_models);
+    printf("}\n");
+}
+
+static int cmd_eval(const char *plan, int argc, char **argv) {
+    const char *data = NULL, *split = "test", *weights = NULL, *vocab = NULL, *proto_s = NULL, *save = NULL;
+    struct strlist ens = { 0 };
+    bool json = false, f64 = false, quiet = false;
+    struct itr_eval_options eo = { 0 };
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        const char *v;
+        int r = 0;
+#define EVAL_OPT(shrt, lng) ((r = opt_value("eval", argc, argv, &i, shrt, lng, &v)) != 0)
+        if (EVAL_OPT(NULL, "--data")) { if (r > 0) data = v; }
+        else if (EVAL_OPT(NULL, "--split")) { if (r > 0) split = v; }
+        else if (EVAL_OPT("-w", "--weights")) { if (r > 0) weights = v; }
+        else if (EVAL_OPT(NULL, "--vocab")) { if (r > 0) vocab = v; }
+        else if (EVAL_OPT(NULL, "--protocol")) { if (r > 0) proto_s = v; }
+        else if (EVAL_OPT(NULL, "--save-sims")) { if (r > 0) save = v; }
+        else if (EVAL_OPT(NULL, "--ensemble")) {
+            if (r > 0) {
+                const char *colon = strrchr(v, ':');
+                if (!colon || colon == v || !colon[1])
+                    rc = usage_error("eval", "--ensemble expects OTHER.plan:WEIGHTS.safetensors, got '%s'", v);
+                else strlist_push(&ens, v);
+            }
+        } else if (EVAL_OPT(NULL, "--tile-images")) {
+            if (r > 0 && !parse_tile("eval", "--tile-images", v, &eo.tile_images)) rc = ITR_EXIT_USER;
+        } else if (EVAL_OPT(NULL, "--tile-captions")) {
+            if (r > 0 && !parse_tile("eval", "--tile-captions", v, &eo.tile_captions)) rc = ITR_EXIT_USER;
+        } else if (strcmp(argv[i], "--json") == 0) json = true;
+        else if (strcmp(argv[i], "--f64") == 0) f64 = true;
+        else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
+        else if (argv[i][0] == '-' && argv[i][1])
+            rc = usage_error("eval", "unknown option '%s' (accepted: --data, --split, --weights, --vocab, --protocol, "
+                             "--json, --save-sims, --ensemble, --tile-images, --tile-captions, --f64, --quiet)", argv[i]);
+        else rc = usage_error("eval", "unexpected argument '%s'", argv[i]);
+        if (r < 0) rc = ITR_EXIT_USER;
+#undef EVAL_OPT
+    }
+    enum itr_protocol proto = ITR_PROTOCOL_ALL;
+    if (rc == ITR_EXIT_OK && proto_s && !itr_protocol_from_name(proto_s, &proto))
+        rc = usage_error("eval", "unknown protocol '%s' (accepted: f30k-1k, coco-1k-5fold, coco-5k, all)", proto_s);
+    if (rc == ITR_EXIT_OK && !data) rc = usage_error("eval", "%s", "missing --data DIR");
+    if (rc == ITR_EXIT_OK && !weights) rc = usage_error("eval", "%s", "missing --weights W.safetensors");
+    if (rc != ITR_EXIT_OK) { free(ens.v); return rc; }
+    eo.f64 = f64;
+    eo.progress = !quiet;
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    int n = 1 + ens.n;
+    struct member *m = calloc((size_t)n, sizeof *m);
+    if (!m) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    m[0].plan_path = plan;
+    m[0].weights_path = weights;
+    for (int k = 1; k < n; k++) {
+        m[k].spec = strdup(ens.v[k - 1]);
+        if (!m[k].spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        char *colon = strrchr(m[k].spec, ':');
+        *colon = 0;
+        m[k].plan_path = m[k].spec;
+        m[k].weights_path = colon + 1;
+    }
+    bool ok = true;
+    for (int k = 0; k < n; k++) ok = member_load(&m[k], &d) && ok;
+    for (int k = 1; ok && k < n; k++) ok = itr_eval_check_compatible(m[0].p, m[0].plan_path, m[k].p, m[k].plan_path, &d);
+    bool words = false;
+    for (int k = 0; ok && k < n; k++) words |= reads_words(m[k].p);
+
+    struct itr_vocab v = { 0 };
+    bool have_vocab = false;
+    char *vpath = vocab ? NULL : path_join(data, "vocab.json");
+    if (ok && words) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
+    struct itr_split s;
+    memset(&s, 0, sizeof s);
+    bool have_split = false;
+    if (ok) ok = have_split = itr_split_open(data, split, have_vocab ? &v : NULL, &s, &d);
+    if (ok && !proto_s) {
+        proto = s.n_images == 1000 ? ITR_PROTOCOL_F30K_1K : ITR_PROTOCOL_ALL;
+        if (s.n_images == 5000)
+            itr_diag_note(&d, ITR_NOLOC, "%s has 5000 images: evaluating all of them in one matrix (--protocol all); "
+                          "the published COCO numbers use --protocol coco-1k-5fold or coco-5k", split);
+    }
+    if (ok) ok = itr_protocol_check(proto, split, s.n_images, &d);
+    if (ok && s.n_unknown_words)
+        itr_diag_note(&d, ITR_NOLOC, "%" PRId64 " caption word%s of split %s not in the vocabulary (mapped to <unk>)",
+                      s.n_unknown_words, s.n_unknown_words == 1 ? "" : "s", split);
+    // Notes so far (the protocol default, unknown words) come before the
+    // progress bar, not after the table.
+    itr_diags_print(&d, stderr);
+    struct itr_diags d2;
+    itr_diags_init(&d2);
+    float *sims = NULL;
+    if (ok) {
+        const struct itr_program **ps = calloc((size_t)n, sizeof *ps);
+        const struct itr_tensor_set **ws = calloc((size_t)n, sizeof *ws);
+        if (!ps || !ws) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        for (int k = 0; k < n; k++) { ps[k] = m[k].p; ws[k] = &m[k].w; }
+        ok = itr_eval_sims_ensemble(n, ps, ws, &s, &eo, &sims, &d2);
+        free(ps);
+        free(ws);
+    }
+    if (ok && save) {
+        struct itr_tensor *t = itr_tensor_wrap(ITR_F32, 2, (int64_t[]){ s.n_images, s.n_captions }, sims);
+        ok = t && itr_npy_write(save, t, &d2);
+        itr_tensor_free(t);
+    }
+    struct itr_recall r;
+    if (ok) ok = itr_protocol_eval(proto, sims, s.n_images, s.n_captions, &r, &d2);
+    if (ok && json) {
+        print_recall_json(&r, proto, n);
+    } else if (ok) {
+        if (n > 1) {
+            printf("ensemble of %d models (similarities averaged):", n);
+            for (int k = 0; k < n; k++) printf(" %s", m[k].plan_path);
+            printf("\n");
+        } else {
+            printf("model: %s (%s)\n", m[0].p->name ? m[0].p->name : "(unnamed)", plan);
+        }
+        printf("protocol: %s — split %s, %" PRId64 " images, %" PRId64 " captions%s\n", itr_protocol_name(proto),
+               split, s.n_images, s.n_captions,
+               proto == ITR_PROTOCOL_COCO_1K_5FOLD ? " (5 folds of 1000 images, metrics averaged)" : "");
+        print_recall_table(&r);
+        if (save) printf("similarities: f32 [%" PRId64 ", %" PRId64 "] -> %s\n", s.n_images, s.n_captions, save);
+    }
+    free(sims);
+    if (have_split) itr_split_close(&s);
+    if (have_vocab) itr_vocab_free(&v);
+    free(vpath);
+    for (int k = 0; k < n; k++) {
+        itr_program_free(m[k].p);
+        itr_tensor_set_free(&m[k].w);
+        free(m[k].spec);
+    }
+    free(m);
+    free(ens.v);
+    itr_diags_free(&d);
+    return finish(&d2, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
+}
+
+#define QUERY_MAX_TOKENS 256
+
+static int cmd_query(const char *plan, int argc, char **argv) {
+    const char *weights = NULL, *gallery = NULL, *split = "test", *vocab = NULL, *text = NULL, *image_s = NULL;
+    int64_t topk = 10, image = -1;
+    bool f64 = false, quiet = false;
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        const char *v;
+        int r = 0;
+#define QUERY_OPT(shrt, lng) ((r = opt_value("query", argc, argv, &i, shrt, lng, &v)) != 0)
+        if (QUERY_OPT("-w", "--weights")) { if (r > 0) weights = v; }
+        else if (QUERY_OPT(NULL, "--gallery")) { if (r > 0) gallery = v; }
+        else if (QUERY_OPT(NULL, "--split")) { if (r > 0) split = v; }
+        else if (QUERY_OPT(NULL, "--vocab")) { if (r > 0) vocab = v; }
+        else if (QUERY_OPT(NULL, "--text")) { if (r > 0) text = v; }
+        else if (QUERY_OPT(NULL, "--image-index")) {
+            if (r > 0 && (!parse_int64(v, &image) || image < 0))
+                rc = usage_error("query", "--image-index expects a non-negative integer, got '%s'", v);
+            image_s = v;
+        } else if (QUERY_OPT(NULL, "--topk")) {
+            if (r > 0 && !parse_tile("query", "--topk", v, &topk)) rc = ITR_EXIT_USER;
+        } else if (strcmp(argv[i], "--f64") == 0) f64 = true;
+        else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
+        else if (argv[i][0] == '-' && argv[i][1])
+            rc = usage_error("query", "unknown option '%s' (accepted: --weights, --gallery, --split, --vocab, --text, "
+                             "--image-index, --topk, --f64, --quiet)", argv[i]);
+        else rc = usage_error("query", "unexpected argument '%s'", argv[i]);
+        if (r < 0) rc = ITR_EXIT_USER;
+#undef QUERY_OPT
+    }
+    if (rc == ITR_EXIT_OK && !weights) rc = usage_error("query", "%s", "missing --weights W.safetensors");
+    if (rc == ITR_EXIT_OK && !gallery) rc = usage_error("query", "%s", "missing --gallery DIR");
+    if (rc == ITR_EXIT_OK && !text == !image_s)
+        rc = usage_error("query", "%s", "give exactly one of --text \"A CAPTION\" and --image-index K");
+    if (rc != ITR_EXIT_OK) return rc;
+
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct member mb = { .plan_path = plan, .weights_path = weights };
+    bool ok = member_load(&mb, &d);
+    bool words = ok && reads_words(mb.p);
+    struct itr_vocab v = { 0 };
+    bool have_vocab = false;
+    char *vpath = vocab ? NULL : path_join(gallery, "vocab.json");
+    if (ok && (words || text)) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
+    struct itr_split s;
+    memset(&s, 0, sizeof s);
+    bool have_split = false;
+    if (ok) ok = have_split = itr_split_open(gallery, split, have_vocab ? &v : NULL, &s, &d);
+    int32_t ids[QUERY_MAX_TOKENS + 2];
+    int len = 0;
+    if (ok && text) {
+        // Every unknown word is named: a query silently reduced to <unk>s
+        // returns confident nonsense.
+        char *toks[QUERY_MAX_TOKENS];
+        int nt = itr_tokenize(text, toks, QUERY_MAX_TOKENS);
+        size_t cap = strlen(text) + 1, w = 0;
+        char *unk = calloc(cap + (size_t)nt * 2 + 1, 1);
+        if (!unk) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        for (int t = 0; t < nt; t++)
+            if (itr_vocab_lookup(&v, toks[t]) == ITR_VOCAB_UNK)
+                w += (size_t)sprintf(unk + w, "%s%s", w ? ", " : "", toks[t]);
+        if (w) fprintf(stderr, "%s query: unknown words: %s (mapped to <unk>)\n", PROG, unk);
+        free(unk);
+        itr_tokens_free(toks, nt);
+        int n_unknown = 0;
+        len = itr_encode_caption(&v, text, ids, QUERY_MAX_TOKENS + 2, &n_unknown);
+        if (len < 0) {
+            itr_diag_error(&d, ITR_NOLOC, "the query is longer than %d tokens", QUERY_MAX_TOKENS);
+            ok = false;
+        } else if (len <= 2) {
+            itr_diag_error(&d, ITR_NOLOC, "the query \"%s\" has no words", text);
+            ok = false;
+        }
+    }
+    struct itr_eval_options eo = { .f64 = f64, .progress = !quiet };
+    float *scores = NULL;
+    if (ok) {
+        ok = text ? itr_eval_query_text(mb.p, &mb.w, &s, ids, len, &eo, &scores, &d)
+                  : itr_eval_query_image(mb.p, &mb.w, &s, image, &eo, &scores, &d);
+    }
+    if (ok) {
+        int64_t n = text ? s.n_images : s.n_captions;
+        int64_t *idx = malloc((size_t)(topk < n ? topk : n) * sizeof *idx);
+        if (!idx) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        int64_t got = itr_eval_topk(scores, n, topk, idx);
+        if (text) {
+            printf("query: \"%s\" (%d tokens) against %" PRId64 " images of %s/%s\n", text, len - 2, n, gallery,
+                   split);
+            printf("rank  score      image\n");
+            for (int64_t k = 0; k < got; k++) printf("%4" PRId64 "  %9.6f  %" PRId64 "\n", k + 1, scores[idx[k]], idx[k]);
+        } else {
+            printf("query: image %" PRId64 " of %s/%s against %" PRId64 " captions (* marks its own captions)\n",
+                   image, gallery, split, n);
+            printf("rank  score      caption\n");
+            for (int64_t k = 0; k < got; k++)
+                printf("%4" PRId64 "  %9.6f  %" PRId64 "%s  %s\n", k + 1, scores[idx[k]], idx[k],
+                       idx[k] / ITR_CAPTIONS_PER_IMAGE == image ? "*" : " ", s.captions ? s.captions[idx[k]] : "");
+        }
+        free(idx);
+    }
+    free(scores);
+    if (have_split) itr_split_close(&s);
+    if (have_vocab) itr_vocab_free(&v);
+    free(vpath);
+    itr_program_free(mb.p);
+    itr_tensor_set_free(&mb.w);
+    return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
 }
 
 // ------------------------------------------------------------ dispatch
@@ -544,6 +953,67 @@ static const struct command commands[] = {
       "Prints 'step N: LOSS_NAME VALUE, METRIC VALUE, ... (lr X)'; W2's metadata records the step\n"
       "and the plan's fingerprint.\n",
       cmd_step },
+    { "train", "--data DIR [--vocab FILE] [--epochs N] [--batch-size B] [--lr X] [--lr-schedule S] "
+      "[--warmup-steps N] [--seed S] [--out RUN_DIR] [--resume] [--weights W] [--max-steps N] "
+      "[--checkpoint-every N] [--eval-split SPLIT] [--plot] [--workers N] [--f64]",
+      "train the model: epochs of batches, dev evaluation, checkpoints",
+      "  --data DIR                 the data set ({split}_ims.npy, {split}_caps.txt; docs/data.md)\n"
+      "  --vocab FILE               the vocabulary (default DIR/vocab.json)\n"
+      "  --epochs N                 epochs to train (default 30)\n"
+      "  --batch-size B             pairs per batch (default 128); the last partial batch is kept\n"
+      "  --lr X                     base learning rate (default: the optimizer's lr)\n"
+      "  --lr-schedule S            constant | step:K[:GAMMA] (lr * GAMMA^floor(epoch/K), GAMMA 0.1)\n"
+      "                             | cosine (to 0 over the run); default step:15\n"
+      "  --warmup-steps N           linear warm-up over the first N steps (default 0)\n"
+      "  --seed S                   initialisation, data order and dropout (default 0)\n"
+      "  --out RUN_DIR              the run directory (default runs/MODEL): last.safetensors,\n"
+      "                             best.safetensors (best dev rsum), log.jsonl, log.csv\n"
+      "  --resume                   continue RUN_DIR/last.safetensors exactly where it stopped; the\n"
+      "                             seed, batch size, epochs and schedule come from the checkpoint\n"
+      "  --weights W                start from these weights instead of fresh parameters\n"
+      "  --max-steps N              stop once N steps (in all) are done, with a checkpoint\n"
+      "  --checkpoint-every N       mid-epoch checkpoints every N steps (default 200; 0: only at\n"
+      "                             epoch ends)\n"
+      "  --eval-split SPLIT         the split evaluated after each epoch (default dev; protocol\n"
+      "                             f30k-1k for 1000 images, else all)\n"
+      "  --plot                     write RUN_DIR/curves.svg (loss and dev rsum per epoch)\n"
+      "  --workers N                reserved: the ref backend is single-threaded\n"
+      "  --f64                      compute f32 values in f64 (weights keep their dtype)\n"
+      "The train entry's inputs are bound by name: regions, words, lengths, token_feats,\n"
+      "token_lengths and epoch (i64[], 0-based) come from the data; lr, step and seed from the run.\n",
+      cmd_train },
+    { "eval", "--data DIR --weights W.safetensors [--split S] [--vocab FILE] [--protocol P] [--json] "
+      "[--save-sims FILE.npy] [--ensemble OTHER.plan:W2]... [--tile-images N] [--tile-captions N] [--f64] [--quiet]",
+      "evaluate retrieval (R@K, medr, meanr, rsum) on a split",
+      "  --data DIR                 the data set (docs/data.md): DIR/{split}_ims.npy, {split}_caps.txt\n"
+      "  -w, --weights FILE         the model's parameters (safetensors)\n"
+      "  --split S                  the split to evaluate (default test)\n"
+      "  --vocab FILE               the vocabulary (default DIR/vocab.json)\n"
+      "  --protocol P               f30k-1k (1000 images), coco-1k-5fold (5000 images, five 1000-image\n"
+      "                             folds averaged), coco-5k (5000 images, one matrix) or all (any\n"
+      "                             size); default f30k-1k for 1000 images, else all\n"
+      "  --json                     print one JSON object instead of the table\n"
+      "  --save-sims FILE.npy       write the [images, captions] f32 similarity matrix\n"
+      "  --ensemble OTHER.plan:W2   average the similarities with another model's; repeatable\n"
+      "  --tile-images N            images per score tile (default 128)\n"
+      "  --tile-captions N          captions per score tile (default 640)\n"
+      "  --f64                      compute in f64\n"
+      "  -q, --quiet                no progress on stderr\n"
+      "Captions 5i..5i+4 belong to image i. Ties rank the query's match last (docs/evaluation.md).\n",
+      cmd_eval },
+    { "query", "--weights W.safetensors --gallery DIR [--split S] [--vocab FILE] (--text \"A CAPTION\" | "
+      "--image-index K) [--topk N] [--f64] [--quiet]",
+      "retrieve images for a sentence, or captions for an image",
+      "  -w, --weights FILE         the model's parameters (safetensors)\n"
+      "  --gallery DIR              the data set to search (DIR/{split}_ims.npy, {split}_caps.txt)\n"
+      "  --split S                  its split (default test)\n"
+      "  --vocab FILE               the vocabulary (default DIR/vocab.json)\n"
+      "  --text \"A CAPTION\"         rank the split's images for this sentence; words not in the\n"
+      "                             vocabulary are named on stderr and mapped to <unk>\n"
+      "  --image-index K            rank the split's captions for image K (its own marked '*')\n"
+      "  --topk N                   how many results (default 10)\n"
+      "Prints 'rank score index' per result (and the caption's text for --image-index).\n",
+      cmd_query },
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 

@@ -1,0 +1,803 @@
+// The training loop (runtime/trainer.h).
+//
+// Exact resumption rests on every source of variation being a pure function
+// of what the checkpoint records: the data order of an epoch comes from
+// (seed, epoch), dropout from (seed, step) (itr_train_step_seed), the lr from
+// (schedule, step, epoch), and the parameters and optimizer state are stored
+// bitwise. The per-epoch loss sum is stored too (as %.17g, which round-trips
+// a double), so a resumed epoch logs the same mean as an uninterrupted one.
+#include "runtime/trainer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ir/bind.h"
+#include "ir/fileio.h"
+#include "ir/rng.h"
+#include "runtime/data.h"
+#include "runtime/eval.h"
+#include "runtime/init.h"
+#include "runtime/safetensors.h"
+#include "runtime/train.h"
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    return p;
+}
+
+static char *xstrdup(const char *s) {
+    char *c = strdup(s);
+    if (!c) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    return c;
+}
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---------------------------------------------------------------- schedule
+
+static bool parse_i64(const char *s, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno) return false;
+    *out = v;
+    return true;
+}
+
+bool itr_lr_parse(const char *text, struct itr_lr_options *o, struct itr_diags *d) {
+    if (strcmp(text, "constant") == 0) { o->kind = ITR_LR_CONSTANT; return true; }
+    if (strcmp(text, "cosine") == 0) { o->kind = ITR_LR_COSINE; return true; }
+    if (strncmp(text, "step:", 5) == 0) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", text + 5);
+        char *colon = strchr(buf, ':');
+        double gamma = 0.1;
+        if (colon) {
+            *colon = 0;
+            char *end;
+            gamma = strtod(colon + 1, &end);
+            if (!colon[1] || *end || !(gamma > 0) || !isfinite(gamma)) {
+                itr_diag_error(d, ITR_NOLOC, "--lr-schedule '%s': GAMMA must be a positive number", text);
+                return false;
+            }
+        }
+        int64_t k;
+        if (!parse_i64(buf, &k) || k < 1) {
+            itr_diag_error(d, ITR_NOLOC, "--lr-schedule '%s': K (epochs between decays) must be a positive integer",
+                           text);
+            return false;
+        }
+        o->kind = ITR_LR_STEP;
+        o->step_epochs = k;
+        o->gamma = gamma;
+        return true;
+    }
+    itr_diag_error(d, ITR_NOLOC, "unknown lr schedule '%s' (accepted: constant, step:K, step:K:GAMMA, cosine)", text);
+    return false;
+}
+
+void itr_lr_format(const struct itr_lr_options *o, char *buf, size_t n) {
+    switch (o->kind) {
+    case ITR_LR_STEP: {
+        // The shortest form that reads back as the same double: checkpoints
+        // store this text and resume from it.
+        char g[40];
+        for (int prec = 6; prec <= 17; prec++) {
+            snprintf(g, sizeof g, "%.*g", prec, o->gamma);
+            if (strtod(g, NULL) == o->gamma) break;
+        }
+        snprintf(buf, n, "step:%" PRId64 ":%s", o->step_epochs, g);
+        break;
+    }
+    case ITR_LR_COSINE: snprintf(buf, n, "cosine"); break;
+    default: snprintf(buf, n, "constant"); break;
+    }
+}
+
+double itr_lr_at(const struct itr_lr_options *o, int64_t step, int64_t epoch, int64_t total_steps) {
+    double lr = o->lr;
+    if (o->kind == ITR_LR_STEP && o->step_epochs > 0) lr *= pow(o->gamma, (double)(epoch / o->step_epochs));
+    if (o->kind == ITR_LR_COSINE && total_steps > 0) {
+        double t = (double)(step - 1) / (double)total_steps;
+        if (t > 1) t = 1;
+        lr *= 0.5 * (1 + cos(M_PI * t));
+    }
+    if (o->warmup_steps > 0 && step < o->warmup_steps) lr *= (double)step / (double)o->warmup_steps;
+    return lr;
+}
+
+void itr_epoch_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm) {
+    uint64_t salt = itr_rng_salt_of_name("itr.shuffle") + (uint64_t)epoch;
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(itr_rng_uniform_f64(seed, salt, (uint64_t)i) * (double)(i + 1));
+        if (j > i) j = i;
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+// ---------------------------------------------------------------- inputs
+
+enum source { SRC_REGIONS, SRC_WORDS, SRC_LENGTHS, SRC_TFEATS, SRC_TLENS, SRC_EPOCH, SRC_OPTION };
+
+static const char *const SOURCE_NAMES[] = { "regions", "words", "lengths", "token_feats", "token_lengths", "epoch" };
+
+struct binding {
+    const char *name;
+    enum source src;
+    enum itr_dtype dtype;
+};
+
+// Maps each input of the train entry to what feeds it; unknown names are
+// errors listing what the data provides.
+static bool plan_inputs(const struct itr_graph *g, const struct itr_split *s, struct binding *b, struct itr_diags *d) {
+    bool ok = true;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        b[i].name = v->name;
+        b[i].dtype = v->type.dtype;
+        b[i].src = SRC_OPTION;
+        if (!strcmp(v->name, "lr") || !strcmp(v->name, "step") || !strcmp(v->name, "seed")) continue;
+        int k = -1;
+        for (int j = 0; j < (int)(sizeof SOURCE_NAMES / sizeof *SOURCE_NAMES); j++)
+            if (!strcmp(v->name, SOURCE_NAMES[j])) k = j;
+        if (k < 0) {
+            itr_diag_error(d, ITR_NOLOC, "the train entry's input '%s' is not something the data provides; it "
+                           "provides: regions, words, lengths, token_feats and token_lengths (when the split has "
+                           "token features) and epoch (0-based, i64[])", v->name);
+            ok = false;
+            continue;
+        }
+        b[i].src = (enum source)k;
+        if ((k == SRC_TFEATS || k == SRC_TLENS) && !s->token_feats) {
+            itr_diag_error(d, ITR_NOLOC, "the train entry reads '%s' but %s has no token features "
+                           "(%s_caps_feats.npy, %s_caps_lens.npy)", v->name, s->dir, s->name, s->name);
+            ok = false;
+        }
+        if (k == SRC_EPOCH && v->type.rank != 0) {
+            itr_diag_error(d, ITR_NOLOC, "the train entry's input 'epoch' must be a scalar (i64[])");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+// Region features whose shape differs from the train entry's regions type
+// would fail on the first batch with a less direct message.
+static bool check_feature_dims(const struct itr_program *p, const struct itr_graph *g, const struct itr_split *s,
+                               struct itr_diags *d) {
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    itr_bind_defaults(&b, p);
+    bool ok = true;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        if (strcmp(v->name, "regions") || v->type.rank != 3) continue;
+        const int64_t have[2] = { s->n_regions, s->feat_dim };
+        const char *what[2] = { "regions per image", "feature dim" };
+        for (int k = 0; k < 2; k++) {
+            int64_t want;
+            int32_t unbound;
+            if (!itr_dim_eval(p, v->type.dims[1 + k], b.value, b.bound, &want, &unbound)) continue;
+            if (want != have[k]) {
+                char ts[256];
+                itr_type_format(p, &v->type, ts, sizeof ts);
+                itr_diag_error(d, ITR_NOLOC, "%s/%s_ims.npy: %s %" PRId64 ", but the model's train entry reads "
+                               "regions: %s with %s %" PRId64 " (recompile the model with matching sizes, e.g. "
+                               "-D img_dim=%" PRId64 ")", s->dir, s->name, what[k], have[k], ts, what[k], want,
+                               s->feat_dim);
+                ok = false;
+            }
+        }
+    }
+    itr_bindings_free(&b);
+    return ok;
+}
+
+static struct itr_tensor *scalar(enum itr_dtype dt, int64_t v) {
+    struct itr_tensor *t = itr_tensor_new(dt, 0, NULL);
+    if (!t) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    if (dt == ITR_I64) ((int64_t *)t->data)[0] = v;
+    else itr_tensor_set(t, 0, (double)v);
+    return t;
+}
+
+static bool make_batch(const struct itr_split *s, const struct binding *b, int nb, const int64_t *caps, int n,
+                       int64_t epoch, struct itr_tensor_set *in, struct itr_diags *d) {
+    int64_t *ims = xmalloc((size_t)n * sizeof *ims);
+    for (int i = 0; i < n; i++) ims[i] = caps[i] / ITR_CAPTIONS_PER_IMAGE;
+    bool ok = true;
+    struct itr_tensor *w = NULL, *l = NULL, *tf = NULL, *tl = NULL;
+    for (int i = 0; ok && i < nb; i++) {
+        struct itr_tensor *t = NULL;
+        switch (b[i].src) {
+        case SRC_REGIONS: t = itr_split_regions(s, ims, n); break;
+        case SRC_WORDS: case SRC_LENGTHS:
+            if (!w && !itr_split_words(s, caps, n, &w, &l)) { ok = false; break; }
+            t = itr_tensor_clone(b[i].src == SRC_WORDS ? w : l);
+            break;
+        case SRC_TFEATS: case SRC_TLENS:
+            if (!tf && !itr_split_token_feats(s, caps, n, &tf, &tl)) { ok = false; break; }
+            t = itr_tensor_clone(b[i].src == SRC_TFEATS ? tf : tl);
+            break;
+        case SRC_EPOCH: t = scalar(b[i].dtype, epoch); break;
+        case SRC_OPTION: continue;
+        }
+        if (!t) {
+            itr_diag_error(d, ITR_NOLOC, "cannot build the batch's '%s' from %s/%s", b[i].name, s->dir, s->name);
+            ok = false;
+            break;
+        }
+        itr_tensor_set_put(in, b[i].name, t);
+    }
+    itr_tensor_free(w);
+    itr_tensor_free(l);
+    itr_tensor_free(tf);
+    itr_tensor_free(tl);
+    free(ims);
+    return ok;
+}
+
+// ---------------------------------------------------------------- checkpoints and logs
+
+struct cursor {
+    int64_t epoch, batch, step;   // next epoch / batch to run; steps done
+    double loss_sum;              // of the epoch so far
+    int64_t loss_n;
+    double best_rsum;             // NAN: none yet
+    int64_t best_epoch;
+};
+
+struct run_config {
+    uint64_t seed;
+    int64_t batch_size, epochs;
+    struct itr_lr_options lr;
+    const char *fingerprint;
+    char vocab_hash[17];
+};
+
+static void set_meta_i64(struct itr_tensor_set *s, const char *k, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    itr_tensor_set_meta(s, k, buf);
+}
+
+static void set_meta_f64(struct itr_tensor_set *s, const char *k, double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    itr_tensor_set_meta(s, k, buf);
+}
+
+static bool write_checkpoint(struct itr_tensor_set *state, const char *path, const struct run_config *c,
+                             const struct cursor *cur, const struct itr_program *p, struct itr_diags *d) {
+    char buf[128];
+    itr_tensor_set_meta(state, "itr.plan_fingerprint", c->fingerprint);
+    itr_tensor_set_meta(state, "itr.vocab_hash", c->vocab_hash);
+    if (p->name) itr_tensor_set_meta(state, "itr.model", p->name);
+    snprintf(buf, sizeof buf, "%" PRIu64, c->seed);
+    itr_tensor_set_meta(state, "itr.seed", buf);
+    set_meta_i64(state, "itr.batch_size", c->batch_size);
+    set_meta_i64(state, "itr.epochs", c->epochs);
+    itr_lr_format(&c->lr, buf, sizeof buf);
+    itr_tensor_set_meta(state, "itr.lr_schedule", buf);
+    set_meta_f64(state, "itr.lr", c->lr.lr);
+    set_meta_i64(state, "itr.warmup_steps", c->lr.warmup_steps);
+    set_meta_i64(state, "itr.epoch", cur->epoch);
+    set_meta_i64(state, "itr.batch", cur->batch);
+    set_meta_i64(state, "itr.step", cur->step);
+    set_meta_f64(state, "itr.epoch_loss_sum", cur->loss_sum);
+    set_meta_i64(state, "itr.epoch_loss_n", cur->loss_n);
+    set_meta_f64(state, "itr.best_rsum", cur->best_rsum);
+    set_meta_i64(state, "itr.best_epoch", cur->best_epoch);
+    return itr_safetensors_write(path, state, d);
+}
+
+static bool meta_i64(const struct itr_tensor_set *s, const char *path, const char *k, int64_t *v,
+                     struct itr_diags *d) {
+    const char *m = itr_tensor_set_get_meta(s, k);
+    if (m && parse_i64(m, v)) return true;
+    itr_diag_error(d, ITR_NOLOC, "%s: not a training checkpoint: its metadata has no valid '%s'", path, k);
+    return false;
+}
+
+static bool meta_f64(const struct itr_tensor_set *s, const char *path, const char *k, double *v,
+                     struct itr_diags *d) {
+    const char *m = itr_tensor_set_get_meta(s, k);
+    char *end = NULL;
+    if (m) *v = strtod(m, &end);
+    if (m && *m && end && !*end) return true;
+    itr_diag_error(d, ITR_NOLOC, "%s: not a training checkpoint: its metadata has no valid '%s'", path, k);
+    return false;
+}
+
+// Restores the cursor and the run's configuration from a checkpoint,
+// refusing one of another plan or vocabulary.
+static bool read_resume(const struct itr_tensor_set *s, const char *path, struct run_config *c, struct cursor *cur,
+                        struct itr_diags *d) {
+    const char *fp = itr_tensor_set_get_meta(s, "itr.plan_fingerprint");
+    const char *vh = itr_tensor_set_get_meta(s, "itr.vocab_hash");
+    bool ok = true;
+    if (!fp || strcmp(fp, c->fingerprint)) {
+        itr_diag_error(d, ITR_NOLOC, "%s was written by a plan with fingerprint %s, but this plan's fingerprint is %s; "
+                       "it cannot be resumed with this plan", path, fp ? fp : "(none)", c->fingerprint);
+        ok = false;
+    }
+    if (!vh || strcmp(vh, c->vocab_hash)) {
+        itr_diag_error(d, ITR_NOLOC, "%s was trained with vocabulary hash %s, but the vocabulary now has hash %s",
+                       path, vh ? vh : "(none)", c->vocab_hash);
+        ok = false;
+    }
+    if (!ok) return false;
+    int64_t seed = 0;
+    const char *sched = itr_tensor_set_get_meta(s, "itr.lr_schedule");
+    ok = meta_i64(s, path, "itr.seed", &seed, d) && meta_i64(s, path, "itr.batch_size", &c->batch_size, d) &&
+         meta_i64(s, path, "itr.epochs", &c->epochs, d) && meta_f64(s, path, "itr.lr", &c->lr.lr, d) &&
+         meta_i64(s, path, "itr.warmup_steps", &c->lr.warmup_steps, d) &&
+         meta_i64(s, path, "itr.epoch", &cur->epoch, d) && meta_i64(s, path, "itr.batch", &cur->batch, d) &&
+         meta_i64(s, path, "itr.step", &cur->step, d) &&
+         meta_f64(s, path, "itr.epoch_loss_sum", &cur->loss_sum, d) &&
+         meta_i64(s, path, "itr.epoch_loss_n", &cur->loss_n, d) &&
+         meta_f64(s, path, "itr.best_rsum", &cur->best_rsum, d) &&
+         meta_i64(s, path, "itr.best_epoch", &cur->best_epoch, d);
+    if (ok && !sched) {
+        itr_diag_error(d, ITR_NOLOC, "%s: not a training checkpoint: its metadata has no 'itr.lr_schedule'", path);
+        ok = false;
+    }
+    if (ok) ok = itr_lr_parse(sched, &c->lr, d);
+    if (ok && (c->batch_size < 1 || c->epochs < 1 || cur->epoch < 0 || cur->batch < 0 || cur->step < 0)) {
+        itr_diag_error(d, ITR_NOLOC, "%s: its training cursor is out of range", path);
+        ok = false;
+    }
+    c->seed = (uint64_t)seed;
+    return ok;
+}
+
+// Keeps only the log lines of epochs before `epochs` (the lines a resumed
+// run will not write again), so a run killed between its checkpoint and its
+// log line logs every epoch exactly once.
+static bool trim_log(const char *path, int64_t epochs, bool csv, struct itr_diags *d) {
+    uint8_t *buf;
+    size_t len;
+    if (access(path, F_OK) != 0) return true;
+    struct itr_diags scratch;
+    itr_diags_init(&scratch);
+    bool read = itr_file_read_all(path, &buf, &len, &scratch);
+    itr_diags_free(&scratch);
+    if (!read) return true;
+    char *out = xmalloc(len + 1);
+    size_t w = 0;
+    for (char *line = (char *)buf; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        long long e = -1;
+        bool keep = csv ? (sscanf(line, "%lld,", &e) != 1 || e <= epochs) : (sscanf(line, "{\"epoch\": %lld", &e) == 1 && e <= epochs);
+        if (keep) { memcpy(out + w, line, n); w += n; }
+        line += n;
+    }
+    const void *parts[1] = { out };
+    bool ok = itr_file_write_atomic(path, parts, &w, 1, d);
+    free(out);
+    free(buf);
+    return ok;
+}
+
+static bool append_line(const char *path, const char *line, struct itr_diags *d) {
+    FILE *f = fopen(path, "a");
+    if (!f || fputs(line, f) < 0 || fflush(f) != 0) {
+        itr_diag_error(d, ITR_NOLOC, "%s: cannot append to it: %s", path, strerror(errno));
+        if (f) fclose(f);
+        return false;
+    }
+    fsync(fileno(f));
+    fclose(f);
+    return true;
+}
+
+#define CSV_HEADER "epoch,step,loss,lr,seconds,pairs_per_s,dev_r1,dev_r5,dev_r10,dev_r1i,dev_r5i,dev_r10i,dev_rsum\n"
+
+// ---------------------------------------------------------------- curves.svg
+
+static void svg_chart(FILE *f, double x0, const char *title, const double *ys, int n, const char *color) {
+    const double w = 420, h = 260, ml = 60, mr = 15, mt = 30, mb = 40;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(ys[i])) { lo = fmin(lo, ys[i]); hi = fmax(hi, ys[i]); }
+    if (!isfinite(lo)) { lo = 0; hi = 1; }
+    if (hi - lo < 1e-12) { hi += 0.5; lo -= 0.5; }
+    fprintf(f, "<g transform=\"translate(%g,0)\">\n", x0);
+    fprintf(f, "<text x=\"%g\" y=\"18\" font-size=\"14\" text-anchor=\"middle\">%s</text>\n", w / 2, title);
+    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#888\"/>\n", ml, mt,
+            w - ml - mr, h - mt - mb);
+    fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n", ml - 4, mt + 4, hi);
+    fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n", ml - 4, h - mb, lo);
+    fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"11\" text-anchor=\"middle\">epoch (1..%d)</text>\n",
+            (ml + w - mr) / 2, h - 12, n);
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(ys[i])) continue;
+        double x = ml + (n > 1 ? (double)i / (n - 1) : 0.5) * (w - ml - mr);
+        double y = mt + (hi - ys[i]) / (hi - lo) * (h - mt - mb);
+        fprintf(f, "%.1f,%.1f ", x, y);
+    }
+    fprintf(f, "\"/>\n</g>\n");
+}
+
+static bool write_curves(const char *run_dir, struct itr_diags *d) {
+    char *log = path_join(run_dir, "log.jsonl"), *svg = path_join(run_dir, "curves.svg");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bool ok = itr_file_read_all(log, &buf, &len, d);
+    int n = 0, cap = 16;
+    double *loss = xmalloc((size_t)cap * sizeof *loss), *rsum = xmalloc((size_t)cap * sizeof *rsum);
+    for (char *line = ok ? (char *)buf : NULL; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        json_t *j = json_loads(line, 0, NULL);
+        if (j) {
+            if (n == cap) {
+                cap *= 2;
+                loss = realloc(loss, (size_t)cap * sizeof *loss);
+                rsum = realloc(rsum, (size_t)cap * sizeof *rsum);
+                if (!loss || !rsum) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+            }
+            json_t *l = json_object_get(j, "loss"), *r = json_object_get(j, "dev_rsum");
+            loss[n] = json_is_number(l) ? json_number_value(l) : NAN;
+            rsum[n] = json_is_number(r) ? json_number_value(r) : NAN;
+            n++;
+            json_decref(j);
+        }
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    if (ok) {
+        char *text = NULL;
+        size_t tlen = 0;
+        FILE *f = open_memstream(&text, &tlen);
+        if (!f) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"840\" height=\"260\" "
+                   "font-family=\"sans-serif\">\n<rect width=\"840\" height=\"260\" fill=\"white\"/>\n");
+        svg_chart(f, 0, "training loss (mean per epoch)", loss, n, "#c0392b");
+        svg_chart(f, 420, "dev rsum", rsum, n, "#2471a3");
+        fprintf(f, "</svg>\n");
+        fclose(f);
+        const void *parts[1] = { text };
+        ok = itr_file_write_atomic(svg, parts, &tlen, 1, d);
+        free(text);
+    }
+    free(loss);
+    free(rsum);
+    free(buf);
+    free(log);
+    free(svg);
+    return ok;
+}
+
+// ---------------------------------------------------------------- the loop
+
+static const char *first_non_finite(const struct itr_tensor_set *s) {
+    for (int k = 0; k < s->n; k++) {
+        const struct itr_tensor *t = s->items[k].tensor;
+        int64_t n = itr_tensor_numel(t);
+        if (t->dtype == ITR_F32) {
+            const float *x = t->data;
+            for (int64_t i = 0; i < n; i++)
+                if (!isfinite(x[i])) return s->items[k].name;
+        } else if (t->dtype == ITR_F64) {
+            const double *x = t->data;
+            for (int64_t i = 0; i < n; i++)
+                if (!isfinite(x[i])) return s->items[k].name;
+        }
+    }
+    return NULL;
+}
+
+static bool make_dir(const char *dir, struct itr_diags *d) {
+    char *tmp = xstrdup(dir);
+    bool ok = true;
+    for (char *s = tmp + 1; ok; s++) {
+        bool last = *s == 0;
+        if (*s == '/' || last) {
+            char saved = *s;
+            *s = 0;
+            if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+                itr_diag_error(d, ITR_NOLOC, "cannot create directory '%s': %s", tmp, strerror(errno));
+                ok = false;
+            }
+            *s = saved;
+        }
+        if (last) break;
+    }
+    struct stat st;
+    if (ok && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        itr_diag_error(d, ITR_NOLOC, "'%s' is not a directory", dir);
+        ok = false;
+    }
+    free(tmp);
+    return ok;
+}
+
+static void format_duration(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+static void report_startup(FILE *f, const struct itr_split *tr, const struct itr_split *dev, const struct itr_vocab *v,
+                           const struct binding *b, int nb, const struct run_config *c, int64_t spe) {
+    int64_t mapped = 0, resident = 0, m2 = 0, r2 = 0;
+    itr_split_memory(tr, &mapped, &resident);
+    itr_split_memory(dev, &m2, &r2);
+    fprintf(f, "data: %s: train %" PRId64 " images, %" PRId64 " captions; %s %" PRId64 " images; regions %" PRId64
+               " x %" PRId64 "; vocabulary %d words\n", tr->dir, tr->n_images, tr->n_captions, dev->name,
+            dev->n_images, tr->n_regions, tr->feat_dim, v->n);
+    fprintf(f, "features: mmap %.1f MB, resident <= %.1f MB\n", (double)(mapped + m2) / 1e6,
+            (double)(resident + r2) / 1e6);
+    fprintf(f, "inputs:");
+    for (int i = 0; i < nb; i++) {
+        const char *from = "";
+        switch (b[i].src) {
+        case SRC_REGIONS: from = "train_ims.npy (the caption's image)"; break;
+        case SRC_WORDS: case SRC_LENGTHS: from = "train_caps.txt"; break;
+        case SRC_TFEATS: case SRC_TLENS: from = "train_caps_feats.npy"; break;
+        case SRC_EPOCH: from = "the epoch (0-based)"; break;
+        case SRC_OPTION: from = !strcmp(b[i].name, "lr") ? "the schedule" : !strcmp(b[i].name, "step") ? "the step"
+                                                                                                      : "the seed";
+            break;
+        }
+        fprintf(f, "%s %s <- %s", i ? "," : "", b[i].name, from);
+    }
+    char sched[96];
+    itr_lr_format(&c->lr, sched, sizeof sched);
+    fprintf(f, "\nschedule: lr %g, %s, warm-up %" PRId64 " steps; %" PRId64 " epochs x %" PRId64
+               " steps of batch %" PRId64 "; seed %" PRIu64 "\n", c->lr.lr, sched, c->lr.warmup_steps, c->epochs, spe,
+            c->batch_size, c->seed);
+}
+
+bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_options *o, struct itr_trainer_result *r,
+                     struct itr_diags *d) {
+    memset(r, 0, sizeof *r);
+    r->last_rsum = r->best_rsum = r->last_loss = NAN;
+    const struct itr_graph *g = itr_train_entry(p, d);
+    if (!g) return false;
+    FILE *pf = o->progress;
+    bool tty = pf && isatty(fileno(pf));
+    char *vocab_path = o->vocab_path ? xstrdup(o->vocab_path) : path_join(o->data_dir, "vocab.json");
+    char *last_path = path_join(o->run_dir, "last.safetensors"), *best_path = path_join(o->run_dir, "best.safetensors");
+    char *jsonl_path = path_join(o->run_dir, "log.jsonl"), *csv_path = path_join(o->run_dir, "log.csv");
+    const char *eval_name = o->eval_split ? o->eval_split : "dev";
+    struct itr_vocab vocab;
+    memset(&vocab, 0, sizeof vocab);
+    struct itr_split tr, dev;
+    memset(&tr, 0, sizeof tr);
+    memset(&dev, 0, sizeof dev);
+    struct itr_tensor_set state;
+    itr_tensor_set_init(&state);
+    struct binding *bind = xmalloc((size_t)(g->n_inputs + 1) * sizeof *bind);
+    int64_t *perm = NULL, *ids = NULL;
+    bool tr_open = false, dev_open = false;
+
+    struct run_config cfg = { .seed = o->seed, .batch_size = o->batch_size > 0 ? o->batch_size : 128,
+                              .epochs = o->epochs > 0 ? o->epochs : 30, .lr = o->lr,
+                              .fingerprint = o->fingerprint ? o->fingerprint : "" };
+    if (!o->lr_given) cfg.lr.lr = p->optimizer.lr;
+    struct cursor cur = { .best_rsum = NAN, .best_epoch = 0 };
+
+    bool ok = itr_vocab_read(vocab_path, &vocab, d);
+    if (ok) snprintf(cfg.vocab_hash, sizeof cfg.vocab_hash, "%016" PRIx64, itr_vocab_hash(&vocab));
+    if (ok) ok = tr_open = itr_split_open(o->data_dir, "train", &vocab, &tr, d);
+    if (ok) ok = dev_open = itr_split_open(o->data_dir, eval_name, &vocab, &dev, d);
+    if (ok) ok = plan_inputs(g, &tr, bind, d) && check_feature_dims(p, g, &tr, d);
+    if (ok && tr.n_captions < 1) {
+        itr_diag_error(d, ITR_NOLOC, "%s: the train split has no captions", o->data_dir);
+        ok = false;
+    }
+    if (ok) ok = make_dir(o->run_dir, d);
+
+    // The starting state: a checkpoint, given weights, or fresh parameters.
+    if (ok && o->resume) {
+        if (access(last_path, F_OK) != 0) {
+            itr_diag_error(d, ITR_NOLOC, "nothing to resume: %s does not exist", last_path);
+            ok = false;
+        } else {
+            ok = itr_safetensors_read(last_path, &state, d) && read_resume(&state, last_path, &cfg, &cur, d);
+        }
+    } else if (ok) {
+        if (access(last_path, F_OK) == 0) {
+            itr_diag_error(d, ITR_NOLOC, "%s already holds a run (last.safetensors); pass --resume to continue it, "
+                           "or choose another run directory", o->run_dir);
+            ok = false;
+        } else if (o->weights) {
+            ok = itr_safetensors_read(o->weights, &state, d);
+        } else {
+            struct itr_dim_bindings b;
+            itr_bindings_init(&b, p);
+            ok = itr_init_params(p, cfg.seed, &b, &state, d);
+            itr_bindings_free(&b);
+        }
+    }
+    int64_t spe = ok ? (tr.n_captions + cfg.batch_size - 1) / cfg.batch_size : 0;
+    int64_t total = spe * cfg.epochs;
+    if (ok && cur.batch > spe) {
+        itr_diag_error(d, ITR_NOLOC, "%s: its cursor (batch %" PRId64 ") is past the epoch's %" PRId64 " batches",
+                       last_path, cur.batch, spe);
+        ok = false;
+    }
+    if (ok) {
+        if (pf) report_startup(pf, &tr, &dev, &vocab, bind, g->n_inputs, &cfg, spe);
+        if (pf && o->resume)
+            fprintf(pf, "resuming %s: epoch %" PRId64 ", batch %" PRId64 ", step %" PRId64 "\n", last_path,
+                    cur.epoch + 1, cur.batch, cur.step);
+        if (o->resume) {
+            ok = trim_log(jsonl_path, cur.epoch, false, d) && trim_log(csv_path, cur.epoch, true, d);
+        } else {
+            // The step-0 checkpoint: a run always has a last good state to
+            // keep, even if its first steps diverge.
+            ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+            if (ok && access(csv_path, F_OK) != 0) ok = append_line(csv_path, CSV_HEADER, d);
+        }
+    }
+    perm = xmalloc((size_t)(tr.n_captions > 0 ? tr.n_captions : 1) * sizeof *perm);
+    // A batch never holds more than the split: a huge --batch-size is one batch, not a huge allocation.
+    ids = xmalloc((size_t)(cfg.batch_size < tr.n_captions ? cfg.batch_size : tr.n_captions > 0 ? tr.n_captions : 1) *
+                  sizeof *ids);
+    enum itr_protocol proto = dev.n_images == 1000 ? ITR_PROTOCOL_F30K_1K : ITR_PROTOCOL_ALL;
+    double t_start = now_seconds();
+    int64_t stopped_dirty = 0;   // steps since the last checkpoint when max_steps stops us
+    bool stop = false;
+
+    for (int64_t epoch = cur.epoch; ok && !stop && epoch < cfg.epochs; epoch++) {
+        itr_epoch_permutation(cfg.seed, epoch, tr.n_captions, perm);
+        double t_epoch = now_seconds();
+        int64_t pairs = 0, batch0 = cur.batch;
+        double lr = 0;
+        for (int64_t bi = cur.batch; ok && bi < spe; bi++) {
+            if (o->max_steps > 0 && cur.step >= o->max_steps) { stop = true; break; }
+            int64_t first = bi * cfg.batch_size;
+            int n = (int)(tr.n_captions - first < cfg.batch_size ? tr.n_captions - first : cfg.batch_size);
+            for (int i = 0; i < n; i++) ids[i] = perm[first + i];
+            struct itr_tensor_set in, metrics;
+            itr_tensor_set_init(&in);
+            itr_tensor_set_init(&metrics);
+            ok = make_batch(&tr, bind, g->n_inputs, ids, n, epoch, &in, d);
+            lr = itr_lr_at(&cfg.lr, cur.step + 1, epoch, total);
+            struct itr_train_options to = { .lr = lr, .step = cur.step + 1, .seed = cfg.seed, .f64 = o->f64,
+                                            .weights_what = "the training state" };
+            struct itr_train_result res;
+            memset(&res, 0, sizeof res);
+            if (ok) {
+                struct itr_dim_bindings dims;
+                itr_bindings_init(&dims, p);
+                ok = itr_train_step(p, &in, &state, &dims, &to, &metrics, &res, d);
+                itr_bindings_free(&dims);
+                if (!ok && !isfinite(res.loss))
+                    itr_diag_error(d, ITR_NOLOC, "training stopped at epoch %" PRId64 ", step %" PRId64 " (batch %"
+                                   PRId64 " of the epoch): the loss is not finite; %s keeps the last good state "
+                                   "(lower the lr or check the data)", epoch + 1, cur.step + 1, bi, last_path);
+            }
+            itr_tensor_set_free(&in);
+            itr_tensor_set_free(&metrics);
+            // A finite loss can still leave infinite parameters (a huge lr);
+            // stopping here keeps every checkpoint finite.
+            const char *bad = ok ? first_non_finite(&state) : NULL;
+            if (bad) {
+                itr_diag_error(d, ITR_NOLOC, "training stopped at epoch %" PRId64 ", step %" PRId64 " (batch %" PRId64
+                               " of the epoch): the step made '%s' not finite; %s keeps the last good state (lower "
+                               "the lr)", epoch + 1, cur.step + 1, bi, bad, last_path);
+                ok = false;
+            }
+            if (!ok) break;
+            cur.step++;
+            cur.batch = bi + 1;
+            cur.loss_sum += res.loss;
+            cur.loss_n++;
+            pairs += n;
+            stopped_dirty++;
+            if (tty) {
+                double el = now_seconds() - t_epoch, rate = (double)pairs / fmax(el, 1e-9);
+                double left = (double)(spe - bi - 1) * el / (double)(bi + 1 - batch0);
+                char eta[32];
+                format_duration(left, eta, sizeof eta);
+                int filled = (int)(20 * (bi + 1) / spe);
+                fprintf(pf, "\repoch %" PRId64 "/%" PRId64 " [%.*s%*s] %" PRId64 "/%" PRId64 " %.0f pairs/s ETA %s "
+                            "loss %.4f   ", epoch + 1, cfg.epochs, filled, "####################", 20 - filled, "",
+                        bi + 1, spe, rate, eta, cur.loss_sum / (double)cur.loss_n);
+                fflush(pf);
+            }
+            int64_t every = o->checkpoint_every == 0 ? 200 : o->checkpoint_every;
+            if (every > 0 && cur.step % every == 0 && cur.batch < spe) {
+                ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+                stopped_dirty = 0;
+            }
+        }
+        if (tty) fprintf(pf, "\n");
+        if (!ok || stop) break;
+
+        // End of the epoch: dev evaluation, best and last checkpoints, the log.
+        double train_s = now_seconds() - t_epoch;
+        float *sims = NULL;
+        struct itr_eval_options eo = { .f64 = o->f64 };
+        struct itr_recall rc;
+        memset(&rc, 0, sizeof rc);
+        ok = itr_eval_sims(p, &state, &dev, &eo, &sims, d) &&
+             itr_protocol_eval(proto, sims, dev.n_images, dev.n_captions, &rc, d);
+        free(sims);
+        if (!ok) break;
+        double mean_loss = cur.loss_n ? cur.loss_sum / (double)cur.loss_n : NAN;
+        cur.epoch = epoch + 1;
+        cur.batch = 0;
+        cur.loss_sum = 0;
+        cur.loss_n = 0;
+        bool better = isnan(cur.best_rsum) || rc.rsum > cur.best_rsum;
+        if (better) {
+            cur.best_rsum = rc.rsum;
+            cur.best_epoch = epoch + 1;
+            ok = write_checkpoint(&state, best_path, &cfg, &cur, p, d);
+        }
+        if (ok) ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+        stopped_dirty = 0;
+        double secs = now_seconds() - t_epoch, rate = (double)pairs / fmax(train_s, 1e-9);
+        char line[1024];
+        snprintf(line, sizeof line, "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, "
+                 "\"seconds\": %.3f, \"pairs_per_s\": %.2f, \"dev_protocol\": \"%s\", \"dev_r1\": %.2f, "
+                 "\"dev_r5\": %.2f, \"dev_r10\": %.2f, \"dev_r1i\": %.2f, \"dev_r5i\": %.2f, \"dev_r10i\": %.2f, "
+                 "\"dev_rsum\": %.2f}\n", epoch + 1, cur.step, mean_loss, lr, secs, rate, itr_protocol_name(proto),
+                 rc.i2t_r1, rc.i2t_r5, rc.i2t_r10, rc.t2i_r1, rc.t2i_r5, rc.t2i_r10, rc.rsum);
+        if (ok) ok = append_line(jsonl_path, line, d);
+        snprintf(line, sizeof line, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.3f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f\n",
+                 epoch + 1, cur.step, mean_loss, lr, secs, rate, rc.i2t_r1, rc.i2t_r5, rc.i2t_r10, rc.t2i_r1,
+                 rc.t2i_r5, rc.t2i_r10, rc.rsum);
+        if (ok) ok = append_line(csv_path, line, d);
+        if (pf)
+            fprintf(pf, "epoch %" PRId64 "/%" PRId64 ": step %" PRId64 ", loss %.4f, lr %.3g, %.1fs (%.0f pairs/s); "
+                        "%s rsum %.2f (R@1 %.1f/%.1f)%s\n", epoch + 1, cfg.epochs, cur.step, mean_loss, lr, secs,
+                    rate, dev.name, rc.rsum, rc.i2t_r1, rc.t2i_r1, better ? " best" : "");
+        r->last_rsum = rc.rsum;
+        r->last_loss = mean_loss;
+        if (ok && o->plot) ok = write_curves(o->run_dir, d);
+    }
+    if (ok && stop && stopped_dirty > 0 && !o->kill_at_max_steps) ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+    if (ok && stop && pf)
+        fprintf(pf, "stopped at step %" PRId64 " (--max-steps); --resume with --out %s continues from epoch %" PRId64
+                    ", batch %" PRId64 "\n", cur.step, o->run_dir, cur.epoch + 1, cur.batch);
+    r->steps = cur.step;
+    r->epochs_done = cur.epoch;
+    r->best_rsum = cur.best_rsum;
+    r->stopped_early = stop;
+    r->seconds = now_seconds() - t_start;
+
+    free(perm);
+    free(ids);
+    free(bind);
+    itr_tensor_set_free(&state);
+    if (tr_open) itr_split_close(&tr);
+    if (dev_open) itr_split_close(&dev);
+    if (vocab.words || vocab.table) itr_vocab_free(&vocab);
+    free(vocab_path);
+    free(last_path);
+    free(best_path);
+    free(jsonl_path);
+    free(csv_path);
+    return ok;
+}
