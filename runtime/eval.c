@@ -368,47 +368,45 @@ static void free_all(struct itr_tensor **ts, int n) {
     for (int k = 0; k < n; k++) itr_tensor_free(ts[k]);
 }
 
-// Chunks are contiguous ranges, so the mapped feature rows are wrapped, not
-// copied, when there is one row per image (im_div 5); one row per caption
-// (im_div 1) repeats each image 5 times and the first copy serves.
+// Ids first, first+1, ..., first+n-1 for the data layer's batch builders.
+static int64_t *id_range(int64_t first, int64_t n) {
+    int64_t *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+    if (ids)
+        for (int64_t i = 0; i < n; i++) ids[i] = first + i;
+    return ids;
+}
+
+// Chunks are contiguous ranges, so with one feature row per image (im_div 5)
+// the mapped rows are wrapped, not copied; otherwise the data layer gathers them.
 static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first, int64_t n) {
     const struct itr_tensor *ims = s->ims;
-    int64_t shape[3] = { n, ims->shape[1], ims->shape[2] };
-    size_t row = (size_t)(ims->shape[1] * ims->shape[2]) * sizeof(float);
-    int64_t stride = s->im_div > 0 ? ITR_CAPTIONS_PER_IMAGE / s->im_div : 1;
-    if ((first + n - 1) * stride >= ims->shape[0]) return NULL;
-    if (stride == 1) return itr_tensor_wrap(ITR_F32, 3, shape, (char *)ims->data + (size_t)first * row);
-    struct itr_tensor *t = itr_tensor_new(ITR_F32, 3, shape);
-    if (!t) return NULL;
-    for (int64_t i = 0; i < n; i++)
-        memcpy((char *)t->data + (size_t)i * row, (const char *)ims->data + (size_t)((first + i) * stride) * row, row);
+    if (s->im_div == ITR_CAPTIONS_PER_IMAGE) {
+        if (first + n > ims->shape[0]) return NULL;
+        int64_t shape[3] = { n, ims->shape[1], ims->shape[2] };
+        size_t row = (size_t)(ims->shape[1] * ims->shape[2]) * sizeof(float);
+        return itr_tensor_wrap(ITR_F32, 3, shape, (char *)ims->data + (size_t)first * row);
+    }
+    int64_t *ids = id_range(first, n);
+    struct itr_tensor *t = ids ? itr_split_regions(s, ids, (int)n) : NULL;
+    free(ids);
     return t;
 }
 
 // words [n, L] (L the longest caption of the chunk) and lengths [n].
 static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **words,
                         struct itr_tensor **lengths) {
-    int32_t L = 1;
-    for (int64_t i = 0; i < n; i++)
-        if (s->lengths[first + i] > L) L = s->lengths[first + i];
-    *words = itr_tensor_new(ITR_I32, 2, (int64_t[]){ n, L });
-    *lengths = itr_tensor_new(ITR_I32, 1, (int64_t[]){ n });
-    if (!*words || !*lengths) return false;
-    for (int64_t i = 0; i < n; i++) {
-        memcpy((int32_t *)(*words)->data + i * L, s->tokens + (first + i) * s->max_len, (size_t)L * sizeof(int32_t));
-        ((int32_t *)(*lengths)->data)[i] = s->lengths[first + i];
-    }
-    return true;
+    int64_t *ids = id_range(first, n);
+    bool ok = ids && itr_split_words(s, ids, (int)n, words, lengths);
+    free(ids);
+    return ok;
 }
 
 static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **feats,
                         struct itr_tensor **lengths) {
-    const struct itr_tensor *tf = s->token_feats;
-    int64_t shape[3] = { n, tf->shape[1], tf->shape[2] };
-    size_t row = (size_t)(tf->shape[1] * tf->shape[2]) * sizeof(float);
-    *feats = itr_tensor_wrap(ITR_F32, 3, shape, (char *)tf->data + (size_t)first * row);
-    *lengths = itr_tensor_wrap(ITR_I32, 1, (int64_t[]){ n }, (int32_t *)s->token_lengths->data + first);
-    return *feats && *lengths;
+    int64_t *ids = id_range(first, n);
+    bool ok = ids && itr_split_token_feats(s, ids, (int)n, feats, lengths);
+    free(ids);
+    return ok;
 }
 
 static int64_t chunk_size(const struct itr_eval_options *opt) {

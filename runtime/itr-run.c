@@ -639,6 +639,21 @@ static bool member_load(struct member *m, struct itr_diags *d) {
     return m->p && itr_safetensors_read(m->weights_path, &m->w, d);
 }
 
+// Weights trained by itr-run train record the hash of their vocabulary; word
+// ids mean nothing under another vocabulary, so a mismatch is a hard error.
+// Weights without the record (fresh from init) are not checked.
+static bool member_check_vocab(const struct member *m, const struct itr_vocab *v, const char *vocab_path,
+                               struct itr_diags *d) {
+    const char *trained = itr_tensor_set_get_meta(&m->w, "itr.vocab_hash");
+    if (!trained) return true;
+    char have[17];
+    snprintf(have, sizeof have, "%016" PRIx64, itr_vocab_hash(v));
+    if (strcmp(trained, have) == 0) return true;
+    itr_diag_error(d, ITR_NOLOC, "%s was trained with vocabulary %s, but %s has hash %s; evaluate with the "
+                   "vocabulary of the training run", m->weights_path, trained, vocab_path, have);
+    return false;
+}
+
 static void print_recall_table(const struct itr_recall *r) {
     printf("              R@1     R@5    R@10    medr    meanr\n");
     printf("image→text  %6.2f  %6.2f  %6.2f  %6.1f  %7.2f\n", r->i2t_r1, r->i2t_r5, r->i2t_r10, r->i2t_medr,
@@ -729,6 +744,7 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     bool have_vocab = false;
     char *vpath = vocab ? NULL : path_join(data, "vocab.json");
     if (ok && words) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
+    for (int k = 0; ok && have_vocab && k < n; k++) ok = member_check_vocab(&m[k], &v, vocab ? vocab : vpath, &d);
     struct itr_split s;
     memset(&s, 0, sizeof s);
     bool have_split = false;
@@ -842,6 +858,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     bool have_vocab = false;
     char *vpath = vocab ? NULL : path_join(gallery, "vocab.json");
     if (ok && (words || text)) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
+    if (ok && have_vocab) ok = member_check_vocab(&mb, &v, vocab ? vocab : vpath, &d);
     struct itr_split s;
     memset(&s, 0, sizeof s);
     bool have_split = false;

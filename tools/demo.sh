@@ -3,11 +3,10 @@
 # sizes, train it for a few minutes on the CPU, evaluate on the test split
 # and print the recall table, each step one command.
 #
-# The model is VSE++ (models/vsepp.ir) with VSE∞'s warm-up (models.md §4):
+# The model is VSE++ (models/vsepp.ir) with VSE∞'s warm-up (warmup_epochs=1):
 # the sum-of-negatives hinge during the first epoch, max-violation after.
 # Trained from scratch with max-violation alone, a small VSE++ sits on the
-# collapsed-embedding plateau for many epochs; the warm-up is one line of IR
-# driven by the train entry's `epoch` input, which `itr-run train` feeds.
+# collapsed-embedding plateau for many epochs.
 set -euo pipefail
 build=${1:-build}
 out=demo-out
@@ -20,15 +19,9 @@ step() { echo; echo "\$ $*"; "$@"; }
 step "$data_tool" synth "$out/data"
 vocab_size=$(grep -o '"idx": *[0-9]*' "$out/data/vocab.json" | grep -o '[0-9]*$')
 
-# vsepp.ir with the warm-up train entry; its encoders and score are unchanged.
-sed -e 's|lengths: i32\[B\]) -> (loss) {|lengths: i32[B], epoch: i64[]) -> (loss) {|' \
-    -e 's|return hinge(\(.*\)), margin=0.2, max_violation=true)|return hinge_warmup(\1), cast(epoch >= 1, dtype=f32), margin=0.2)|' \
-    models/vsepp.ir >"$out/vsepp_warmup.ir"
-grep -q 'hinge_warmup' "$out/vsepp_warmup.ir" || { echo "demo: could not derive the warm-up model from models/vsepp.ir" >&2; exit 1; }
-
 # The default set: 2000 train images of 12 regions x 256 features.
-step "$itrc" compile "$out/vsepp_warmup.ir" -I models -D D=64 -D W=32 -D gru_init=0.125 -D R=12 -D img_dim=256 \
-     -D "V=$vocab_size" -o "$out/vsepp.plan"
+step "$itrc" compile models/vsepp.ir -D D=64 -D W=32 -D gru_init=0.125 -D R=12 -D img_dim=256 \
+     -D "V=$vocab_size" -D warmup_epochs=1 -o "$out/vsepp.plan"
 step "$run" "$out/vsepp.plan" train --data "$out/data" --epochs 10 --batch-size 64 --lr 0.005 --lr-schedule step:7 \
      --seed 1 --out "$out/run" --plot
 step "$run" "$out/vsepp.plan" eval --data "$out/data" --split test --weights "$out/run/best.safetensors"

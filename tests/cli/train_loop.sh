@@ -79,6 +79,15 @@ sed -i 's/"is"/"iz"/g' "$TMP/data2/vocab.json"
 run 1 "resume with another vocabulary" "$ITR_RUN" "$P" train "${COMMON[@]}" --data "$TMP/data2" --out "$TMP/straight" \
   --resume
 contains "$ERR" "vocabulary hash" "the vocabulary hashes are named"
+run 1 "evaluate with another vocabulary" "$ITR_RUN" "$P" eval --data "$TMP/data2" --split test \
+  --weights "$TMP/straight/best.safetensors"
+contains "$ERR" "was trained with vocabulary" "eval names the vocabulary mismatch"
+run 1 "query with another vocabulary" "$ITR_RUN" "$P" query --gallery "$TMP/data2" --split test \
+  --weights "$TMP/straight/best.safetensors" --text "a dog"
+contains "$ERR" "was trained with vocabulary" "query names the vocabulary mismatch"
+run 0 "evaluate with the training vocabulary" "$ITR_RUN" "$P" eval --data "$TMP/data" --split test \
+  --weights "$TMP/straight/best.safetensors" --json
+contains "$OUT" '"rsum": ' "eval with the right vocabulary works"
 mkdir -p "$TMP/corrupt"
 head -c 100 "$TMP/straight/last.safetensors" >"$TMP/corrupt/last.safetensors"
 run 1 "resume a corrupted checkpoint" "$ITR_RUN" "$P" train "${COMMON[@]}" --out "$TMP/corrupt" --resume
