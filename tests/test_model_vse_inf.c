@@ -1,0 +1,449 @@
+// VSE∞ (models/vse_inf.ir) and its GPO (models/modules/gpo.ir) against an
+// independent PyTorch transcription, and the model learning on synthetic
+// data.
+//
+// Fixtures: tests/gen_gpo_fixtures.py (D=16, W=8, V=30, img_dim=24,
+// tok_dim=12, R=5; GPO at its original 32/32). Errors are scale-relative,
+// max|a−b| / max|b| (models.md §7 item 14).
+#include "tests/testutil.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <time.h>
+
+#include "backends/ref/ref.h"
+#include "compiler/autodiff.h"
+#include "compiler/passes.h"
+#include "ir/bind.h"
+#include "ir/plan.h"
+#include "ir/text.h"
+#include "runtime/data.h"
+#include "runtime/eval.h"
+#include "runtime/npy.h"
+#include "runtime/safetensors.h"
+#include "runtime/synth.h"
+#include "runtime/trainer.h"
+
+#define VSE_INF_IR ITR_SOURCE_DIR "/models/vse_inf.ir"
+#define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/gpo/"
+
+// An independent float32 implementation agrees to a few 1e-7 at this size.
+#define TOL_F32 1e-5
+
+static struct itr_program *parse_text(const char *name, const char *text, const char *const *ov, int n_ov) {
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n_ov };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = text ? itr_parse_string(name, text, strlen(text), &opt, &d) : itr_parse_file(name, &opt, &d);
+    if (!p || itr_diags_has_errors(&d)) {
+        diags_report("parsing: ", &d);
+        if (p) itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static const char *const FIXTURE_SIZE[] = { "D=16", "W=8", "V=30", "img_dim=24", "tok_dim=12", "R=5", "gru_init=0.25" };
+#define N_FIXTURE_SIZE 7
+
+static struct itr_program *parse_model(bool feats) {
+    const char *ov[N_FIXTURE_SIZE + 1];
+    for (int i = 0; i < N_FIXTURE_SIZE; i++) ov[i] = FIXTURE_SIZE[i];
+    ov[N_FIXTURE_SIZE] = feats ? "text=feats" : "text=bigru";
+    return parse_text(VSE_INF_IR, NULL, ov, N_FIXTURE_SIZE + 1);
+}
+
+static struct itr_tensor *fixture(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_tensor *t = itr_npy_read(path, &d);
+    if (!t) diags_report("", &d);
+    itr_diags_free(&d);
+    return t;
+}
+
+// Every parameter of p from the fixture "<prefix(name)><name>"; the token-
+// feature model's text GPO is stored as feats_txt_gpo.*.
+static struct itr_tensor **load_params(const struct itr_program *p, bool feats) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    for (int j = 0; j < p->n_params; j++) {
+        const char *n = p->params[j].name;
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", feats && strncmp(n, "txt_gpo.", 8) == 0 ? "feats_" : "", n);
+        t[j] = fixture(name);
+        CHECK_MSG(t[j] != NULL, "no fixture for parameter %s", n);
+    }
+    return t;
+}
+
+static void free_tensors(struct itr_tensor **t, int n) {
+    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
+    free(t);
+}
+
+static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                                     struct itr_tensor *const *params) {
+    struct itr_dim_bindings dims;
+    itr_bindings_init(&dims, g->prog);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_ref_options opt = { .f64 = false };
+    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
+    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
+        diags_report("running: ", &d);
+        free(out);
+        out = NULL;
+    }
+    itr_diags_free(&d);
+    itr_bindings_free(&dims);
+    return out;
+}
+
+static bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+struct err {
+    double num, den;
+};
+
+static void err_add(struct err *e, const struct itr_tensor *a, const struct itr_tensor *b) {
+    if (!a || !b || !same_shape(a, b)) {
+        e->num = INFINITY;
+        return;
+    }
+    for (int64_t i = 0; i < itr_tensor_numel(b); i++) {
+        double x = itr_tensor_get(a, i), y = itr_tensor_get(b, i);
+        double dd = fabs(x - y);
+        if (isnan(dd)) dd = INFINITY;
+        if (dd > e->num) e->num = dd;
+        if (fabs(y) > e->den) e->den = fabs(y);
+    }
+}
+
+static double err_rel(const struct err *e) { return e->num / fmax(e->den, 1e-300); }
+
+// The error of a against the fixture `want`, printed and checked.
+static void expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
+    struct itr_tensor *want = fixture(want_name);
+    struct err e = { 0, 0 };
+    err_add(&e, a, want);
+    printf("  %-28s rel. error %.3g\n", what, err_rel(&e));
+    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
+    itr_tensor_free(want);
+}
+
+// ---------------------------------------------------------------- GPO alone
+
+static const char GPO_HARNESS[] = "import \"modules/gpo.ir\"\n"
+                                  "model gpo_harness {\n"
+                                  "  dim B, L\n"
+                                  "  let gpo = gpo()\n"
+                                  "  entry pool(x: f32[B, L, 16], lengths: i32[B]) -> (pooled, weights) {\n"
+                                  "    return gpo(x, lengths), gpo.weights(x, lengths)\n"
+                                  "  }\n"
+                                  "}\n";
+
+TEST(gpo_matches_pytorch) {
+    // Named inside models/ so that the import resolves as a model's does.
+    struct itr_program *p = parse_text(ITR_SOURCE_DIR "/models/gpo_harness.ir", GPO_HARNESS, NULL, 0);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor **params = load_params(p, false);
+    struct itr_tensor *in[2] = { fixture("gpo.x"), fixture("gpo.lengths") };
+    struct itr_tensor **out = run_graph(itr_program_find_graph(p, "pool"), in, params);
+    CHECK(out != NULL);
+    if (out) {
+        // Rows of lengths 6 and 3: the weights depend on n only, and the
+        // padded positions get exactly 0.
+        expect_close("GPO pooled", out[0], "gpo.pooled", TOL_F32);
+        expect_close("GPO weights (n = 6, 3)", out[1], "gpo.weights", TOL_F32);
+        for (int k = 3; k < 6; k++) CHECK(itr_tensor_get(out[1], 6 + k) == 0.0);
+        free_tensors(out, 2);
+    }
+    itr_tensor_free(in[0]);
+    itr_tensor_free(in[1]);
+    free_tensors(params, p->n_params);
+    itr_program_free(p);
+}
+
+// ---------------------------------------------------------------- encoders and scores
+
+static void check_encoders(bool feats) {
+    struct itr_program *p = parse_model(feats);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor **params = load_params(p, feats);
+    struct itr_tensor *regions = fixture("regions"), *lengths = fixture("lengths");
+    struct itr_tensor *text = fixture(feats ? "token_feats" : "words");
+    struct itr_tensor **v = run_graph(itr_program_find_graph(p, "encode_image"), &regions, params);
+    struct itr_tensor *tin[2] = { text, lengths };
+    struct itr_tensor **u = run_graph(itr_program_find_graph(p, "encode_text"), tin, params);
+    CHECK(v && u);
+    if (v && u) {
+        expect_close("image embeddings", v[0], "img_emb", TOL_F32);
+        expect_close(feats ? "caption embeddings (feats)" : "caption embeddings (bigru)", u[0],
+                     feats ? "feats_cap_emb" : "cap_emb", TOL_F32);
+        struct itr_tensor *sin[2] = { v[0], u[0] };
+        struct itr_tensor **s = run_graph(itr_program_find_graph(p, "score"), sin, params);
+        CHECK(s != NULL);
+        if (s) expect_close(feats ? "scores (feats)" : "scores (bigru)", s[0], feats ? "feats_sims" : "sims", TOL_F32);
+        free_tensors(s, 1);
+    }
+    free_tensors(v, 1);
+    free_tensors(u, 1);
+    itr_tensor_free(regions);
+    itr_tensor_free(lengths);
+    itr_tensor_free(text);
+    free_tensors(params, p->n_params);
+    itr_program_free(p);
+}
+
+TEST(encoders_and_scores_match_pytorch_bigru) { check_encoders(false); }
+TEST(encoders_and_scores_match_pytorch_feats) { check_encoders(true); }
+
+// ---------------------------------------------------------------- training loss and gradients
+
+// Appends the adjoint of the loss with respect to every trainable parameter
+// as outputs "grad.<param>"; *first gets the index of the first one.
+static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
+    struct itr_program *p = g->prog;
+    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
+    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
+    value->kind = ITR_ATTR_FLOAT;
+    value->u.f = 1.0;
+    int32_t seed = -1;
+    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
+    int n = 0;
+    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
+    int *which = calloc((size_t)p->n_params, sizeof *which);
+    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
+    for (int j = 0; j < p->n_params; j++) {
+        if (p->params[j].frozen) continue;
+        which[n] = j;
+        wrt[n++] = itr_graph_use_param(g, j);
+    }
+    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
+    *first = g->n_outputs;
+    for (int k = 0; ok && k < n; k++) {
+        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
+        char name[160];
+        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
+        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
+    }
+    free(wrt);
+    free(grads);
+    free(which);
+    free(reached);
+    return ok;
+}
+
+static int output_index(const struct itr_graph *g, const char *name) {
+    for (int i = 0; i < g->n_outputs; i++)
+        if (strcmp(g->output_names[i], name) == 0) return i;
+    return -1;
+}
+
+// Training-mode forward (BatchNorm on the batch's B·R rows) and backward of
+// both hinge forms, selected by the epoch input, against PyTorch. The
+// captions are padded (lengths 5, 7, 1, 3), so the gradient also crosses
+// the sort with pads.
+TEST(training_loss_and_gradients_match_pytorch) {
+    struct itr_program *p = parse_model(false);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_graph *g = itr_program_find_graph(p, "train");
+    struct itr_diags d;
+    itr_diags_init(&d);
+    int first = 0;
+    bool ok = g && add_gradients(g, &first, &d);
+    if (!ok) diags_report("gradients: ", &d);
+    itr_diags_free(&d);
+    CHECK(ok);
+    if (!ok) {
+        itr_program_free(p);
+        return;
+    }
+    struct itr_tensor **params = load_params(p, false);
+    for (int form = 0; form < 2; form++) {
+        struct itr_tensor *epoch = mk(ITR_I64, 0, NULL, VALS((double)form));
+        struct itr_tensor *in[4] = { fixture("train_regions"), fixture("words"), fixture("lengths"), epoch };
+        CHECK(g->n_inputs == 4);
+        struct itr_tensor **out = run_graph(g, in, params);
+        CHECK(out != NULL);
+        const char *tag = form ? "max" : "sum";
+        if (out) {
+            char name[200];
+            snprintf(name, sizeof name, "train_loss_%s", tag);
+            printf("  %s hinge: loss %.7g\n", tag, itr_tensor_get(out[0], 0));
+            expect_close(name, out[0], name, TOL_F32);
+            int rm = output_index(g, "new.img_bn.running_mean"), rv = output_index(g, "new.img_bn.running_var");
+            CHECK(rm >= 0 && rv >= 0);
+            if (rm >= 0 && rv >= 0) {
+                expect_close("new running_mean", out[rm], "new.img_bn.running_mean", TOL_F32);
+                expect_close("new running_var", out[rv], "new.img_bn.running_var", TOL_F32);
+            }
+            // Scale: the largest gradient of the model, so that the first MLP
+            // bias (zero up to rounding before a training BatchNorm) is not
+            // judged on its own rounding-sized scale.
+            struct err all = { 0, 0 };
+            bool finite = true;
+            for (int k = first; k < g->n_outputs; k++) {
+                snprintf(name, sizeof name, "grad_%s.%s", tag, g->output_names[k] + 5);
+                struct itr_tensor *want = fixture(name);
+                err_add(&all, out[k], want);
+                for (int64_t i = 0; out[k] && i < itr_tensor_numel(out[k]); i++)
+                    finite = finite && isfinite(itr_tensor_get(out[k], i));
+                itr_tensor_free(want);
+            }
+            printf("  %s hinge: max grad error / max |grad| %.3g (max |grad| %.3g)\n", tag, err_rel(&all), all.den);
+            CHECK(finite);
+            CHECK_MSG(err_rel(&all) <= TOL_F32, "%s gradients: error %.3g", tag, err_rel(&all));
+            free_tensors(out, g->n_outputs);
+        }
+        for (int i = 0; i < 4; i++) itr_tensor_free(in[i]);
+    }
+    free_tensors(params, p->n_params);
+    itr_program_free(p);
+}
+
+// ---------------------------------------------------------------- learning
+
+static struct itr_program *compile_small(int regions, int dim, int vocab) {
+    char r[32], i[32], v[32];
+    snprintf(r, sizeof r, "R=%d", regions);
+    snprintf(i, sizeof i, "img_dim=%d", dim);
+    snprintf(v, sizeof v, "V=%d", vocab);
+    // A small GPO (8/8) as well: its size does not change what it computes.
+    const char *ov[] = { "D=16", "W=8", "gru_init=0.25", "gpo_pe=8", "gpo_hidden=8", "gpo_init=0.35355339", r, i, v };
+    struct itr_program *p = parse_text(VSE_INF_IR, NULL, ov, 9);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = p && itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
+              itr_program_verify(p, &d);
+    if (!ok) {
+        diags_report("compiling models/vse_inf.ir: ", &d);
+        if (p) itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v;
+    struct itr_split s;
+    struct itr_tensor_set w;
+    itr_tensor_set_init(&w);
+    float *sims = NULL;
+    struct itr_recall rc;
+    double rsum = NAN;
+    char vocab[700];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    struct itr_eval_options eo = { 0 };
+    if (itr_vocab_read(vocab, &v, &d)) {
+        if (itr_split_open(dir, "test", &v, &s, &d)) {
+            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
+                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
+                rsum = rc.rsum;
+            itr_split_close(&s);
+        }
+        itr_vocab_free(&v);
+    }
+    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
+    free(sims);
+    itr_tensor_set_free(&w);
+    itr_diags_free(&d);
+    return rsum;
+}
+
+TEST(learns_well_above_chance) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tmp_path("data"));
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = 300;
+    so.n_dev = 20;
+    so.n_test = 100;
+    so.regions = 4;
+    so.dim = 32;
+    so.seed = 11;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v;
+    memset(&v, 0, sizeof v);
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    bool ok = itr_synth_generate(dir, &so, &d) && itr_vocab_read(vocab, &v, &d);
+    if (!ok) diags_report("making the synthetic set: ", &d);
+    CHECK(ok);
+    if (!ok) {
+        itr_diags_free(&d);
+        return;
+    }
+    struct itr_program *p = compile_small(so.regions, so.dim, v.n);
+    itr_vocab_free(&v);
+    CHECK(p != NULL);
+    if (!p) {
+        itr_diags_free(&d);
+        return;
+    }
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
+    struct itr_trainer_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    char run[600], run0[600];
+    snprintf(run, sizeof run, "%s", tmp_path("run"));
+    snprintf(run0, sizeof run0, "%s", tmp_path("run0"));
+    o.run_dir = run;
+    o.fingerprint = fp;
+    o.batch_size = 16;
+    o.epochs = 6;
+    o.seed = 5;
+    o.lr_given = true;
+    o.lr.lr = 0.01;
+    o.lr.kind = ITR_LR_CONSTANT;
+    o.checkpoint_every = -1;
+    struct itr_trainer_result r;
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    CHECK(itr_trainer_run(p, &o, &r, &d));
+    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
+    if (itr_diags_has_errors(&d)) diags_report("", &d);
+    // The untrained model: a run killed after its first step leaves only
+    // the step-0 checkpoint.
+    struct itr_trainer_options o0 = o;
+    o0.run_dir = run0;
+    o0.max_steps = 1;
+    o0.kill_at_max_steps = true;
+    struct itr_trainer_result r0;
+    CHECK(itr_trainer_run(p, &o0, &r0, &d));
+    char w0[700], w1[700];
+    snprintf(w0, sizeof w0, "%s/last.safetensors", run0);
+    snprintf(w1, sizeof w1, "%s/best.safetensors", run);
+    double chance = test_rsum(p, dir, w0), trained = test_rsum(p, dir, w1);
+    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU, last loss %.4g)\n", chance,
+           trained, r.steps, secs, r.last_loss);
+    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
+    itr_diags_free(&d);
+    itr_program_free(p);
+}
+
+int main(void) {
+    if (!tmpdir_create("vse_inf")) return 1;
+    RUN(gpo_matches_pytorch);
+    RUN(encoders_and_scores_match_pytorch_bigru);
+    RUN(encoders_and_scores_match_pytorch_feats);
+    RUN(training_loss_and_gradients_match_pytorch);
+    RUN(learns_well_above_chance);
+    tmpdir_remove();
+    return test_summary();
+}
