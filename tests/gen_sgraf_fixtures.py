@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""PyTorch reference for SGRAF's SGR and SAF scores (tests/test_model_sgraf.c).
+
+Regenerate with Debian's interpreter (python3-torch, numpy); the fixtures are
+committed, so this is only needed when the models change:
+
+    /usr/bin/python3 tests/gen_sgraf_fixtures.py           # tests/fixtures/sgraf/
+    /usr/bin/python3 tests/gen_sgraf_fixtures.py OUT_DIR
+
+An independent transcription of SGRAF's model.py (models.md §2.3) in EVAL
+mode (BatchNorms on running statistics, dropout off), written the way the
+original is: captions truncated to their length and scored one caption
+column at a time, a packed bidirectional nn.GRU, nn.BatchNorm1d modules.
+Never derived from itrc code. Sizes: models/sgr.ir and models/saf.ir with
+-D D=16 -D sim_dim=8 -D W=8 -D V=30 -D img_dim=24 -D R=5 (SGR: sgr_step 3);
+3 images, 4 captions of lengths 4, 6, 1, 3 (L = 6).
+
+Written to OUT: regions.npy f32[3, 5, 24], words.npy i32[4, 6],
+lengths.npy i32[4]; for M in sgr, saf: M/P.npy for every parameter P under
+its itrc name (BatchNorm running statistics randomised so that eval mode is
+not the identity), and M/sims.npy f32[3, 4], computed in float64 and rounded.
+Training-mode loss and gradients are not generated.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "sgraf")
+
+D, S, W, V, IMG, R = 16, 8, 8, 30, 24, 5
+N_IMG, LENGTHS = 3, [4, 6, 1, 3]
+L = max(LENGTHS)
+LAMBDA = 9.0
+
+
+def l2norm(x, dim=-1, eps=1e-8):
+    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
+
+
+def l1norm(x, dim=-1, eps=1e-8):
+    return x / (x.abs().sum(dim=dim, keepdim=True) + eps)
+
+
+class VisualSA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.local_fc = nn.Linear(D, D)
+        self.local_bn = nn.BatchNorm1d(R)      # regions as channels
+        self.global_fc = nn.Linear(D, D)
+        self.global_bn = nn.BatchNorm1d(D)
+        self.common = nn.Linear(D, 1)
+
+    def forward(self, local, raw_global):
+        l_emb = torch.tanh(self.local_bn(self.local_fc(local)))
+        g_emb = torch.tanh(self.global_bn(self.global_fc(raw_global)))
+        g_emb = g_emb.unsqueeze(1).repeat(1, l_emb.size(1), 1)
+        w = torch.softmax(self.common(l_emb * g_emb).squeeze(2), dim=1)
+        return l2norm((w.unsqueeze(2) * local).sum(dim=1))
+
+
+class TextSA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.local_fc = nn.Linear(D, D)
+        self.global_fc = nn.Linear(D, D)
+        self.common = nn.Linear(D, 1)
+
+    def forward(self, local, raw_global):
+        l_emb = torch.tanh(self.local_fc(local))
+        g_emb = torch.tanh(self.global_fc(raw_global))
+        g_emb = g_emb.unsqueeze(1).repeat(1, l_emb.size(1), 1)
+        w = torch.softmax(self.common(l_emb * g_emb).squeeze(2), dim=1)
+        return l2norm((w.unsqueeze(2) * local).sum(dim=1))
+
+
+class GraphReasoning(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.graph_query_w = nn.Linear(S, S)
+        self.graph_key_w = nn.Linear(S, S)
+        self.sim_graph_w = nn.Linear(S, S)
+
+    def forward(self, x):
+        q, k = self.graph_query_w(x), self.graph_key_w(x)
+        edge = torch.softmax(torch.bmm(q, k.permute(0, 2, 1)), dim=-1)
+        return torch.relu(self.sim_graph_w(torch.bmm(edge, x)))
+
+
+class AttentionFiltration(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn_sim_w = nn.Linear(S, 1)
+        self.bn = nn.BatchNorm1d(1)
+
+    def forward(self, x):
+        a = l1norm(torch.sigmoid(self.bn(self.attn_sim_w(x).permute(0, 2, 1))), dim=-1)
+        return l2norm(torch.matmul(a, x).squeeze(1))
+
+
+class SimEnc(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.sim_tranloc_w = nn.Linear(D, S)
+        self.sim_tranglo_w = nn.Linear(D, S)
+        self.sim_eval_w = nn.Linear(S, 1)
+
+
+def scan_attention(query, context, smooth):
+    """SGRAF's SCAN_attention: t2i, clipped_l2norm, l2n of the attended vector."""
+    attn = torch.bmm(context, query.transpose(1, 2))           # (n, R, ℓ)
+    attn = l2norm(nn.functional.leaky_relu(attn, 0.1), 2)      # over the words
+    attn = torch.softmax(attn.transpose(1, 2) * smooth, dim=2)  # (n, ℓ, R), over the regions
+    return l2norm(torch.bmm(attn, context))                     # (n, ℓ, D)
+
+
+class SGRAF(nn.Module):
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+        self.img_fc = nn.Linear(IMG, D)
+        self.embed = nn.Embedding(V, W)
+        self.cap_rnn = nn.GRU(W, D, batch_first=True, bidirectional=True)
+        self.v_global_w = VisualSA()
+        self.t_global_w = TextSA()
+        self.sim_enc = SimEnc()
+        if head == "sgr":
+            for i in range(3):
+                setattr(self, "sgr%d" % i, GraphReasoning())
+        else:
+            self.saf_module = AttentionFiltration()
+
+    def forward(self, regions, words, lengths):
+        img = l2norm(self.img_fc(regions))
+        packed = pack_padded_sequence(self.embed(words), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.cap_rnn(packed)[0], batch_first=True)
+        cap = l2norm((out[:, :, :D] + out[:, :, D:]) / 2)
+        img_glo = self.v_global_w(img, img.mean(1))
+        n_img = img.size(0)
+        cols = []
+        for i, n in enumerate(lengths.tolist()):
+            cap_i = cap[i, :n, :].unsqueeze(0)
+            cap_x = cap_i.repeat(n_img, 1, 1)
+            cap_glo = self.t_global_w(cap_i, cap_i.mean(1))
+            ctx = scan_attention(cap_x, img, LAMBDA)
+            sim_loc = l2norm(self.sim_enc.sim_tranloc_w((ctx - cap_x).pow(2)))
+            sim_glo = l2norm(self.sim_enc.sim_tranglo_w((img_glo - cap_glo).pow(2)))
+            x = torch.cat([sim_glo.unsqueeze(1), sim_loc], 1)
+            if self.head == "sgr":
+                for k in range(3):
+                    x = getattr(self, "sgr%d" % k)(x)
+                z = x[:, 0, :]
+            else:
+                z = self.saf_module(x)
+            cols.append(torch.sigmoid(self.sim_enc.sim_eval_w(z)))
+        return torch.cat(cols, 1)
+
+
+def itrc_name(name):
+    for tp, ip in (("weight_ih", "w_ih"), ("weight_hh", "w_hh"), ("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
+        if name == "cap_rnn.%s_l0" % tp:
+            return "cap_rnn.fwd." + ip
+        if name == "cap_rnn.%s_l0_reverse" % tp:
+            return "cap_rnn.bwd." + ip
+    return name
+
+
+def randomise(model, gen):
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            elif name.endswith("running_mean"):
+                t.copy_(torch.randn(t.shape, generator=gen) * 0.2)
+            elif "bn" in name and name.endswith("weight"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            else:
+                scale = 0.3 if name.startswith("cap_rnn") or name.startswith("embed") else 0.5
+                t.copy_(torch.randn(t.shape, generator=gen) * scale)
+
+
+def save(path, a):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, a)
+
+
+def main():
+    gen = torch.Generator().manual_seed(7)
+    regions = torch.randn(N_IMG, R, IMG, generator=gen)
+    words = torch.randint(1, V, (len(LENGTHS), L), generator=gen, dtype=torch.int64)
+    for i, n in enumerate(LENGTHS):
+        words[i, n:] = 0
+    lengths = torch.tensor(LENGTHS, dtype=torch.int64)
+    save(os.path.join(OUT, "regions.npy"), regions.numpy().astype(np.float32))
+    save(os.path.join(OUT, "words.npy"), words.numpy().astype(np.int32))
+    save(os.path.join(OUT, "lengths.npy"), lengths.numpy().astype(np.int32))
+    for head in ("sgr", "saf"):
+        torch.manual_seed(1)
+        model = SGRAF(head)
+        randomise(model, gen)
+        model.eval()
+        for name, t in model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                save(os.path.join(OUT, head, itrc_name(name) + ".npy"), t.numpy().astype(np.float32))
+        # Scores from the float32 parameters, evaluated in float64.
+        m64 = SGRAF(head).double().eval()
+        m64.load_state_dict({k: v.float().double() if v.is_floating_point() else v
+                             for k, v in model.state_dict().items()})
+        with torch.no_grad():
+            sims = m64(regions.double(), words, lengths)
+        print(head, "sims:\n", sims.numpy())
+        save(os.path.join(OUT, head, "sims.npy"), sims.numpy().astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()

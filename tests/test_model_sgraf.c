@@ -1,0 +1,406 @@
+// SGRAF (models/sgr.ir, models/saf.ir): eval-mode scores against an
+// independent PyTorch transcription (tests/gen_sgraf_fixtures.py), tiles of
+// any size, finite training gradients with padded captions, and learning on
+// a tiny synthetic set with the trainer (SAF, sum-hinge warm-up).
+#include "tests/testutil.h"
+
+#include <inttypes.h>
+#include <time.h>
+
+#include "backends/ref/ref.h"
+#include "compiler/autodiff.h"
+#include "compiler/passes.h"
+#include "ir/bind.h"
+#include "ir/plan.h"
+#include "ir/text.h"
+#include "runtime/data.h"
+#include "runtime/eval.h"
+#include "runtime/npy.h"
+#include "runtime/safetensors.h"
+#include "runtime/synth.h"
+#include "runtime/trainer.h"
+
+#define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/sgraf/"
+
+// Scores are in (0, 1); float32 against float64 PyTorch agrees to a few 1e-7.
+#define TOL_F32 1e-5
+
+static const char *const FIXTURE_SIZE[] = { "D=16", "sim_dim=8", "W=8", "V=30", "img_dim=24", "R=5", "gru_init=0.25" };
+
+static struct itr_program *parse_model(const char *model, const char *const *ov, int n) {
+    char path[512];
+    snprintf(path, sizeof path, ITR_SOURCE_DIR "/models/%s.ir", model);
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = itr_parse_file(path, &opt, &d);
+    if (!p || itr_diags_has_errors(&d)) {
+        diags_report("parsing: ", &d);
+        if (p) itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static struct itr_tensor *fixture(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_tensor *t = itr_npy_read(path, &d);
+    if (!t) diags_report("", &d);
+    itr_diags_free(&d);
+    return t;
+}
+
+// Every parameter of p from the fixture directory of the model.
+static struct itr_tensor **fixture_params(const struct itr_program *p, const char *model) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    for (int k = 0; k < p->n_params; k++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s/%s", model, p->params[k].name);
+        t[k] = fixture(name);
+        CHECK_MSG(t[k] != NULL, "no fixture for parameter %s", p->params[k].name);
+    }
+    return t;
+}
+
+static void free_tensors(struct itr_tensor **t, int n) {
+    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
+    free(t);
+}
+
+static struct itr_tensor **run_graph(const struct itr_program *p, const char *entry, struct itr_tensor *const *inputs,
+                                     struct itr_tensor *const *params) {
+    const struct itr_graph *g = itr_program_find_graph(p, entry);
+    CHECK_MSG(g != NULL, "no entry %s", entry);
+    if (!g) return NULL;
+    struct itr_dim_bindings dims;
+    itr_bindings_init(&dims, p);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_ref_options opt = { .f64 = false };
+    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
+    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
+        diags_report(entry, &d);
+        free(out);
+        out = NULL;
+    }
+    itr_diags_free(&d);
+    itr_bindings_free(&dims);
+    return out;
+}
+
+// Rows [lo, hi) of axis 0 as a new tensor.
+static struct itr_tensor *rows(const struct itr_tensor *t, int64_t lo, int64_t hi) {
+    int64_t shape[ITR_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = hi - lo;
+    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
+    int64_t inner = itr_tensor_numel(t) / t->shape[0];
+    for (int64_t i = 0; i < (hi - lo) * inner; i++) itr_tensor_set(r, i, itr_tensor_get(t, lo * inner + i));
+    return r;
+}
+
+// score(encode_image(regions)[i0:i1], encode_text(...)[c0:c1]).
+static struct itr_tensor *score_tile(const struct itr_program *p, struct itr_tensor *const *img, struct itr_tensor *const *cap,
+                                     struct itr_tensor *const *params, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
+    struct itr_tensor *in[5] = { rows(img[0], i0, i1), rows(img[1], i0, i1), rows(cap[0], c0, c1), rows(cap[1], c0, c1),
+                                 rows(cap[2], c0, c1) };
+    struct itr_tensor **out = run_graph(p, "score", in, params);
+    struct itr_tensor *s = out ? out[0] : NULL;
+    free(out);
+    for (int k = 0; k < 5; k++) itr_tensor_free(in[k]);
+    return s;
+}
+
+static void check_model(const char *model, const char *const *extra, int n_extra) {
+    const char *ov[16];
+    int n = 0;
+    for (int k = 0; k < 7; k++) ov[n++] = FIXTURE_SIZE[k];
+    for (int k = 0; k < n_extra; k++) ov[n++] = extra[k];
+    struct itr_program *p = parse_model(model, ov, n);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor **params = fixture_params(p, model);
+    struct itr_tensor *regions = fixture("regions"), *words = fixture("words"), *lengths = fixture("lengths");
+    char name[128];
+    snprintf(name, sizeof name, "%s/sims", model);
+    struct itr_tensor *want = fixture(name);
+    struct itr_tensor *ii[1] = { regions }, *ti[2] = { words, lengths };
+    struct itr_tensor **img = run_graph(p, "encode_image", ii, params);
+    struct itr_tensor **cap = run_graph(p, "encode_text", ti, params);
+    CHECK(img && cap && want);
+    if (img && cap && want) {
+        int64_t ni = want->shape[0], nc = want->shape[1];
+        struct itr_tensor *full = score_tile(p, img, cap, params, 0, ni, 0, nc);
+        CHECK(full != NULL && full->rank == 2 && full->shape[0] == ni && full->shape[1] == nc);
+        double err = 0;
+        for (int64_t k = 0; full && k < ni * nc; k++) {
+            double e = fabs(itr_tensor_get(full, k) - itr_tensor_get(want, k)) / fabs(itr_tensor_get(want, k));
+            if (!(e <= err)) err = e;
+        }
+        printf("  %s: %" PRId64 "x%" PRId64 " scores, max rel. error vs PyTorch %.3g\n", model, ni, nc, err);
+        CHECK_MSG(err <= TOL_F32, "%s scores: rel. error %.3g", model, err);
+        // Every 1x1 tile and a 2x3 tile are slices of the full matrix, bit for bit.
+        bool same = full != NULL;
+        for (int64_t i = 0; same && i < ni; i++)
+            for (int64_t c = 0; same && c < nc; c++) {
+                struct itr_tensor *t = score_tile(p, img, cap, params, i, i + 1, c, c + 1);
+                same = t && itr_tensor_get(t, 0) == itr_tensor_get(full, i * nc + c);
+                itr_tensor_free(t);
+            }
+        struct itr_tensor *t = score_tile(p, img, cap, params, 1, 3, 1, 4);
+        for (int64_t i = 0; same && t && i < 2; i++)
+            for (int64_t c = 0; c < 3; c++) same &= itr_tensor_get(t, i * 3 + c) == itr_tensor_get(full, (i + 1) * nc + c + 1);
+        same &= t != NULL;
+        itr_tensor_free(t);
+        CHECK_MSG(same, "%s: a tile differs from the slice of the full matrix", model);
+        itr_tensor_free(full);
+    }
+    for (int k = 0; img && k < 2; k++) itr_tensor_free(img[k]);
+    for (int k = 0; cap && k < 3; k++) itr_tensor_free(cap[k]);
+    free(img);
+    free(cap);
+    itr_tensor_free(regions);
+    itr_tensor_free(words);
+    itr_tensor_free(lengths);
+    itr_tensor_free(want);
+    free_tensors(params, p->n_params);
+    itr_program_free(p);
+}
+
+TEST(sgr_scores_match_pytorch_and_tile) { check_model("sgr", NULL, 0); }
+TEST(saf_scores_match_pytorch_and_tile) { check_model("saf", NULL, 0); }
+
+// ---------------------------------------------------------------- training gradients
+
+// The train graph (training-mode BatchNorms, dropout) on a batch of 4 pairs
+// with padded captions (lengths 4, 6, 1, 3): the loss and the gradient of
+// every trainable parameter, from itr_vjp, are finite.
+static void check_gradients(const char *model) {
+    struct itr_program *p = parse_model(model, FIXTURE_SIZE, 7);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_graph *g = itr_program_find_graph(p, "train");
+    CHECK(g != NULL);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
+    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
+    value->kind = ITR_ATTR_FLOAT;
+    value->u.f = 1.0;
+    int32_t seed = -1;
+    bool ok = g && itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, &d);
+    int np = p->n_params, nw = 0;
+    int32_t *wrt = calloc((size_t)np, sizeof *wrt), *grads = calloc((size_t)np, sizeof *grads);
+    int *which = calloc((size_t)np, sizeof *which);
+    bool *reached = calloc((size_t)np, sizeof *reached);
+    for (int k = 0; ok && k < np; k++) {
+        if (p->params[k].frozen) continue;
+        which[nw] = k;
+        wrt[nw++] = itr_graph_use_param(g, k);
+    }
+    int first = g ? g->n_outputs : 0;
+    ok = ok && itr_vjp(g, &g->outputs[0], &seed, 1, wrt, nw, grads, reached, &d);
+    for (int k = 0; ok && k < nw; k++)
+        if (reached[k]) itr_graph_add_output(g, itr_program_strdup(p, p->params[which[k]].name), grads[k]);
+    if (!ok) diags_report("gradients: ", &d);
+    itr_diags_free(&d);
+    struct itr_tensor **params = fixture_params(p, model);
+    int64_t no_shape[1] = { 0 };
+    struct itr_tensor *s = itr_tensor_new(ITR_I64, 0, no_shape);
+    itr_tensor_set(s, 0, 17);
+    struct itr_tensor *in[4] = { fixture("regions"), fixture("words"), fixture("lengths"), s };
+    // 3 images in the fixture: make a 4-pair batch from image rows 0,1,2,0.
+    struct itr_tensor *r4 = NULL;
+    if (in[0]) {
+        int64_t sh[3] = { 4, in[0]->shape[1], in[0]->shape[2] };
+        r4 = itr_tensor_new(ITR_F32, 3, sh);
+        int64_t per = sh[1] * sh[2];
+        for (int64_t i = 0; i < 4 * per; i++) itr_tensor_set(r4, i, itr_tensor_get(in[0], (i / per % 3) * per + i % per));
+        itr_tensor_free(in[0]);
+        in[0] = r4;
+    }
+    struct itr_tensor **out = ok ? run_graph(p, "train", in, params) : NULL;
+    CHECK(out != NULL);
+    if (out) {
+        double loss = itr_tensor_get(out[0], 0);
+        bool finite = isfinite(loss);
+        int n_zero = 0;
+        for (int k = first; k < g->n_outputs; k++) {
+            double mx = 0;
+            for (int64_t i = 0; i < itr_tensor_numel(out[k]); i++) {
+                double v = itr_tensor_get(out[k], i);
+                if (!isfinite(v)) {
+                    finite = false;
+                    fprintf(stderr, "  %s: gradient of %s not finite\n", model, g->output_names[k]);
+                    break;
+                }
+                mx = fmax(mx, fabs(v));
+            }
+            n_zero += mx == 0;
+        }
+        printf("  %s: training loss %.6g, %d gradients, %d of them exactly zero\n", model, loss, g->n_outputs - first,
+               n_zero);
+        CHECK_MSG(finite, "%s: non-finite training loss or gradient", model);
+        CHECK(g->n_outputs - first >= nw - 4);
+        for (int k = 0; k < g->n_outputs; k++) itr_tensor_free(out[k]);
+        free(out);
+    }
+    for (int k = 0; k < 4; k++) itr_tensor_free(in[k]);
+    free_tensors(params, np);
+    free(wrt);
+    free(grads);
+    free(which);
+    free(reached);
+    itr_program_free(p);
+}
+
+TEST(sgr_training_gradients_finite) { check_gradients("sgr"); }
+TEST(saf_training_gradients_finite) { check_gradients("saf"); }
+
+// ---------------------------------------------------------------- learning
+
+static struct itr_program *compile_model(const char *model, int regions, int dim, int vocab) {
+    char r[32], i[32], v[32];
+    snprintf(r, sizeof r, "R=%d", regions);
+    snprintf(i, sizeof i, "img_dim=%d", dim);
+    snprintf(v, sizeof v, "V=%d", vocab);
+    // Without the sum-hinge warm-up both heads fall from scratch onto the
+    // collapsed plateau of the max-violation hinge (every score equal, loss
+    // 2·B·margin) on this set; dropout only slows so small a model down.
+    const char *ov[] = { "D=16", "sim_dim=8", "W=8", "gru_init=0.25", "dropout_p=0", "warmup_epochs=7", r, i, v };
+    struct itr_program *p = parse_model(model, ov, 9);
+    if (!p) return NULL;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
+              itr_program_verify(p, &d);
+    if (!ok) {
+        diags_report("compiling: ", &d);
+        itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v;
+    struct itr_split s;
+    struct itr_tensor_set w;
+    itr_tensor_set_init(&w);
+    float *sims = NULL;
+    struct itr_recall rc;
+    double rsum = NAN;
+    char vocab[700];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    struct itr_eval_options eo = { 0 };
+    if (itr_vocab_read(vocab, &v, &d)) {
+        if (itr_split_open(dir, "test", &v, &s, &d)) {
+            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
+                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
+                rsum = rc.rsum;
+            itr_split_close(&s);
+        }
+        itr_vocab_free(&v);
+    }
+    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
+    free(sims);
+    itr_tensor_set_free(&w);
+    itr_diags_free(&d);
+    return rsum;
+}
+
+static void learn(const char *model) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tmp_path(model));
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = 200;
+    so.n_dev = 20;
+    so.n_test = 50;
+    so.regions = 4;
+    so.dim = 32;
+    so.seed = 11;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v;
+    memset(&v, 0, sizeof v);
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    bool ok = itr_synth_generate(dir, &so, &d) && itr_vocab_read(vocab, &v, &d);
+    CHECK(ok);
+    if (!ok) {
+        diags_report("synthetic set: ", &d);
+        itr_diags_free(&d);
+        return;
+    }
+    struct itr_program *p = compile_model(model, so.regions, so.dim, v.n);
+    itr_vocab_free(&v);
+    CHECK(p != NULL);
+    if (!p) {
+        itr_diags_free(&d);
+        return;
+    }
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
+    char run[600], run0[600];
+    snprintf(run, sizeof run, "%s_run", dir);
+    snprintf(run0, sizeof run0, "%s_init", dir);
+    struct itr_trainer_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    o.run_dir = run;
+    o.fingerprint = fp;
+    o.batch_size = 16;
+    o.epochs = 10;
+    o.seed = 5;
+    o.lr_given = true;
+    o.lr.lr = 0.003;
+    o.lr.kind = ITR_LR_CONSTANT;
+    o.checkpoint_every = -1;
+    struct itr_trainer_result r;
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    CHECK(itr_trainer_run(p, &o, &r, &d));
+    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
+    if (itr_diags_has_errors(&d)) diags_report("training: ", &d);
+    struct itr_trainer_options o0 = o;
+    o0.run_dir = run0;
+    o0.max_steps = 1;
+    o0.kill_at_max_steps = true;
+    struct itr_trainer_result r0;
+    CHECK(itr_trainer_run(p, &o0, &r0, &d));
+    char w0[700], w1[700];
+    snprintf(w0, sizeof w0, "%s/last.safetensors", run0);
+    snprintf(w1, sizeof w1, "%s/best.safetensors", run);
+    double chance = test_rsum(p, dir, w0);
+    double trained = test_rsum(p, dir, w1);
+    printf("  %s learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU), last loss %.4g\n", model,
+           chance, trained, r.steps, secs, r.last_loss);
+    CHECK_MSG(trained >= 3 * chance, "%s: test rsum %.2f trained vs %.2f untrained: less than 3x", model, trained,
+              chance);
+    itr_diags_free(&d);
+    itr_program_free(p);
+}
+
+// SAF (the faster head) by default; ITR_SGRAF_LEARN=sgr trains SGR instead.
+TEST(learns_well_above_chance) {
+    const char *m = getenv("ITR_SGRAF_LEARN");
+    learn(m && strcmp(m, "sgr") == 0 ? "sgr" : "saf");
+}
+
+int main(void) {
+    if (!tmpdir_create("sgraf")) return 1;
+    RUN(sgr_scores_match_pytorch_and_tile);
+    RUN(saf_scores_match_pytorch_and_tile);
+    RUN(sgr_training_gradients_finite);
+    RUN(saf_training_gradients_finite);
+    RUN(learns_well_above_chance);
+    tmpdir_remove();
+    return test_summary();
+}
