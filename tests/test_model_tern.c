@@ -400,7 +400,7 @@ static bool write_token_features(const char *dir, const char *split, const struc
 // Dropout 0 and VSE∞'s warm-up (4 epochs of the sum hinge, then
 // max-violation): with TERN's dropout 0.1 and max-violation from the first
 // step, this small model from scratch stays near chance within the test's
-// budget (measured: rsum 25.6 after 8 epochs, see docs/models/tern.md).
+// budget (measured: rsum 25.6 after 8 epochs, see docs/models.md ("TERN")).
 static const char *const LEARN_SIZE[] = {
     "d_img=32", "img_heads=4", "img_ff=64", "n_img_layers=1", "D=32", "heads=4", "ff=64",
     "n_shared_layers=1", "tok_dim=16", "img_dim=32", "R=4", "dropout_p=0", "warmup_epochs=4",
