@@ -9,79 +9,40 @@
 #include "compiler/passes.h"
 #include "ir/plan.h"
 #include "ir/text.h"
+#include "runtime/cli.h"
 
 #define PROG "itrc"
 
-struct command {
-    const char *name;
-    const char *args;      // after "itrc NAME"
-    const char *summary;
-    const char *help;      // options and details
-    int (*run)(int argc, char **argv);   // argv[0] is the command name
-};
-
-static const struct command *find_command(const char *name);
+static const struct itr_cli cli;
 
 // ------------------------------------------------------------ option parsing
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "%s%s%s: ", PROG, cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see '%s%s%s --help')\n", PROG, cmd ? " " : "", cmd ? cmd : "");
-    return ITR_EXIT_USER;
+    return itr_cli_usage_error(&cli, cmd, fmt, arg);
 }
 
-static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
-
-// Matches an option that takes a value, written "-I DIR", "-IDIR" (short),
-// "--include DIR" or "--include=DIR" (long). 1: matched, *val set;
-// 0: not this option; -1: the value is missing (reported).
+// "-I DIR", "-IDIR", "--include DIR" or "--include=DIR" (runtime/cli.h).
 static int opt_value(const char *cmd, int argc, char **argv, int *i, const char *shrt, const char *lng,
                      const char **val) {
-    const char *a = argv[*i];
-    size_t ls = shrt ? strlen(shrt) : 0, ll = lng ? strlen(lng) : 0;
-    bool exact = (shrt && strcmp(a, shrt) == 0) || (lng && strcmp(a, lng) == 0);
-    if (exact) {
-        if (*i + 1 >= argc) { usage_error(cmd, "option '%s' needs a value", a); return -1; }
-        *val = argv[++*i];
-        return 1;
-    }
-    if (lng && strncmp(a, lng, ll) == 0 && a[ll] == '=') { *val = a + ll + 1; return 1; }
-    if (shrt && ls == 2 && strncmp(a, shrt, ls) == 0 && a[ls]) { *val = a + ls; return 1; }
-    return 0;
+    return itr_cli_opt_value(&cli, cmd, argc, argv, i, shrt, lng, val);
 }
 
 // Options shared by the commands that read .ir files.
 struct front_opts {
     const char *file;
-    const char **includes; int n_includes;
-    const char **defines; int n_defines;
+    struct itr_cli_list includes, defines;
 };
 
 static void front_free(struct front_opts *o) {
-    free(o->includes);
-    free(o->defines);
-}
-
-static void push(const char ***arr, int *n, const char *v) {
-    const char **na = realloc(*arr, (size_t)(*n + 1) * sizeof *na);
-    if (!na) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-    na[(*n)++] = v;
-    *arr = na;
+    free(o->includes.v);
+    free(o->defines.v);
 }
 
 // 1: consumed argv[*i]; 0: not a front-end option; -1: error (reported).
 static int front_option(const char *cmd, struct front_opts *o, int argc, char **argv, int *i) {
-    const char *v;
-    int r = opt_value(cmd, argc, argv, i, "-I", "--include", &v);
-    if (r) { if (r > 0) push(&o->includes, &o->n_includes, v); return r; }
-    r = opt_value(cmd, argc, argv, i, "-D", "--define", &v);
-    if (r > 0) {
-        const char *eq = strchr(v, '=');
-        if (!eq || eq == v || !eq[1]) { usage_error(cmd, "-D expects NAME=VALUE, got '%s'", v); return -1; }
-        push(&o->defines, &o->n_defines, v);
-    }
-    return r;
+    int r = itr_cli_opt_list(&cli, cmd, argc, argv, i, "-I", "--include", &o->includes, NULL);
+    if (r) return r;
+    return itr_cli_opt_list(&cli, cmd, argc, argv, i, "-D", "--define", &o->defines, "-D expects NAME=VALUE, got '%s'");
 }
 
 static int positional_file(const char *cmd, const char **slot, const char *arg) {
@@ -94,15 +55,37 @@ static int positional_file(const char *cmd, const char **slot, const char *arg) 
 static struct itr_program *load_ir(const struct front_opts *o, struct itr_diags *d) {
     struct itr_parse_options po;
     memset(&po, 0, sizeof po);
-    po.include_dirs = o->includes;
-    po.n_include_dirs = o->n_includes;
-    po.overrides = o->defines;
-    po.n_overrides = o->n_defines;
+    po.include_dirs = o->includes.v;
+    po.n_include_dirs = o->includes.n;
+    po.overrides = o->defines.v;
+    po.n_overrides = o->defines.n;
     struct itr_program *p = itr_parse_file(o->file, &po, d);
     if (p && !itr_diags_has_errors(d) && itr_program_verify(p, d)) return p;
     itr_program_free(p);
     itr_diags_print(d, stderr);
     return NULL;
+}
+
+// Parses the arguments of a command that takes only FILE.ir and the
+// front-end options, then loads the file into *p (NULL after diagnostics).
+// Not ITR_EXIT_OK: a usage error, o freed and d not initialised.
+static int front_load(const char *cmd, int argc, char **argv, struct front_opts *o, struct itr_diags *d,
+                      struct itr_program **p) {
+    int rc = ITR_EXIT_OK;
+    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
+        int r = front_option(cmd, o, argc, argv, &i);
+        if (r < 0) rc = ITR_EXIT_USER;
+        else if (r == 0 && argv[i][0] == '-' && argv[i][1]) rc = usage_error(cmd, "unknown option '%s'", argv[i]);
+        else if (r == 0) rc = positional_file(cmd, &o->file, argv[i]);
+    }
+    if (rc == ITR_EXIT_OK && !o->file) rc = usage_error(cmd, "%s", "missing FILE.ir");
+    if (rc != ITR_EXIT_OK) {
+        front_free(o);
+        return rc;
+    }
+    itr_diags_init(d);
+    *p = load_ir(o, d);
+    return ITR_EXIT_OK;
 }
 
 // ------------------------------------------------------------ check
@@ -133,21 +116,13 @@ static void train_summary(const struct itr_program *p, char *buf, size_t n) {
              count[ITR_PHASE_BACKWARD], count[ITR_PHASE_OPTIMIZER]);
 }
 
-static int cmd_check(int argc, char **argv) {
+static int cmd_check(const char *operand, int argc, char **argv) {
+    (void)operand;
     struct front_opts o = { 0 };
-    int rc = ITR_EXIT_OK;
-    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
-        int r = front_option("check", &o, argc, argv, &i);
-        if (r < 0) rc = ITR_EXIT_USER;
-        else if (r == 0 && argv[i][0] == '-' && argv[i][1]) rc = usage_error("check", "unknown option '%s'", argv[i]);
-        else if (r == 0) rc = positional_file("check", &o.file, argv[i]);
-    }
-    if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("check", "%s", "missing FILE.ir");
-    if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
-
     struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = load_ir(&o, &d);
+    struct itr_program *p;
+    int rc = front_load("check", argc, argv, &o, &d, &p);
+    if (rc != ITR_EXIT_OK) return rc;
     // The summary counts the model's own parameters, without the optimizer
     // state the training step adds.
     int64_t total = 0;
@@ -190,21 +165,13 @@ static int cmd_check(int argc, char **argv) {
 
 // ------------------------------------------------------------ print
 
-static int cmd_print(int argc, char **argv) {
+static int cmd_print(const char *operand, int argc, char **argv) {
+    (void)operand;
     struct front_opts o = { 0 };
-    int rc = ITR_EXIT_OK;
-    for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
-        int r = front_option("print", &o, argc, argv, &i);
-        if (r < 0) rc = ITR_EXIT_USER;
-        else if (r == 0 && argv[i][0] == '-' && argv[i][1]) rc = usage_error("print", "unknown option '%s'", argv[i]);
-        else if (r == 0) rc = positional_file("print", &o.file, argv[i]);
-    }
-    if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("print", "%s", "missing FILE.ir");
-    if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
-
     struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = load_ir(&o, &d);
+    struct itr_program *p;
+    int rc = front_load("print", argc, argv, &o, &d, &p);
+    if (rc != ITR_EXIT_OK) return rc;
     if (p) {
         itr_diags_print(&d, stderr);
         char *text = itr_print_program(p);
@@ -249,7 +216,8 @@ static int graph_nodes(const struct itr_program *p) {
     return n;
 }
 
-static int cmd_compile(int argc, char **argv) {
+static int cmd_compile(const char *operand, int argc, char **argv) {
+    (void)operand;
     struct front_opts o = { 0 };
     const char *out = NULL, *target = "ref";
     int opt_level = 1;
@@ -341,7 +309,8 @@ static int cmd_compile(int argc, char **argv) {
 
 // ------------------------------------------------------------ dump
 
-static int cmd_dump(int argc, char **argv) {
+static int cmd_dump(const char *operand, int argc, char **argv) {
+    (void)operand;
     const char *file = NULL;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
@@ -365,7 +334,8 @@ static int cmd_dump(int argc, char **argv) {
 
 // ------------------------------------------------------------ ops
 
-static int cmd_ops(int argc, char **argv) {
+static int cmd_ops(const char *operand, int argc, char **argv) {
+    (void)operand;
     bool markdown = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--markdown") == 0) markdown = true;
@@ -377,7 +347,7 @@ static int cmd_ops(int argc, char **argv) {
 
 // ------------------------------------------------------------ help
 
-static const struct command commands[] = {
+static const struct itr_cli_command commands[] = {
     { "check", "FILE.ir [-I DIR]... [-D NAME=VALUE]...", "parse, elaborate and verify a model",
       "  -I DIR, --include DIR      search DIR for imports (after the importing file's folder,\n"
       "                             before the installed models/ directory); repeatable\n"
@@ -409,55 +379,18 @@ static const struct command commands[] = {
       "  --markdown                 print the table docs/ops.md embeds\n",
       cmd_ops },
 };
-#define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 
-static const struct command *find_command(const char *name) {
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0) return &commands[i];
-    return NULL;
-}
+static const struct itr_cli cli = {
+    .prog = PROG,
+    .description = "The itrc compiler for image-text retrieval models (docs/cli.md).",
+    .footer = "\n  " PROG " COMMAND --help   options of a command\n"
+              "  " PROG " --version        version and plan format\n\n"
+              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+    .name_width = 9,
+    .plan_format = ITR_PLAN_FORMAT_VERSION,
+    .attached_short = true,
+    .commands = commands,
+    .n_commands = (int)(sizeof commands / sizeof *commands),
+};
 
-static void print_usage(FILE *f) {
-    fprintf(f, "usage: %s COMMAND [ARGS]\n\n"
-               "The itrc compiler for image-text retrieval models (docs/cli.md).\n\ncommands:\n", PROG);
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n  %s COMMAND --help   options of a command\n"
-               "  %s --version        version and plan format\n\n"
-               "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n", PROG, PROG);
-}
-
-static void print_command_help(const struct command *c) {
-    printf("usage: %s %s %s\n\n%s.\n\n%s", PROG, c->name, c->args, c->summary, c->help);
-}
-
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        print_usage(stderr);
-        return ITR_EXIT_USER;
-    }
-    const char *cmd = argv[1];
-    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
-        if (argc > 2) {
-            const struct command *c = find_command(argv[2]);
-            if (!c) return usage_error(NULL, "unknown command '%s'", argv[2]);
-            print_command_help(c);
-        } else {
-            print_usage(stdout);
-        }
-        return ITR_EXIT_OK;
-    }
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-        printf("%s %s (plan format %d)\n", PROG, ITR_VERSION_STRING, ITR_PLAN_FORMAT_VERSION);
-        return ITR_EXIT_OK;
-    }
-    const struct command *c = find_command(cmd);
-    if (!c) {
-        fprintf(stderr, "%s: unknown command '%s'; commands:", PROG, cmd);
-        for (int i = 0; i < N_COMMANDS; i++) fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
-        fprintf(stderr, " (see '%s --help')\n", PROG);
-        return ITR_EXIT_USER;
-    }
-    for (int i = 2; i < argc; i++)
-        if (is_help(argv[i])) { print_command_help(c); return ITR_EXIT_OK; }
-    return c->run(argc - 1, argv + 1);
-}
+int main(int argc, char **argv) { return itr_cli_main(&cli, argc, argv); }

@@ -11,41 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/cli.h"
 #include "runtime/data.h"
 #include "runtime/synth.h"
 
 #define PROG "itr-data"
 
-struct command {
-    const char *name;
-    const char *args;
-    const char *summary;
-    const char *help;
-    int (*run)(int argc, char **argv);   // argv[0] is the command name
-};
-
-static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+static const struct itr_cli cli;
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "%s%s%s: ", PROG, cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see '%s%s%s --help')\n", PROG, cmd ? " " : "", cmd ? cmd : "");
-    return ITR_EXIT_USER;
+    return itr_cli_usage_error(&cli, cmd, fmt, arg);
 }
 
-// "--name VALUE" or "--name=VALUE" (and "-x VALUE" when shrt is given).
-// 1: matched; 0: not this option; -1: value missing (reported).
 static int opt_value(const char *cmd, int argc, char **argv, int *i, const char *shrt, const char *lng,
                      const char **val) {
-    const char *a = argv[*i];
-    size_t ll = strlen(lng);
-    if ((shrt && strcmp(a, shrt) == 0) || strcmp(a, lng) == 0) {
-        if (*i + 1 >= argc) { usage_error(cmd, "option '%s' needs a value", a); return -1; }
-        *val = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, lng, ll) == 0 && a[ll] == '=') { *val = a + ll + 1; return 1; }
-    return 0;
+    return itr_cli_opt_value(&cli, cmd, argc, argv, i, shrt, lng, val);
 }
 
 // A whole non-negative integer in [lo, hi]; false after a usage message.
@@ -70,7 +50,8 @@ static int finish(struct itr_diags *d, int rc) {
 
 // ------------------------------------------------------------ vocab build
 
-static int cmd_vocab(int argc, char **argv) {
+static int cmd_vocab(const char *operand, int argc, char **argv) {
+    (void)operand;
     const char *cmd = "vocab build";
     if (argc < 2 || strcmp(argv[1], "build") != 0)
         return usage_error("vocab", "expected 'build' after 'vocab'%s", argc < 2 ? "" : ", not another word");
@@ -115,7 +96,8 @@ static int cmd_vocab(int argc, char **argv) {
 
 // ------------------------------------------------------------ verify
 
-static int cmd_verify(int argc, char **argv) {
+static int cmd_verify(const char *operand, int argc, char **argv) {
+    (void)operand;
     const char *dir = NULL, *vocab = NULL, *val;
     int r;
     for (int i = 1; i < argc; i++) {
@@ -153,7 +135,8 @@ static int cmd_verify(int argc, char **argv) {
 
 // ------------------------------------------------------------ synth
 
-static int cmd_synth(int argc, char **argv) {
+static int cmd_synth(const char *operand, int argc, char **argv) {
+    (void)operand;
     struct itr_synth_options o;
     itr_synth_defaults(&o);
     const char *dir = NULL, *val;
@@ -210,7 +193,7 @@ static int cmd_synth(int argc, char **argv) {
 
 // ------------------------------------------------------------ table
 
-static const struct command commands[] = {
+static const struct itr_cli_command commands[] = {
     { "vocab", "build CAPTIONS.txt... -o FILE [--min-count N]", "build a vocabulary JSON from caption files",
       "Tokenises every line of the caption files (docs/data.md) and writes the vocabulary in the\n"
       "SCAN layout (word2idx, idx2word, idx): <pad> <start> <end> <unk>, then every word seen at\n"
@@ -240,64 +223,18 @@ static const struct command commands[] = {
       "  --noise X           feature noise relative to the prototypes\n",
       cmd_synth },
 };
-#define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 
-static const struct command *find_command(const char *name) {
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0) return &commands[i];
-    return NULL;
-}
+static const struct itr_cli cli = {
+    .prog = PROG,
+    .description = "Data-set tools for the precomputed-feature layout (docs/data.md).",
+    .footer = "\n  " PROG " COMMAND --help   options of a command (also: " PROG " help COMMAND)\n"
+              "  " PROG " --version        version\n\n"
+              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+    .name_width = 6,
+    .help_lists_commands = true,
+    .dash_is_option = true,
+    .commands = commands,
+    .n_commands = (int)(sizeof commands / sizeof *commands),
+};
 
-static void list_commands(FILE *f) {
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "%s%s", i ? ", " : "", commands[i].name);
-}
-
-static void print_usage(FILE *f) {
-    fprintf(f, "usage: %s COMMAND [ARGS]\n\n"
-               "Data-set tools for the precomputed-feature layout (docs/data.md).\n\ncommands:\n", PROG);
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n  %s COMMAND --help   options of a command (also: %s help COMMAND)\n"
-               "  %s --version        version\n\n"
-               "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n", PROG, PROG, PROG);
-}
-
-static void print_command_help(const struct command *c) {
-    printf("usage: %s %s %s\n\n%s.\n\n%s", PROG, c->name, c->args, c->summary, c->help);
-}
-
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        print_usage(stderr);
-        return ITR_EXIT_USER;
-    }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-        if (argc > 2) {
-            const struct command *c = find_command(argv[2]);
-            if (!c) {
-                fprintf(stderr, "%s: unknown command '%s'; commands: ", PROG, argv[2]);
-                list_commands(stderr);
-                fputc('\n', stderr);
-                return ITR_EXIT_USER;
-            }
-            print_command_help(c);
-        } else {
-            print_usage(stdout);
-        }
-        return ITR_EXIT_OK;
-    }
-    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-        printf("%s %s\n", PROG, ITR_VERSION_STRING);
-        return ITR_EXIT_OK;
-    }
-    const struct command *c = find_command(argv[1]);
-    if (!c) {
-        if (argv[1][0] == '-' && argv[1][1]) return usage_error(NULL, "unknown option '%s'", argv[1]);
-        fprintf(stderr, "%s: unknown command '%s'; commands: ", PROG, argv[1]);
-        list_commands(stderr);
-        fprintf(stderr, " (see '%s --help')\n", PROG);
-        return ITR_EXIT_USER;
-    }
-    for (int i = 2; i < argc; i++)
-        if (is_help(argv[i])) { print_command_help(c); return ITR_EXIT_OK; }
-    return c->run(argc - 1, argv + 1);
-}
+int main(int argc, char **argv) { return itr_cli_main(&cli, argc, argv); }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "ir/plan.h"
+#include "runtime/cli.h"
 #include "runtime/data.h"
 #include "runtime/eval.h"
 #include "runtime/exec.h"
@@ -24,45 +25,25 @@
 
 #define PROG "itr-run"
 
-struct command {
-    const char *name;
-    const char *args;      // after "itr-run FILE.plan NAME"
-    const char *summary;
-    const char *help;
-    int (*run)(const char *plan, int argc, char **argv);   // argv[0] is the command name
-};
-
-static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+static const struct itr_cli cli;
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "%s%s%s: ", PROG, cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see '%s%s%s --help')\n", PROG, cmd ? " " : "", cmd ? cmd : "");
-    return ITR_EXIT_USER;
+    return itr_cli_usage_error(&cli, cmd, fmt, arg);
 }
 
-// Matches "--name VALUE" or "--name=VALUE" (and "-x VALUE" when shrt is
-// given). 1: matched; 0: not this option; -1: value missing (reported).
 static int opt_value(const char *cmd, int argc, char **argv, int *i, const char *shrt, const char *lng,
                      const char **val) {
-    const char *a = argv[*i];
-    size_t ll = strlen(lng);
-    if ((shrt && strcmp(a, shrt) == 0) || strcmp(a, lng) == 0) {
-        if (*i + 1 >= argc) { usage_error(cmd, "option '%s' needs a value", a); return -1; }
-        *val = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, lng, ll) == 0 && a[ll] == '=') { *val = a + ll + 1; return 1; }
-    return 0;
+    return itr_cli_opt_value(&cli, cmd, argc, argv, i, shrt, lng, val);
 }
 
-struct strlist { const char **v; int n; };
+// "--dim NAME=VALUE", repeatable; checked when bound (bind_dims).
+static int opt_dim(const char *cmd, int argc, char **argv, int *i, struct itr_cli_list *dims) {
+    return itr_cli_opt_list(&cli, cmd, argc, argv, i, NULL, "--dim", dims, NULL);
+}
 
-static void strlist_push(struct strlist *l, const char *s) {
-    const char **nv = realloc(l->v, (size_t)(l->n + 1) * sizeof *nv);
-    if (!nv) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-    nv[l->n++] = s;
-    l->v = nv;
+// "--in NAME=FILE.npy" or "--in NAME=scalar:VALUE", repeatable (read_inputs).
+static int opt_in(const char *cmd, int argc, char **argv, int *i, struct itr_cli_list *ins) {
+    return itr_cli_opt_list(&cli, cmd, argc, argv, i, NULL, "--in", ins, "--in expects NAME=FILE.npy, got '%s'");
 }
 
 static struct itr_program *load_plan(const char *path, struct itr_plan_info *info, struct itr_diags *d) {
@@ -70,8 +51,10 @@ static struct itr_program *load_plan(const char *path, struct itr_plan_info *inf
     return itr_plan_read(path, info, d);
 }
 
-static bool bind_dims(const struct strlist *dims, struct itr_dim_bindings *b, const struct itr_program *p,
+// Sets up b for p and binds the --dim values.
+static bool bind_dims(const struct itr_cli_list *dims, struct itr_dim_bindings *b, const struct itr_program *p,
                       struct itr_diags *d) {
+    itr_bindings_init(b, p);
     bool ok = true;
     for (int i = 0; i < dims->n; i++)
         if (!itr_exec_bind_dim_arg(b, p, dims->v[i], d)) ok = false;
@@ -149,26 +132,41 @@ static struct itr_tensor *scalar_input(const struct itr_graph *g, const char *na
     return s;
 }
 
+// Reads the --in values (NAME=FILE.npy or NAME=scalar:VALUE) of entry g into inputs.
+static bool read_inputs(const struct itr_cli_list *ins, const struct itr_graph *g, struct itr_tensor_set *inputs,
+                        struct itr_diags *d) {
+    for (int i = 0; i < ins->n; i++) {
+        const char *eq = strchr(ins->v[i], '=');
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - ins->v[i]), ins->v[i]);
+        if (itr_tensor_set_get(inputs, name)) {
+            itr_diag_error(d, ITR_NOLOC, "input '%s' is given twice", name);
+            return false;
+        }
+        struct itr_tensor *t = strncmp(eq + 1, "scalar:", 7) == 0 ? scalar_input(g, name, eq + 8, d)
+                                                                 : itr_npy_read(eq + 1, d);
+        if (!t) return false;
+        itr_tensor_set_put(inputs, name, t);
+    }
+    return true;
+}
+
 static int cmd_run(const char *plan, int argc, char **argv) {
     const char *entry = NULL, *weights_path = NULL, *out_dir = ".";
-    struct strlist ins = { 0 }, dims = { 0 };
+    struct itr_cli_list ins = { 0 }, dims = { 0 };
     bool f64 = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r;
-        if ((r = opt_value("run", argc, argv, &i, NULL, "--in", &v)) != 0) {
+        if ((r = opt_in("run", argc, argv, &i, &ins)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
-            else if (!strchr(v, '=') || v[0] == '=' || !strchr(v, '=')[1])
-                rc = usage_error("run", "--in expects NAME=FILE.npy, got '%s'", v);
-            else strlist_push(&ins, v);
         } else if ((r = opt_value("run", argc, argv, &i, "-w", "--weights", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else if (weights_path) rc = usage_error("run", "%s", "--weights given twice");
             else weights_path = v;
-        } else if ((r = opt_value("run", argc, argv, &i, NULL, "--dim", &v)) != 0) {
+        } else if ((r = opt_dim("run", argc, argv, &i, &dims)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
-            else strlist_push(&dims, v);
         } else if ((r = opt_value("run", argc, argv, &i, NULL, "--out", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else out_dir = v;
@@ -196,24 +194,8 @@ static int cmd_run(const char *plan, int argc, char **argv) {
     itr_tensor_set_init(&outputs);
     struct itr_dim_bindings b = { 0 };
     bool ok = g != NULL;
-    if (ok) {
-        itr_bindings_init(&b, p);
-        ok = bind_dims(&dims, &b, p, &d);
-    }
-    for (int i = 0; ok && i < ins.n; i++) {
-        const char *eq = strchr(ins.v[i], '=');
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - ins.v[i]), ins.v[i]);
-        if (itr_tensor_set_get(&inputs, name)) {
-            itr_diag_error(&d, ITR_NOLOC, "input '%s' is given twice", name);
-            ok = false;
-            break;
-        }
-        struct itr_tensor *t = strncmp(eq + 1, "scalar:", 7) == 0 ? scalar_input(g, name, eq + 8, &d)
-                                                                 : itr_npy_read(eq + 1, &d);
-        if (!t) { ok = false; break; }
-        itr_tensor_set_put(&inputs, name, t);
-    }
+    if (ok) ok = bind_dims(&dims, &b, p, &d);
+    if (ok) ok = read_inputs(&ins, g, &inputs, &d);
     if (ok && weights_path) ok = itr_safetensors_read(weights_path, &weights, &d);
     if (ok) {
         struct itr_exec_options eo = { .f64 = f64, .weights_what = weights_path };
@@ -257,7 +239,7 @@ static int cmd_run(const char *plan, int argc, char **argv) {
 
 static int cmd_init(const char *plan, int argc, char **argv) {
     const char *out = NULL, *seed_s = "0";
-    struct strlist dims = { 0 };
+    struct itr_cli_list dims = { 0 };
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
@@ -268,9 +250,8 @@ static int cmd_init(const char *plan, int argc, char **argv) {
         } else if ((r = opt_value("init", argc, argv, &i, "-o", "--output", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else out = v;
-        } else if ((r = opt_value("init", argc, argv, &i, NULL, "--dim", &v)) != 0) {
+        } else if ((r = opt_dim("init", argc, argv, &i, &dims)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
-            else strlist_push(&dims, v);
         } else if (argv[i][0] == '-' && argv[i][1]) {
             rc = usage_error("init", "unknown option '%s' (accepted: --seed, -o/--output, --dim)", argv[i]);
         } else {
@@ -297,10 +278,7 @@ static int cmd_init(const char *plan, int argc, char **argv) {
     itr_tensor_set_init(&w);
     bool ok = p != NULL;
     struct itr_dim_bindings b = { 0 };
-    if (ok) {
-        itr_bindings_init(&b, p);
-        ok = bind_dims(&dims, &b, p, &d) && itr_init_params(p, seed, &b, &w, &d);
-    }
+    if (ok) ok = bind_dims(&dims, &b, p, &d) && itr_init_params(p, seed, &b, &w, &d);
     if (ok) {
         char seed_buf[32];
         snprintf(seed_buf, sizeof seed_buf, "%" PRIu64, seed);
@@ -335,17 +313,14 @@ static bool parse_int64(const char *s, int64_t *out) {
 
 static int cmd_step(const char *plan, int argc, char **argv) {
     const char *weights_path = NULL, *out = NULL, *lr_s = NULL, *step_s = NULL, *seed_s = NULL;
-    struct strlist ins = { 0 }, dims = { 0 };
+    struct itr_cli_list ins = { 0 }, dims = { 0 };
     bool f64 = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r;
-        if ((r = opt_value("step", argc, argv, &i, NULL, "--in", &v)) != 0) {
+        if ((r = opt_in("step", argc, argv, &i, &ins)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
-            else if (!strchr(v, '=') || v[0] == '=' || !strchr(v, '=')[1])
-                rc = usage_error("step", "--in expects NAME=FILE.npy, got '%s'", v);
-            else strlist_push(&ins, v);
         } else if ((r = opt_value("step", argc, argv, &i, "-w", "--weights", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else weights_path = v;
@@ -361,9 +336,8 @@ static int cmd_step(const char *plan, int argc, char **argv) {
         } else if ((r = opt_value("step", argc, argv, &i, NULL, "--seed", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else seed_s = v;
-        } else if ((r = opt_value("step", argc, argv, &i, NULL, "--dim", &v)) != 0) {
+        } else if ((r = opt_dim("step", argc, argv, &i, &dims)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
-            else strlist_push(&dims, v);
         } else if (strcmp(argv[i], "--f64") == 0) {
             f64 = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -401,24 +375,8 @@ static int cmd_step(const char *plan, int argc, char **argv) {
     itr_tensor_set_init(&metrics);
     struct itr_dim_bindings b = { 0 };
     bool ok = g != NULL;
-    if (ok) {
-        itr_bindings_init(&b, p);
-        ok = bind_dims(&dims, &b, p, &d);
-    }
-    for (int i = 0; ok && i < ins.n; i++) {
-        const char *eq = strchr(ins.v[i], '=');
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - ins.v[i]), ins.v[i]);
-        if (itr_tensor_set_get(&inputs, name)) {
-            itr_diag_error(&d, ITR_NOLOC, "input '%s' is given twice", name);
-            ok = false;
-            break;
-        }
-        struct itr_tensor *t = strncmp(eq + 1, "scalar:", 7) == 0 ? scalar_input(g, name, eq + 8, &d)
-                                                                 : itr_npy_read(eq + 1, &d);
-        if (!t) { ok = false; break; }
-        itr_tensor_set_put(&inputs, name, t);
-    }
+    if (ok) ok = bind_dims(&dims, &b, p, &d);
+    if (ok) ok = read_inputs(&ins, g, &inputs, &d);
     if (ok) ok = itr_safetensors_read(weights_path, &state, &d);
     struct itr_train_options to = { .lr = lr, .step = step, .seed = (uint64_t)seed, .f64 = f64, .weights_what = weights_path };
     if (ok) {
@@ -675,7 +633,7 @@ static void print_recall_json(const struct itr_recall *r, enum itr_protocol prot
 
 static int cmd_eval(const char *plan, int argc, char **argv) {
     const char *data = NULL, *split = "test", *weights = NULL, *vocab = NULL, *proto_s = NULL, *save = NULL;
-    struct strlist ens = { 0 };
+    struct itr_cli_list ens = { 0 };
     bool json = false, f64 = false, quiet = false;
     struct itr_eval_options eo = { 0 };
     int rc = ITR_EXIT_OK;
@@ -694,7 +652,7 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
                 const char *colon = strrchr(v, ':');
                 if (!colon || colon == v || !colon[1])
                     rc = usage_error("eval", "--ensemble expects OTHER.plan:WEIGHTS.safetensors, got '%s'", v);
-                else strlist_push(&ens, v);
+                else itr_cli_list_push(&cli, &ens, v);
             }
         } else if (EVAL_OPT(NULL, "--tile-images")) {
             if (r > 0 && !parse_tile("eval", "--tile-images", v, &eo.tile_images)) rc = ITR_EXIT_USER;
@@ -926,7 +884,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
 
 // ------------------------------------------------------------ dispatch
 
-static const struct command commands[] = {
+static const struct itr_cli_command commands[] = {
     { "run", "ENTRY [--in NAME=FILE.npy]... [--weights W.safetensors] [--dim NAME=VALUE]... [--out DIR] [--f64]",
       "run an entry point on .npy inputs",
       "  --in NAME=FILE.npy         the entry's input NAME; one per input\n"
@@ -1032,76 +990,19 @@ static const struct command commands[] = {
       "Prints 'rank score index' per result (and the caption's text for --image-index).\n",
       cmd_query },
 };
-#define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
 
-static const struct command *find_command(const char *name) {
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0) return &commands[i];
-    return NULL;
-}
+static const struct itr_cli cli = {
+    .prog = PROG,
+    .operand = " FILE.plan",
+    .description = "Runs plans that itrc compiled (docs/cli.md).",
+    .footer = "\n  " PROG " FILE.plan COMMAND --help   options of a command (also: " PROG " help COMMAND)\n"
+              "  " PROG " --version                  version and plan format\n\n"
+              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+    .name_width = 6,
+    .plan_format = ITR_PLAN_FORMAT_VERSION,
+    .help_lists_commands = true,
+    .commands = commands,
+    .n_commands = (int)(sizeof commands / sizeof *commands),
+};
 
-static void list_commands(FILE *f) {
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "%s%s", i ? ", " : "", commands[i].name);
-}
-
-static void print_usage(FILE *f) {
-    fprintf(f, "usage: %s FILE.plan COMMAND [ARGS]\n\n"
-               "Runs plans that itrc compiled (docs/cli.md).\n\ncommands:\n", PROG);
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n  %s FILE.plan COMMAND --help   options of a command (also: %s help COMMAND)\n"
-               "  %s --version                  version and plan format\n\n"
-               "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n", PROG, PROG, PROG);
-}
-
-static void print_command_help(const struct command *c) {
-    printf("usage: %s FILE.plan %s%s%s\n\n%s.\n\n%s", PROG, c->name, c->args[0] ? " " : "", c->args, c->summary,
-           c->help);
-}
-
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        print_usage(stderr);
-        return ITR_EXIT_USER;
-    }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-        if (argc > 2) {
-            const struct command *c = find_command(argv[2]);
-            if (!c) {
-                fprintf(stderr, "%s: unknown command '%s'; commands: ", PROG, argv[2]);
-                list_commands(stderr);
-                fputc('\n', stderr);
-                return ITR_EXIT_USER;
-            }
-            print_command_help(c);
-        } else {
-            print_usage(stdout);
-        }
-        return ITR_EXIT_OK;
-    }
-    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-        printf("%s %s (plan format %d)\n", PROG, ITR_VERSION_STRING, ITR_PLAN_FORMAT_VERSION);
-        return ITR_EXIT_OK;
-    }
-    if (argv[1][0] == '-' && argv[1][1]) return usage_error(NULL, "unknown option '%s'", argv[1]);
-    const char *plan = argv[1];
-    if (argc < 3) {
-        fprintf(stderr, "%s: missing command after '%s'; commands: ", PROG, plan);
-        list_commands(stderr);
-        fprintf(stderr, " (see '%s --help')\n", PROG);
-        return ITR_EXIT_USER;
-    }
-    if (is_help(argv[2])) {
-        print_usage(stdout);
-        return ITR_EXIT_OK;
-    }
-    const struct command *c = find_command(argv[2]);
-    if (!c) {
-        fprintf(stderr, "%s: unknown command '%s'; commands: ", PROG, argv[2]);
-        list_commands(stderr);
-        fprintf(stderr, " (see '%s --help')\n", PROG);
-        return ITR_EXIT_USER;
-    }
-    for (int i = 3; i < argc; i++)
-        if (is_help(argv[i])) { print_command_help(c); return ITR_EXIT_OK; }
-    return c->run(plan, argc - 2, argv + 2);
-}
+int main(int argc, char **argv) { return itr_cli_main(&cli, argc, argv); }
