@@ -392,19 +392,43 @@ static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first
     return t;
 }
 
-// words [n, L] (L the longest caption of the chunk) and lengths [n].
+// Pads axis 1 of t [n, L, ...] with zeros to length L_to (t is replaced).
+// Per-word encoder outputs of pair-scoring models are as long as the
+// chunk's longest caption; every chunk is padded to the split's longest so
+// the chunks concatenate. Padded slots are masked by the lengths.
+static bool pad_axis1(struct itr_tensor **t, int64_t L_to) {
+    struct itr_tensor *a = *t;
+    if (a->shape[1] >= L_to) return true;
+    int64_t shape[ITR_MAX_RANK];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[1] = L_to;
+    struct itr_tensor *b = itr_tensor_new(a->dtype, a->rank, shape);
+    if (!b) return false;
+    size_t inner = itr_dtype_size(a->dtype);
+    for (int k = 2; k < a->rank; k++) inner *= (size_t)a->shape[k];
+    for (int64_t i = 0; i < a->shape[0]; i++)
+        memcpy((char *)b->data + (size_t)(i * L_to) * inner, (const char *)a->data + (size_t)(i * a->shape[1]) * inner,
+               (size_t)a->shape[1] * inner);
+    itr_tensor_free(a);
+    *t = b;
+    return true;
+}
+
+// words [n, max_len] and lengths [n].
 static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **words,
                         struct itr_tensor **lengths) {
     int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_words(s, ids, (int)n, words, lengths);
+    bool ok = ids && itr_split_words(s, ids, (int)n, words, lengths) && pad_axis1(words, s->max_len);
     free(ids);
     return ok;
 }
 
+// token features [n, L_split, E] and lengths [n].
 static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **feats,
                         struct itr_tensor **lengths) {
     int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_token_feats(s, ids, (int)n, feats, lengths);
+    bool ok = ids && itr_split_token_feats(s, ids, (int)n, feats, lengths) &&
+              pad_axis1(feats, s->token_feats->shape[1]);
     free(ids);
     return ok;
 }

@@ -282,19 +282,23 @@ TEST(protocol_names_and_checks) {
 
 static const char *const SMALL[] = { "D=8", "W=4", "V=30", "img_dim=16", "R=3" };
 
-static struct itr_program *parse_vsepp(const char *img_dim) {
+static struct itr_program *parse_small(const char *path, const char *img_dim) {
     const char *ov[5] = { SMALL[0], SMALL[1], SMALL[2], img_dim ? img_dim : SMALL[3], SMALL[4] };
     struct itr_parse_options opt = { .overrides = ov, .n_overrides = 5 };
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(ITR_SOURCE_DIR "/models/vsepp.ir", &opt, &d);
+    struct itr_program *p = itr_parse_file(path, &opt, &d);
     if (!p || itr_diags_has_errors(&d)) {
-        diags_report("parsing vsepp.ir: ", &d);
+        diags_report("parsing: ", &d);
         if (p) itr_program_free(p);
         p = NULL;
     }
     itr_diags_free(&d);
     return p;
+}
+
+static struct itr_program *parse_vsepp(const char *img_dim) {
+    return parse_small(ITR_SOURCE_DIR "/models/vsepp.ir", img_dim);
 }
 
 static bool init_weights(const struct itr_program *p, uint64_t seed, struct itr_tensor_set *w) {
@@ -389,6 +393,28 @@ TEST(tiled_equals_untiled_bit_for_bit) {
     free(a);
     free(b);
     itr_tensor_free(s5.ims);
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(p);
+}
+
+// A pair-scoring model's encode_text returns per-word features as long as
+// the chunk's longest caption; chunks of captions of different lengths must
+// still concatenate, and chunking must not change a single score.
+TEST(pair_scoring_model_in_chunks_equals_one_chunk) {
+    struct itr_program *p = parse_small(ITR_SOURCE_DIR "/models/scan_t2i.ir", NULL);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor_set w;
+    CHECK(init_weights(p, 3, &w));
+    struct itr_split s;
+    make_split(&s, 6);
+    float *one = sims_of(p, &w, &s, 1000, 1000, 1000, false);
+    float *chunked = sims_of(p, &w, &s, 2, 9, 4, false);
+    CHECK(one && chunked);
+    if (one && chunked) CHECK(memcmp(one, chunked, (size_t)(6 * 30) * sizeof *one) == 0);
+    free(one);
+    free(chunked);
     free_split(&s);
     itr_tensor_set_free(&w);
     itr_program_free(p);
@@ -496,6 +522,7 @@ int main(void) {
     RUN(five_folds_average_and_recompute_rsum);
     RUN(protocol_names_and_checks);
     RUN(tiled_equals_untiled_bit_for_bit);
+    RUN(pair_scoring_model_in_chunks_equals_one_chunk);
     RUN(ensemble_is_the_average);
     RUN(queries_agree_with_the_matrix);
     RUN(topk);
