@@ -1,0 +1,412 @@
+// Focal attention (models/modules/focal.ir, BFAN; models.md §2.9 AttnBFAN)
+// and the model built on it (models/bfan.ir): the keep mask and the
+// reassigned attention on a hand-made attention matrix, finite-difference
+// gradients of the batched focal t2i score with padded captions, tile
+// independence of bfan's pairwise score, and learning on a synthetic set
+// through itr_trainer_run. docs/adding-a-module.md walks through all of it.
+#include "tests/testutil.h"
+#include "tests/gradcheck.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <time.h>
+
+#include "backends/ref/ref.h"
+#include "compiler/autodiff.h"
+#include "compiler/passes.h"
+#include "ir/bind.h"
+#include "ir/plan.h"
+#include "ir/text.h"
+#include "runtime/data.h"
+#include "runtime/eval.h"
+#include "runtime/init.h"
+#include "runtime/safetensors.h"
+#include "runtime/synth.h"
+#include "runtime/trainer.h"
+
+#define BFAN_IR ITR_SOURCE_DIR "/models/bfan.ir"
+
+// A harness model in the test itself: the module's two functions as
+// entries. Its name places it in models/, so the import resolves there.
+static const char HARNESS[] =
+    "import \"modules/focal.ir\"\n"
+    "model focal_harness(focal: str = \"equal\", agg: str = \"mean\") {\n"
+    "  dim N, B, L, R, C, Q, D\n"
+    "  entry reassign(alpha: f32[1, 1, C, Q], valid: f32[1, 1, C, 1]) -> (out) {\n"
+    "    return focal_reassign(alpha, valid, focal=focal, masked=true)\n"
+    "  }\n"
+    "  entry pair(img: f32[N, R, D], cap: f32[B, L, D], lengths: i32[B]) -> (sims) {\n"
+    "    return xattn_focal_t2i(l2norm(img, eps=1e-8), masked_l2norm_words(cap, lengths), lengths,\n"
+    "                           focal=focal, agg=agg)\n"
+    "  }\n"
+    "}\n";
+
+static struct itr_program *parse_harness(const char *focal, const char *agg) {
+    char f[64], a[64];
+    snprintf(f, sizeof f, "focal=%s", focal);
+    snprintf(a, sizeof a, "agg=%s", agg);
+    const char *ov[] = { f, a };
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = 2 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p =
+        itr_parse_string(ITR_SOURCE_DIR "/models/focal_harness.ir", HARNESS, strlen(HARNESS), &opt, &d);
+    if (!p || itr_diags_has_errors(&d)) {
+        diags_report("", &d);
+        itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+static struct itr_program *parse_model(const char *file, const char *const *ov, int n, bool compile) {
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = itr_parse_file(file, &opt, &d);
+    bool ok = p && !itr_diags_has_errors(&d);
+    if (ok && compile)
+        ok = itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
+             itr_program_verify(p, &d);
+    if (!ok) {
+        diags_report("", &d);
+        if (p) itr_program_free(p);
+        p = NULL;
+    }
+    itr_diags_free(&d);
+    return p;
+}
+
+// Rows [start, start + n) of t along axis 0.
+static struct itr_tensor *rows(const struct itr_tensor *t, int64_t start, int64_t n) {
+    int64_t shape[8];
+    for (int i = 0; i < t->rank; i++) shape[i] = t->shape[i];
+    shape[0] = n;
+    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
+    size_t row = itr_tensor_nbytes(t) / (size_t)t->shape[0];
+    memcpy(r->data, (const char *)t->data + (size_t)start * row, (size_t)n * row);
+    return r;
+}
+
+static void free_tensors(struct itr_tensor **t, int n) {
+    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
+    free(t);
+}
+
+static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                                     struct itr_tensor *const *params) {
+    struct itr_dim_bindings dims;
+    itr_bindings_init(&dims, g->prog);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_ref_options opt = { .f64 = false };
+    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
+    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
+        diags_report("", &d);
+        free(out);
+        out = NULL;
+    }
+    itr_diags_free(&d);
+    itr_bindings_free(&dims);
+    return out;
+}
+
+// ------------------------------------------------------- (a) hand-computed
+
+// α [context 4, query 4]; context item 3 is padding (valid 0). Columns:
+//   0: (0.5, 0.34, 0.16 | 0)    mean 1/3: equal keeps 0.5, 0.34; prob's
+//      threshold Σα^1.5/Σα^0.5 = 0.3643 keeps 0.5 only
+//   1: (0.6, 0.3, 0.1 | 0.9)    keeps 0.6 (with the padded 0.9 counted, the
+//      mean would be 0.475 and 0.9 would be kept)
+//   2: (0.25, 0.25, 0.25 | .25) all equal: nothing strictly above the
+//      threshold, so every valid item is kept (SCAN's α, renormalised)
+//   3: (0.2, 0.3, 0.5 | 0)      keeps 0.5
+static const double ALPHA[16] = {
+    0.5,  0.6, 0.25, 0.2,
+    0.34, 0.3, 0.25, 0.3,
+    0.16, 0.1, 0.25, 0.5,
+    0.0,  0.9, 0.25, 0.0,
+};
+static const double VALID[4] = { 1, 1, 1, 0 };
+static const double WANT_EQUAL[16] = {
+    0.5 / 0.84,  1, 1.0 / 3, 0,
+    0.34 / 0.84, 0, 1.0 / 3, 0,
+    0,           0, 1.0 / 3, 1,
+    0,           0, 0,       0,
+};
+static const double WANT_PROB[16] = {
+    1, 1, 1.0 / 3, 0,
+    0, 0, 1.0 / 3, 0,
+    0, 0, 1.0 / 3, 1,
+    0, 0, 0,       0,
+};
+
+TEST(focal_mask_on_a_hand_made_attention_matrix) {
+    const char *kinds[2] = { "equal", "prob" };
+    const double *want[2] = { WANT_EQUAL, WANT_PROB };
+    for (int k = 0; k < 2; k++) {
+        struct itr_program *p = parse_harness(kinds[k], "mean");
+        CHECK(p != NULL);
+        if (!p) continue;
+        int64_t sa[4] = { 1, 1, 4, 4 }, sv[4] = { 1, 1, 4, 1 };
+        struct itr_tensor *in[2] = { gc_tensor(ITR_F32, 4, sa, ALPHA), gc_tensor(ITR_F32, 4, sv, VALID) };
+        struct itr_tensor **out = run_graph(itr_program_find_graph(p, "reassign"), in, NULL);
+        CHECK(out && out[0] && out[0]->shape[2] == 4 && out[0]->shape[3] == 4);
+        double worst = 0;
+        for (int i = 0; out && out[0] && i < 16; i++) {
+            double dd = fabs(itr_tensor_get(out[0], i) - want[k][i]);
+            worst = fmax(worst, isnan(dd) ? INFINITY : dd);
+        }
+        printf("  %-5s: alpha' vs hand-computed: max |diff| %.3g\n", kinds[k], worst);
+        CHECK_MSG(worst <= 1e-6, "%s: alpha' differs from the hand-computed one by %.3g", kinds[k], worst);
+        if (out) free_tensors(out, 1);
+        for (int i = 0; i < 2; i++) itr_tensor_free(in[i]);
+        itr_program_free(p);
+    }
+}
+
+// ------------------------------------------------------------ (b) gradients
+
+// The batched focal t2i score of 2 images x 3 captions (lengths 4, 2, 3 in
+// 4 slots; the padded rows hold random values, which must not matter) with
+// respect to the image regions and the word features, against f64 central
+// differences. The keep mask is a comparison: fixed under the tiny
+// finite-difference steps, it contributes no gradient in either.
+TEST(focal_gradients_with_padded_captions) {
+    const char *cases[3][2] = { { "equal", "mean" }, { "equal", "lse" }, { "prob", "mean" } };
+    for (int c = 0; c < 3; c++) {
+        struct itr_program *p = parse_harness(cases[c][0], cases[c][1]);
+        CHECK(p != NULL);
+        if (!p) continue;
+        uint64_t seed = 42 + (uint64_t)c;
+        int64_t si[3] = { 2, 3, 5 }, sc[3] = { 3, 4, 5 }, sl[1] = { 3 };
+        const double len[3] = { 4, 2, 3 };
+        struct itr_tensor *in[3] = { gc_random(ITR_F64, 3, si, -1, 1, 0, &seed),
+                                     gc_random(ITR_F64, 3, sc, -1, 1, 0, &seed), gc_tensor(ITR_I32, 1, sl, len) };
+        struct gc_options o = gc_defaults();
+        struct gc_result r;
+        bool ok = gc_check(p, "pair", in, NULL, &o, &r);
+        printf("  %-5s %-4s: %s\n", cases[c][0], cases[c][1], gc_describe(&r));
+        CHECK_MSG(ok, "%s/%s: %s", cases[c][0], cases[c][1], gc_describe(&r));
+        CHECK(r.n_checked == 2 * 3 * 5 + 3 * 4 * 5);
+        for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
+        itr_program_free(p);
+    }
+}
+
+// ---------------------------------------------------------------- (c) tiles
+
+// score(img[i0, i0+ni), cap[c0, c0+nc)) for the encoder outputs.
+static struct itr_tensor *score_tile(const struct itr_program *p, struct itr_tensor *const *params,
+                                     const struct itr_tensor *img, const struct itr_tensor *cap,
+                                     const struct itr_tensor *len, int64_t i0, int64_t ni, int64_t c0, int64_t nc) {
+    const struct itr_graph *g = itr_program_find_graph(p, "score");
+    struct itr_tensor *in[3] = { rows(img, i0, ni), rows(cap, c0, nc), rows(len, c0, nc) };
+    struct itr_tensor **out = run_graph(g, in, params);
+    struct itr_tensor *s = out ? out[0] : NULL;
+    free(out);
+    for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
+    return s;
+}
+
+// bfan at D=16 with freshly initialised parameters (seed 3), 3 images of 5
+// regions and 4 captions of lengths 5, 3, 6, 2 padded to 6: every 1-image,
+// 1-caption and 1x1 tile equals its slice of the full [3, 4] matrix.
+TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
+    const char *foc[2] = { "focal=equal", "focal=prob" };
+    for (int k = 0; k < 2; k++) {
+        const char *ov[] = { "D=16", "W=8", "V=30", "img_dim=24", "R=5", "gru_init=0.25", foc[k] };
+        struct itr_program *p = parse_model(BFAN_IR, ov, 7, false);
+        CHECK(p != NULL);
+        if (!p) continue;
+        struct itr_dim_bindings dims;
+        itr_bindings_init(&dims, p);
+        struct itr_tensor_set set;
+        itr_tensor_set_init(&set);
+        struct itr_diags d;
+        itr_diags_init(&d);
+        bool ok = itr_init_params(p, 3, &dims, &set, &d);
+        if (!ok) diags_report("", &d);
+        CHECK(ok);
+        struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
+        for (int j = 0; ok && j < p->n_params; j++) params[j] = itr_tensor_set_get(&set, p->params[j].name);
+        uint64_t seed = 7;
+        int64_t sr[3] = { 3, 5, 24 }, sw[2] = { 4, 6 }, sl[1] = { 4 };
+        const double len[4] = { 5, 3, 6, 2 };
+        struct itr_tensor *regions = gc_random(ITR_F32, 3, sr, -1, 1, 0, &seed);
+        struct itr_tensor *words = gc_random(ITR_I32, 2, sw, 1, 30, 0, &seed);
+        struct itr_tensor *lengths = gc_tensor(ITR_I32, 1, sl, len);
+        struct itr_tensor *ri[1] = { regions }, *ti[2] = { words, lengths };
+        struct itr_tensor **img = ok ? run_graph(itr_program_find_graph(p, "encode_image"), ri, params) : NULL;
+        struct itr_tensor **cap = ok ? run_graph(itr_program_find_graph(p, "encode_text"), ti, params) : NULL;
+        CHECK(img && cap);
+        if (img && cap) {
+            struct itr_tensor *full = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, 0, 4);
+            CHECK(full && full->shape[0] == 3 && full->shape[1] == 4);
+            bool finite = full != NULL;
+            for (int64_t i = 0; full && i < 12; i++) finite = finite && isfinite(itr_tensor_get(full, i));
+            CHECK_MSG(finite, "%s: a score is not finite", foc[k]);
+            double tile = 0;
+            for (int64_t i = 0; full && i < 3; i++) {
+                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], i, 1, 0, 4);
+                CHECK(s && s->shape[0] == 1 && s->shape[1] == 4);
+                for (int64_t j = 0; s && j < 4; j++)
+                    tile = fmax(tile, fabs(itr_tensor_get(s, j) - itr_tensor_get(full, i * 4 + j)));
+                itr_tensor_free(s);
+            }
+            for (int64_t j = 0; full && j < 4; j++) {
+                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, j, 1);
+                CHECK(s && s->shape[0] == 3 && s->shape[1] == 1);
+                for (int64_t i = 0; s && i < 3; i++)
+                    tile = fmax(tile, fabs(itr_tensor_get(s, i) - itr_tensor_get(full, i * 4 + j)));
+                itr_tensor_free(s);
+            }
+            for (int64_t i = 0; full && i < 3; i++)
+                for (int64_t j = 0; j < 4; j++) {
+                    struct itr_tensor *one = score_tile(p, params, img[0], cap[0], cap[1], i, 1, j, 1);
+                    CHECK(one && one->shape[0] == 1 && one->shape[1] == 1);
+                    if (one) tile = fmax(tile, fabs(itr_tensor_get(one, 0) - itr_tensor_get(full, i * 4 + j)));
+                    itr_tensor_free(one);
+                }
+            printf("  %s: score [3 x 4] finite; 1-image / 1-caption / 1x1 tiles vs full matrix: max |diff| %.3g\n",
+                   foc[k], tile);
+            CHECK_MSG(tile <= 1e-6, "%s: tiles differ from the full matrix by %.3g", foc[k], tile);
+            itr_tensor_free(full);
+        }
+        if (img) free_tensors(img, 1);
+        if (cap) free_tensors(cap, 2);
+        itr_tensor_free(regions);
+        itr_tensor_free(words);
+        itr_tensor_free(lengths);
+        free(params);
+        itr_tensor_set_free(&set);
+        itr_diags_free(&d);
+        itr_bindings_free(&dims);
+        itr_program_free(p);
+    }
+}
+
+// ---------------------------------------------------------------- learning
+
+static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v;
+    struct itr_split s;
+    struct itr_tensor_set w;
+    itr_tensor_set_init(&w);
+    float *sims = NULL;
+    struct itr_recall rc;
+    double rsum = NAN;
+    char vocab[700];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    struct itr_eval_options eo = { 0 };
+    if (itr_vocab_read(vocab, &v, &d)) {
+        if (itr_split_open(dir, "test", &v, &s, &d)) {
+            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
+                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
+                rsum = rc.rsum;
+            itr_split_close(&s);
+        }
+        itr_vocab_free(&v);
+    }
+    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
+    free(sims);
+    itr_tensor_set_free(&w);
+    itr_diags_free(&d);
+    return rsum;
+}
+
+#define LEARN_TRAIN 300
+#define LEARN_TEST 50
+#define LEARN_EPOCHS 8
+#define LEARN_LR 5e-3
+
+TEST(bfan_learns_well_above_chance) {
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = LEARN_TRAIN;
+    so.n_dev = 20;
+    so.n_test = LEARN_TEST;
+    so.regions = 4;
+    so.dim = 32;
+    so.seed = 11;
+    const char *dir = tmp_path("synth");
+    char data[512];
+    snprintf(data, sizeof data, "%s", dir);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab voc;
+    memset(&voc, 0, sizeof voc);
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", data);
+    bool ok = itr_synth_generate(data, &so, &d) && itr_vocab_read(vocab, &voc, &d);
+    if (!ok) diags_report("making the synthetic set: ", &d);
+    CHECK(ok);
+    if (!ok) {
+        itr_diags_free(&d);
+        return;
+    }
+    char r[32], i[32], v[32];
+    snprintf(r, sizeof r, "R=%d", so.regions);
+    snprintf(i, sizeof i, "img_dim=%d", so.dim);
+    snprintf(v, sizeof v, "V=%d", voc.n);
+    itr_vocab_free(&voc);
+    const char *ov[] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
+    struct itr_program *p = parse_model(BFAN_IR, ov, 6, true);
+    CHECK(p != NULL);
+    if (!p) {
+        itr_diags_free(&d);
+        return;
+    }
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
+    struct itr_trainer_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = data;
+    o.run_dir = tmp_path("run");
+    o.fingerprint = fp;
+    o.batch_size = 16;
+    o.epochs = LEARN_EPOCHS;
+    o.seed = 5;
+    o.lr_given = true;
+    o.lr.lr = LEARN_LR;
+    o.lr.kind = ITR_LR_CONSTANT;
+    o.checkpoint_every = -1;
+    struct itr_trainer_result res;
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    CHECK(itr_trainer_run(p, &o, &res, &d));
+    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
+    if (itr_diags_has_errors(&d)) diags_report("", &d);
+    // The untrained model from the same seed: a run killed after step 1
+    // leaves only the step-0 checkpoint.
+    char run0[512], best[700], last0[700];
+    snprintf(run0, sizeof run0, "%s", tmp_path("init"));
+    struct itr_trainer_options o0 = o;
+    o0.run_dir = run0;
+    o0.max_steps = 1;
+    o0.kill_at_max_steps = true;
+    struct itr_trainer_result r0;
+    CHECK(itr_trainer_run(p, &o0, &r0, &d));
+    snprintf(last0, sizeof last0, "%s/last.safetensors", run0);
+    snprintf(best, sizeof best, "%s/best.safetensors", o.run_dir);
+    double chance = test_rsum(p, data, last0);
+    double trained = test_rsum(p, data, best);
+    printf("  bfan D=16: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
+           "%.1f s CPU\n",
+           chance, trained, res.steps, LEARN_EPOCHS, LEARN_LR, secs);
+    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
+    itr_diags_free(&d);
+    itr_program_free(p);
+}
+
+int main(void) {
+    if (!tmpdir_create("focal")) return 1;
+    RUN(focal_mask_on_a_hand_made_attention_matrix);
+    RUN(focal_gradients_with_padded_captions);
+    RUN(bfan_tiles_equal_slices_of_the_full_matrix);
+    RUN(bfan_learns_well_above_chance);
+    tmpdir_remove();
+    return test_summary();
+}
