@@ -481,29 +481,6 @@ static int32_t pad1(struct itr_grad_ctx *c, int32_t v, int axis, int64_t before,
     return gb_node(c, ITR_OP_PAD, &v, 1, a);
 }
 
-// numpy's slice length and first index on an axis of known size n (the same
-// arithmetic as the shape rule and the reference kernel).
-static int64_t slice_len(int64_t n, int64_t start, int64_t end, int64_t step, int64_t *first) {
-    if (step > 0) {
-        if (start < 0) start += n;
-        if (start < 0) start = 0;
-        if (start > n) start = n;
-        if (end < 0) end += n;
-        if (end < 0) end = 0;
-        if (end > n) end = n;
-        *first = start;
-        return end > start ? (end - start + step - 1) / step : 0;
-    }
-    if (start < 0) start += n;
-    if (start < 0) start = -1;
-    if (start >= n) start = n - 1;
-    if (end < 0) end += n;
-    if (end < -1) end = -1;
-    if (end >= n) end = n - 1;
-    *first = start;
-    return start > end ? (start - end + (-step) - 1) / (-step) : 0;
-}
-
 // Places v (holding the sliced elements along `axis`) into zeros of type
 // `to` (v's type with the original axis size): the adjoint of one axis of a
 // slice. Constant axes use pads only; a symbolic axis whose offsets are
@@ -516,7 +493,7 @@ static int32_t unslice_axis(struct itr_grad_ctx *c, int32_t v, int axis, const s
     int64_t n, m;
     if (itr_dim_is_const(p, md, &m) && m == 0) return gb_zeros(c, to);
     if (itr_dim_is_const(p, nd, &n)) {
-        int64_t first, len = slice_len(n, start, end, step, &first);
+        int64_t first, len = itr_slice_range(n, start, end, step, &first);
         if (len == 0) return gb_zeros(c, to);
         if (step < 0) {   // reverse dy so that the elements sit in increasing positions
             v = slice1(c, v, axis, len - 1, -(len + 1), -1);

@@ -385,6 +385,10 @@ bool itr_shape_error(struct itr_shape_ctx *c, const char *fmt, ...)
 const struct itr_attr *itr_shape_attr(const struct itr_shape_ctx *c, const char *name);
 // Normalises a possibly negative axis against rank; false if out of range.
 bool itr_axis_normalize(int64_t axis, int rank, int *out);
+// numpy's slice x[start:end:step] of an axis of size n (negative indices
+// count from the end, out-of-range bounds clamp): the element count, and the
+// first index in *first. One definition for shape rules, kernels and gradients.
+int64_t itr_slice_range(int64_t n, int64_t start, int64_t end, int64_t step, int64_t *first);
 // numpy broadcasting of two types' dims into out (dtype of a).
 bool itr_broadcast_types(struct itr_shape_ctx *c, const struct itr_type *a, const struct itr_type *b,
                          struct itr_type *out, int ia, int ib);

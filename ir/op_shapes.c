@@ -462,9 +462,9 @@ bool shape_unsqueeze(struct itr_shape_ctx *c) {
 // larger. On a constant axis numpy clamping makes any large end mean that.
 #define SLICE_TO_END ((int64_t)INT32_MAX)
 
-// numpy's slice length for a known axis size (also used by the ref kernel;
-// duplicated there to keep the layers independent).
-static int64_t slice_len(int64_t n, int64_t start, int64_t end, int64_t step, int64_t *first) {
+// numpy's slice of a known axis size (ir.h); the ref kernel and the
+// gradient rule use this one definition.
+int64_t itr_slice_range(int64_t n, int64_t start, int64_t end, int64_t step, int64_t *first) {
     if (step > 0) {
         if (start < 0) start += n;
         if (start < 0) start = 0;
@@ -507,7 +507,7 @@ bool shape_slice(struct itr_shape_ctx *c) {
         if (k == 0) return itr_shape_error(c, "slice step of axis %d is 0", ax);
         int64_t len, first;
         if (const_of(c, x->dims[ax], &len)) {
-            t.dims[ax] = dconst(c, slice_len(len, s, e, k, &first));
+            t.dims[ax] = dconst(c, itr_slice_range(len, s, e, k, &first));
             continue;
         }
         if (k < 0)

@@ -50,28 +50,6 @@ bool ref_expand(struct itr_ref_exec *ex, const struct itr_node *n, struct itr_te
     return true;
 }
 
-// numpy's slice of an axis of size len: first index and element count.
-static int64_t slice_range(int64_t len, int64_t start, int64_t end, int64_t step, int64_t *first) {
-    if (step > 0) {
-        if (start < 0) start += len;
-        if (start < 0) start = 0;
-        if (start > len) start = len;
-        if (end < 0) end += len;
-        if (end < 0) end = 0;
-        if (end > len) end = len;
-        *first = start;
-        return end > start ? (end - start + step - 1) / step : 0;
-    }
-    if (start < 0) start += len;
-    if (start < 0) start = -1;
-    if (start >= len) start = len - 1;
-    if (end < 0) end += len;
-    if (end < -1) end = -1;
-    if (end >= len) end = len - 1;
-    *first = start;
-    return start > end ? (start - end - step - 1) / (-step) : 0;
-}
-
 bool ref_slice(struct itr_ref_exec *ex, const struct itr_node *n, struct itr_tensor *const *in,
                struct itr_tensor **out) {
     const struct itr_tensor *x = in[0];
@@ -83,7 +61,7 @@ bool ref_slice(struct itr_ref_exec *ex, const struct itr_node *n, struct itr_ten
     for (int i = 0; i < axes->u.ints.n; i++) {
         int ax = ref_axis(axes->u.ints.v[i], x->rank);
         step[ax] = steps && steps->kind == ITR_ATTR_INTS ? steps->u.ints.v[i] : 1;
-        len[ax] = slice_range(x->shape[ax], starts->u.ints.v[i], ends->u.ints.v[i], step[ax], &first[ax]);
+        len[ax] = itr_slice_range(x->shape[ax], starts->u.ints.v[i], ends->u.ints.v[i], step[ax], &first[ax]);
     }
     int64_t xs[ITR_MAX_RANK];
     ref_strides(x->rank, x->shape, xs);
