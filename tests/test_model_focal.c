@@ -5,6 +5,7 @@
 // independence of bfan's pairwise score, and learning on a synthetic set
 // through itr_trainer_run. docs/adding-a-module.md walks through all of it.
 #include "tests/testutil.h"
+#include "tests/modeltest.h"
 #include "tests/gradcheck.h"
 
 #include <inttypes.h>
@@ -60,24 +61,6 @@ static struct itr_program *parse_harness(const char *focal, const char *agg) {
     return p;
 }
 
-static struct itr_program *parse_model(const char *file, const char *const *ov, int n, bool compile) {
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(file, &opt, &d);
-    bool ok = p && !itr_diags_has_errors(&d);
-    if (ok && compile)
-        ok = itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
-             itr_program_verify(p, &d);
-    if (!ok) {
-        diags_report("", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
-
 // Rows [start, start + n) of t along axis 0.
 static struct itr_tensor *rows(const struct itr_tensor *t, int64_t start, int64_t n) {
     int64_t shape[8];
@@ -89,27 +72,9 @@ static struct itr_tensor *rows(const struct itr_tensor *t, int64_t start, int64_
     return r;
 }
 
-static void free_tensors(struct itr_tensor **t, int n) {
-    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
-    free(t);
-}
-
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
                                      struct itr_tensor *const *params) {
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, g->prog);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = false };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
-        diags_report("", &d);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return out;
+    return mt_run_graph(g, inputs, params, "");
 }
 
 // ------------------------------------------------------- (a) hand-computed
@@ -217,7 +182,7 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
     const char *foc[2] = { "focal=equal", "focal=prob" };
     for (int k = 0; k < 2; k++) {
         const char *ov[] = { "D=16", "W=8", "V=30", "img_dim=24", "R=5", "gru_init=0.25", foc[k] };
-        struct itr_program *p = parse_model(BFAN_IR, ov, 7, false);
+        struct itr_program *p = mt_parse_model(BFAN_IR, ov, 7, false);
         CHECK(p != NULL);
         if (!p) continue;
         struct itr_dim_bindings dims;
@@ -289,117 +254,12 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
 
 // ---------------------------------------------------------------- learning
 
-static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    struct itr_split s;
-    struct itr_tensor_set w;
-    itr_tensor_set_init(&w);
-    float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
-    char vocab[700];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    struct itr_eval_options eo = { 0 };
-    if (itr_vocab_read(vocab, &v, &d)) {
-        if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
-            itr_split_close(&s);
-        }
-        itr_vocab_free(&v);
-    }
-    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
-    free(sims);
-    itr_tensor_set_free(&w);
-    itr_diags_free(&d);
-    return rsum;
-}
-
 #define LEARN_TRAIN 300
 #define LEARN_TEST 50
 #define LEARN_EPOCHS 8
 #define LEARN_LR 5e-3
 
-TEST(bfan_learns_well_above_chance) {
-    struct itr_synth_options so;
-    itr_synth_defaults(&so);
-    so.n_train = LEARN_TRAIN;
-    so.n_dev = 20;
-    so.n_test = LEARN_TEST;
-    so.regions = 4;
-    so.dim = 32;
-    so.seed = 11;
-    const char *dir = tmp_path("synth");
-    char data[512];
-    snprintf(data, sizeof data, "%s", dir);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab voc;
-    memset(&voc, 0, sizeof voc);
-    char vocab[600];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", data);
-    bool ok = itr_synth_generate(data, &so, &d) && itr_vocab_read(vocab, &voc, &d);
-    if (!ok) diags_report("making the synthetic set: ", &d);
-    CHECK(ok);
-    if (!ok) {
-        itr_diags_free(&d);
-        return;
-    }
-    char r[32], i[32], v[32];
-    snprintf(r, sizeof r, "R=%d", so.regions);
-    snprintf(i, sizeof i, "img_dim=%d", so.dim);
-    snprintf(v, sizeof v, "V=%d", voc.n);
-    itr_vocab_free(&voc);
-    const char *ov[] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
-    struct itr_program *p = parse_model(BFAN_IR, ov, 6, true);
-    CHECK(p != NULL);
-    if (!p) {
-        itr_diags_free(&d);
-        return;
-    }
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    struct itr_trainer_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = data;
-    o.run_dir = tmp_path("run");
-    o.fingerprint = fp;
-    o.batch_size = 16;
-    o.epochs = LEARN_EPOCHS;
-    o.seed = 5;
-    o.lr_given = true;
-    o.lr.lr = LEARN_LR;
-    o.lr.kind = ITR_LR_CONSTANT;
-    o.checkpoint_every = -1;
-    struct itr_trainer_result res;
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
-    CHECK(itr_trainer_run(p, &o, &res, &d));
-    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
-    if (itr_diags_has_errors(&d)) diags_report("", &d);
-    // The untrained model from the same seed: a run killed after step 1
-    // leaves only the step-0 checkpoint.
-    char run0[512], best[700], last0[700];
-    snprintf(run0, sizeof run0, "%s", tmp_path("init"));
-    struct itr_trainer_options o0 = o;
-    o0.run_dir = run0;
-    o0.max_steps = 1;
-    o0.kill_at_max_steps = true;
-    struct itr_trainer_result r0;
-    CHECK(itr_trainer_run(p, &o0, &r0, &d));
-    snprintf(last0, sizeof last0, "%s/last.safetensors", run0);
-    snprintf(best, sizeof best, "%s/best.safetensors", o.run_dir);
-    double chance = test_rsum(p, data, last0);
-    double trained = test_rsum(p, data, best);
-    printf("  bfan D=16: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
-           "%.1f s CPU\n",
-           chance, trained, res.steps, LEARN_EPOCHS, LEARN_LR, secs);
-    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
-    itr_diags_free(&d);
-    itr_program_free(p);
-}
+TEST(bfan_learns_well_above_chance) { mt_learn(BFAN_IR, "bfan", LEARN_TRAIN, LEARN_TEST, LEARN_EPOCHS, LEARN_LR); }
 
 int main(void) {
     if (!tmpdir_create("focal")) return 1;

@@ -3,6 +3,7 @@
 // any size, finite training gradients with padded captions, and learning on
 // a tiny synthetic set with the trainer (SAF, sum-hinge warm-up).
 #include "tests/testutil.h"
+#include "tests/modeltest.h"
 
 #include <inttypes.h>
 #include <time.h>
@@ -43,16 +44,7 @@ static struct itr_program *parse_model(const char *model, const char *const *ov,
     return p;
 }
 
-static struct itr_tensor *fixture(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_tensor *t = itr_npy_read(path, &d);
-    if (!t) diags_report("", &d);
-    itr_diags_free(&d);
-    return t;
-}
+static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // Every parameter of p from the fixture directory of the model.
 static struct itr_tensor **fixture_params(const struct itr_program *p, const char *model) {
@@ -64,11 +56,6 @@ static struct itr_tensor **fixture_params(const struct itr_program *p, const cha
         CHECK_MSG(t[k] != NULL, "no fixture for parameter %s", p->params[k].name);
     }
     return t;
-}
-
-static void free_tensors(struct itr_tensor **t, int n) {
-    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
-    free(t);
 }
 
 static struct itr_tensor **run_graph(const struct itr_program *p, const char *entry, struct itr_tensor *const *inputs,
@@ -276,8 +263,7 @@ static struct itr_program *compile_model(const char *model, int regions, int dim
     if (!p) return NULL;
     struct itr_diags d;
     itr_diags_init(&d);
-    bool ok = itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
-              itr_program_verify(p, &d);
+    bool ok = mt_compile_training(p, &d);
     if (!ok) {
         diags_report("compiling: ", &d);
         itr_program_free(p);
@@ -285,35 +271,6 @@ static struct itr_program *compile_model(const char *model, int regions, int dim
     }
     itr_diags_free(&d);
     return p;
-}
-
-static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    struct itr_split s;
-    struct itr_tensor_set w;
-    itr_tensor_set_init(&w);
-    float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
-    char vocab[700];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    struct itr_eval_options eo = { 0 };
-    if (itr_vocab_read(vocab, &v, &d)) {
-        if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
-            itr_split_close(&s);
-        }
-        itr_vocab_free(&v);
-    }
-    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
-    free(sims);
-    itr_tensor_set_free(&w);
-    itr_diags_free(&d);
-    return rsum;
 }
 
 static void learn(const char *model) {
@@ -365,21 +322,8 @@ static void learn(const char *model) {
     o.lr.kind = ITR_LR_CONSTANT;
     o.checkpoint_every = -1;
     struct itr_trainer_result r;
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
-    CHECK(itr_trainer_run(p, &o, &r, &d));
-    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
-    if (itr_diags_has_errors(&d)) diags_report("training: ", &d);
-    struct itr_trainer_options o0 = o;
-    o0.run_dir = run0;
-    o0.max_steps = 1;
-    o0.kill_at_max_steps = true;
-    struct itr_trainer_result r0;
-    CHECK(itr_trainer_run(p, &o0, &r0, &d));
-    char w0[700], w1[700];
-    snprintf(w0, sizeof w0, "%s/last.safetensors", run0);
-    snprintf(w1, sizeof w1, "%s/best.safetensors", run);
-    double chance = test_rsum(p, dir, w0);
-    double trained = test_rsum(p, dir, w1);
+    double secs, chance, trained;
+    mt_train_eval(p, &o, run0, "training: ", &r, &secs, &chance, &trained, &d);
     printf("  %s learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU), last loss %.4g\n", model,
            chance, trained, r.steps, secs, r.last_loss);
     CHECK_MSG(trained >= 3 * chance, "%s: test rsum %.2f trained vs %.2f untrained: less than 3x", model, trained,

@@ -7,6 +7,7 @@
 // img_dim=24, R=5; 3 images and 4 captions of lengths 6, 3, 1, 4. Errors are
 // scale-relative, max|a−b| / max|b| (models.md §7 item 14).
 #include "tests/testutil.h"
+#include "tests/modeltest.h"
 
 #include <inttypes.h>
 #include <time.h>
@@ -52,36 +53,7 @@ static struct itr_program *parse_model(const char *extra) {
     return p;
 }
 
-static struct itr_tensor *fixture(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_tensor *t = itr_npy_read(path, &d);
-    if (!t) diags_report("", &d);
-    itr_diags_free(&d);
-    return t;
-}
-
-static bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
-}
-
-// max|a − b| / max|b|; infinite on a shape mismatch, a missing tensor or NaN.
-static double rel_err(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (!a || !b || !same_shape(a, b)) return INFINITY;
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < itr_tensor_numel(b); i++) {
-        double dd = fabs(itr_tensor_get(a, i) - itr_tensor_get(b, i));
-        if (isnan(dd)) return INFINITY;
-        num = fmax(num, dd);
-        den = fmax(den, fabs(itr_tensor_get(b, i)));
-    }
-    return num / fmax(den, 1e-300);
-}
+static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // Every parameter of p from the fixture file of its name.
 static struct itr_tensor **fixture_params(const struct itr_program *p) {
@@ -93,27 +65,9 @@ static struct itr_tensor **fixture_params(const struct itr_program *p) {
     return t;
 }
 
-static void free_tensors(struct itr_tensor **t, int n) {
-    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
-    free(t);
-}
-
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
                                      struct itr_tensor *const *params) {
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, g->prog);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = false };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
-        diags_report("running a graph: ", &d);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return out;
+    return mt_run_graph(g, inputs, params, "running a graph: ");
 }
 
 // One output of one entry; NULL when it fails.
@@ -146,14 +100,14 @@ static void check_embeddings(const char *aggregation, const char *tag) {
     struct itr_tensor *want_v = fixture(name);
     snprintf(name, sizeof name, "cap_emb%s", tag);
     struct itr_tensor *want_u = fixture(name);
-    double ev = rel_err(v, want_v), eu = rel_err(u, want_u);
+    double ev = mt_rel_err(v, want_v), eu = mt_rel_err(u, want_u);
     printf("  %-5s img_emb rel. error %.3g, cap_emb %.3g\n", aggregation, ev, eu);
     CHECK_MSG(ev <= TOL_F32, "%s img_emb: error %.3g", aggregation, ev);
     CHECK_MSG(eu <= TOL_F32, "%s cap_emb: error %.3g", aggregation, eu);
     if (v && u && !*tag) {
         struct itr_tensor *s = run_entry(p, "score", (struct itr_tensor *[]){ v, u }, params);
         struct itr_tensor *want = fixture("sims");
-        double es = rel_err(s, want);
+        double es = mt_rel_err(s, want);
         printf("  first sims rel. error %.3g\n", es);
         CHECK_MSG(es <= TOL_F32, "sims: error %.3g", es);
         itr_tensor_free(s);
@@ -216,7 +170,7 @@ TEST(padded_positions_do_not_change_the_outputs) {
                     itr_tensor_set(wide, (b * L2 + t) * E + e, x);
                 }
         struct itr_tensor *u2 = run_entry(p, "encode_text", (struct itr_tensor *[]){ wide, lens }, params);
-        double e = rel_err(u2, u);
+        double e = mt_rel_err(u2, u);
         printf("  %-5s padded vs. garbage-padded caption embeddings: rel. error %.3g\n", aggs[a], e);
         CHECK_MSG(e <= 1e-6, "%s: padding changes the embedding by %.3g", aggs[a], e);
         bool finite = u != NULL;
@@ -280,7 +234,7 @@ TEST(loss_and_gradients_match_pytorch) {
     CHECK(out != NULL);
     if (out) {
         struct itr_tensor *want = fixture("loss");
-        double el = rel_err(out[0], want);
+        double el = mt_rel_err(out[0], want);
         printf("  loss %.9g (PyTorch %.9g), rel. error %.3g\n", itr_tensor_get(out[0], 0),
                want ? itr_tensor_get(want, 0) : NAN, el);
         CHECK_MSG(el <= TOL_F32, "loss: error %.3g", el);
@@ -411,8 +365,7 @@ static struct itr_program *compile_learn(void) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_program *p = itr_parse_file(TERN_IR, &opt, &d);
-    bool ok = p && !itr_diags_has_errors(&d) && itr_compile_training_step(p, &d) && itr_program_verify(p, &d) &&
-              itr_simplify(p, NULL, &d) && itr_program_verify(p, &d);
+    bool ok = p && !itr_diags_has_errors(&d) && mt_compile_training(p, &d);
     if (!ok) {
         diags_report("compiling models/tern.ir: ", &d);
         if (p) itr_program_free(p);
@@ -420,35 +373,6 @@ static struct itr_program *compile_learn(void) {
     }
     itr_diags_free(&d);
     return p;
-}
-
-static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    struct itr_split s;
-    struct itr_tensor_set w;
-    itr_tensor_set_init(&w);
-    float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
-    char vocab[700];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    struct itr_eval_options eo = { 0 };
-    if (itr_vocab_read(vocab, &v, &d)) {
-        if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
-            itr_split_close(&s);
-        }
-        itr_vocab_free(&v);
-    }
-    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
-    free(sims);
-    itr_tensor_set_free(&w);
-    itr_diags_free(&d);
-    return rsum;
 }
 
 TEST(learns_well_above_chance) {
@@ -489,22 +413,10 @@ TEST(learns_well_above_chance) {
     o.lr.kind = ITR_LR_CONSTANT;
     o.lr.lr = 2e-3;
     o.checkpoint_every = -1;
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
     struct itr_trainer_result r;
-    CHECK(itr_trainer_run(p, &o, &r, &d));
-    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
-    if (itr_diags_has_errors(&d)) diags_report("", &d);
+    double secs, untrained, trained;
     // The untrained model: the step-0 checkpoint of a run killed at step 1.
-    struct itr_trainer_options o0 = o;
-    o0.run_dir = tmp_path("learn_init");
-    o0.max_steps = 1;
-    o0.kill_at_max_steps = true;
-    struct itr_trainer_result r0;
-    CHECK(itr_trainer_run(p, &o0, &r0, &d));
-    char w0[700], w1[700];
-    snprintf(w0, sizeof w0, "%s/last.safetensors", o0.run_dir);
-    snprintf(w1, sizeof w1, "%s/best.safetensors", o.run_dir);
-    double untrained = test_rsum(p, dir, w0), trained = test_rsum(p, dir, w1);
+    mt_train_eval(p, &o, tmp_path("learn_init"), "", &r, &secs, &untrained, &trained, &d);
     // Chance: the expected rsum of random scores on 100 images x 500
     // captions. t2i: R@K = K%. i2t: R@K = 1 − C(495, K)/C(500, K).
     double chance = 1 + 5 + 10;

@@ -6,6 +6,7 @@
 // tok_dim=12, R=5; GPO at its original 32/32). Errors are scale-relative,
 // max|a−b| / max|b| (models.md §7 item 14).
 #include "tests/testutil.h"
+#include "tests/modeltest.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -54,16 +55,7 @@ static struct itr_program *parse_model(bool feats) {
     return parse_text(VSE_INF_IR, NULL, ov, N_FIXTURE_SIZE + 1);
 }
 
-static struct itr_tensor *fixture(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_tensor *t = itr_npy_read(path, &d);
-    if (!t) diags_report("", &d);
-    itr_diags_free(&d);
-    return t;
-}
+static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // Every parameter of p from the fixture "<prefix(name)><name>"; the token-
 // feature model's text GPO is stored as feats_txt_gpo.*.
@@ -79,55 +71,10 @@ static struct itr_tensor **load_params(const struct itr_program *p, bool feats) 
     return t;
 }
 
-static void free_tensors(struct itr_tensor **t, int n) {
-    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
-    free(t);
-}
-
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
                                      struct itr_tensor *const *params) {
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, g->prog);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = false };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
-        diags_report("running: ", &d);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return out;
+    return mt_run_graph(g, inputs, params, "running: ");
 }
-
-static bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
-}
-
-struct err {
-    double num, den;
-};
-
-static void err_add(struct err *e, const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (!a || !b || !same_shape(a, b)) {
-        e->num = INFINITY;
-        return;
-    }
-    for (int64_t i = 0; i < itr_tensor_numel(b); i++) {
-        double x = itr_tensor_get(a, i), y = itr_tensor_get(b, i);
-        double dd = fabs(x - y);
-        if (isnan(dd)) dd = INFINITY;
-        if (dd > e->num) e->num = dd;
-        if (fabs(y) > e->den) e->den = fabs(y);
-    }
-}
-
-static double err_rel(const struct err *e) { return e->num / fmax(e->den, 1e-300); }
 
 // The error of a against the fixture `want`, printed and checked.
 static void expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
@@ -325,8 +272,7 @@ static struct itr_program *compile_small(int regions, int dim, int vocab) {
     struct itr_program *p = parse_text(VSE_INF_IR, NULL, ov, 9);
     struct itr_diags d;
     itr_diags_init(&d);
-    bool ok = p && itr_compile_training_step(p, &d) && itr_program_verify(p, &d) && itr_simplify(p, NULL, &d) &&
-              itr_program_verify(p, &d);
+    bool ok = p && mt_compile_training(p, &d);
     if (!ok) {
         diags_report("compiling models/vse_inf.ir: ", &d);
         if (p) itr_program_free(p);
@@ -334,35 +280,6 @@ static struct itr_program *compile_small(int regions, int dim, int vocab) {
     }
     itr_diags_free(&d);
     return p;
-}
-
-static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    struct itr_split s;
-    struct itr_tensor_set w;
-    itr_tensor_set_init(&w);
-    float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
-    char vocab[700];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    struct itr_eval_options eo = { 0 };
-    if (itr_vocab_read(vocab, &v, &d)) {
-        if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
-            itr_split_close(&s);
-        }
-        itr_vocab_free(&v);
-    }
-    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
-    free(sims);
-    itr_tensor_set_free(&w);
-    itr_diags_free(&d);
-    return rsum;
 }
 
 TEST(learns_well_above_chance) {
@@ -414,22 +331,10 @@ TEST(learns_well_above_chance) {
     o.lr.kind = ITR_LR_CONSTANT;
     o.checkpoint_every = -1;
     struct itr_trainer_result r;
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
-    CHECK(itr_trainer_run(p, &o, &r, &d));
-    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
-    if (itr_diags_has_errors(&d)) diags_report("", &d);
+    double secs, chance, trained;
     // The untrained model: a run killed after its first step leaves only
     // the step-0 checkpoint.
-    struct itr_trainer_options o0 = o;
-    o0.run_dir = run0;
-    o0.max_steps = 1;
-    o0.kill_at_max_steps = true;
-    struct itr_trainer_result r0;
-    CHECK(itr_trainer_run(p, &o0, &r0, &d));
-    char w0[700], w1[700];
-    snprintf(w0, sizeof w0, "%s/last.safetensors", run0);
-    snprintf(w1, sizeof w1, "%s/best.safetensors", run);
-    double chance = test_rsum(p, dir, w0), trained = test_rsum(p, dir, w1);
+    mt_train_eval(p, &o, run0, "", &r, &secs, &chance, &trained, &d);
     printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU, last loss %.4g)\n", chance,
            trained, r.steps, secs, r.last_loss);
     CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
