@@ -172,8 +172,12 @@ static inline void mt_train_eval(const struct itr_program *p, const struct itr_t
     *trained = test_rsum(p, o->data_dir, w1);
 }
 
-// Trains model ir (D=16, W=8) on a seeded synthetic set and checks test rsum trained >= 3x untrained.
-static inline void mt_learn(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr) {
+// Trains model ir (D=16, W=8, plus the extra config overrides) on a seeded
+// synthetic set and checks test rsum trained >= 3x untrained. Each label
+// gets its own data and run directories, so one test file can learn several
+// models.
+static inline void mt_learn_with(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr,
+                                 const char *const *extra, int n_extra) {
     struct itr_synth_options so;
     itr_synth_defaults(&so);
     so.n_train = n_train;
@@ -182,7 +186,9 @@ static inline void mt_learn(const char *ir, const char *label, int n_train, int 
     so.regions = 4;
     so.dim = 32;
     so.seed = 11;
-    const char *dir = tmp_path("synth");
+    char sub[96];
+    snprintf(sub, sizeof sub, "synth_%s", label);
+    const char *dir = tmp_path(sub);
     char data[512];
     snprintf(data, sizeof data, "%s", dir);
     struct itr_diags d;
@@ -203,8 +209,10 @@ static inline void mt_learn(const char *ir, const char *label, int n_train, int 
     snprintf(i, sizeof i, "img_dim=%d", so.dim);
     snprintf(v, sizeof v, "V=%d", voc.n);
     itr_vocab_free(&voc);
-    const char *ov[] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
-    struct itr_program *p = mt_parse_model(ir, ov, 6, true);
+    const char *ov[16] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
+    int n_ov = 6;
+    for (int k = 0; k < n_extra && n_ov < 16; k++) ov[n_ov++] = extra[k];
+    struct itr_program *p = mt_parse_model(ir, ov, n_ov, true);
     CHECK(p != NULL);
     if (!p) {
         itr_diags_free(&d);
@@ -215,7 +223,10 @@ static inline void mt_learn(const char *ir, const char *label, int n_train, int 
     struct itr_trainer_options o;
     memset(&o, 0, sizeof o);
     o.data_dir = data;
-    o.run_dir = tmp_path("run");
+    char run[512];
+    snprintf(sub, sizeof sub, "run_%s", label);
+    snprintf(run, sizeof run, "%s", tmp_path(sub));
+    o.run_dir = run;
     o.fingerprint = fp;
     o.batch_size = 16;
     o.epochs = epochs;
@@ -227,7 +238,8 @@ static inline void mt_learn(const char *ir, const char *label, int n_train, int 
     struct itr_trainer_result res;
     double secs, chance, trained;
     char run0[512];
-    snprintf(run0, sizeof run0, "%s", tmp_path("init"));
+    snprintf(sub, sizeof sub, "init_%s", label);
+    snprintf(run0, sizeof run0, "%s", tmp_path(sub));
     mt_train_eval(p, &o, run0, "", &res, &secs, &chance, &trained, &d);
     printf("  %s D=16: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
            "%.1f s CPU\n",
@@ -235,6 +247,10 @@ static inline void mt_learn(const char *ir, const char *label, int n_train, int 
     CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
     itr_diags_free(&d);
     itr_program_free(p);
+}
+
+static inline void mt_learn(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr) {
+    mt_learn_with(ir, label, n_train, n_test, epochs, lr, NULL, 0);
 }
 
 #endif
