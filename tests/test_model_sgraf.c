@@ -1,7 +1,11 @@
-// SGRAF (models/sgr.ir, models/saf.ir): eval-mode scores against an
-// independent PyTorch transcription (tests/gen_sgraf_fixtures.py), tiles of
-// any size, finite training gradients with padded captions, and learning on
-// a tiny synthetic set with the trainer (SAF, sum-hinge warm-up).
+// SGRAF (models/sgr.ir, models/saf.ir) against an independent PyTorch
+// transcription (tests/gen_sgraf_fixtures.py): eval-mode scores, tiles of any
+// size, and in training mode (dropout off, BatchNorms on batch statistics,
+// padded captions) the loss of both hinge forms, the gradient of every
+// trainable parameter and the BatchNorms' new running statistics; finite
+// training gradients with dropout on, and learning on a tiny synthetic set
+// with the trainer (SAF, sum-hinge warm-up). Gradient errors are
+// scale-relative, max|a−b| / max|b| over all parameters (models.md §7.14).
 #include "tests/testutil.h"
 #include "tests/modeltest.h"
 
@@ -248,6 +252,141 @@ static void check_gradients(const char *model) {
 TEST(sgr_training_gradients_finite) { check_gradients("sgr"); }
 TEST(saf_training_gradients_finite) { check_gradients("saf"); }
 
+// ---------------------------------------------------------------- training vs PyTorch
+
+// Appends the adjoint of output 0 (the loss) with respect to every trainable
+// parameter as outputs "grad.<param>"; *first gets the index of the first.
+static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
+    struct itr_program *p = g->prog;
+    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
+    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
+    value->kind = ITR_ATTR_FLOAT;
+    value->u.f = 1.0;
+    int32_t seed = -1;
+    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
+    int n = 0;
+    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
+    int *which = calloc((size_t)p->n_params, sizeof *which);
+    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
+    for (int j = 0; j < p->n_params; j++) {
+        if (p->params[j].frozen) continue;
+        which[n] = j;
+        wrt[n++] = itr_graph_use_param(g, j);
+    }
+    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
+    *first = g->n_outputs;
+    for (int k = 0; ok && k < n; k++) {
+        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
+        if (!reached[k]) continue;
+        char name[200];
+        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
+        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
+    }
+    free(wrt);
+    free(grads);
+    free(which);
+    free(reached);
+    return ok;
+}
+
+// The error of a against the fixture `want`, printed and checked.
+static double expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
+    struct itr_tensor *want = fixture(want_name);
+    struct err e = { 0, 0 };
+    err_add(&e, a, want);
+    printf("    %-44s rel. error %.3g\n", what, err_rel(&e));
+    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
+    itr_tensor_free(want);
+    return err_rel(&e);
+}
+
+// The train entry on the fixture batch (4 matched pairs, captions of lengths
+// 4, 6, 1, 3) with dropout off, in both hinge forms: "max" is the default
+// train entry (max violation), "sum" the warm-up form (warmup_epochs=1 at
+// epoch 0). The loss, the gradient of every trainable parameter (one scale:
+// the largest gradient of the model, since several are exactly zero in
+// exact arithmetic: biases before a softmax or a batch-statistics
+// BatchNorm) and every `new.<bn>.running_*` output against PyTorch.
+static void check_training(const char *model) {
+    for (int form = 0; form < 2; form++) {
+        const char *tag = form ? "sum" : "max";
+        const char *ov[10];
+        int n = 0;
+        for (int k = 0; k < 7; k++) ov[n++] = FIXTURE_SIZE[k];
+        ov[n++] = "dropout_p=0";
+        if (form) ov[n++] = "warmup_epochs=1";
+        struct itr_program *p = parse_model(model, ov, n);
+        CHECK(p != NULL);
+        if (!p) continue;
+        struct itr_graph *g = itr_program_find_graph(p, "train");
+        struct itr_diags d;
+        itr_diags_init(&d);
+        int first = 0;
+        bool ok = g && add_gradients(g, &first, &d);
+        if (!ok) diags_report("gradients: ", &d);
+        itr_diags_free(&d);
+        CHECK(ok);
+        // Dropout off: no seed input; the warm-up form takes the epoch.
+        CHECK(g && g->n_inputs == 3 + form);
+        if (!ok || g->n_inputs != 3 + form) {
+            itr_program_free(p);
+            continue;
+        }
+        struct itr_tensor **params = fixture_params(p, model);
+        struct itr_tensor *in[4] = { fixture("train_regions"), fixture("words"), fixture("lengths"),
+                                     mk(ITR_I64, 0, NULL, VALS(0.0)) };
+        struct itr_tensor **out = run_graph(p, "train", in, params);
+        CHECK(out != NULL);
+        if (out) {
+            char name[256], what[256];
+            printf("  %s, %s hinge (train mode, dropout off): loss %.7g\n", model, tag, itr_tensor_get(out[0], 0));
+            snprintf(name, sizeof name, "%s/train_loss_%s", model, tag);
+            expect_close("loss", out[0], name, TOL_F32);
+            struct err all = { 0, 0 };
+            bool finite = true;
+            double worst = 0;
+            const char *worst_name = "";
+            for (int k = first; k < g->n_outputs; k++) {
+                snprintf(name, sizeof name, "%s/grad_%s.%s", model, tag, g->output_names[k] + 5);
+                struct itr_tensor *want = fixture(name);
+                struct err one = { 0, 0 };
+                err_add(&one, out[k], want);
+                err_add(&all, out[k], want);
+                if (one.num > worst) {
+                    worst = one.num;
+                    worst_name = g->output_names[k] + 5;
+                }
+                for (int64_t i = 0; out[k] && i < itr_tensor_numel(out[k]); i++)
+                    finite = finite && isfinite(itr_tensor_get(out[k], i));
+                itr_tensor_free(want);
+            }
+            printf("    %d gradients: max error / max |grad| %.3g (max |grad| %.3g; largest error in %s)\n",
+                   g->n_outputs - first, err_rel(&all), all.den, worst_name);
+            CHECK(finite);
+            CHECK_MSG(err_rel(&all) <= TOL_F32, "%s %s gradients: error %.3g", model, tag, err_rel(&all));
+            CHECK(g->n_outputs - first == (strcmp(model, "sgr") == 0 ? 51 : 37));
+            // The running statistics (the same in both forms).
+            int n_new = 0;
+            for (int k = 1; k < first; k++) {
+                if (strncmp(g->output_names[k], "new.", 4) != 0) continue;
+                n_new++;
+                snprintf(name, sizeof name, "%s/%s", model, g->output_names[k]);
+                snprintf(what, sizeof what, "%s", g->output_names[k]);
+                expect_close(what, out[k], name, TOL_F32);
+            }
+            // VisualSA's two BatchNorms, and SAF's BN₁.
+            CHECK(n_new == (strcmp(model, "sgr") == 0 ? 4 : 6));
+            free_tensors(out, g->n_outputs);
+        }
+        for (int k = 0; k < 4; k++) itr_tensor_free(in[k]);
+        free_tensors(params, p->n_params);
+        itr_program_free(p);
+    }
+}
+
+TEST(sgr_training_matches_pytorch) { check_training("sgr"); }
+TEST(saf_training_matches_pytorch) { check_training("saf"); }
+
 // ---------------------------------------------------------------- learning
 
 static struct itr_program *compile_model(const char *model, int regions, int dim, int vocab) {
@@ -344,6 +483,8 @@ int main(void) {
     RUN(saf_scores_match_pytorch_and_tile);
     RUN(sgr_training_gradients_finite);
     RUN(saf_training_gradients_finite);
+    RUN(sgr_training_matches_pytorch);
+    RUN(saf_training_matches_pytorch);
     RUN(learns_well_above_chance);
     tmpdir_remove();
     return test_summary();
