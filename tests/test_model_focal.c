@@ -2,8 +2,11 @@
 // and the model built on it (models/bfan.ir): the keep mask and the
 // reassigned attention on a hand-made attention matrix, finite-difference
 // gradients of the batched focal t2i score with padded captions, tile
-// independence of bfan's pairwise score, and learning on a synthetic set
-// through itr_trainer_run. docs/adding-a-module.md walks through all of it.
+// independence of bfan's pairwise score, bfan against an independent PyTorch
+// transcription of BFAN (tests/gen_focal_fixtures.py: eval scores, training
+// loss and the gradient of every parameter, errors scale-relative as in
+// models.md §7.14), and learning on a synthetic set through
+// itr_trainer_run. docs/adding-a-module.md walks through all of it.
 #include "tests/testutil.h"
 #include "tests/modeltest.h"
 #include "tests/gradcheck.h"
@@ -21,11 +24,16 @@
 #include "runtime/data.h"
 #include "runtime/eval.h"
 #include "runtime/init.h"
+#include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/synth.h"
 #include "runtime/trainer.h"
 
 #define BFAN_IR ITR_SOURCE_DIR "/models/bfan.ir"
+#define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/focal/"
+
+// An independent float32 implementation agrees to a few 1e-7 at this size.
+#define TOL_F32 1e-5
 
 // A harness model in the test itself: the module's two functions as
 // entries. Its name places it in models/, so the import resolves there.
@@ -252,6 +260,170 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
     }
 }
 
+// ------------------------------------------------------- (d) vs PyTorch
+
+// The fixtures' sizes (tests/gen_focal_fixtures.py).
+static const char *const FIXTURE_SIZE[] = { "D=16", "W=8", "V=30", "img_dim=24", "R=5", "gru_init=0.25" };
+
+static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
+
+// bfan at the fixture sizes with the given focal / agg, NULL (reported) on errors.
+static struct itr_program *parse_bfan(const char *focal, const char *agg) {
+    char f[64], a[64];
+    snprintf(f, sizeof f, "focal=%s", focal);
+    snprintf(a, sizeof a, "agg=%s", agg);
+    const char *ov[8];
+    for (int k = 0; k < 6; k++) ov[k] = FIXTURE_SIZE[k];
+    ov[6] = f;
+    ov[7] = a;
+    return mt_parse_model(BFAN_IR, ov, 8, false);
+}
+
+// Every parameter of p from the fixtures.
+static struct itr_tensor **fixture_params(const struct itr_program *p) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    for (int k = 0; k < p->n_params; k++) {
+        t[k] = fixture(p->params[k].name);
+        CHECK_MSG(t[k] != NULL, "no fixture for parameter %s", p->params[k].name);
+    }
+    return t;
+}
+
+// The error of a against the fixture `want`, printed and checked.
+static double expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
+    struct itr_tensor *want = fixture(want_name);
+    struct err e = { 0, 0 };
+    err_add(&e, a, want);
+    printf("  %-36s rel. error %.3g\n", what, err_rel(&e));
+    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
+    itr_tensor_free(want);
+    return err_rel(&e);
+}
+
+// encode_image, encode_text and score of 3 images x 4 captions (lengths 4,
+// 6, 2, 3 padded to 6) against PyTorch: both keep masks with BFAN's Mean
+// over words, and `equal` with SCAN's LogSumExp (-D agg=lse).
+TEST(bfan_scores_match_pytorch) {
+    const char *cases[3][3] = { { "equal", "mean", "sims_equal" }, { "prob", "mean", "sims_prob" },
+                                { "equal", "lse", "sims_equal_lse" } };
+    for (int c = 0; c < 3; c++) {
+        struct itr_program *p = parse_bfan(cases[c][0], cases[c][1]);
+        CHECK(p != NULL);
+        if (!p) continue;
+        struct itr_tensor **params = fixture_params(p);
+        struct itr_tensor *regions = fixture("regions"), *words = fixture("words"), *lengths = fixture("lengths");
+        struct itr_tensor *ri[1] = { regions }, *ti[2] = { words, lengths };
+        struct itr_tensor **img = run_graph(itr_program_find_graph(p, "encode_image"), ri, params);
+        struct itr_tensor **cap = run_graph(itr_program_find_graph(p, "encode_text"), ti, params);
+        CHECK(img && cap);
+        if (img && cap) {
+            struct itr_tensor *si[3] = { img[0], cap[0], cap[1] };
+            struct itr_tensor **s = run_graph(itr_program_find_graph(p, "score"), si, params);
+            CHECK(s != NULL);
+            char what[96];
+            snprintf(what, sizeof what, "scores, focal %s, agg %s", cases[c][0], cases[c][1]);
+            if (s) expect_close(what, s[0], cases[c][2], TOL_F32);
+            free_tensors(s, 1);
+        }
+        free_tensors(img, 1);
+        free_tensors(cap, 2);
+        itr_tensor_free(regions);
+        itr_tensor_free(words);
+        itr_tensor_free(lengths);
+        free_tensors(params, p->n_params);
+        itr_program_free(p);
+    }
+}
+
+// Appends the adjoint of output 0 (the loss) with respect to every trainable
+// parameter as outputs "grad.<param>"; *first gets the index of the first.
+static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
+    struct itr_program *p = g->prog;
+    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
+    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
+    value->kind = ITR_ATTR_FLOAT;
+    value->u.f = 1.0;
+    int32_t seed = -1;
+    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
+    int n = 0;
+    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
+    int *which = calloc((size_t)p->n_params, sizeof *which);
+    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
+    for (int j = 0; j < p->n_params; j++) {
+        if (p->params[j].frozen) continue;
+        which[n] = j;
+        wrt[n++] = itr_graph_use_param(g, j);
+    }
+    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
+    *first = g->n_outputs;
+    for (int k = 0; ok && k < n; k++) {
+        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
+        if (!reached[k]) continue;
+        char name[200];
+        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
+        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
+    }
+    free(wrt);
+    free(grads);
+    free(which);
+    free(reached);
+    return ok;
+}
+
+// The train entry (max-violation hinge over the focal t2i scores; bfan has
+// no dropout and no BatchNorm) on a batch of 4 matched pairs with padded
+// captions: the loss and the gradient of every parameter, against PyTorch,
+// for both keep masks. One scale for all gradients: the largest of the model.
+TEST(bfan_training_matches_pytorch) {
+    const char *kinds[2] = { "equal", "prob" };
+    for (int k = 0; k < 2; k++) {
+        struct itr_program *p = parse_bfan(kinds[k], "mean");
+        CHECK(p != NULL);
+        if (!p) continue;
+        struct itr_graph *g = itr_program_find_graph(p, "train");
+        struct itr_diags d;
+        itr_diags_init(&d);
+        int first = 0;
+        bool ok = g && add_gradients(g, &first, &d);
+        if (!ok) diags_report("gradients: ", &d);
+        itr_diags_free(&d);
+        CHECK(ok && g->n_inputs == 3);
+        if (!ok || g->n_inputs != 3) {
+            itr_program_free(p);
+            continue;
+        }
+        struct itr_tensor **params = fixture_params(p);
+        struct itr_tensor *in[3] = { fixture("train_regions"), fixture("words"), fixture("lengths") };
+        struct itr_tensor **out = run_graph(g, in, params);
+        CHECK(out != NULL);
+        if (out) {
+            char name[200];
+            printf("  focal %s, training loss %.7g\n", kinds[k], itr_tensor_get(out[0], 0));
+            snprintf(name, sizeof name, "train_loss_%s", kinds[k]);
+            expect_close("loss", out[0], name, TOL_F32);
+            struct err all = { 0, 0 };
+            bool finite = true;
+            for (int j = first; j < g->n_outputs; j++) {
+                snprintf(name, sizeof name, "grad_%s.%s", kinds[k], g->output_names[j] + 5);
+                struct itr_tensor *want = fixture(name);
+                err_add(&all, out[j], want);
+                for (int64_t i = 0; out[j] && i < itr_tensor_numel(out[j]); i++)
+                    finite = finite && isfinite(itr_tensor_get(out[j], i));
+                itr_tensor_free(want);
+            }
+            printf("  %d gradients: max error / max |grad| %.3g (max |grad| %.3g)\n", g->n_outputs - first,
+                   err_rel(&all), all.den);
+            CHECK(finite);
+            CHECK(g->n_outputs - first == p->n_params);
+            CHECK_MSG(err_rel(&all) <= TOL_F32, "focal %s gradients: error %.3g", kinds[k], err_rel(&all));
+            free_tensors(out, g->n_outputs);
+        }
+        for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
+        free_tensors(params, p->n_params);
+        itr_program_free(p);
+    }
+}
+
 // ---------------------------------------------------------------- learning
 
 #define LEARN_TRAIN 300
@@ -266,6 +438,8 @@ int main(void) {
     RUN(focal_mask_on_a_hand_made_attention_matrix);
     RUN(focal_gradients_with_padded_captions);
     RUN(bfan_tiles_equal_slices_of_the_full_matrix);
+    RUN(bfan_scores_match_pytorch);
+    RUN(bfan_training_matches_pytorch);
     RUN(bfan_learns_well_above_chance);
     tmpdir_remove();
     return test_summary();
