@@ -163,13 +163,21 @@ static void open_token_feats(struct itr_split *s, struct itr_diags *d) {
             itr_diag_error(d, ITR_NOLOC, "%s: has %" PRId64 " lengths but %s has %" PRId64 " rows", lp, l->shape[0], fp,
                            f->shape[0]);
         } else if (l && f && f->rank == 3) {
+            // A length past L would make a batch read the next caption's
+            // features (or past the mapping); one below 1 is no caption.
             const int32_t *lv = l->data;
+            int64_t first = -1, n_bad = 0;
             for (int64_t i = 0; i < l->shape[0]; i++)
                 if (lv[i] < 1 || lv[i] > f->shape[1]) {
-                    itr_diag_error(d, ITR_NOLOC, "%s: caption %" PRId64 " has length %d; expected 1 to %" PRId64
-                                   " (the L of %s)", lp, i, lv[i], f->shape[1], fp);
-                    break;
+                    if (first < 0) first = i;
+                    n_bad++;
                 }
+            if (first >= 0)
+                itr_diag_error(d, ITR_NOLOC, "%s: caption %" PRId64 " of split '%s' has length %d; expected 1 to %"
+                               PRId64 " (the L of %s)", lp, first, s->name, lv[first], f->shape[1], fp);
+            if (n_bad > 1)
+                itr_diag_note(d, ITR_NOLOC, "%s: %" PRId64 " lengths in all are outside 1 to %" PRId64, lp, n_bad,
+                              f->shape[1]);
         }
     }
     free(fp);

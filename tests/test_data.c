@@ -460,10 +460,25 @@ TEST(split_rejects_broken_files) {
     split_rejects(dir, "t1", "t1_caps_feats.npy: found without", "t1_caps_lens.npy", NULL);
     write_tensor(tmp_path("bad/t1_caps_feats.npy"), itr_tensor_new(ITR_F64, 3, (int64_t[]){ 5, 2, 2 }));
     write_tensor(tmp_path("bad/t1_caps_lens.npy"), itr_tensor_new(ITR_I32, 1, (int64_t[]){ 5 }));
-    split_rejects(dir, "t1", "t1_caps_feats.npy: is f64[5, 2, 2]; expected f32", "t1_caps_lens.npy: caption 0 has length 0",
-                  NULL);
+    split_rejects(dir, "t1", "t1_caps_feats.npy: is f64[5, 2, 2]; expected f32",
+                  "t1_caps_lens.npy: caption 0 of split 't1' has length 0; expected 1 to 2 (the L of ", NULL);
     write_tensor(tmp_path("bad/t1_caps_feats.npy"), itr_tensor_new(ITR_F32, 3, (int64_t[]){ 4, 2, 2 }));
     split_rejects(dir, "t1", "t1_caps_feats.npy: has 4 rows but t1 has 5 captions", NULL, NULL);
+    // a length past the features' L (a batch would read the next caption's
+    // features, or past the mapping): the file, caption, split, length and L;
+    // a note counts every bad entry
+    write_tensor(tmp_path("bad/t1_caps_feats.npy"), itr_tensor_new(ITR_F32, 3, (int64_t[]){ 5, 4, 2 }));
+    struct itr_tensor *lens = itr_tensor_new(ITR_I32, 1, (int64_t[]){ 5 });
+    int32_t lv[] = { 4, 1, 5, 3, 9 };
+    memcpy(lens->data, lv, sizeof lv);
+    write_tensor(tmp_path("bad/t1_caps_lens.npy"), lens);
+    split_rejects(dir, "t1", "t1_caps_lens.npy: caption 2 of split 't1' has length 5; expected 1 to 4 (the L of ",
+                  "t1_caps_feats.npy)", "t1_caps_lens.npy: 2 lengths in all are outside 1 to 4");
+    lens = itr_tensor_new(ITR_I32, 1, (int64_t[]){ 5 });
+    int32_t neg[] = { 4, 1, 2, -3, 1 };
+    memcpy(lens->data, neg, sizeof neg);
+    write_tensor(tmp_path("bad/t1_caps_lens.npy"), lens);
+    split_rejects(dir, "t1", "t1_caps_lens.npy: caption 3 of split 't1' has length -3; expected 1 to 4", NULL, NULL);
 }
 
 // ------------------------------------------------------------ verify
