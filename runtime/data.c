@@ -291,14 +291,21 @@ struct itr_tensor *itr_split_regions(const struct itr_split *s, const int64_t *i
     return t;
 }
 
-bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int n, struct itr_tensor **words,
-                     struct itr_tensor **lengths) {
+// width 0: the batch's longest caption; else exactly width, and false if a
+// caption is longer (callers check lengths against a model's fixed width
+// when the split is opened, so this is a safety net, not a message).
+bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,
+                     struct itr_tensor **words, struct itr_tensor **lengths) {
     *words = *lengths = NULL;
-    if (!s->tokens || n < 0) return false;
-    int L = 1;
+    if (!s->tokens || n < 0 || width < 0) return false;
+    int64_t L = 1;
     for (int i = 0; i < n; i++) {
         if (caption_ids[i] < 0 || caption_ids[i] >= s->n_captions) return false;
         if (s->lengths[caption_ids[i]] > L) L = s->lengths[caption_ids[i]];
+    }
+    if (width > 0) {
+        if (L > width) return false;
+        L = width;
     }
     *words = itr_tensor_new(ITR_I32, 2, (int64_t[]){ n, L });
     *lengths = itr_tensor_new(ITR_I32, 1, (int64_t[]){ n });
@@ -317,16 +324,20 @@ bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int 
     return true;
 }
 
-bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids, int n, struct itr_tensor **feats,
-                           struct itr_tensor **lengths) {
+bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,
+                           struct itr_tensor **feats, struct itr_tensor **lengths) {
     *feats = *lengths = NULL;
-    if (!s->token_feats || !s->token_lengths || n < 0) return false;
+    if (!s->token_feats || !s->token_lengths || n < 0 || width < 0) return false;
     const int32_t *lv = s->token_lengths->data;
     int64_t Lf = s->token_feats->shape[1], E = s->token_feats->shape[2];
-    int L = 1;
+    int64_t L = 1;
     for (int i = 0; i < n; i++) {
         if (caption_ids[i] < 0 || caption_ids[i] >= s->token_feats->shape[0]) return false;
         if (lv[caption_ids[i]] > L) L = lv[caption_ids[i]];
+    }
+    if (width > 0) {
+        if (L > width) return false;
+        L = width;
     }
     *feats = itr_tensor_new(ITR_F32, 3, (int64_t[]){ n, L, E });
     *lengths = itr_tensor_new(ITR_I32, 1, (int64_t[]){ n });
@@ -339,7 +350,7 @@ bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids
     const float *src = s->token_feats->data;
     for (int i = 0; i < n; i++) {
         int64_t c = caption_ids[i];
-        memcpy((float *)(*feats)->data + (int64_t)i * L * E, src + c * Lf * E, (size_t)(lv[c] * E) * sizeof(float));
+        memcpy((float *)(*feats)->data + (int64_t)i * L * E, src + c * Lf * E, (size_t)((int64_t)lv[c] * E) * sizeof(float));
         ((int32_t *)(*lengths)->data)[i] = lv[c];
     }
     return true;

@@ -74,13 +74,17 @@ void itr_split_memory(const struct itr_split *s, int64_t *mapped_bytes, int64_t 
 
 // Batches (new tensors, caller frees):
 //   regions [n, R, D] f32 of images ids[0..n)
-//   words [n, L] i32 and lengths [n] i32 of captions ids[0..n), L = longest in the batch
+//   words [n, L] i32 and lengths [n] i32 of captions ids[0..n)
 //   token features [n, L, E] f32 + lengths, when the split has them
+// L is the batch's longest caption for width 0, else exactly width (a model
+// that fixes its caption length, e.g. words: i32[B, 32]); a caption longer
+// than width makes the call fail, so check the split first
+// (itr_caption_limit_check, runtime/eval.h).
 struct itr_tensor *itr_split_regions(const struct itr_split *s, const int64_t *image_ids, int n);
-bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int n, struct itr_tensor **words,
-                     struct itr_tensor **lengths);
-bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids, int n, struct itr_tensor **feats,
-                           struct itr_tensor **lengths);
+bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,
+                     struct itr_tensor **words, struct itr_tensor **lengths);
+bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,
+                           struct itr_tensor **feats, struct itr_tensor **lengths);
 
 // Checks a data set (every split present, shapes, dtypes, caption counts vs
 // images, vocabulary) and reports every problem; false if any.

@@ -260,6 +260,94 @@ static void progress_add(struct progress *pr, int64_t n) {
     if (final ? pr->tty || t - pr->t0 >= 2.0 : t - pr->last >= gap) progress_show(pr, final);
 }
 
+// ------------------------------------------------------------ caption length
+
+bool itr_caption_limit(const struct itr_program *p, const char *entry, const char *input,
+                       struct itr_caption_limit *out) {
+    memset(out, 0, sizeof *out);
+    out->model = p->name ? p->name : "(unnamed)";
+    const struct itr_graph *g = NULL;
+    for (int k = 0; k < p->n_graphs && !g; k++)
+        if (p->graphs[k]->kind == ITR_GRAPH_ENTRY && strcmp(p->graphs[k]->name, entry) == 0) g = p->graphs[k];
+    if (!g || g->n_inputs < 1) return false;
+    const struct itr_value *v = NULL;
+    for (int i = 0; i < g->n_inputs && !v; i++)
+        if (!input ? i == 0 : strcmp(g->values[g->inputs[i]].name, input) == 0) v = &g->values[g->inputs[i]];
+    if (!v) return false;
+    out->entry = g->name;
+    out->input = v->name;
+    out->loc = v->loc;
+    out->token_feats = v->type.dtype == ITR_F32 && v->type.rank == 3;
+    itr_type_format(p, &v->type, out->type, sizeof out->type);
+    if (v->type.rank < 2) return true;
+    // Fixed: the caption axis evaluates without any tensor, from constants
+    // and dim defaults alone (as the trainer reads the regions' R).
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    itr_bind_defaults(&b, p);
+    int64_t n;
+    int32_t unbound;
+    if (itr_dim_eval(p, v->type.dims[1], b.value, b.bound, &n, &unbound) && n >= 0) {
+        out->len = n;
+        if (!itr_dim_is_const(p, v->type.dims[1], NULL)) {
+            char ds[64];
+            itr_dim_format(p, v->type.dims[1], ds, sizeof ds);
+            size_t w = strlen(out->type);
+            snprintf(out->type + w, sizeof out->type - w, " where %s = %" PRId64, ds, n);
+        }
+    }
+    itr_bindings_free(&b);
+    return true;
+}
+
+// "encode_text input 'words': i32[B, 32], models/dime.ir:30:27"
+static void limit_source(const struct itr_caption_limit *lim, char *buf, size_t n) {
+    int w = snprintf(buf, n, "%s input '%s': %s", lim->entry, lim->input, lim->type);
+    if (lim->loc.file && w > 0 && (size_t)w < n)
+        snprintf(buf + w, n - (size_t)w, ", %s:%d:%d", lim->loc.file, lim->loc.line, lim->loc.col);
+}
+
+bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct itr_split *s, struct itr_diags *d) {
+    if (!lim || lim->len <= 0) return true;
+    const int32_t *len = NULL;
+    int64_t n = 0;
+    if (lim->token_feats && s->token_lengths) {
+        len = s->token_lengths->data;
+        n = s->token_lengths->shape[0];
+    } else if (!lim->token_feats && s->lengths) {
+        len = s->lengths;
+        n = s->n_captions;
+    }
+    int64_t first = -1, n_over = 0, longest = -1;
+    for (int64_t c = 0; c < n; c++) {
+        if (len[c] <= lim->len) continue;
+        if (first < 0) first = c;
+        if (longest < 0 || len[c] > len[longest]) longest = c;
+        n_over++;
+    }
+    if (first < 0) return true;
+    const char *split = s->name ? s->name : "?";
+    // The captions file and its line (caption c is line c + 1: only
+    // trailing empty lines are dropped), or the lengths file.
+    char where[512] = "", src[512];
+    if (s->dir && lim->token_feats)
+        snprintf(where, sizeof where, "%s/%s_caps_lens.npy: ", s->dir, split);
+    else if (s->dir)
+        snprintf(where, sizeof where, "%s/%s_caps.txt:%" PRId64 ": ", s->dir, split, first + 1);
+    limit_source(lim, src, sizeof src);
+    itr_diag_error(d, ITR_NOLOC, "%scaption %" PRId64 " of split '%s' has %d tokens%s; model '%s' reads at most %"
+                   PRId64 " (%s)", where, first, split, len[first], lim->token_feats ? "" : " (with <start> and <end>)",
+                   lim->model, lim->len, src);
+    if (n_over > 1)
+        itr_diag_note(d, ITR_NOLOC, "%" PRId64 " captions of split '%s' are longer than %" PRId64 " tokens; the "
+                      "longest, caption %" PRId64 ", has %d. Nothing is truncated: recompile the model with a larger "
+                      "caption length, or shorten the captions", n_over, split, lim->len, longest, len[longest]);
+    else
+        itr_diag_note(d, ITR_NOLOC, "nothing is truncated: recompile the model with a larger caption length, or "
+                      "shorten the caption");
+    return false;
+}
+
 // ------------------------------------------------------------ running entries
 
 struct ctx {
@@ -267,6 +355,7 @@ struct ctx {
     const struct itr_tensor_set *w;
     const struct itr_graph *enc_img, *enc_txt, *score;
     bool f64, token_feats;
+    struct itr_caption_limit text_limit;   // encode_text's caption input
     int calls;
     struct itr_diags *d;
 };
@@ -314,6 +403,7 @@ static bool ctx_init(struct ctx *c, const struct itr_program *p, const struct it
     }
     const struct itr_type *t0 = &c->enc_txt->values[c->enc_txt->inputs[0]].type;
     c->token_feats = t0->dtype == ITR_F32 && t0->rank == 3;
+    itr_caption_limit(p, "encode_text", NULL, &c->text_limit);
     int want = c->enc_img->n_outputs + c->enc_txt->n_outputs;
     if (c->score->n_inputs != want || c->score->n_outputs < 1) {
         itr_diag_error(d, ITR_NOLOC,
@@ -392,43 +482,24 @@ static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first
     return t;
 }
 
-// Pads axis 1 of t [n, L, ...] with zeros to length L_to (t is replaced).
-// Per-word encoder outputs of pair-scoring models are as long as the
-// chunk's longest caption; every chunk is padded to the split's longest so
-// the chunks concatenate. Padded slots are masked by the lengths.
-static bool pad_axis1(struct itr_tensor **t, int64_t L_to) {
-    struct itr_tensor *a = *t;
-    if (a->shape[1] >= L_to) return true;
-    int64_t shape[ITR_MAX_RANK];
-    memcpy(shape, a->shape, sizeof shape);
-    shape[1] = L_to;
-    struct itr_tensor *b = itr_tensor_new(a->dtype, a->rank, shape);
-    if (!b) return false;
-    size_t inner = itr_dtype_size(a->dtype);
-    for (int k = 2; k < a->rank; k++) inner *= (size_t)a->shape[k];
-    for (int64_t i = 0; i < a->shape[0]; i++)
-        memcpy((char *)b->data + (size_t)(i * L_to) * inner, (const char *)a->data + (size_t)(i * a->shape[1]) * inner,
-               (size_t)a->shape[1] * inner);
-    itr_tensor_free(a);
-    *t = b;
-    return true;
-}
-
-// words [n, max_len] and lengths [n].
-static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **words,
+// words [n, W] and lengths [n]: W is the model's fixed caption length, else
+// the split's longest caption, so that per-word encoder outputs (pair-scoring
+// models) of every chunk have one length and concatenate. Padded slots are
+// masked by the lengths.
+static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, int64_t fixed, struct itr_tensor **words,
                         struct itr_tensor **lengths) {
     int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_words(s, ids, (int)n, words, lengths) && pad_axis1(words, s->max_len);
+    bool ok = ids && itr_split_words(s, ids, (int)n, fixed > 0 ? fixed : s->max_len, words, lengths);
     free(ids);
     return ok;
 }
 
-// token features [n, L_split, E] and lengths [n].
-static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, struct itr_tensor **feats,
+// token features [n, W, E] and lengths [n], W as for words (the file's L).
+static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, int64_t fixed, struct itr_tensor **feats,
                         struct itr_tensor **lengths) {
     int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_token_feats(s, ids, (int)n, feats, lengths) &&
-              pad_axis1(feats, s->token_feats->shape[1]);
+    bool ok = ids && itr_split_token_feats(s, ids, (int)n, fixed > 0 ? fixed : s->token_feats->shape[1], feats,
+                                           lengths);
     free(ids);
     return ok;
 }
@@ -486,7 +557,8 @@ static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t fi
         itr_tensor_set_init(&in);
         itr_tensor_set_init(&out);
         struct itr_tensor *a = NULL, *b = NULL;
-        ok = c->token_feats ? feats_chunk(s, first + at, m, &a, &b) : words_chunk(s, first + at, m, &a, &b);
+        int64_t fixed = c->text_limit.len;
+        ok = c->token_feats ? feats_chunk(s, first + at, m, fixed, &a, &b) : words_chunk(s, first + at, m, fixed, &a, &b);
         if (!ok) {
             itr_diag_error(c->d, ITR_NOLOC, "out of memory for a chunk of %" PRId64 " captions", m);
             itr_tensor_free(a);
@@ -573,11 +645,16 @@ static bool check_outs(const struct ctx *c) {
     return false;
 }
 
+// Before anything is encoded: every caption of s fits the model.
+static bool check_captions(const struct ctx *c, const struct itr_split *s) {
+    return itr_caption_limit_check(&c->text_limit, s, c->d);
+}
+
 bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
                    const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
     *sims = NULL;
     struct ctx c;
-    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *out = NULL;
     bool ok = encode_images(&c, s, 0, s->n_images, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
@@ -599,6 +676,14 @@ bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs
         return false;
     }
     if (n_models == 1) return itr_eval_sims(progs[0], weights[0], s, opt, sims, d);
+    // Every member's caption length first: no member is computed in vain.
+    bool fits = true;
+    for (int m = 0; m < n_models; m++) {
+        struct itr_caption_limit lim;
+        itr_caption_limit(progs[m], "encode_text", NULL, &lim);
+        fits = itr_caption_limit_check(&lim, s, d) && fits;
+    }
+    if (!fits) return false;
     int64_t n = s->n_images * s->n_captions;
     double *acc = n > 0 ? calloc((size_t)n, sizeof *acc) : NULL;
     if (!acc) {
@@ -702,11 +787,23 @@ bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_se
         itr_diag_error(d, ITR_NOLOC, "the query has no tokens");
         return false;
     }
+    const struct itr_caption_limit *lim = &c.text_limit;
+    if (lim->len > 0 && len > lim->len) {
+        char src[512];
+        limit_source(lim, src, sizeof src);
+        itr_diag_error(d, ITR_NOLOC, "the query has %d tokens (with <start> and <end>); model '%s' reads at most %"
+                       PRId64 " (%s)", len, lim->model, lim->len, src);
+        itr_diag_note(d, ITR_NOLOC, "nothing is truncated: shorten the query, or recompile the model with a larger "
+                      "caption length");
+        return false;
+    }
+    // A fixed caption length: the query is padded to it, as the captions are.
+    int64_t width = lim->len > 0 ? lim->len : len;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     struct itr_tensor_set in, out;
     itr_tensor_set_init(&in);
     itr_tensor_set_init(&out);
-    struct itr_tensor *w = itr_tensor_new(ITR_I32, 2, (int64_t[]){ 1, len });
+    struct itr_tensor *w = itr_tensor_new(ITR_I32, 2, (int64_t[]){ 1, width });
     struct itr_tensor *l = itr_tensor_new(ITR_I32, 1, (int64_t[]){ 1 });
     float *res = NULL;
     bool ok = w && l;
@@ -742,7 +839,7 @@ bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_s
         return false;
     }
     struct ctx c;
-    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *res = NULL;
     bool ok = encode_images(&c, s, image, 1, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&

@@ -47,6 +47,34 @@ bool itr_protocol_check(enum itr_protocol p, const char *split, int64_t n_images
 bool itr_protocol_eval(enum itr_protocol p, const float *sims, int64_t n_images, int64_t n_captions,
                        struct itr_recall *out, struct itr_diags *d);
 
+// ------------------------------------------------------------ caption length
+//
+// Models declare the caption axis symbolically (words: i32[B, L]), so any
+// length binds and batches are padded to their longest caption. A model may
+// instead fix it: a constant (words: i32[B, 32]), a config int
+// (i32[B, max_words]) or a dim with a default (dim L = 32, or itrc -D L=32).
+// Then every batch and evaluation chunk is padded to exactly that length, and
+// a longer caption is an error before any work is done (docs/data.md
+// "Caption length"); nothing is truncated.
+struct itr_caption_limit {
+    int64_t len;                // tokens the input holds (with <start> and <end>); 0: not fixed
+    bool token_feats;           // the input reads token features [B, L, E], not word ids [B, L]
+    const char *model;          // the program's name ("(unnamed)")
+    const char *entry, *input;  // "encode_text", "words"
+    struct itr_loc loc;         // the input's declaration in the model source
+    char type[192];             // "i32[B, 32]", or "i32[B, L] where L = 32"
+};
+
+// The limit of `input` of entry `entry` (input NULL: its first input); the
+// caption axis is axis 1. False (*out: len 0) when there is no such input.
+bool itr_caption_limit(const struct itr_program *p, const char *entry, const char *input,
+                       struct itr_caption_limit *out);
+// Every caption of s must fit: its encoded length (word ids) or its
+// {split}_caps_lens.npy entry (token features). The error names the captions
+// file and line, the caption and split, its length, and the model's entry,
+// input, type and source location; a note counts the others.
+bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct itr_split *s, struct itr_diags *d);
+
 struct itr_eval_options {
     int64_t tile_images, tile_captions;   // score tile (0: 128 x 640)
     int64_t encode_chunk;                 // items per encode call (0: 128)

@@ -707,6 +707,13 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     memset(&s, 0, sizeof s);
     bool have_split = false;
     if (ok) ok = have_split = itr_split_open(data, split, have_vocab ? &v : NULL, &s, &d);
+    // A model that fixes its caption length refuses a longer caption here,
+    // before anything is encoded or written.
+    for (int k = 0; ok && k < n; k++) {
+        struct itr_caption_limit lim;
+        itr_caption_limit(m[k].p, "encode_text", NULL, &lim);
+        ok = itr_caption_limit_check(&lim, &s, &d);
+    }
     if (ok && !proto_s) {
         proto = s.n_images == 1000 ? ITR_PROTOCOL_F30K_1K : ITR_PROTOCOL_ALL;
         if (s.n_images == 5000)

@@ -147,6 +147,7 @@ struct binding {
     const char *name;
     enum source src;
     enum itr_dtype dtype;
+    int64_t width;   // words, token_feats: the model's fixed caption length (0: the batch's longest)
 };
 
 // Maps each input of the train entry to what feeds it; unknown names are
@@ -158,6 +159,7 @@ static bool plan_inputs(const struct itr_graph *g, const struct itr_split *s, st
         b[i].name = v->name;
         b[i].dtype = v->type.dtype;
         b[i].src = SRC_OPTION;
+        b[i].width = 0;
         if (!strcmp(v->name, "lr") || !strcmp(v->name, "step") || !strcmp(v->name, "seed")) continue;
         int k = -1;
         for (int j = 0; j < (int)(sizeof SOURCE_NAMES / sizeof *SOURCE_NAMES); j++)
@@ -223,6 +225,33 @@ static struct itr_tensor *scalar(enum itr_dtype dt, int64_t v) {
     return t;
 }
 
+// A train entry that fixes its caption length (words: i32[B, 32]) gets
+// batches padded to it; every train caption must fit, and the captions of
+// the evaluation split must fit encode_text. Checked before the run directory
+// is touched, so an over-long caption leaves nothing behind.
+static bool check_caption_lengths(const struct itr_program *p, const struct itr_graph *g, struct binding *b,
+                                  const struct itr_split *tr, const struct itr_split *dev, struct itr_diags *d) {
+    bool ok = true;
+    int64_t words_w = 0, feats_w = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        if (b[i].src != SRC_WORDS && b[i].src != SRC_TFEATS) continue;
+        struct itr_caption_limit lim;
+        itr_caption_limit(p, g->name, b[i].name, &lim);
+        lim.token_feats = b[i].src == SRC_TFEATS;
+        if (!itr_caption_limit_check(&lim, tr, d)) ok = false;
+        if (b[i].src == SRC_WORDS) words_w = lim.len;
+        else feats_w = lim.len;
+    }
+    // lengths and token_lengths come from the same batch call as their tensors.
+    for (int i = 0; i < g->n_inputs; i++) {
+        if (b[i].src == SRC_WORDS || b[i].src == SRC_LENGTHS) b[i].width = words_w;
+        if (b[i].src == SRC_TFEATS || b[i].src == SRC_TLENS) b[i].width = feats_w;
+    }
+    struct itr_caption_limit lim;
+    if (itr_caption_limit(p, "encode_text", NULL, &lim) && !itr_caption_limit_check(&lim, dev, d)) ok = false;
+    return ok;
+}
+
 static bool make_batch(const struct itr_split *s, const struct binding *b, int nb, const int64_t *caps, int n,
                        int64_t epoch, struct itr_tensor_set *in, struct itr_diags *d) {
     int64_t *ims = xmalloc((size_t)n * sizeof *ims);
@@ -234,11 +263,11 @@ static bool make_batch(const struct itr_split *s, const struct binding *b, int n
         switch (b[i].src) {
         case SRC_REGIONS: t = itr_split_regions(s, ims, n); break;
         case SRC_WORDS: case SRC_LENGTHS:
-            if (!w && !itr_split_words(s, caps, n, &w, &l)) { ok = false; break; }
+            if (!w && !itr_split_words(s, caps, n, b[i].width, &w, &l)) { ok = false; break; }
             t = itr_tensor_clone(b[i].src == SRC_WORDS ? w : l);
             break;
         case SRC_TFEATS: case SRC_TLENS:
-            if (!tf && !itr_split_token_feats(s, caps, n, &tf, &tl)) { ok = false; break; }
+            if (!tf && !itr_split_token_feats(s, caps, n, b[i].width, &tf, &tl)) { ok = false; break; }
             t = itr_tensor_clone(b[i].src == SRC_TFEATS ? tf : tl);
             break;
         case SRC_EPOCH: t = scalar(b[i].dtype, epoch); break;
@@ -608,7 +637,8 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     if (ok) snprintf(cfg.vocab_hash, sizeof cfg.vocab_hash, "%016" PRIx64, itr_vocab_hash(&vocab));
     if (ok) ok = tr_open = itr_split_open(o->data_dir, "train", &vocab, &tr, d);
     if (ok) ok = dev_open = itr_split_open(o->data_dir, eval_name, &vocab, &dev, d);
-    if (ok) ok = plan_inputs(g, &tr, bind, d) && check_feature_dims(p, g, &tr, d);
+    if (ok) ok = plan_inputs(g, &tr, bind, d) && check_feature_dims(p, g, &tr, d) &&
+                 check_caption_lengths(p, g, bind, &tr, &dev, d);
     if (ok && tr.n_captions < 1) {
         itr_diag_error(d, ITR_NOLOC, "%s: the train split has no captions", o->data_dir);
         ok = false;

@@ -324,7 +324,7 @@ TEST(split_both_im_div_layouts) {
     // words: padded to the batch's longest caption
     int64_t ids[] = { 4, 0, 8 };
     struct itr_tensor *w, *l;
-    CHECK(itr_split_words(&a, ids, 3, &w, &l));
+    CHECK(itr_split_words(&a, ids, 3, 0, &w, &l));
     if (w && l) {
         int32_t *lv = l->data, *wv = w->data;
         CHECK(lv[0] == 4 && lv[1] == 9 && lv[2] == 3);   // "a dog"; "a dog runs on the grass ."; "cats"
@@ -335,8 +335,24 @@ TEST(split_both_im_div_layouts) {
     }
     itr_tensor_free(w);
     itr_tensor_free(l);
+    // a fixed width (a model's fixed caption length): exactly that, <pad> beyond
+    CHECK(itr_split_words(&a, ids, 3, 12, &w, &l));
+    if (w && l) {
+        int32_t *wv = w->data;
+        CHECK(w->shape[0] == 3 && w->shape[1] == 12);
+        CHECK(wv[12 + 8] == ITR_VOCAB_END && wv[12 + 9] == ITR_VOCAB_PAD && wv[12 + 11] == ITR_VOCAB_PAD);
+        CHECK(wv[2 * 12 + 2] == ITR_VOCAB_END && wv[2 * 12 + 3] == ITR_VOCAB_PAD);
+        CHECK(((int32_t *)l->data)[1] == 9);
+    }
+    itr_tensor_free(w);
+    itr_tensor_free(l);
+    // exactly the longest fits; one less does not (no silent truncation)
+    CHECK(itr_split_words(&a, ids, 3, 9, &w, &l) && w->shape[1] == 9);
+    itr_tensor_free(w);
+    itr_tensor_free(l);
+    CHECK(!itr_split_words(&a, ids, 3, 8, &w, &l) && w == NULL && l == NULL);
     struct itr_tensor *f;
-    CHECK(!itr_split_token_feats(&a, ids, 3, &f, &l));   // this split has none
+    CHECK(!itr_split_token_feats(&a, ids, 3, 0, &f, &l));   // this split has none
     int64_t mapped, resident;
     itr_split_memory(&a, &mapped, &resident);
     CHECK(mapped == 2 * 3 * 4 * 4);
@@ -363,7 +379,7 @@ TEST(split_unknown_words_and_no_vocab) {
         CHECK(s.tokens == NULL && s.n_captions == 5);
         int64_t id = 0;
         struct itr_tensor *w, *l;
-        CHECK(!itr_split_words(&s, &id, 1, &w, &l));
+        CHECK(!itr_split_words(&s, &id, 1, 0, &w, &l));
         itr_split_close(&s);
     } else {
         CHECK(0);
@@ -386,7 +402,7 @@ TEST(split_token_features) {
     if (!open_split(tmp_path("tf"), "t", NULL, &s)) { CHECK(0); return; }
     int64_t ids[] = { 1, 3 };
     struct itr_tensor *tf, *tl;
-    CHECK(itr_split_token_feats(&s, ids, 2, &tf, &tl));
+    CHECK(itr_split_token_feats(&s, ids, 2, 0, &tf, &tl));
     if (tf && tl) {
         CHECK(tf->shape[0] == 2 && tf->shape[1] == 3 && tf->shape[2] == 3);
         const float *p = tf->data;
@@ -396,6 +412,17 @@ TEST(split_token_features) {
     }
     itr_tensor_free(tf);
     itr_tensor_free(tl);
+    // a fixed width past the file's L pads with zeros; below a length fails
+    CHECK(itr_split_token_feats(&s, ids, 2, 6, &tf, &tl));
+    if (tf && tl) {
+        CHECK(tf->shape[0] == 2 && tf->shape[1] == 6 && tf->shape[2] == 3);
+        const float *p = tf->data;
+        CHECK(p[0] == 12.0f && p[5] == 17.0f && p[6] == 0.0f && p[17] == 0.0f);
+        CHECK(p[18] == 36.0f && p[26] == 44.0f && p[27] == 0.0f && p[35] == 0.0f);
+    }
+    itr_tensor_free(tf);
+    itr_tensor_free(tl);
+    CHECK(!itr_split_token_feats(&s, ids, 2, 2, &tf, &tl) && tf == NULL && tl == NULL);
     int64_t mapped, resident;
     itr_split_memory(&s, &mapped, &resident);
     CHECK(mapped == 1 * 2 * 2 * 4 + 5 * 4 * 3 * 4 + 5 * 4);

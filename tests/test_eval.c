@@ -282,9 +282,10 @@ TEST(protocol_names_and_checks) {
 
 static const char *const SMALL[] = { "D=8", "W=4", "V=30", "img_dim=16", "R=3" };
 
-static struct itr_program *parse_small(const char *path, const char *img_dim) {
-    const char *ov[5] = { SMALL[0], SMALL[1], SMALL[2], img_dim ? img_dim : SMALL[3], SMALL[4] };
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = 5 };
+// extra: one more override ("L=8"), or NULL.
+static struct itr_program *parse_small_with(const char *path, const char *img_dim, const char *extra) {
+    const char *ov[6] = { SMALL[0], SMALL[1], SMALL[2], img_dim ? img_dim : SMALL[3], SMALL[4], extra };
+    struct itr_parse_options opt = { .overrides = ov, .n_overrides = extra ? 6 : 5 };
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_program *p = itr_parse_file(path, &opt, &d);
@@ -295,6 +296,10 @@ static struct itr_program *parse_small(const char *path, const char *img_dim) {
     }
     itr_diags_free(&d);
     return p;
+}
+
+static struct itr_program *parse_small(const char *path, const char *img_dim) {
+    return parse_small_with(path, img_dim, NULL);
 }
 
 static struct itr_program *parse_vsepp(const char *img_dim) {
@@ -502,6 +507,174 @@ TEST(queries_agree_with_the_matrix) {
     itr_program_free(p);
 }
 
+// ------------------------------------------------------------ a fixed caption length
+
+// The caption length a model fixes: none for dim L, the default for dim L = 8
+// (itrc -D L=8), the constant of a config int; with the input's location.
+TEST(caption_limit_of_a_model) {
+    struct itr_program *p = parse_vsepp(NULL), *q = parse_small_with(ITR_SOURCE_DIR "/models/vsepp.ir", NULL, "L=8");
+    CHECK(p && q);
+    if (!p || !q) { itr_program_free(p); itr_program_free(q); return; }
+    struct itr_caption_limit lim;
+    CHECK(itr_caption_limit(p, "encode_text", NULL, &lim) && lim.len == 0 && !lim.token_feats);
+    CHECK(itr_caption_limit(q, "encode_text", NULL, &lim) && lim.len == 8);
+    CHECK(strcmp(lim.model, "vsepp") == 0 && strcmp(lim.entry, "encode_text") == 0 && strcmp(lim.input, "words") == 0);
+    CHECK_MSG(strcmp(lim.type, "i32[B, L] where L = 8") == 0, "type '%s'", lim.type);
+    CHECK(lim.loc.file && strstr(lim.loc.file, "models/vsepp.ir") && lim.loc.line > 0 && lim.loc.col > 0);
+    CHECK(itr_caption_limit(q, "train", "words", &lim) && lim.len == 8);
+    CHECK(!itr_caption_limit(q, "train", "token_feats", &lim) && lim.len == 0);
+    CHECK(!itr_caption_limit(q, "no_such_entry", NULL, &lim));
+    itr_program_free(p);
+    itr_program_free(q);
+    // A config int in the type: a constant once the model is elaborated.
+    static const char src[] =
+        "import \"modules/nn.ir\"\n"
+        "model fixed(max_words: int = 7) {\n"
+        "  dim N, B, R = 3\n"
+        "  let fc = linear(16, 4)\n"
+        "  let embed = embedding(30, 4)\n"
+        "  entry encode_image(regions: f32[N, R, 16]) -> (v) { return fc(mean(regions, axes=[1])) }\n"
+        "  entry encode_text(words: i32[B, max_words], lengths: i32[B]) -> (u) {\n"
+        "    return sum(embed(words), axes=[1])\n"
+        "  }\n"
+        "  entry score(v: f32[N, 4], u: f32[B, 4]) -> (sims) { return v @ transpose(u) }\n"
+        "}\n";
+    const char *inc[] = { ITR_SOURCE_DIR "/models" };
+    struct itr_parse_options opt = { .include_dirs = inc, .n_include_dirs = 1 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *f = itr_parse_string("fixed.ir", src, sizeof src - 1, &opt, &d);
+    if (!f) diags_report("fixed.ir: ", &d);
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(itr_caption_limit(f, "encode_text", NULL, &lim) && lim.len == 7);
+        CHECK_MSG(strcmp(lim.type, "i32[B, 7]") == 0, "type '%s'", lim.type);
+        CHECK(lim.loc.file && strcmp(lim.loc.file, "fixed.ir") == 0 && lim.loc.line == 7 && lim.loc.col == 21);
+        // Fits: evaluation pads every chunk to 7 and binds.
+        struct itr_tensor_set w;
+        CHECK(init_weights(f, 1, &w));
+        struct itr_split s;
+        make_split(&s, 3);
+        float *sims = NULL;
+        struct itr_eval_options eo = { .encode_chunk = 4 };
+        CHECK(itr_eval_sims(f, &w, &s, &eo, &sims, &d) && sims != NULL);
+        free(sims);
+        // One caption of 9 tokens: refused, naming the model's source.
+        s.lengths[11] = 9;
+        diags_reset(&d);
+        CHECK(!itr_eval_sims(f, &w, &s, &eo, &sims, &d) && sims == NULL);
+        CHECK_DIAGS_CONTAIN(&d, "caption 11 of split 'mem' has 9 tokens (with <start> and <end>); model 'fixed' reads "
+                                "at most 7 (encode_text input 'words': i32[B, 7], fixed.ir:7:21)");
+        free_split(&s);
+        itr_tensor_set_free(&w);
+        itr_program_free(f);
+    }
+    itr_diags_free(&d);
+}
+
+// Padding to the model's fixed length changes no score: the lengths mask
+// the padding. Matrix, chunks and queries agree bit for bit with the
+// unfixed model.
+TEST(fixed_caption_length_pads_and_changes_nothing) {
+    struct itr_program *p = parse_vsepp(NULL), *q = parse_small_with(ITR_SOURCE_DIR "/models/vsepp.ir", NULL, "L=9");
+    CHECK(p && q);
+    if (!p || !q) { itr_program_free(p); itr_program_free(q); return; }
+    struct itr_tensor_set w;
+    CHECK(init_weights(p, 5, &w));
+    struct itr_split s;
+    make_split(&s, 4);
+    float *a = sims_of(p, &w, &s, 0, 0, 0, false), *b = sims_of(q, &w, &s, 3, 7, 3, false);
+    CHECK(a && b);
+    if (a && b) CHECK_MSG(memcmp(a, b, 4 * 20 * sizeof *a) == 0, "a fixed caption length changed the similarities");
+    struct itr_eval_options opt = { 0 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    float *col = NULL;
+    int64_t c = 6;
+    CHECK(itr_eval_query_text(q, &w, &s, s.tokens + c * s.max_len, s.lengths[c], &opt, &col, &d));
+    if (a && col) {
+        bool same = true;
+        for (int i = 0; i < 4; i++) same &= col[i] == a[i * 20 + c];
+        CHECK_MSG(same, "a padded text query differs from column %d", (int)c);
+    }
+    free(a); free(b); free(col);
+    itr_diags_free(&d);
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(p);
+    itr_program_free(q);
+}
+
+// A caption longer than the fixed length is an error before any work, in
+// every path: the matrix, an ensemble, an image query and a text query.
+TEST(over_long_captions_are_errors) {
+    struct itr_program *q = parse_small_with(ITR_SOURCE_DIR "/models/vsepp.ir", NULL, "L=5");
+    CHECK(q != NULL);
+    if (!q) return;
+    struct itr_tensor_set w;
+    CHECK(init_weights(q, 5, &w));
+    struct itr_split s;
+    make_split(&s, 4);
+    s.lengths[19] = 6;   // at least two over-long captions (never encoded)
+    int64_t first = -1, n_over = 0;
+    for (int64_t c = 0; c < s.n_captions; c++)
+        if (s.lengths[c] > 5) { if (first < 0) first = c; n_over++; }
+    CHECK(first >= 0 && first < 19 && n_over > 1);   // make_split draws 3..6 tokens
+    char want[256];
+    snprintf(want, sizeof want, "caption %d of split 'mem' has 6 tokens (with <start> and <end>); model 'vsepp' reads "
+             "at most 5 (encode_text input 'words': i32[B, L] where L = 5, ", (int)first);
+    char note[128];
+    snprintf(note, sizeof note, "%d captions of split 'mem' are longer than 5 tokens", (int)n_over);
+    struct itr_eval_options opt = { 0 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    float *x = NULL;
+    CHECK(!itr_eval_sims(q, &w, &s, &opt, &x, &d) && x == NULL);
+    CHECK_DIAGS_CONTAIN(&d, want);
+    CHECK_DIAGS_CONTAIN(&d, "models/vsepp.ir:");
+    CHECK_DIAGS_CONTAIN(&d, note);
+    CHECK(d.n_errors == 1);
+    diags_reset(&d);
+    const struct itr_program *ps[2] = { q, q };
+    const struct itr_tensor_set *ws[2] = { &w, &w };
+    CHECK(!itr_eval_sims_ensemble(2, ps, ws, &s, &opt, &x, &d) && x == NULL);
+    CHECK_DIAGS_CONTAIN(&d, want);
+    diags_reset(&d);
+    CHECK(!itr_eval_query_image(q, &w, &s, 1, &opt, &x, &d) && x == NULL);
+    CHECK_DIAGS_CONTAIN(&d, want);
+    diags_reset(&d);
+    CHECK(!itr_eval_query_text(q, &w, &s, s.tokens + first * s.max_len, 6, &opt, &x, &d) && x == NULL);
+    CHECK_DIAGS_CONTAIN(&d, "the query has 6 tokens (with <start> and <end>); model 'vsepp' reads at most 5 "
+                            "(encode_text input 'words': i32[B, L] where L = 5, ");
+    diags_reset(&d);
+    // With a data directory the message names the captions file and line.
+    struct itr_caption_limit lim;
+    CHECK(itr_caption_limit(q, "encode_text", NULL, &lim));
+    s.dir = "data/x";
+    CHECK(!itr_caption_limit_check(&lim, &s, &d));
+    snprintf(want, sizeof want, "data/x/mem_caps.txt:%d: caption %d of split 'mem' has 6 tokens", (int)first + 1,
+             (int)first);
+    CHECK_DIAGS_CONTAIN(&d, want);
+    diags_reset(&d);
+    // Token features: the lengths file is named.
+    lim.token_feats = true;
+    int32_t lv[20];
+    for (int i = 0; i < 20; i++) lv[i] = 2;
+    lv[13] = 8;
+    s.token_lengths = itr_tensor_wrap(ITR_I32, 1, (int64_t[]){ 20 }, lv);
+    CHECK(!itr_caption_limit_check(&lim, &s, &d));
+    CHECK_DIAGS_CONTAIN(&d, "data/x/mem_caps_lens.npy: caption 13 of split 'mem' has 8 tokens; model 'vsepp' reads at "
+                            "most 5");
+    lv[13] = 5;
+    CHECK(itr_caption_limit_check(&lim, &s, &d));
+    itr_tensor_free(s.token_lengths);
+    s.token_lengths = NULL;
+    itr_diags_free(&d);
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(q);
+}
+
 TEST(topk) {
     float s[7] = { 0.1f, 0.9f, NAN, 0.5f, 0.9f, -1.0f, 0.5f };
     int64_t idx[7];
@@ -525,6 +698,9 @@ int main(void) {
     RUN(pair_scoring_model_in_chunks_equals_one_chunk);
     RUN(ensemble_is_the_average);
     RUN(queries_agree_with_the_matrix);
+    RUN(caption_limit_of_a_model);
+    RUN(fixed_caption_length_pads_and_changes_nothing);
+    RUN(over_long_captions_are_errors);
     RUN(topk);
     return test_summary();
 }
