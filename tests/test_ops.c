@@ -543,6 +543,89 @@ TEST(where_broadcasts) {
     itr_tensor_free(b);
 }
 
+// Every broadcast pattern the row-wise kernels special-case (both operands
+// contiguous, one broadcast along the row, strided rows, size-1 dims that
+// coalesce away, rank 0) against an element-by-element computation.
+static int64_t bcast_offset(const struct itr_tensor *t, int rank, const int64_t *shape, int64_t flat) {
+    int64_t off = 0, stride = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        int64_t i = flat % shape[d];
+        flat /= shape[d];
+        int k = d - (rank - t->rank);
+        if (k >= 0) {
+            if (t->shape[k] != 1) off += i * stride;
+            stride *= t->shape[k];
+        }
+    }
+    return off;
+}
+
+TEST(binary_and_where_every_stride_pattern) {
+    static const struct { int ra, rb; int64_t a[4], b[4]; } cases[] = {
+        { 3, 3, { 2, 3, 5 }, { 2, 3, 5 } },   // same shape: one long row
+        { 3, 1, { 2, 3, 5 }, { 5 } },         // b repeats per row
+        { 3, 2, { 2, 3, 5 }, { 3, 1 } },      // b broadcast along the row
+        { 2, 3, { 3, 1 }, { 2, 3, 5 } },      // a broadcast along the row
+        { 3, 3, { 2, 1, 5 }, { 1, 3, 1 } },   // both broadcast, strided rows
+        { 4, 4, { 1, 2, 1, 3 }, { 4, 1, 1, 3 } },
+        { 0, 2, { 0 }, { 3, 4 } },            // scalar
+        { 2, 0, { 3, 4 }, { 0 } },
+        { 0, 0, { 0 }, { 0 } },
+        { 3, 3, { 1, 1, 1 }, { 1, 1, 1 } },   // all dims 1
+    };
+    static const enum itr_op ops[] = { ITR_OP_ADD, ITR_OP_SUB, ITR_OP_MUL, ITR_OP_DIV, ITR_OP_MAXIMUM };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int rank = cases[ci].ra > cases[ci].rb ? cases[ci].ra : cases[ci].rb;
+        int64_t shape[4];
+        for (int d = 0; d < rank; d++) {
+            int ka = d - (rank - cases[ci].ra), kb = d - (rank - cases[ci].rb);
+            int64_t da = ka >= 0 ? cases[ci].a[ka] : 1, db = kb >= 0 ? cases[ci].b[kb] : 1;
+            shape[d] = da > db ? da : db;
+        }
+        for (int dt = 0; dt < 2; dt++) {
+            enum itr_dtype dtype = dt ? ITR_F64 : ITR_F32;
+            struct itr_tensor *a = itr_tensor_new(dtype, cases[ci].ra, cases[ci].a);
+            struct itr_tensor *b = itr_tensor_new(dtype, cases[ci].rb, cases[ci].b);
+            struct itr_tensor *cond = itr_tensor_new(ITR_BOOL, cases[ci].ra, cases[ci].a);
+            for (int64_t i = 0; i < itr_tensor_numel(a); i++) {
+                itr_tensor_set(a, i, 0.37 * (double)i - 1.1);
+                itr_tensor_set(cond, i, (double)(i % 3 == 1));
+            }
+            for (int64_t i = 0; i < itr_tensor_numel(b); i++) itr_tensor_set(b, i, 1.3 + 0.71 * (double)i);
+            int64_t n = 1;
+            for (int d = 0; d < rank; d++) n *= shape[d];
+            for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; oi++) {
+                struct oc c;
+                CHECK_MSG(bin(&c, ops[oi], a, b), "%s", c.err);
+                for (int64_t i = 0; i < n && c.n_out == 1; i++) {
+                    double x = itr_tensor_get(a, bcast_offset(a, rank, shape, i));
+                    double z = itr_tensor_get(b, bcast_offset(b, rank, shape, i));
+                    double w = ops[oi] == ITR_OP_ADD ? x + z : ops[oi] == ITR_OP_SUB ? x - z
+                             : ops[oi] == ITR_OP_MUL ? x * z : ops[oi] == ITR_OP_DIV ? x / z : (x >= z ? x : z);
+                    if (dtype == ITR_F32) w = (float)w;
+                    CHECK_MSG(itr_tensor_get(c.out[0], i) == w, "case %zu %s op %s element %lld", ci,
+                              itr_dtype_name(dtype), itr_op_name(ops[oi]), (long long)i);
+                }
+                oc_free(&c);
+            }
+            struct oc c;
+            oc_init(&c, ITR_OP_WHERE);
+            struct itr_tensor *ins[3] = { cond, a, b };
+            CHECK_MSG(oc_run(&c, 3, ins), "%s", c.err);
+            for (int64_t i = 0; i < n && c.n_out == 1; i++) {
+                bool k = itr_tensor_get(cond, bcast_offset(cond, rank, shape, i)) != 0;
+                double w = k ? itr_tensor_get(a, bcast_offset(a, rank, shape, i))
+                             : itr_tensor_get(b, bcast_offset(b, rank, shape, i));
+                CHECK_MSG(itr_tensor_get(c.out[0], i) == w, "where case %zu element %lld", ci, (long long)i);
+            }
+            oc_free(&c);
+            itr_tensor_free(a);
+            itr_tensor_free(b);
+            itr_tensor_free(cond);
+        }
+    }
+}
+
 // ------------------------------------------------------------ reductions
 
 static bool red(struct oc *c, enum itr_op op, struct itr_tensor *x, int n_axes, const int64_t *axes, bool keep) {
@@ -1555,6 +1638,7 @@ int main(void) {
         op_tests[i].fn();
         if (test_current_failed_) test_failed_++; else test_passed_++;
     }
+    RUN(binary_and_where_every_stride_pattern);
     RUN(philox_known_answers);
     RUN(f64_mode_widens_f32_values);
     RUN(every_op_has_a_test);

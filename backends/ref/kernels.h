@@ -160,6 +160,50 @@ static inline void nd_next(struct nd_iter *it) {
     }
 }
 
+// Merges adjacent dims that every operand walks as one (stride[d-1] ==
+// stride[d] * shape[d] for all operands), and drops size-1 dims, so the
+// innermost dim is as long as possible. Call after setting the strides and
+// before iterating; the visiting order is unchanged.
+static inline void nd_coalesce(struct nd_iter *it) {
+    int r = 0;
+    for (int d = 0; d < it->rank; d++) {
+        if (it->shape[d] == 1 && it->rank > 1) continue;
+        bool merge = r > 0;
+        for (int k = 0; merge && k < it->n_ops; k++)
+            merge = it->stride[k][r - 1] == it->stride[k][d] * it->shape[d];
+        if (merge) {
+            it->shape[r - 1] *= it->shape[d];
+            for (int k = 0; k < it->n_ops; k++) it->stride[k][r - 1] = it->stride[k][d];
+            continue;
+        }
+        it->shape[r] = it->shape[d];
+        for (int k = 0; k < it->n_ops; k++) it->stride[k][r] = it->stride[k][d];
+        r++;
+    }
+    if (r == 0) {   // all dims had size 1
+        it->shape[0] = 1;
+        for (int k = 0; k < it->n_ops; k++) it->stride[k][0] = 0;
+        r = 1;
+    }
+    it->rank = r;
+}
+
+// Row-wise iteration of a coalesced iterator: nd_rows_init turns it into an
+// iterator over all dims but the innermost and returns the row length;
+// inner[k] is operand k's innermost stride. Each nd_next then moves to the
+// next row. A rank-0 shape is one row of one element.
+static inline int64_t nd_rows_init(struct nd_iter *it, int64_t *inner) {
+    if (it->rank == 0) {
+        for (int k = 0; k < it->n_ops; k++) inner[k] = 0;
+        return 1;
+    }
+    int last = it->rank - 1;
+    for (int k = 0; k < it->n_ops; k++) inner[k] = it->stride[k][last];
+    int64_t len = it->shape[last];
+    it->rank = last;
+    return len;
+}
+
 // Strides that read tensor t broadcast (numpy, right-aligned) to a shape of
 // rank `rank`; false if t does not broadcast to it.
 static inline bool bcast_strides(const struct itr_tensor *t, int rank, const int64_t *shape, int64_t *strides) {
