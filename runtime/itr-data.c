@@ -3,7 +3,7 @@
 //
 //   itr-data vocab build CAPTIONS.txt... -o vocab.json [--min-count N]
 //   itr-data verify DIR [--vocab FILE]
-//   itr-data synth OUT_DIR [--images N] ...
+//   itr-data synth OUT_DIR [--images N] ... [--token-feats F]
 //
 // Exit codes: 0 ok, 1 user error, 2 internal error.
 #include <errno.h>
@@ -144,7 +144,7 @@ static int cmd_synth(const char *operand, int argc, char **argv) {
     static const struct { const char *name; int64_t lo, hi; } int_opts[] = {
         { "--images", 1, 100000000 }, { "--dev", 1, 100000000 }, { "--test", 1, 100000000 },
         { "--regions", 1, 1000000 },  { "--dim", 1, 1000000 },    { "--seed", 0, INT64_MAX },
-        { "--objects", 1, 1000000 },  { "--attributes", 1, 1000000 },
+        { "--objects", 1, 1000000 },  { "--attributes", 1, 1000000 }, { "--token-feats", 0, 4096 },
     };
     for (int i = 1; i < argc; i++) {
         bool matched = false;
@@ -162,7 +162,8 @@ static int cmd_synth(const char *operand, int argc, char **argv) {
             case 4: o.dim = (int)x; break;
             case 5: o.seed = (uint64_t)x; break;
             case 6: o.n_objects = (int)x; break;
-            default: o.n_attributes = (int)x; break;
+            case 7: o.n_attributes = (int)x; break;
+            default: o.token_dim = (int)x; break;
             }
         }
         if (matched) continue;
@@ -175,7 +176,7 @@ static int cmd_synth(const char *operand, int argc, char **argv) {
             o.noise = x;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return usage_error("synth", "unknown option '%s'; options: --images, --dev, --test, --regions, --dim, "
-                               "--seed, --objects, --attributes, --noise", argv[i]);
+                               "--seed, --objects, --attributes, --noise, --token-feats", argv[i]);
         } else if (dir) {
             return usage_error("synth", "one output directory only; '%s' is a second", argv[i]);
         } else {
@@ -186,8 +187,10 @@ static int cmd_synth(const char *operand, int argc, char **argv) {
     struct itr_diags d;
     itr_diags_init(&d);
     if (!itr_synth_generate(dir, &o, &d)) return finish(&d, ITR_EXIT_USER);
-    printf("wrote %s: %" PRId64 "/%" PRId64 "/%" PRId64 " train/dev/test images, %dx%d regions (seed %" PRIu64 ")\n",
-           dir, o.n_train, o.n_dev, o.n_test, o.regions, o.dim, o.seed);
+    printf("wrote %s: %" PRId64 "/%" PRId64 "/%" PRId64 " train/dev/test images, %dx%d regions", dir, o.n_train,
+           o.n_dev, o.n_test, o.regions, o.dim);
+    if (o.token_dim) printf(", token features %d", o.token_dim);
+    printf(" (seed %" PRIu64 ")\n", o.seed);
     return finish(&d, ITR_EXIT_OK);
 }
 
@@ -220,7 +223,10 @@ static const struct itr_cli_command commands[] = {
       "  --dim D             region feature size\n"
       "  --seed S            seed (same seed, same bytes)\n"
       "  --objects N, --attributes N   concept vocabulary sizes\n"
-      "  --noise X           feature noise relative to the prototypes\n",
+      "  --noise X           feature noise relative to the prototypes\n"
+      "  --token-feats F     also write per-token text features of size F (0 = none, the default):\n"
+      "                      {split}_caps_feats.npy f32 [captions, L, F] + {split}_caps_lens.npy,\n"
+      "                      a frozen text encoder's stand-in for TERN and VSE-inf (docs/data.md)\n",
       cmd_synth },
 };
 

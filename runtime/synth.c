@@ -24,6 +24,7 @@
 
 #include "ir/fileio.h"
 #include "ir/rng.h"
+#include "runtime/data.h"
 #include "runtime/npy.h"
 
 // ---------------------------------------------------------------- word tables
@@ -94,6 +95,10 @@ static int n_synonyms(enum itr_synth_kind kind, int id) {
 #define BG_WEIGHT 0.6
 #define OUT_SCALE 0.5
 #define GROUP 4
+// Token features (docs/data.md): amplitude of the sinusoidal position term
+// added to each word's N(0, 1) code, and the largest feature size accepted.
+#define TOKEN_POS_SCALE 0.1
+#define TOKEN_DIM_MAX 4096
 
 void itr_synth_defaults(struct itr_synth_options *o) {
     // Scaled down from the real 36 x 2048 layout so that `make demo` trains
@@ -107,6 +112,7 @@ void itr_synth_defaults(struct itr_synth_options *o) {
     o->n_objects = N_OBJECTS_TABLE;
     o->n_attributes = 12;
     o->noise = 0.5;
+    o->token_dim = 0;
 }
 
 static bool check_options(const struct itr_synth_options *o, struct itr_diags *d) {
@@ -124,6 +130,8 @@ static bool check_options(const struct itr_synth_options *o, struct itr_diags *d
     if (o->n_attributes < 2 || o->n_attributes > N_ATTRIBUTES_TABLE)
         BAD("synthetic data: n_attributes must be in [2, %d], not %d", N_ATTRIBUTES_TABLE, o->n_attributes);
     if (!(o->noise >= 0 && o->noise <= 100)) BAD("synthetic data: noise must be in [0, 100], not %g", o->noise);
+    if (o->token_dim < 0 || o->token_dim > TOKEN_DIM_MAX)
+        BAD("synthetic data: token_dim must be in [0, %d] (0 = no token features), not %d", TOKEN_DIM_MAX, o->token_dim);
 #undef BAD
     return ok;
 }
@@ -606,6 +614,128 @@ static bool write_split(const char *out_dir, const char *split, int64_t n, const
     return ok;
 }
 
+// ---------------------------------------------------------------- token features
+
+// Stand-ins for a frozen text encoder's per-token outputs (docs/data.md,
+// "Token features of the synthetic set"). Each caption is encoded exactly as
+// the loader encodes it (itr_encode_caption with the vocabulary just
+// written: <start>, the words, <end>, out-of-vocabulary words as <unk>), and
+// token t of word id w gets
+//     code_w[e] + TOKEN_POS_SCALE * pe(t, e),   e < F,
+// code_w[e] ~ N(0, 1) from the stream (seed, "itr.synth.token_codes") at
+// index w * 2^24 + e (so a word's code is the same in every split and F only
+// truncates it), pe the transformer's sinusoid: sin(t ω_k) at e = 2k,
+// cos(t ω_k) at e = 2k + 1, ω_k = 10000^(-2k/F). Padding rows stay zero.
+static bool write_token_split(const char *out_dir, const char *split, int64_t n_images, const char *caps,
+                              const struct itr_vocab *v, const double *codes, int F, struct itr_diags *d) {
+    char path[4200];
+    int64_t n = 5 * n_images;
+    int32_t *lens = malloc(sizeof *lens * (size_t)n);
+    int32_t *ids = NULL;
+    size_t n_ids = 0, cap_ids = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    bool ok = lens != NULL;
+    int64_t L = 1;
+    const char *p = caps;
+    for (int64_t c = 0; ok && c < n; c++) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len + 3 > line_cap) {
+            line_cap = 2 * (len + 3);
+            char *q = realloc(line, line_cap);
+            if (!q) { ok = false; break; }
+            line = q;
+        }
+        memcpy(line, p, len);
+        line[len] = 0;
+        // Every token holds at least one byte of the caption: len + 2 slots
+        // with <start> and <end>.
+        if (n_ids + len + 2 > cap_ids) {
+            cap_ids = 2 * (n_ids + len + 2) + 1024;
+            int32_t *q = realloc(ids, sizeof *ids * cap_ids);
+            if (!q) { ok = false; break; }
+            ids = q;
+        }
+        int k = itr_encode_caption(v, line, ids + n_ids, (int)(len + 2), NULL);
+        if (k < 1) {
+            itr_diag_error(d, ITR_NOLOC, "%s/%s_caps.txt: caption %" PRId64 " does not encode (internal error)", out_dir,
+                           split, c);
+            free(lens);
+            free(ids);
+            free(line);
+            return false;
+        }
+        lens[c] = k;
+        n_ids += (size_t)k;
+        if (k > L) L = k;
+        p = e ? e + 1 : p + len;
+    }
+    free(line);
+    struct itr_tensor *f = ok ? itr_tensor_new(ITR_F32, 3, (int64_t[]){ n, L, F }) : NULL;
+    struct itr_tensor *l = f ? itr_tensor_wrap(ITR_I32, 1, (int64_t[]){ n }, lens) : NULL;
+    double *pe = l ? malloc(sizeof(double) * (size_t)L * (size_t)F) : NULL;
+    if (!pe) {
+        itr_diag_error(d, ITR_NOLOC, "%s/%s_caps_feats.npy: out of memory for %" PRId64 " x %" PRId64 " x %d floats",
+                       out_dir, split, n, L, F);
+        itr_tensor_free(f);
+        itr_tensor_free(l);
+        free(lens);
+        free(ids);
+        return false;
+    }
+    for (int64_t t = 0; t < L; t++)
+        for (int e = 0; e < F; e++) {
+            double omega = pow(10000.0, -(double)(e - e % 2) / (double)F);
+            pe[(size_t)t * (size_t)F + (size_t)e] = e % 2 ? cos((double)t * omega) : sin((double)t * omega);
+        }
+    float *out = f->data;
+    size_t at = 0;
+    for (int64_t c = 0; c < n; c++)
+        for (int64_t t = 0; t < lens[c]; t++, at++) {
+            const double *code = codes + (size_t)ids[at] * (size_t)F, *pos = pe + (size_t)t * (size_t)F;
+            float *row = out + ((size_t)c * (size_t)L + (size_t)t) * (size_t)F;
+            for (int e = 0; e < F; e++) row[e] = (float)(code[e] + TOKEN_POS_SCALE * pos[e]);
+        }
+    snprintf(path, sizeof path, "%s/%s_caps_feats.npy", out_dir, split);
+    ok = itr_npy_write(path, f, d);
+    if (ok) {
+        snprintf(path, sizeof path, "%s/%s_caps_lens.npy", out_dir, split);
+        ok = itr_npy_write(path, l, d);
+    }
+    itr_tensor_free(f);
+    itr_tensor_free(l);
+    free(pe);
+    free(lens);
+    free(ids);
+    return ok;
+}
+
+static bool write_token_features(const char *out_dir, const struct itr_synth_options *o, char *const caps[3],
+                                 struct itr_diags *d) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/vocab.json", out_dir);
+    struct itr_vocab v;
+    if (!itr_vocab_read(path, &v, d)) return false;
+    int F = o->token_dim;
+    double *codes = malloc(sizeof(double) * (size_t)v.n * (size_t)F);
+    bool ok = codes != NULL;
+    if (!ok) itr_diag_error(d, ITR_NOLOC, "%s: out of memory for the token codes", out_dir);
+    if (ok) {
+        uint64_t salt = itr_rng_salt_of_name("itr.synth.token_codes");
+        for (int w = 0; w < v.n; w++)
+            for (int e = 0; e < F; e++)
+                codes[(size_t)w * (size_t)F + (size_t)e] = itr_rng_normal_f64(o->seed, salt, ((uint64_t)w << 24) + (uint64_t)e);
+        static const char *const splits[] = { "train", "dev", "test" };
+        const int64_t ns[] = { o->n_train, o->n_dev, o->n_test };
+        for (int k = 0; ok && k < 3; k++)
+            ok = write_token_split(out_dir, splits[k], ns[k], caps[k], &v, codes, F, d);
+    }
+    free(codes);
+    itr_vocab_free(&v);
+    return ok;
+}
+
 static bool write_readme(const char *out_dir, const struct itr_synth_options *o, struct itr_diags *d) {
     char path[4200], text[2048];
     snprintf(path, sizeof path, "%s/README.txt", out_dir);
@@ -614,10 +744,16 @@ static bool write_readme(const char *out_dir, const struct itr_synth_options *o,
         "Layout: {train,dev,test}_ims.npy f32 [images, regions, dim], one row per image (im_div 5);\n"
         "{split}_caps.txt, 5 captions per image in image order; vocab.json built from the train captions.\n"
         "Real BUTD features are 36 x 2048; this set is scaled down for small CPUs unless told otherwise.\n"
+        "%s"
         "Same options give byte-identical files on every machine.\n\n"
         "n_train %" PRId64 "\nn_dev %" PRId64 "\nn_test %" PRId64 "\nregions %d\ndim %d\nseed %" PRIu64
         "\nn_objects %d\nn_attributes %d\nnoise %.17g\n",
+        o->token_dim > 0 ? "{split}_caps_feats.npy f32 [captions, L, token_dim] + {split}_caps_lens.npy i32 [captions]:\n"
+                           "stand-in token features (a word code per token + a position term), L = longest caption.\n"
+                         : "",
         o->n_train, o->n_dev, o->n_test, o->regions, o->dim, o->seed, o->n_objects, o->n_attributes, o->noise);
+    if (o->token_dim > 0 && len > 0 && (size_t)len < sizeof text)
+        len += snprintf(text + len, sizeof text - (size_t)len, "token_dim %d\n", o->token_dim);
     const void *parts[] = { text };
     size_t lens[] = { (size_t)len };
     return itr_file_write_atomic(path, parts, lens, 1, d);
@@ -627,16 +763,20 @@ bool itr_synth_generate(const char *out_dir, const struct itr_synth_options *o, 
     if (!check_options(o, d) || !make_dirs(out_dir, d)) return false;
     struct itr_synth_model *m = itr_synth_model_new(o, d);
     if (!m) return false;
-    char *train_caps = NULL;
-    bool ok = write_split(out_dir, "train", o->n_train, o, m, &train_caps, d) &&
-              write_split(out_dir, "dev", o->n_dev, o, m, NULL, d) &&
-              write_split(out_dir, "test", o->n_test, o, m, NULL, d);
+    // The train captions make the vocabulary; token features need every
+    // split's captions, encoded with that vocabulary once it is written.
+    char *caps[3] = { NULL, NULL, NULL };
+    bool feats = o->token_dim > 0;
+    bool ok = write_split(out_dir, "train", o->n_train, o, m, &caps[0], d) &&
+              write_split(out_dir, "dev", o->n_dev, o, m, feats ? &caps[1] : NULL, d) &&
+              write_split(out_dir, "test", o->n_test, o, m, feats ? &caps[2] : NULL, d);
     if (ok) {
         char path[4200];
         snprintf(path, sizeof path, "%s/vocab.json", out_dir);
-        ok = write_vocab(path, train_caps, d) && write_readme(out_dir, o, d);
+        ok = write_vocab(path, caps[0], d) && (!feats || write_token_features(out_dir, o, caps, d)) &&
+             write_readme(out_dir, o, d);
     }
-    free(train_caps);
+    for (int k = 0; k < 3; k++) free(caps[k]);
     itr_synth_model_free(m);
     return ok;
 }

@@ -17,11 +17,16 @@ struct itr_synth_options {
     uint64_t seed;
     int n_objects, n_attributes;      // concept vocabulary sizes
     double noise;                     // feature noise std relative to prototypes
+    int token_dim;                    // F of the per-token text features (0 = none, the default)
 };
 
 void itr_synth_defaults(struct itr_synth_options *o);   // the small default set `make demo` uses
 // Writes OUT_DIR/{train,dev,test}_{ims.npy,caps.txt}, OUT_DIR/vocab.json and
 // OUT_DIR/README.txt (the options, for reproducibility). Atomic per file.
+// With token_dim F > 0 also {split}_caps_feats.npy f32 [n_captions, L, F] and
+// {split}_caps_lens.npy i32 [n_captions]: stand-ins for a frozen text
+// encoder's per-token outputs over the loader's encoding of each caption
+// (<start> words <end>; L = the split's longest), docs/data.md.
 bool itr_synth_generate(const char *out_dir, const struct itr_synth_options *o, struct itr_diags *d);
 
 // ---- introspection, for oracles and tests (additive to the generator).

@@ -1,6 +1,7 @@
 // The synthetic data set: determinism, the layout of every file, captions
 // that say what their image holds, hard negatives, and a training-free check
 // that word-region alignment beats mean pooling on those hard negatives.
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -381,6 +382,169 @@ TEST(bad_options_are_reported) {
     CHECK_DIAGS_CONTAIN(&d, "regions must be in [4, 4096], not 2");
     CHECK_DIAGS_CONTAIN(&d, "n_objects must be in");
     itr_diags_free(&d);
+    o = tiny();
+    o.token_dim = 5000;
+    itr_diags_init(&d);
+    CHECK(!itr_synth_generate(tmp_path("bad"), &o, &d));
+    CHECK_DIAGS_CONTAIN(&d, "token_dim must be in [0, 4096] (0 = no token features), not 5000");
+    itr_diags_free(&d);
+}
+
+// ------------------------------------------------------------ token features
+
+static const char *const TOKEN_FILES[] = { "train_caps_feats.npy", "train_caps_lens.npy", "dev_caps_feats.npy",
+                                           "dev_caps_lens.npy",    "test_caps_feats.npy", "test_caps_lens.npy" };
+#define N_TOKEN_FILES ((int)(sizeof TOKEN_FILES / sizeof TOKEN_FILES[0]))
+
+static bool exists_in(const char *sub, const char *name) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s/%s", tmpdir, sub, name);
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+// The option adds files and changes nothing else: every other file is
+// byte-identical to the set without token features (README.txt aside, which
+// records the option), and the new files are a pure function of the options.
+TEST(token_features_are_deterministic_and_additive) {
+    struct itr_synth_options o = tiny();
+    CHECK(o.token_dim == 0);
+    CHECK(generate("tok0", &o));
+    for (int i = 0; i < N_TOKEN_FILES; i++)
+        CHECK_MSG(!exists_in("tok0", TOKEN_FILES[i]), "%s written without token_dim", TOKEN_FILES[i]);
+    o.token_dim = 12;
+    CHECK(generate("toka", &o));
+    CHECK(generate("tokb", &o));
+    for (int i = 0; i < N_FILES; i++) {
+        if (!strcmp(FILES[i], "README.txt")) continue;
+        size_t la, lb;
+        char *a = file_in("tok0", FILES[i], &la), *b = file_in("toka", FILES[i], &lb);
+        CHECK_MSG(a && b && la == lb && !memcmp(a, b, la), "%s changes with token_dim", FILES[i]);
+        free(a);
+        free(b);
+    }
+    for (int i = 0; i < N_TOKEN_FILES; i++) {
+        size_t la, lb;
+        char *a = file_in("toka", TOKEN_FILES[i], &la), *b = file_in("tokb", TOKEN_FILES[i], &lb);
+        CHECK_MSG(a && b && la == lb && !memcmp(a, b, la), "%s differs between two runs", TOKEN_FILES[i]);
+        free(a);
+        free(b);
+    }
+    size_t len;
+    char *readme = file_in("toka", "README.txt", &len);
+    CHECK_STR_CONTAINS(readme, "token_dim 12");
+    free(readme);
+    // Pinned like tiny_set_is_pinned: the lengths involve no libm call, the
+    // features go through log, cos (the normal draws), pow, sin and cos.
+    const char *names[] = { "test_caps_lens.npy", "test_caps_feats.npy" };
+    const unsigned long long want[] = { 0x942c7b939aaf13b9ULL, 0x0bf74f9ecc30ce56ULL };
+    for (int i = 0; i < 2; i++) {
+        char *b = file_in("toka", names[i], &len);
+        unsigned long long h = b ? (unsigned long long)XXH64(b, len, 0) : 0;
+        CHECK_MSG(h == want[i], "%s: XXH64 %016llx, pinned %016llx", names[i], h, want[i]);
+        free(b);
+    }
+    o.seed = 8;
+    CHECK(generate("tokc", &o));
+    size_t la, lc;
+    char *a = file_in("toka", "test_caps_feats.npy", &la), *c = file_in("tokc", "test_caps_feats.npy", &lc);
+    CHECK(a && c && (la != lc || memcmp(a, c, la) != 0));
+    free(a);
+    free(c);
+}
+
+// Shapes, dtypes and lengths agree with what the loader makes of the
+// captions; each token's vector is its word's code plus a small term of its
+// position only; padding is zero.
+TEST(token_features_match_the_loader) {
+    struct itr_synth_options o = tiny();
+    o.token_dim = 12;
+    CHECK(generate("tokl", &o));
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_vocab v = { 0 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/tokl/vocab.json", tmpdir);
+    CHECK(itr_vocab_read(path, &v, &d));
+    snprintf(path, sizeof path, "%s/tokl", tmpdir);
+    const char *splits[] = { "train", "dev", "test" };
+    int64_t ns[] = { o.n_train, o.n_dev, o.n_test };
+    const int F = 12;
+    // The first vector seen of each (word id, position), and of each word at
+    // position 1, to compare with every later occurrence.
+    enum { MAXW = 512, MAXP = 64 };
+    static float first[MAXW][MAXP][12];
+    static bool seen[MAXW][MAXP];
+    memset(seen, 0, sizeof seen);
+    int64_t same_checked = 0;
+    double pos_diff_max = 0, word_diff_min = INFINITY;
+    for (int k = 0; k < 3 && v.n > 0; k++) {
+        struct itr_split s = { 0 };
+        bool ok = itr_split_open(path, splits[k], &v, &s, &d);
+        CHECK_MSG(ok, "%s does not open", splits[k]);
+        if (!ok) continue;
+        const struct itr_tensor *f = s.token_feats, *l = s.token_lengths;
+        CHECK(f && l);
+        if (!f || !l) { itr_split_close(&s); continue; }
+        CHECK(f->dtype == ITR_F32 && f->rank == 3 && l->dtype == ITR_I32 && l->rank == 1);
+        CHECK(f->shape[0] == 5 * ns[k] && l->shape[0] == 5 * ns[k] && f->shape[2] == F);
+        // L is the split's longest encoded caption; lengths count <start> and <end>.
+        CHECK_MSG(f->shape[1] == s.max_len, "%s: L %" PRId64 ", longest caption %d", splits[k], f->shape[1], s.max_len);
+        const int32_t *lv = l->data;
+        const float *fv = f->data;
+        int64_t L = f->shape[1];
+        for (int64_t c = 0; c < s.n_captions; c++) {
+            CHECK_MSG(lv[c] == s.lengths[c], "%s caption %" PRId64 ": length %d, loader %d", splits[k], c, lv[c],
+                      s.lengths[c]);
+            for (int64_t t = 0; t < L; t++) {
+                const float *row = fv + (c * L + t) * F;
+                if (t >= lv[c]) {
+                    for (int e = 0; e < F; e++) CHECK(row[e] == 0);
+                    continue;
+                }
+                int32_t id = s.tokens[c * s.max_len + t];
+                if (t == 0) CHECK(id == ITR_VOCAB_START);
+                if (t == lv[c] - 1) CHECK(id == ITR_VOCAB_END);
+                for (int e = 0; e < F; e++) CHECK(isfinite(row[e]));
+                if (id >= MAXW || t >= MAXP) continue;
+                if (!seen[id][t]) {
+                    memcpy(first[id][t], row, sizeof first[id][t]);
+                    seen[id][t] = true;
+                } else {
+                    CHECK(!memcmp(first[id][t], row, sizeof first[id][t]));
+                    same_checked++;
+                }
+            }
+        }
+        itr_split_close(&s);
+    }
+    // The same word at two positions is close; two words are far apart.
+    for (int w = 0; w < MAXW; w++)
+        for (int t = 1; t < MAXP; t++) {
+            if (!seen[w][t]) continue;
+            for (int u = 1; u < MAXP; u++) {
+                if (!seen[w][u] || u == t) continue;
+                double dd = 0;
+                for (int e = 0; e < F; e++) dd += (first[w][t][e] - first[w][u][e]) * (first[w][t][e] - first[w][u][e]);
+                if (sqrt(dd) > pos_diff_max) pos_diff_max = sqrt(dd);
+            }
+            for (int x = 0; x < w; x++) {
+                if (!seen[x][t]) continue;
+                double dd = 0;
+                for (int e = 0; e < F; e++) dd += (first[w][t][e] - first[x][t][e]) * (first[w][t][e] - first[x][t][e]);
+                if (sqrt(dd) < word_diff_min) word_diff_min = sqrt(dd);
+            }
+        }
+    printf("  token features: %" PRId64 " repeated (word, position) pairs identical; same word, other position: "
+           "distance <= %.3f; other word, same position: >= %.3f\n", same_checked, pos_diff_max, word_diff_min);
+    CHECK(same_checked > 100);
+    CHECK(pos_diff_max > 0 && pos_diff_max < 0.2 * sqrt(2.0 * F));
+    CHECK(word_diff_min > 2 * pos_diff_max);
+    CHECK(itr_data_verify(path, NULL, &d));
+    if (itr_diags_has_errors(&d)) diags_report("token features: ", &d);
+    itr_vocab_free(&v);
+    itr_diags_free(&d);
 }
 
 // ------------------------------------------------------------ learnability
@@ -538,6 +702,8 @@ int main(void) {
     RUN(captions_mention_their_objects);
     RUN(hard_negatives_exist);
     RUN(bad_options_are_reported);
+    RUN(token_features_are_deterministic_and_additive);
+    RUN(token_features_match_the_loader);
     RUN(alignment_beats_mean_pooling_on_hard_negatives);
     tmpdir_remove();
     return test_summary();
