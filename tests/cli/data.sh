@@ -76,5 +76,36 @@ check test ! -e "$TMP/v3.json" "no vocabulary after an error"
 run 0 "synth" "$ITR_DATA" synth "$TMP/syn" --images 20 --dev 5 --test 5 --regions 4 --dim 8 --seed 3
 run 0 "verify the synthetic set" "$ITR_DATA" verify "$TMP/syn"
 matches "$OUT" "^train +20 images +100 captions +regions 4x8" "synthetic train summary"
+check test ! -e "$TMP/syn/train_caps_feats.npy" "no token features by default"
+
+# ---- synth --token-feats: token features that verify, and a TERN plan
+# (the frozen-encoder variant reads them) that trains and evaluates on them
+run 0 "synth --help lists --token-feats" "$ITR_DATA" synth --help
+contains "$OUT" "--token-feats F" "synth help lists --token-feats"
+run 1 "synth with a bad --token-feats" "$ITR_DATA" synth "$TMP/synbad" --token-feats 5000
+contains "$ERR" "--token-feats" "bad --token-feats is named"
+T=$TMP/syntok
+run 0 "synth --token-feats" "$ITR_DATA" synth "$T" --images 20 --dev 5 --test 5 --regions 4 --dim 8 --seed 3 \
+  --token-feats 16
+contains "$OUT" "token features 16" "synth reports the token features"
+for f in train_ims.npy train_caps.txt dev_ims.npy dev_caps.txt test_ims.npy test_caps.txt vocab.json; do
+  check cmp -s "$TMP/syn/$f" "$T/$f" "$f unchanged by --token-feats"
+done
+run 0 "verify the synthetic set with token features" "$ITR_DATA" verify "$T"
+for s in train dev test; do
+  matches "$OUT" "^$s .* token features 16$" "$s token features reported"
+done
+contains "$OUT" "$T: ok" "verify ok with token features"
+run 0 "compile a small TERN" "$ITRC" compile "$SRC/models/tern.ir" -D d_img=16 -D img_heads=2 -D img_ff=32 \
+  -D n_img_layers=1 -D D=16 -D heads=2 -D ff=32 -D n_shared_layers=1 -D tok_dim=16 -D img_dim=8 -D R=4 \
+  -D dropout_p=0 -o "$TMP/tern.plan"
+run 0 "train TERN on the token features" "$ITR_RUN" "$TMP/tern.plan" train --data "$T" --epochs 1 \
+  --batch-size 10 --lr 0.001 --out "$TMP/tern-run"
+contains "$OUT" "trained 10 steps" "TERN trained one epoch"
+check test -f "$TMP/tern-run/best.safetensors" "TERN checkpoint written"
+run 0 "evaluate TERN on the token features" "$ITR_RUN" "$TMP/tern.plan" eval --data "$T" --split test \
+  --weights "$TMP/tern-run/best.safetensors" --json -q
+matches "$OUT" '"rsum": [0-9.]+' "TERN eval prints an rsum"
+contains "$OUT" '"n_captions": 25' "TERN eval covers the test captions"
 
 summary
