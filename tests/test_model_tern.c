@@ -20,7 +20,6 @@
 #include "ir/text.h"
 #include "runtime/data.h"
 #include "runtime/eval.h"
-#include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/synth.h"
 #include "runtime/trainer.h"
@@ -307,49 +306,12 @@ TEST(configurations_check) {
 
 // ---------------------------------------------------------------- learning
 
-// The synthetic generator writes no token features. Ours stand in for a
-// frozen text encoder: each caption token (the split's word ids, <start>
-// first, which plays BERT's [CLS]) maps to a fixed pseudo-random vector of
-// its id, plus a small position code, so that features carry the words
-// but nothing is learned before the model.
+// Token features from the synthetic generator (token_dim, runtime/synth.h):
+// stand-ins for a frozen text encoder, each caption token (the loader's
+// encoding, <start> first, which plays BERT's [CLS]) a fixed N(0, 1) code of
+// its word id plus a small sinusoidal position term, so that the features
+// carry the words and their order but nothing is learned before the model.
 #define LEARN_TOK 16
-static double token_code(int32_t id, int e) {
-    uint64_t h = (uint64_t)(uint32_t)id * 0x9E3779B97F4A7C15ull ^ (uint64_t)e * 0xC2B2AE3D27D4EB4Full;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 32;
-    return ((double)(h >> 11) / 9007199254740992.0) * 2.0 - 1.0;
-}
-
-static bool write_token_features(const char *dir, const char *split, const struct itr_vocab *v) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_split s;
-    bool ok = itr_split_open(dir, split, v, &s, &d);
-    if (ok) {
-        int64_t n = s.n_captions, L = s.max_len;
-        struct itr_tensor *f = itr_tensor_new(ITR_F32, 3, (int64_t[]){ n, L, LEARN_TOK });
-        struct itr_tensor *l = itr_tensor_new(ITR_I32, 1, (int64_t[]){ n });
-        float *fd = f->data;
-        for (int64_t c = 0; c < n; c++) {
-            ((int32_t *)l->data)[c] = s.lengths[c];
-            for (int64_t t = 0; t < s.lengths[c]; t++)
-                for (int e = 0; e < LEARN_TOK; e++)
-                    fd[(c * L + t) * LEARN_TOK + e] =
-                        (float)(token_code(s.tokens[c * L + t], e) + 0.1 * sin((double)(t + 1) * (e + 1)));
-        }
-        char fp[700], lp[700];
-        snprintf(fp, sizeof fp, "%s/%s_caps_feats.npy", dir, split);
-        snprintf(lp, sizeof lp, "%s/%s_caps_lens.npy", dir, split);
-        ok = itr_npy_write(fp, f, &d) && itr_npy_write(lp, l, &d);
-        itr_tensor_free(f);
-        itr_tensor_free(l);
-        itr_split_close(&s);
-    }
-    if (!ok) diags_report("writing token features: ", &d);
-    itr_diags_free(&d);
-    return ok;
-}
 
 // Dropout 0 and VSE∞'s warm-up (4 epochs of the sum hinge, then
 // max-violation): with TERN's dropout 0.1 and max-violation from the first
@@ -376,9 +338,8 @@ static struct itr_program *compile_learn(void) {
 }
 
 TEST(learns_well_above_chance) {
-    char dir[512], vocab[700];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s", tmp_path("learn"));
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
     struct itr_synth_options so;
     itr_synth_defaults(&so);
     so.n_train = 300;
@@ -387,14 +348,11 @@ TEST(learns_well_above_chance) {
     so.regions = 4;
     so.dim = 32;
     so.seed = 11;
+    so.token_dim = LEARN_TOK;
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_vocab v;
-    memset(&v, 0, sizeof v);
-    bool ok = itr_synth_generate(dir, &so, &d) && itr_vocab_read(vocab, &v, &d);
+    bool ok = itr_synth_generate(dir, &so, &d);
     if (!ok) diags_report("making the synthetic set: ", &d);
-    for (int i = 0; ok && i < 3; i++) ok = write_token_features(dir, (const char *[]){ "train", "dev", "test" }[i], &v);
-    if (ok) itr_vocab_free(&v);
     CHECK(ok);
     struct itr_program *p = ok ? compile_learn() : NULL;
     CHECK(p != NULL);
