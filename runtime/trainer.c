@@ -589,7 +589,8 @@ static void report_startup(FILE *f, const struct itr_split *tr, const struct itr
         switch (b[i].src) {
         case SRC_REGIONS: from = "train_ims.npy (the caption's image)"; break;
         case SRC_WORDS: case SRC_LENGTHS: from = "train_caps.txt"; break;
-        case SRC_TFEATS: case SRC_TLENS: from = "train_caps_feats.npy"; break;
+        case SRC_TFEATS: from = "train_caps_feats.npy"; break;
+        case SRC_TLENS: from = "train_caps_lens.npy"; break;
         case SRC_EPOCH: from = "the epoch (0-based)"; break;
         case SRC_OPTION: from = !strcmp(b[i].name, "lr") ? "the schedule" : !strcmp(b[i].name, "step") ? "the step"
                                                                                                       : "the seed";
