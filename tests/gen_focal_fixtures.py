@@ -48,6 +48,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fixturegen import bigru_name, hinge
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "focal")
 
@@ -132,24 +134,8 @@ class BFAN(nn.Module):
                                lengths.tolist(), focal, agg)
 
 
-def hinge(s, margin=0.2):
-    """ContrastiveLoss with max_violation on s [images, captions] (§3.1)."""
-    diagonal = s.diag().view(s.size(0), 1)
-    cost_s = (margin + s - diagonal.expand_as(s)).clamp(min=0)
-    cost_im = (margin + s - diagonal.t().expand_as(s)).clamp(min=0)
-    eye = torch.eye(s.size(0)) > 0.5
-    cost_s = cost_s.masked_fill(eye, 0).max(1)[0]
-    cost_im = cost_im.masked_fill(eye, 0).max(0)[0]
-    return cost_s.sum() + cost_im.sum()
-
-
 def itrc_name(name):
-    for tp, ip in (("weight_ih", "w_ih"), ("weight_hh", "w_hh"), ("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
-        if name == "rnn.%s_l0" % tp:
-            return "rnn.fwd." + ip
-        if name == "rnn.%s_l0_reverse" % tp:
-            return "rnn.bwd." + ip
-    return name
+    return bigru_name(name, "rnn")
 
 
 def save(name, a):

@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fixturegen import hinge
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "gpo")
 
@@ -153,19 +155,6 @@ def gpo_names(prefix, g):
         out[getattr(g.gru, tn + "_reverse")] = prefix + "rnn.bwd." + it
     out[g.linear.weight] = prefix + "linear.weight"
     return out
-
-
-def hinge(s, margin, max_violation):
-    diagonal = s.diag().view(s.size(0), 1)
-    cost_s = (margin + s - diagonal.expand_as(s)).clamp(min=0)
-    cost_im = (margin + s - diagonal.t().expand_as(s)).clamp(min=0)
-    eye = torch.eye(s.size(0)) > 0.5
-    cost_s = cost_s.masked_fill(eye, 0)
-    cost_im = cost_im.masked_fill(eye, 0)
-    if max_violation:
-        cost_s = cost_s.max(1)[0]
-        cost_im = cost_im.max(0)[0]
-    return cost_s.sum() + cost_im.sum()
 
 
 def save(name, t):

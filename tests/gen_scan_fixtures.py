@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fixturegen import hinge
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "scan")
 
@@ -132,17 +134,6 @@ class SCAN(nn.Module):
         return l2norm(out, dim=-1)
 
 
-def contrastive_loss(scores, margin=0.2):
-    """SCAN model.py ContrastiveLoss, max_violation."""
-    diagonal = scores.diag().view(scores.size(0), 1)
-    cost_s = (margin + scores - diagonal.expand_as(scores)).clamp(min=0)
-    cost_im = (margin + scores - diagonal.t().expand_as(scores)).clamp(min=0)
-    eye = torch.eye(scores.size(0)) > 0.5
-    cost_s = cost_s.masked_fill(eye, 0).max(1)[0]
-    cost_im = cost_im.masked_fill(eye, 0).max(0)[0]
-    return cost_s.sum() + cost_im.sum()
-
-
 def save(name, arr):
     np.save(os.path.join(OUT, name + ".npy"), arr)
 
@@ -179,7 +170,7 @@ def main():
         with torch.no_grad():
             sims = xattn_score(img[:N_SCORE], cap, lengths, direction, agg, lsm, llse)
         save(var + ".sims", sims.numpy().astype(np.float32))
-        loss = contrastive_loss(xattn_score(img, cap, lengths, direction, agg, lsm, llse))
+        loss = hinge(xattn_score(img, cap, lengths, direction, agg, lsm, llse))
         loss.backward()
         save(var + ".loss", np.array(loss.item(), dtype=np.float32))
         gmax = 0.0

@@ -47,6 +47,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fixturegen import bigru_name, hinge
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "sgraf")
 
@@ -186,12 +188,7 @@ class SGRAF(nn.Module):
 
 
 def itrc_name(name):
-    for tp, ip in (("weight_ih", "w_ih"), ("weight_hh", "w_hh"), ("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
-        if name == "cap_rnn.%s_l0" % tp:
-            return "cap_rnn.fwd." + ip
-        if name == "cap_rnn.%s_l0_reverse" % tp:
-            return "cap_rnn.bwd." + ip
-    return name
+    return bigru_name(name, "cap_rnn")
 
 
 def randomise(model, gen):
@@ -213,20 +210,6 @@ def randomise(model, gen):
 def save(path, a):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.save(path, a)
-
-
-def hinge(s, margin, max_violation):
-    """SGRAF's ContrastiveLoss on the sigmoid scores s [images, captions] (§3.1, §3.2)."""
-    diagonal = s.diag().view(s.size(0), 1)
-    cost_s = (margin + s - diagonal.expand_as(s)).clamp(min=0)
-    cost_im = (margin + s - diagonal.t().expand_as(s)).clamp(min=0)
-    eye = torch.eye(s.size(0)) > 0.5
-    cost_s = cost_s.masked_fill(eye, 0)
-    cost_im = cost_im.masked_fill(eye, 0)
-    if max_violation:
-        cost_s = cost_s.max(1)[0]
-        cost_im = cost_im.max(0)[0]
-    return cost_s.sum() + cost_im.sum()
 
 
 def train_step(head, state, regions, words, lengths, max_violation):

@@ -39,6 +39,8 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+
+from fixturegen import hinge
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,19 +93,7 @@ class VSEPP(nn.Module):
 
 def contrastive_loss(im, s, margin=0.2, max_violation=True):
     """VSEPP model.py ContrastiveLoss with the cosine (dot) similarity."""
-    scores = im.mm(s.t())
-    diagonal = scores.diag().view(im.size(0), 1)
-    d1 = diagonal.expand_as(scores)
-    d2 = diagonal.t().expand_as(scores)
-    cost_s = (margin + scores - d1).clamp(min=0)
-    cost_im = (margin + scores - d2).clamp(min=0)
-    eye = torch.eye(scores.size(0)) > 0.5
-    cost_s = cost_s.masked_fill(eye, 0)
-    cost_im = cost_im.masked_fill(eye, 0)
-    if max_violation:
-        cost_s = cost_s.max(1)[0]
-        cost_im = cost_im.max(0)[0]
-    return cost_s.sum() + cost_im.sum()
+    return hinge(im.mm(s.t()), margin, max_violation)
 
 
 def save(name, arr):
