@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "backends/ref/ref.h"
+#include "compiler/autodiff.h"
 #include "compiler/passes.h"
 #include "ir/bind.h"
 #include "ir/plan.h"
@@ -24,7 +25,7 @@
 
 // The tensor <dir><name>.npy, reporting why when it cannot be read.
 static inline struct itr_tensor *mt_fixture(const char *dir, const char *name) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s%s.npy", dir, name);
     struct itr_diags d;
     itr_diags_init(&d);
@@ -40,12 +41,14 @@ static inline bool mt_compile_training(struct itr_program *p, struct itr_diags *
            itr_program_verify(p, d);
 }
 
-// Parses a model file with overrides, optionally compiling the training step; NULL (reported) on errors.
-static inline struct itr_program *mt_parse_model(const char *file, const char *const *ov, int n, bool compile) {
+// Parses a model from text (NULL: from the file `name`) with overrides, optionally compiling the training step;
+// NULL (reported) on errors. A text keeps `name` for its imports: name it inside models/ to resolve them there.
+static inline struct itr_program *mt_parse_text(const char *name, const char *text, const char *const *ov, int n,
+                                                bool compile) {
     struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(file, &opt, &d);
+    struct itr_program *p = text ? itr_parse_string(name, text, strlen(text), &opt, &d) : itr_parse_file(name, &opt, &d);
     bool ok = p && !itr_diags_has_errors(&d);
     if (ok && compile) ok = mt_compile_training(p, &d);
     if (!ok) {
@@ -57,20 +60,25 @@ static inline struct itr_program *mt_parse_model(const char *file, const char *c
     return p;
 }
 
+// Parses a model file with overrides, optionally compiling the training step; NULL (reported) on errors.
+static inline struct itr_program *mt_parse_model(const char *file, const char *const *ov, int n, bool compile) {
+    return mt_parse_text(file, NULL, ov, n, compile);
+}
+
 // Frees the first n tensors of t, then t.
 static inline void free_tensors(struct itr_tensor **t, int n) {
     for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
     free(t);
 }
 
-// Runs g in float32 on the reference backend; NULL (reported after `what`) on failure.
-static inline struct itr_tensor **mt_run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
-                                        struct itr_tensor *const *params, const char *what) {
+// Runs g on the reference backend (in float64 if f64); NULL (reported after `what`) on failure.
+static inline struct itr_tensor **mt_run_graph_as(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                                                  struct itr_tensor *const *params, bool f64, const char *what) {
     struct itr_dim_bindings dims;
     itr_bindings_init(&dims, g->prog);
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = false };
+    struct itr_ref_options opt = { .f64 = f64 };
     struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
     if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
         diags_report(what, &d);
@@ -80,6 +88,110 @@ static inline struct itr_tensor **mt_run_graph(const struct itr_graph *g, struct
     itr_diags_free(&d);
     itr_bindings_free(&dims);
     return out;
+}
+
+// Runs g in float32 on the reference backend; NULL (reported after `what`) on failure.
+static inline struct itr_tensor **mt_run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                                        struct itr_tensor *const *params, const char *what) {
+    return mt_run_graph_as(g, inputs, params, false, what);
+}
+
+// Rows [start, start + n) of t along axis 0, as a new tensor.
+static inline struct itr_tensor *mt_rows(const struct itr_tensor *t, int64_t start, int64_t n) {
+    int64_t shape[ITR_MAX_RANK];
+    for (int i = 0; i < t->rank; i++) shape[i] = t->shape[i];
+    shape[0] = n;
+    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
+    size_t row = itr_tensor_nbytes(t) / (size_t)t->shape[0];
+    memcpy(r->data, (const char *)t->data + (size_t)start * row, (size_t)n * row);
+    return r;
+}
+
+// score(img[i0, i0+ni), cap[c0, c0+nc), len[c0, c0+nc)) of p's score entry on encoder outputs; NULL on failure.
+static inline struct itr_tensor *mt_score_tile(const struct itr_program *p, struct itr_tensor *const *params,
+                                               const struct itr_tensor *img, const struct itr_tensor *cap,
+                                               const struct itr_tensor *len, int64_t i0, int64_t ni, int64_t c0,
+                                               int64_t nc) {
+    const struct itr_graph *g = itr_program_find_graph(p, "score");
+    struct itr_tensor *in[3] = { mt_rows(img, i0, ni), mt_rows(cap, c0, nc), mt_rows(len, c0, nc) };
+    struct itr_tensor **out = mt_run_graph(g, in, params, "");
+    struct itr_tensor *s = out ? out[0] : NULL;
+    free(out);
+    for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
+    return s;
+}
+
+// p's parameters from the fixtures <dir><prefix><param>, indexed like p->params. names NULL: every parameter,
+// each of which must have a fixture; else only the n named ones (the others stay NULL), each of which p must have.
+static inline struct itr_tensor **mt_fixture_params(const struct itr_program *p, const char *dir, const char *prefix,
+                                                    const char *const *names, int n) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    char name[256];
+    if (!names) {
+        for (int j = 0; j < p->n_params; j++) {
+            snprintf(name, sizeof name, "%s%s", prefix, p->params[j].name);
+            t[j] = mt_fixture(dir, name);
+            CHECK_MSG(t[j] != NULL, "no fixture for parameter %s", p->params[j].name);
+        }
+        return t;
+    }
+    for (int k = 0; k < n; k++) {
+        int32_t j = itr_program_find_param(p, names[k]);
+        CHECK_MSG(j >= 0, "the model has no parameter %s", names[k]);
+        if (j < 0) continue;
+        snprintf(name, sizeof name, "%s%s", prefix, names[k]);
+        t[j] = mt_fixture(dir, name);
+    }
+    return t;
+}
+
+// Appends to g the adjoint of its output 0 (the loss), by itr_vjp itself, as outputs "grad.<param>": with respect
+// to the n parameters named, in that order, or (names NULL) to every trainable parameter in p's order. *first
+// (unless NULL) gets the index of the first. A parameter p lacks, or one the loss does not reach, fails a check and
+// makes the result false. This checks the model and autodiff independently of how the training step is assembled.
+static inline bool mt_add_gradients(struct itr_graph *g, const char *const *names, int n, int *first,
+                                    struct itr_diags *d) {
+    struct itr_program *p = g->prog;
+    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
+    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
+    value->kind = ITR_ATTR_FLOAT;
+    value->u.f = 1.0;
+    int32_t seed = -1;
+    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
+    int np = p->n_params, nw = 0;
+    int32_t *wrt = calloc((size_t)np + 1, sizeof *wrt), *grads = calloc((size_t)np + 1, sizeof *grads);
+    int *which = calloc((size_t)np + 1, sizeof *which);
+    bool *reached = calloc((size_t)np + 1, sizeof *reached);
+    bool ok = true;
+    for (int k = 0; names ? k < n && nw < np : k < np; k++) {
+        int32_t j = names ? itr_program_find_param(p, names[k]) : k;
+        CHECK_MSG(j >= 0, "the model has no parameter %s", names ? names[k] : "");
+        if (j < 0) {
+            ok = false;
+            continue;
+        }
+        if (!names && p->params[j].frozen) continue;
+        which[nw] = j;
+        wrt[nw++] = itr_graph_use_param(g, j);
+    }
+    ok = ok && itr_vjp(g, &g->outputs[0], &seed, 1, wrt, nw, grads, reached, d);
+    if (first) *first = g->n_outputs;
+    for (int k = 0; ok && k < nw; k++) {
+        const char *pn = p->params[which[k]].name;
+        CHECK_MSG(reached[k], "the loss does not depend on %s", pn);
+        if (!reached[k]) {
+            ok = false;
+            break;
+        }
+        char name[300];
+        snprintf(name, sizeof name, "grad.%s", pn);
+        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
+    }
+    free(wrt);
+    free(grads);
+    free(which);
+    free(reached);
+    return ok;
 }
 
 // Whether a and b have the same rank and shape.
@@ -117,6 +229,19 @@ static inline double err_rel(const struct err *e) { return e->num / fmax(e->den,
 static inline double mt_rel_err(const struct itr_tensor *a, const struct itr_tensor *b) {
     struct err e = { 0, 0 };
     err_add(&e, a, b);
+    return err_rel(&e);
+}
+
+// The error of a against the fixture <dir><want_name>, printed as `what` (indented, in a column of `width`)
+// and checked against tol.
+static inline double mt_expect_close(const char *dir, int indent, int width, const char *what,
+                                     const struct itr_tensor *a, const char *want_name, double tol) {
+    struct itr_tensor *want = mt_fixture(dir, want_name);
+    struct err e = { 0, 0 };
+    err_add(&e, a, want);
+    printf("%*s%-*s rel. error %.3g\n", indent, "", width, what, err_rel(&e));
+    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
+    itr_tensor_free(want);
     return err_rel(&e);
 }
 
@@ -165,88 +290,124 @@ static inline void mt_train_eval(const struct itr_program *p, const struct itr_t
     o0.kill_at_max_steps = true;
     struct itr_trainer_result r0;
     CHECK(itr_trainer_run(p, &o0, &r0, d));
-    char w0[700], w1[700];
+    char w0[1024], w1[1024];
     snprintf(w0, sizeof w0, "%s/last.safetensors", run0);
     snprintf(w1, sizeof w1, "%s/best.safetensors", o->run_dir);
     *untrained = test_rsum(p, o->data_dir, w0);
     *trained = test_rsum(p, o->data_dir, w1);
 }
 
-// Trains model ir (D=16, W=8, plus the extra config overrides) on a seeded
-// synthetic set and checks test rsum trained >= 3x untrained. Each label
-// gets its own data and run directories, so one test file can learn several
-// models.
-static inline void mt_learn_with(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr,
-                                 const char *const *extra, int n_extra) {
-    struct itr_synth_options so;
-    itr_synth_defaults(&so);
-    so.n_train = n_train;
-    so.n_dev = 20;
-    so.n_test = n_test;
-    so.regions = 4;
-    so.dim = 32;
-    so.seed = 11;
-    char sub[96];
-    snprintf(sub, sizeof sub, "synth_%s", label);
-    const char *dir = tmp_path(sub);
-    char data[512];
-    snprintf(data, sizeof data, "%s", dir);
+// Generates the seeded synthetic set so in dir; its vocabulary size in *vocab_n (unless NULL). False (reported) on
+// errors.
+static inline bool mt_synth(const char *dir, const struct itr_synth_options *so, int *vocab_n) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_vocab voc;
     memset(&voc, 0, sizeof voc);
     char vocab[600];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", data);
-    bool ok = itr_synth_generate(data, &so, &d) && itr_vocab_read(vocab, &voc, &d);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    bool ok = itr_synth_generate(dir, so, &d) && (!vocab_n || itr_vocab_read(vocab, &voc, &d));
     if (!ok) diags_report("making the synthetic set: ", &d);
+    if (ok && vocab_n) *vocab_n = voc.n;
+    if (vocab_n) itr_vocab_free(&voc);
+    itr_diags_free(&d);
+    return ok;
+}
+
+// What mt_learn_run trains and on what. Zero fields take the defaults noted.
+struct mt_learn_options {
+    const char *ir, *label;      // the model file; names the data and run directories and the printed line
+    int n_train, n_test, n_dev;  // synthetic set (n_dev: 20; 4 regions of 32-dim features, seed 11)
+    int epochs;                  // of Adam at a constant lr, batches of 16, seed 5
+    double lr;
+    // The model's size overrides, before the data's R=, img_dim=, V= (NULL: D=16, W=8, gru_init=0.25) ...
+    const char *const *size;
+    int n_size;
+    // ... and overrides after them.
+    const char *const *extra;
+    int n_extra;
+};
+
+// Trains o->ir on a seeded synthetic set and checks test rsum trained >= 3x untrained. Each label gets its own
+// data and run directories, so one test file can learn several models.
+static inline void mt_learn_run(const struct mt_learn_options *o) {
+    static const char *const SMALL[] = { "D=16", "W=8", "gru_init=0.25" };
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = o->n_train;
+    so.n_dev = o->n_dev ? o->n_dev : 20;
+    so.n_test = o->n_test;
+    so.regions = 4;
+    so.dim = 32;
+    so.seed = 11;
+    char sub[96];
+    snprintf(sub, sizeof sub, "synth_%s", o->label);
+    char data[512];
+    snprintf(data, sizeof data, "%s", tmp_path(sub));
+    int n_vocab = 0;
+    bool ok = mt_synth(data, &so, &n_vocab);
     CHECK(ok);
-    if (!ok) {
-        itr_diags_free(&d);
-        return;
-    }
+    if (!ok) return;
     char r[32], i[32], v[32];
     snprintf(r, sizeof r, "R=%d", so.regions);
     snprintf(i, sizeof i, "img_dim=%d", so.dim);
-    snprintf(v, sizeof v, "V=%d", voc.n);
-    itr_vocab_free(&voc);
-    const char *ov[16] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
-    int n_ov = 6;
-    for (int k = 0; k < n_extra && n_ov < 16; k++) ov[n_ov++] = extra[k];
-    struct itr_program *p = mt_parse_model(ir, ov, n_ov, true);
+    snprintf(v, sizeof v, "V=%d", n_vocab);
+    const char *const *size = o->size ? o->size : SMALL;
+    int n_size = o->size ? o->n_size : 3;
+    const char *ov[32];
+    int n_ov = 0;
+    for (int k = 0; k < n_size && n_ov < 29; k++) ov[n_ov++] = size[k];
+    ov[n_ov++] = r;
+    ov[n_ov++] = i;
+    ov[n_ov++] = v;
+    for (int k = 0; k < o->n_extra && n_ov < 32; k++) ov[n_ov++] = o->extra[k];
+    const char *dsize = "";   // "D=..." for the printed line
+    for (int k = 0; k < n_ov; k++)
+        if (strncmp(ov[k], "D=", 2) == 0) dsize = ov[k];
+    struct itr_program *p = mt_parse_model(o->ir, ov, n_ov, true);
     CHECK(p != NULL);
-    if (!p) {
-        itr_diags_free(&d);
-        return;
-    }
+    if (!p) return;
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    struct itr_trainer_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = data;
+    struct itr_trainer_options to;
+    memset(&to, 0, sizeof to);
+    to.data_dir = data;
     char run[512];
-    snprintf(sub, sizeof sub, "run_%s", label);
+    snprintf(sub, sizeof sub, "run_%s", o->label);
     snprintf(run, sizeof run, "%s", tmp_path(sub));
-    o.run_dir = run;
-    o.fingerprint = fp;
-    o.batch_size = 16;
-    o.epochs = epochs;
-    o.seed = 5;
-    o.lr_given = true;
-    o.lr.lr = lr;
-    o.lr.kind = ITR_LR_CONSTANT;
-    o.checkpoint_every = -1;
+    to.run_dir = run;
+    to.fingerprint = fp;
+    to.batch_size = 16;
+    to.epochs = o->epochs;
+    to.seed = 5;
+    to.lr_given = true;
+    to.lr.lr = o->lr;
+    to.lr.kind = ITR_LR_CONSTANT;
+    to.checkpoint_every = -1;
     struct itr_trainer_result res;
     double secs, chance, trained;
     char run0[512];
-    snprintf(sub, sizeof sub, "init_%s", label);
+    snprintf(sub, sizeof sub, "init_%s", o->label);
     snprintf(run0, sizeof run0, "%s", tmp_path(sub));
-    mt_train_eval(p, &o, run0, "", &res, &secs, &chance, &trained, &d);
-    printf("  %s D=16: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
-           "%.1f s CPU\n",
-           label, chance, trained, res.steps, epochs, lr, secs);
-    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    // The untrained model: a run killed after its first step leaves only the step-0 checkpoint.
+    mt_train_eval(p, &to, run0, "", &res, &secs, &chance, &trained, &d);
+    printf("  %s %s: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
+           "%.1f s CPU, last loss %.4g\n",
+           o->label, dsize, chance, trained, res.steps, o->epochs, o->lr, secs, res.last_loss);
+    CHECK_MSG(trained >= 3 * chance, "%s: test rsum %.2f trained vs %.2f untrained: less than 3x", o->label, trained,
+              chance);
     itr_diags_free(&d);
     itr_program_free(p);
+}
+
+// mt_learn_run of ir at D=16, W=8 with the extra config overrides.
+static inline void mt_learn_with(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr,
+                                 const char *const *extra, int n_extra) {
+    struct mt_learn_options o = { .ir = ir, .label = label, .n_train = n_train, .n_test = n_test, .epochs = epochs,
+                                  .lr = lr, .extra = extra, .n_extra = n_extra };
+    mt_learn_run(&o);
 }
 
 static inline void mt_learn(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr) {

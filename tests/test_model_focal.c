@@ -7,27 +7,10 @@
 // loss and the gradient of every parameter, errors scale-relative as in
 // models.md §7.14), and learning on a synthetic set through
 // itr_trainer_run. docs/adding-a-module.md walks through all of it.
-#include "tests/testutil.h"
 #include "tests/modeltest.h"
 #include "tests/gradcheck.h"
 
-#include <inttypes.h>
-#include <math.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
 #include "runtime/init.h"
-#include "runtime/npy.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
 
 #define BFAN_IR ITR_SOURCE_DIR "/models/bfan.ir"
 #define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/focal/"
@@ -55,29 +38,7 @@ static struct itr_program *parse_harness(const char *focal, const char *agg) {
     snprintf(f, sizeof f, "focal=%s", focal);
     snprintf(a, sizeof a, "agg=%s", agg);
     const char *ov[] = { f, a };
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = 2 };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p =
-        itr_parse_string(ITR_SOURCE_DIR "/models/focal_harness.ir", HARNESS, strlen(HARNESS), &opt, &d);
-    if (!p || itr_diags_has_errors(&d)) {
-        diags_report("", &d);
-        itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
-
-// Rows [start, start + n) of t along axis 0.
-static struct itr_tensor *rows(const struct itr_tensor *t, int64_t start, int64_t n) {
-    int64_t shape[8];
-    for (int i = 0; i < t->rank; i++) shape[i] = t->shape[i];
-    shape[0] = n;
-    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
-    size_t row = itr_tensor_nbytes(t) / (size_t)t->shape[0];
-    memcpy(r->data, (const char *)t->data + (size_t)start * row, (size_t)n * row);
-    return r;
+    return mt_parse_text(ITR_SOURCE_DIR "/models/focal_harness.ir", HARNESS, ov, 2, false);
 }
 
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
@@ -170,19 +131,6 @@ TEST(focal_gradients_with_padded_captions) {
 
 // ---------------------------------------------------------------- (c) tiles
 
-// score(img[i0, i0+ni), cap[c0, c0+nc)) for the encoder outputs.
-static struct itr_tensor *score_tile(const struct itr_program *p, struct itr_tensor *const *params,
-                                     const struct itr_tensor *img, const struct itr_tensor *cap,
-                                     const struct itr_tensor *len, int64_t i0, int64_t ni, int64_t c0, int64_t nc) {
-    const struct itr_graph *g = itr_program_find_graph(p, "score");
-    struct itr_tensor *in[3] = { rows(img, i0, ni), rows(cap, c0, nc), rows(len, c0, nc) };
-    struct itr_tensor **out = run_graph(g, in, params);
-    struct itr_tensor *s = out ? out[0] : NULL;
-    free(out);
-    for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
-    return s;
-}
-
 // bfan at D=16 with freshly initialised parameters (seed 3), 3 images of 5
 // regions and 4 captions of lengths 5, 3, 6, 2 padded to 6: every 1-image,
 // 1-caption and 1x1 tile equals its slice of the full [3, 4] matrix.
@@ -215,21 +163,21 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
         struct itr_tensor **cap = ok ? run_graph(itr_program_find_graph(p, "encode_text"), ti, params) : NULL;
         CHECK(img && cap);
         if (img && cap) {
-            struct itr_tensor *full = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, 0, 4);
+            struct itr_tensor *full = mt_score_tile(p, params, img[0], cap[0], cap[1], 0, 3, 0, 4);
             CHECK(full && full->shape[0] == 3 && full->shape[1] == 4);
             bool finite = full != NULL;
             for (int64_t i = 0; full && i < 12; i++) finite = finite && isfinite(itr_tensor_get(full, i));
             CHECK_MSG(finite, "%s: a score is not finite", foc[k]);
             double tile = 0;
             for (int64_t i = 0; full && i < 3; i++) {
-                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], i, 1, 0, 4);
+                struct itr_tensor *s = mt_score_tile(p, params, img[0], cap[0], cap[1], i, 1, 0, 4);
                 CHECK(s && s->shape[0] == 1 && s->shape[1] == 4);
                 for (int64_t j = 0; s && j < 4; j++)
                     tile = fmax(tile, fabs(itr_tensor_get(s, j) - itr_tensor_get(full, i * 4 + j)));
                 itr_tensor_free(s);
             }
             for (int64_t j = 0; full && j < 4; j++) {
-                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, j, 1);
+                struct itr_tensor *s = mt_score_tile(p, params, img[0], cap[0], cap[1], 0, 3, j, 1);
                 CHECK(s && s->shape[0] == 3 && s->shape[1] == 1);
                 for (int64_t i = 0; s && i < 3; i++)
                     tile = fmax(tile, fabs(itr_tensor_get(s, i) - itr_tensor_get(full, i * 4 + j)));
@@ -237,7 +185,7 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
             }
             for (int64_t i = 0; full && i < 3; i++)
                 for (int64_t j = 0; j < 4; j++) {
-                    struct itr_tensor *one = score_tile(p, params, img[0], cap[0], cap[1], i, 1, j, 1);
+                    struct itr_tensor *one = mt_score_tile(p, params, img[0], cap[0], cap[1], i, 1, j, 1);
                     CHECK(one && one->shape[0] == 1 && one->shape[1] == 1);
                     if (one) tile = fmax(tile, fabs(itr_tensor_get(one, 0) - itr_tensor_get(full, i * 4 + j)));
                     itr_tensor_free(one);
@@ -281,23 +229,12 @@ static struct itr_program *parse_bfan(const char *focal, const char *agg) {
 
 // Every parameter of p from the fixtures.
 static struct itr_tensor **fixture_params(const struct itr_program *p) {
-    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
-    for (int k = 0; k < p->n_params; k++) {
-        t[k] = fixture(p->params[k].name);
-        CHECK_MSG(t[k] != NULL, "no fixture for parameter %s", p->params[k].name);
-    }
-    return t;
+    return mt_fixture_params(p, FIXTURES, "", NULL, 0);
 }
 
 // The error of a against the fixture `want`, printed and checked.
 static double expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
-    struct itr_tensor *want = fixture(want_name);
-    struct err e = { 0, 0 };
-    err_add(&e, a, want);
-    printf("  %-36s rel. error %.3g\n", what, err_rel(&e));
-    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
-    itr_tensor_free(want);
-    return err_rel(&e);
+    return mt_expect_close(FIXTURES, 2, 36, what, a, want_name, tol);
 }
 
 // encode_image, encode_text and score of 3 images x 4 captions (lengths 4,
@@ -335,41 +272,6 @@ TEST(bfan_scores_match_pytorch) {
     }
 }
 
-// Appends the adjoint of output 0 (the loss) with respect to every trainable
-// parameter as outputs "grad.<param>"; *first gets the index of the first.
-static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int n = 0;
-    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
-    int *which = calloc((size_t)p->n_params, sizeof *which);
-    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
-    for (int j = 0; j < p->n_params; j++) {
-        if (p->params[j].frozen) continue;
-        which[n] = j;
-        wrt[n++] = itr_graph_use_param(g, j);
-    }
-    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
-    *first = g->n_outputs;
-    for (int k = 0; ok && k < n; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
-        if (!reached[k]) continue;
-        char name[200];
-        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    free(wrt);
-    free(grads);
-    free(which);
-    free(reached);
-    return ok;
-}
-
 // The train entry (max-violation hinge over the focal t2i scores; bfan has
 // no dropout and no BatchNorm) on a batch of 4 matched pairs with padded
 // captions: the loss and the gradient of every parameter, against PyTorch,
@@ -384,7 +286,7 @@ TEST(bfan_training_matches_pytorch) {
         struct itr_diags d;
         itr_diags_init(&d);
         int first = 0;
-        bool ok = g && add_gradients(g, &first, &d);
+        bool ok = g && mt_add_gradients(g, NULL, 0, &first, &d);
         if (!ok) diags_report("gradients: ", &d);
         itr_diags_free(&d);
         CHECK(ok && g->n_inputs == 3);

@@ -7,25 +7,7 @@
 // 4 images, 4 captions of lengths 5, 3, 6, 2 padded to 6; scores of the
 // first 3 images x 4 captions, loss and gradients on the 4 pairs. Errors
 // are scale-relative, max|a−b| / max|b| (models.md §7.14).
-#include "tests/testutil.h"
 #include "tests/modeltest.h"
-
-#include <inttypes.h>
-#include <math.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
-#include "runtime/npy.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
 
 #define T2I_IR ITR_SOURCE_DIR "/models/scan_t2i.ir"
 #define I2T_IR ITR_SOURCE_DIR "/models/scan_i2t.ir"
@@ -57,43 +39,13 @@ static struct itr_program *fixture_model(int v) {
 
 static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
-// Rows [start, start + n) of t along axis 0.
-static struct itr_tensor *rows(const struct itr_tensor *t, int64_t start, int64_t n) {
-    int64_t shape[8];
-    for (int i = 0; i < t->rank; i++) shape[i] = t->shape[i];
-    shape[0] = n;
-    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
-    size_t row = itr_tensor_nbytes(t) / (size_t)t->shape[0];
-    memcpy(r->data, (const char *)t->data + (size_t)start * row, (size_t)n * row);
-    return r;
-}
-
 static struct itr_tensor **fixture_params(const struct itr_program *p) {
-    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
-    for (int k = 0; k < N_PARAMS; k++) {
-        int32_t j = itr_program_find_param(p, PARAMS[k]);
-        CHECK_MSG(j >= 0, "the model has no parameter %s", PARAMS[k]);
-        if (j >= 0) t[j] = fixture(PARAMS[k]);
-    }
-    return t;
+    return mt_fixture_params(p, FIXTURES, "", PARAMS, N_PARAMS);
 }
 
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
                                      struct itr_tensor *const *params) {
     return mt_run_graph(g, inputs, params, "");
-}
-
-// score(img[i0, i0+ni), cap[c0, c0+nc)) for the encoder outputs.
-static struct itr_tensor *score_tile(const struct itr_program *p, struct itr_tensor *const *params,
-                                     const struct itr_tensor *img, const struct itr_tensor *cap,
-                                     const struct itr_tensor *len, int64_t i0, int64_t ni, int64_t c0, int64_t nc) {
-    const struct itr_graph *g = itr_program_find_graph(p, "score");
-    struct itr_tensor *in[3] = { rows(img, i0, ni), rows(cap, c0, nc), rows(len, c0, nc) };
-    struct itr_tensor **out = run_graph(g, in, params);
-    struct itr_tensor *s = out ? out[0] : NULL;
-    free(out);
-    for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
-    return s;
 }
 
 TEST(scores_match_pytorch_and_tiles_agree) {
@@ -111,7 +63,7 @@ TEST(scores_match_pytorch_and_tiles_agree) {
             char name[64];
             snprintf(name, sizeof name, "%s.sims", VARIANTS[v].name);
             struct itr_tensor *want = fixture(name);
-            struct itr_tensor *full = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, 0, 4);
+            struct itr_tensor *full = mt_score_tile(p, params, img[0], cap[0], cap[1], 0, 3, 0, 4);
             struct err e = { 0, 0 };
             err_add(&e, full, want);
             printf("  %-8s score [3 x 4] rel. error %.3g\n", VARIANTS[v].name, err_rel(&e));
@@ -120,20 +72,20 @@ TEST(scores_match_pytorch_and_tiles_agree) {
             // former, models.md §2.2) give the slices of the full matrix.
             double tile = 0;
             for (int64_t i = 0; full && i < 3; i++) {
-                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], i, 1, 0, 4);
+                struct itr_tensor *s = mt_score_tile(p, params, img[0], cap[0], cap[1], i, 1, 0, 4);
                 CHECK(s && s->shape[0] == 1 && s->shape[1] == 4);
                 for (int64_t j = 0; s && j < 4; j++)
                     tile = fmax(tile, fabs(itr_tensor_get(s, j) - itr_tensor_get(full, i * 4 + j)));
                 itr_tensor_free(s);
             }
             for (int64_t j = 0; full && j < 4; j++) {
-                struct itr_tensor *s = score_tile(p, params, img[0], cap[0], cap[1], 0, 3, j, 1);
+                struct itr_tensor *s = mt_score_tile(p, params, img[0], cap[0], cap[1], 0, 3, j, 1);
                 CHECK(s && s->shape[0] == 3 && s->shape[1] == 1);
                 for (int64_t i = 0; s && i < 3; i++)
                     tile = fmax(tile, fabs(itr_tensor_get(s, i) - itr_tensor_get(full, i * 4 + j)));
                 itr_tensor_free(s);
             }
-            struct itr_tensor *one = score_tile(p, params, img[0], cap[0], cap[1], 2, 1, 3, 1);
+            struct itr_tensor *one = mt_score_tile(p, params, img[0], cap[0], cap[1], 2, 1, 3, 1);
             CHECK(one && one->shape[0] == 1 && one->shape[1] == 1);
             if (one && full) tile = fmax(tile, fabs(itr_tensor_get(one, 0) - itr_tensor_get(full, 2 * 4 + 3)));
             itr_tensor_free(one);
@@ -152,31 +104,6 @@ TEST(scores_match_pytorch_and_tiles_agree) {
     itr_tensor_free(lengths);
 }
 
-// The adjoint of the train graph's loss for every parameter, appended as
-// outputs, with itr_vjp itself (model and autodiff, independently of how
-// the training step is assembled).
-static bool add_gradients(struct itr_graph *g, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int32_t wrt[N_PARAMS], grads[N_PARAMS];
-    bool reached[N_PARAMS];
-    for (int k = 0; k < N_PARAMS; k++) wrt[k] = itr_graph_use_param(g, itr_program_find_param(p, PARAMS[k]));
-    if (!itr_vjp(g, &g->outputs[0], &seed, 1, wrt, N_PARAMS, grads, reached, d)) return false;
-    for (int k = 0; k < N_PARAMS; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", PARAMS[k]);
-        if (!reached[k]) return false;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", PARAMS[k]);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    return true;
-}
-
 // The fixture captions are padded (lengths 5, 3, 6, 2 in 6 slots): every
 // gradient must be finite, which a mask applied after a norm would break
 // (models.md §7.13), and match PyTorch's.
@@ -189,7 +116,7 @@ TEST(loss_and_gradients_match_pytorch) {
         struct itr_graph *g = itr_program_find_graph(p, "train");
         struct itr_diags d;
         itr_diags_init(&d);
-        bool ok = g && add_gradients(g, &d);
+        bool ok = g && mt_add_gradients(g, PARAMS, N_PARAMS, NULL, &d);
         if (!ok) diags_report("", &d);
         itr_diags_free(&d);
         CHECK(ok);

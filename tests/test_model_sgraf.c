@@ -6,24 +6,7 @@
 // training gradients with dropout on, and learning on a tiny synthetic set
 // with the trainer (SAF, sum-hinge warm-up). Gradient errors are
 // scale-relative, max|a−b| / max|b| over all parameters (models.md §7.14).
-#include "tests/testutil.h"
 #include "tests/modeltest.h"
-
-#include <inttypes.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
-#include "runtime/npy.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
 
 #define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/sgraf/"
 
@@ -35,31 +18,16 @@ static const char *const FIXTURE_SIZE[] = { "D=16", "sim_dim=8", "W=8", "V=30", 
 static struct itr_program *parse_model(const char *model, const char *const *ov, int n) {
     char path[512];
     snprintf(path, sizeof path, ITR_SOURCE_DIR "/models/%s.ir", model);
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(path, &opt, &d);
-    if (!p || itr_diags_has_errors(&d)) {
-        diags_report("parsing: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
+    return mt_parse_model(path, ov, n, false);
 }
 
 static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // Every parameter of p from the fixture directory of the model.
 static struct itr_tensor **fixture_params(const struct itr_program *p, const char *model) {
-    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
-    for (int k = 0; k < p->n_params; k++) {
-        char name[256];
-        snprintf(name, sizeof name, "%s/%s", model, p->params[k].name);
-        t[k] = fixture(name);
-        CHECK_MSG(t[k] != NULL, "no fixture for parameter %s", p->params[k].name);
-    }
-    return t;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s/", model);
+    return mt_fixture_params(p, FIXTURES, prefix, NULL, 0);
 }
 
 static struct itr_tensor **run_graph(const struct itr_program *p, const char *entry, struct itr_tensor *const *inputs,
@@ -67,38 +35,14 @@ static struct itr_tensor **run_graph(const struct itr_program *p, const char *en
     const struct itr_graph *g = itr_program_find_graph(p, entry);
     CHECK_MSG(g != NULL, "no entry %s", entry);
     if (!g) return NULL;
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, p);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = false };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
-        diags_report(entry, &d);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return out;
-}
-
-// Rows [lo, hi) of axis 0 as a new tensor.
-static struct itr_tensor *rows(const struct itr_tensor *t, int64_t lo, int64_t hi) {
-    int64_t shape[ITR_MAX_RANK];
-    memcpy(shape, t->shape, sizeof shape);
-    shape[0] = hi - lo;
-    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
-    int64_t inner = itr_tensor_numel(t) / t->shape[0];
-    for (int64_t i = 0; i < (hi - lo) * inner; i++) itr_tensor_set(r, i, itr_tensor_get(t, lo * inner + i));
-    return r;
+    return mt_run_graph(g, inputs, params, entry);
 }
 
 // score(encode_image(regions)[i0:i1], encode_text(...)[c0:c1]).
 static struct itr_tensor *score_tile(const struct itr_program *p, struct itr_tensor *const *img, struct itr_tensor *const *cap,
                                      struct itr_tensor *const *params, int64_t i0, int64_t i1, int64_t c0, int64_t c1) {
-    struct itr_tensor *in[5] = { rows(img[0], i0, i1), rows(img[1], i0, i1), rows(cap[0], c0, c1), rows(cap[1], c0, c1),
-                                 rows(cap[2], c0, c1) };
+    struct itr_tensor *in[5] = { mt_rows(img[0], i0, i1 - i0), mt_rows(img[1], i0, i1 - i0), mt_rows(cap[0], c0, c1 - c0),
+                                 mt_rows(cap[1], c0, c1 - c0), mt_rows(cap[2], c0, c1 - c0) };
     struct itr_tensor **out = run_graph(p, "score", in, params);
     struct itr_tensor *s = out ? out[0] : NULL;
     free(out);
@@ -254,50 +198,9 @@ TEST(saf_training_gradients_finite) { check_gradients("saf"); }
 
 // ---------------------------------------------------------------- training vs PyTorch
 
-// Appends the adjoint of output 0 (the loss) with respect to every trainable
-// parameter as outputs "grad.<param>"; *first gets the index of the first.
-static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int n = 0;
-    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
-    int *which = calloc((size_t)p->n_params, sizeof *which);
-    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
-    for (int j = 0; j < p->n_params; j++) {
-        if (p->params[j].frozen) continue;
-        which[n] = j;
-        wrt[n++] = itr_graph_use_param(g, j);
-    }
-    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
-    *first = g->n_outputs;
-    for (int k = 0; ok && k < n; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
-        if (!reached[k]) continue;
-        char name[200];
-        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    free(wrt);
-    free(grads);
-    free(which);
-    free(reached);
-    return ok;
-}
-
 // The error of a against the fixture `want`, printed and checked.
 static double expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
-    struct itr_tensor *want = fixture(want_name);
-    struct err e = { 0, 0 };
-    err_add(&e, a, want);
-    printf("    %-44s rel. error %.3g\n", what, err_rel(&e));
-    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
-    itr_tensor_free(want);
-    return err_rel(&e);
+    return mt_expect_close(FIXTURES, 4, 44, what, a, want_name, tol);
 }
 
 // The train entry on the fixture batch (4 matched pairs, captions of lengths
@@ -322,7 +225,7 @@ static void check_training(const char *model) {
         struct itr_diags d;
         itr_diags_init(&d);
         int first = 0;
-        bool ok = g && add_gradients(g, &first, &d);
+        bool ok = g && mt_add_gradients(g, NULL, 0, &first, &d);
         if (!ok) diags_report("gradients: ", &d);
         itr_diags_free(&d);
         CHECK(ok);
@@ -389,101 +292,28 @@ TEST(saf_training_matches_pytorch) { check_training("saf"); }
 
 // ---------------------------------------------------------------- learning
 
-static struct itr_program *compile_model(const char *model, int regions, int dim, int vocab) {
-    char r[32], i[32], v[32];
-    snprintf(r, sizeof r, "R=%d", regions);
-    snprintf(i, sizeof i, "img_dim=%d", dim);
-    snprintf(v, sizeof v, "V=%d", vocab);
-    // Without the sum-hinge warm-up both heads fall from scratch onto the
-    // collapsed plateau of the max-violation hinge (every score equal, loss
-    // 2·B·margin) on this set; dropout only slows so small a model down.
-    // SAF learns at D=16 / sim_dim=8. SGR does not: its three graph steps
-    // at sim_dim=8 stay near chance (test rsum ~98 of 57 untrained, even with
-    // a sum hinge throughout); at D=32 / sim_dim=16 it learns and keeps
-    // learning after the switch to max-violation.
-    bool sgr = strcmp(model, "sgr") == 0;
-    const char *ov[] = { sgr ? "D=32" : "D=16",
-                         sgr ? "sim_dim=16" : "sim_dim=8",
-                         "W=8",
-                         sgr ? "gru_init=0.17677669529663687" : "gru_init=0.25",
-                         "dropout_p=0",
-                         sgr ? "warmup_epochs=5" : "warmup_epochs=7",
-                         r, i, v };
-    struct itr_program *p = parse_model(model, ov, 9);
-    if (!p) return NULL;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = mt_compile_training(p, &d);
-    if (!ok) {
-        diags_report("compiling: ", &d);
-        itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
+// Without the sum-hinge warm-up both heads fall from scratch onto the
+// collapsed plateau of the max-violation hinge (every score equal, loss
+// 2·B·margin) on this set; dropout only slows so small a model down.
+// SAF learns at D=16 / sim_dim=8. SGR does not: its three graph steps
+// at sim_dim=8 stay near chance (test rsum ~98 of 57 untrained, even with
+// a sum hinge throughout); at D=32 / sim_dim=16 it learns and keeps
+// learning after the switch to max-violation.
+static const char *const LEARN_SAF[] = { "D=16", "sim_dim=8", "W=8", "gru_init=0.25", "dropout_p=0",
+                                         "warmup_epochs=7" };
+static const char *const LEARN_SGR[] = { "D=32", "sim_dim=16", "W=8", "gru_init=0.17677669529663687", "dropout_p=0",
+                                         "warmup_epochs=5" };
+
+static void learn(const char *model, const char *const *size) {
+    char ir[512];
+    snprintf(ir, sizeof ir, ITR_SOURCE_DIR "/models/%s.ir", model);
+    struct mt_learn_options o = { .ir = ir, .label = model, .n_train = 200, .n_test = 50, .epochs = 10, .lr = 0.003,
+                                  .size = size, .n_size = 6 };
+    mt_learn_run(&o);
 }
 
-static void learn(const char *model) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", tmp_path(model));
-    struct itr_synth_options so;
-    itr_synth_defaults(&so);
-    so.n_train = 200;
-    so.n_dev = 20;
-    so.n_test = 50;
-    so.regions = 4;
-    so.dim = 32;
-    so.seed = 11;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    memset(&v, 0, sizeof v);
-    char vocab[600];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    bool ok = itr_synth_generate(dir, &so, &d) && itr_vocab_read(vocab, &v, &d);
-    CHECK(ok);
-    if (!ok) {
-        diags_report("synthetic set: ", &d);
-        itr_diags_free(&d);
-        return;
-    }
-    struct itr_program *p = compile_model(model, so.regions, so.dim, v.n);
-    itr_vocab_free(&v);
-    CHECK(p != NULL);
-    if (!p) {
-        itr_diags_free(&d);
-        return;
-    }
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    char run[600], run0[600];
-    snprintf(run, sizeof run, "%s_run", dir);
-    snprintf(run0, sizeof run0, "%s_init", dir);
-    struct itr_trainer_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = dir;
-    o.run_dir = run;
-    o.fingerprint = fp;
-    o.batch_size = 16;
-    o.epochs = 10;
-    o.seed = 5;
-    o.lr_given = true;
-    o.lr.lr = 0.003;
-    o.lr.kind = ITR_LR_CONSTANT;
-    o.checkpoint_every = -1;
-    struct itr_trainer_result r;
-    double secs, chance, trained;
-    mt_train_eval(p, &o, run0, "training: ", &r, &secs, &chance, &trained, &d);
-    printf("  %s learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU), last loss %.4g\n", model,
-           chance, trained, r.steps, secs, r.last_loss);
-    CHECK_MSG(trained >= 3 * chance, "%s: test rsum %.2f trained vs %.2f untrained: less than 3x", model, trained,
-              chance);
-    itr_diags_free(&d);
-    itr_program_free(p);
-}
-
-TEST(saf_learns_well_above_chance) { learn("saf"); }
-TEST(sgr_learns_well_above_chance) { learn("sgr"); }
+TEST(saf_learns_well_above_chance) { learn("saf", LEARN_SAF); }
+TEST(sgr_learns_well_above_chance) { learn("sgr", LEARN_SGR); }
 
 int main(void) {
     if (!tmpdir_create("sgraf")) return 1;

@@ -6,23 +6,7 @@
 // visual layers, D=16, heads=2, ff=32, two shared layers, tok_dim=12,
 // img_dim=24, R=5; 3 images and 4 captions of lengths 6, 3, 1, 4. Errors are
 // scale-relative, max|a−b| / max|b| (models.md §7 item 14).
-#include "tests/testutil.h"
 #include "tests/modeltest.h"
-
-#include <inttypes.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
 
 #define TERN_IR ITR_SOURCE_DIR "/models/tern.ir"
 #define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/tern/"
@@ -39,29 +23,14 @@ static struct itr_program *parse_model(const char *extra) {
     for (int i = 0; i < N_SIZE; i++) ov[i] = FIXTURE_SIZE[i];
     int n = N_SIZE;
     if (extra) ov[n++] = extra;
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(TERN_IR, &opt, &d);
-    if (!p || itr_diags_has_errors(&d)) {
-        diags_report("parsing models/tern.ir: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
+    return mt_parse_model(TERN_IR, ov, n, false);
 }
 
 static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // Every parameter of p from the fixture file of its name.
 static struct itr_tensor **fixture_params(const struct itr_program *p) {
-    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
-    for (int j = 0; j < p->n_params; j++) {
-        t[j] = fixture(p->params[j].name);
-        CHECK_MSG(t[j] != NULL, "no fixture for parameter %s", p->params[j].name);
-    }
-    return t;
+    return mt_fixture_params(p, FIXTURES, "", NULL, 0);
 }
 
 static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
@@ -189,32 +158,6 @@ TEST(padded_positions_do_not_change_the_outputs) {
 
 // The train graph as parsed (dropout 0), with the adjoint of its loss with
 // respect to every parameter appended as outputs, by itr_vjp.
-static bool add_gradients(struct itr_graph *g, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int n = p->n_params;
-    int32_t *wrt = calloc((size_t)n, sizeof *wrt), *grads = calloc((size_t)n, sizeof *grads);
-    bool *reached = calloc((size_t)n, sizeof *reached);
-    for (int k = 0; k < n; k++) wrt[k] = itr_graph_use_param(g, k);
-    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
-    for (int k = 0; ok && k < n; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[k].name);
-        if (!reached[k]) { ok = false; break; }
-        char name[160];
-        snprintf(name, sizeof name, "grad.%s", p->params[k].name);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    free(wrt);
-    free(grads);
-    free(reached);
-    return ok;
-}
-
 TEST(loss_and_gradients_match_pytorch) {
     struct itr_program *p = parse_model(NULL);
     CHECK(p != NULL);
@@ -223,7 +166,7 @@ TEST(loss_and_gradients_match_pytorch) {
     CHECK(g != NULL);
     struct itr_diags d;
     itr_diags_init(&d);
-    bool ok = g && add_gradients(g, &d);
+    bool ok = g && mt_add_gradients(g, NULL, 0, NULL, &d);
     if (!ok) diags_report("gradients: ", &d);
     itr_diags_free(&d);
     CHECK(ok);
@@ -322,21 +265,6 @@ static const char *const LEARN_SIZE[] = {
     "n_shared_layers=1", "tok_dim=16", "img_dim=32", "R=4", "dropout_p=0", "warmup_epochs=4",
 };
 
-static struct itr_program *compile_learn(void) {
-    struct itr_parse_options opt = { .overrides = LEARN_SIZE, .n_overrides = 13 };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(TERN_IR, &opt, &d);
-    bool ok = p && !itr_diags_has_errors(&d) && mt_compile_training(p, &d);
-    if (!ok) {
-        diags_report("compiling models/tern.ir: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
-
 TEST(learns_well_above_chance) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", tmp_path("learn"));
@@ -349,14 +277,13 @@ TEST(learns_well_above_chance) {
     so.dim = 32;
     so.seed = 11;
     so.token_dim = LEARN_TOK;
+    bool ok = mt_synth(dir, &so, NULL);
+    CHECK(ok);
+    struct itr_program *p = ok ? mt_parse_model(TERN_IR, LEARN_SIZE, 13, true) : NULL;
+    CHECK(p != NULL);
+    if (!p) return;
     struct itr_diags d;
     itr_diags_init(&d);
-    bool ok = itr_synth_generate(dir, &so, &d);
-    if (!ok) diags_report("making the synthetic set: ", &d);
-    CHECK(ok);
-    struct itr_program *p = ok ? compile_learn() : NULL;
-    CHECK(p != NULL);
-    if (!p) { itr_diags_free(&d); return; }
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
     struct itr_trainer_options o;

@@ -5,45 +5,13 @@
 // Fixtures: tests/gen_gpo_fixtures.py (D=16, W=8, V=30, img_dim=24,
 // tok_dim=12, R=5; GPO at its original 32/32). Errors are scale-relative,
 // max|a−b| / max|b| (models.md §7 item 14).
-#include "tests/testutil.h"
 #include "tests/modeltest.h"
-
-#include <inttypes.h>
-#include <math.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
-#include "runtime/npy.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
 
 #define VSE_INF_IR ITR_SOURCE_DIR "/models/vse_inf.ir"
 #define FIXTURES ITR_SOURCE_DIR "/tests/fixtures/gpo/"
 
 // An independent float32 implementation agrees to a few 1e-7 at this size.
 #define TOL_F32 1e-5
-
-static struct itr_program *parse_text(const char *name, const char *text, const char *const *ov, int n_ov) {
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = n_ov };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = text ? itr_parse_string(name, text, strlen(text), &opt, &d) : itr_parse_file(name, &opt, &d);
-    if (!p || itr_diags_has_errors(&d)) {
-        diags_report("parsing: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
 
 static const char *const FIXTURE_SIZE[] = { "D=16", "W=8", "V=30", "img_dim=24", "tok_dim=12", "R=5", "gru_init=0.25" };
 #define N_FIXTURE_SIZE 7
@@ -52,7 +20,7 @@ static struct itr_program *parse_model(bool feats) {
     const char *ov[N_FIXTURE_SIZE + 1];
     for (int i = 0; i < N_FIXTURE_SIZE; i++) ov[i] = FIXTURE_SIZE[i];
     ov[N_FIXTURE_SIZE] = feats ? "text=feats" : "text=bigru";
-    return parse_text(VSE_INF_IR, NULL, ov, N_FIXTURE_SIZE + 1);
+    return mt_parse_model(VSE_INF_IR, ov, N_FIXTURE_SIZE + 1, false);
 }
 
 static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
@@ -78,12 +46,7 @@ static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tenso
 
 // The error of a against the fixture `want`, printed and checked.
 static void expect_close(const char *what, const struct itr_tensor *a, const char *want_name, double tol) {
-    struct itr_tensor *want = fixture(want_name);
-    struct err e = { 0, 0 };
-    err_add(&e, a, want);
-    printf("  %-28s rel. error %.3g\n", what, err_rel(&e));
-    CHECK_MSG(err_rel(&e) <= tol, "%s: error %.3g against %s", what, err_rel(&e), want_name);
-    itr_tensor_free(want);
+    mt_expect_close(FIXTURES, 2, 28, what, a, want_name, tol);
 }
 
 // ---------------------------------------------------------------- GPO alone
@@ -99,7 +62,7 @@ static const char GPO_HARNESS[] = "import \"modules/gpo.ir\"\n"
 
 TEST(gpo_matches_pytorch) {
     // Named inside models/ so that the import resolves as a model's does.
-    struct itr_program *p = parse_text(ITR_SOURCE_DIR "/models/gpo_harness.ir", GPO_HARNESS, NULL, 0);
+    struct itr_program *p = mt_parse_text(ITR_SOURCE_DIR "/models/gpo_harness.ir", GPO_HARNESS, NULL, 0, false);
     CHECK(p != NULL);
     if (!p) return;
     struct itr_tensor **params = load_params(p, false);
@@ -157,40 +120,6 @@ TEST(encoders_and_scores_match_pytorch_feats) { check_encoders(true); }
 
 // ---------------------------------------------------------------- training loss and gradients
 
-// Appends the adjoint of the loss with respect to every trainable parameter
-// as outputs "grad.<param>"; *first gets the index of the first one.
-static bool add_gradients(struct itr_graph *g, int *first, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int n = 0;
-    int32_t *wrt = calloc((size_t)p->n_params, sizeof *wrt), *grads = calloc((size_t)p->n_params, sizeof *grads);
-    int *which = calloc((size_t)p->n_params, sizeof *which);
-    bool *reached = calloc((size_t)p->n_params, sizeof *reached);
-    for (int j = 0; j < p->n_params; j++) {
-        if (p->params[j].frozen) continue;
-        which[n] = j;
-        wrt[n++] = itr_graph_use_param(g, j);
-    }
-    bool ok = itr_vjp(g, &g->outputs[0], &seed, 1, wrt, n, grads, reached, d);
-    *first = g->n_outputs;
-    for (int k = 0; ok && k < n; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", p->params[which[k]].name);
-        char name[160];
-        snprintf(name, sizeof name, "grad.%s", p->params[which[k]].name);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    free(wrt);
-    free(grads);
-    free(which);
-    free(reached);
-    return ok;
-}
-
 static int output_index(const struct itr_graph *g, const char *name) {
     for (int i = 0; i < g->n_outputs; i++)
         if (strcmp(g->output_names[i], name) == 0) return i;
@@ -209,7 +138,7 @@ TEST(training_loss_and_gradients_match_pytorch) {
     struct itr_diags d;
     itr_diags_init(&d);
     int first = 0;
-    bool ok = g && add_gradients(g, &first, &d);
+    bool ok = g && mt_add_gradients(g, NULL, 0, &first, &d);
     if (!ok) diags_report("gradients: ", &d);
     itr_diags_free(&d);
     CHECK(ok);
@@ -262,84 +191,14 @@ TEST(training_loss_and_gradients_match_pytorch) {
 
 // ---------------------------------------------------------------- learning
 
-static struct itr_program *compile_small(int regions, int dim, int vocab) {
-    char r[32], i[32], v[32];
-    snprintf(r, sizeof r, "R=%d", regions);
-    snprintf(i, sizeof i, "img_dim=%d", dim);
-    snprintf(v, sizeof v, "V=%d", vocab);
-    // A small GPO (8/8) as well: its size does not change what it computes.
-    const char *ov[] = { "D=16", "W=8", "gru_init=0.25", "gpo_pe=8", "gpo_hidden=8", "gpo_init=0.35355339", r, i, v };
-    struct itr_program *p = parse_text(VSE_INF_IR, NULL, ov, 9);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = p && mt_compile_training(p, &d);
-    if (!ok) {
-        diags_report("compiling models/vse_inf.ir: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
+// A small GPO (8/8) as well: its size does not change what it computes.
+static const char *const LEARN_SIZE[] = { "D=16", "W=8", "gru_init=0.25", "gpo_pe=8", "gpo_hidden=8",
+                                          "gpo_init=0.35355339" };
 
 TEST(learns_well_above_chance) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", tmp_path("data"));
-    struct itr_synth_options so;
-    itr_synth_defaults(&so);
-    so.n_train = 300;
-    so.n_dev = 20;
-    so.n_test = 100;
-    so.regions = 4;
-    so.dim = 32;
-    so.seed = 11;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    memset(&v, 0, sizeof v);
-    char vocab[600];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    bool ok = itr_synth_generate(dir, &so, &d) && itr_vocab_read(vocab, &v, &d);
-    if (!ok) diags_report("making the synthetic set: ", &d);
-    CHECK(ok);
-    if (!ok) {
-        itr_diags_free(&d);
-        return;
-    }
-    struct itr_program *p = compile_small(so.regions, so.dim, v.n);
-    itr_vocab_free(&v);
-    CHECK(p != NULL);
-    if (!p) {
-        itr_diags_free(&d);
-        return;
-    }
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    struct itr_trainer_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = dir;
-    char run[600], run0[600];
-    snprintf(run, sizeof run, "%s", tmp_path("run"));
-    snprintf(run0, sizeof run0, "%s", tmp_path("run0"));
-    o.run_dir = run;
-    o.fingerprint = fp;
-    o.batch_size = 16;
-    o.epochs = 6;
-    o.seed = 5;
-    o.lr_given = true;
-    o.lr.lr = 0.01;
-    o.lr.kind = ITR_LR_CONSTANT;
-    o.checkpoint_every = -1;
-    struct itr_trainer_result r;
-    double secs, chance, trained;
-    // The untrained model: a run killed after its first step leaves only
-    // the step-0 checkpoint.
-    mt_train_eval(p, &o, run0, "", &r, &secs, &chance, &trained, &d);
-    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU, last loss %.4g)\n", chance,
-           trained, r.steps, secs, r.last_loss);
-    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f trained vs %.2f untrained: less than 3x", trained, chance);
-    itr_diags_free(&d);
-    itr_program_free(p);
+    struct mt_learn_options o = { .ir = VSE_INF_IR, .label = "vse_inf", .n_train = 300, .n_test = 100, .epochs = 6,
+                                  .lr = 0.01, .size = LEARN_SIZE, .n_size = 6 };
+    mt_learn_run(&o);
 }
 
 int main(void) {

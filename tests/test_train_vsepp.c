@@ -5,18 +5,9 @@
 // D=16, W=8, V=30, img_dim=24, R=3 on one batch (B=4, L=6, mixed lengths).
 // Errors are scale-relative, max|a−b| / max|b| (models.md §7 item 14), per
 // gradient and over all parameters together.
-#include "tests/test.h"
+#include "tests/modeltest.h"
 
-#include <stdlib.h>
-#include <time.h>
-
-#include "backends/ref/ref.h"
-#include "compiler/autodiff.h"
-#include "compiler/passes.h"
-#include "ir/bind.h"
-#include "ir/text.h"
 #include "runtime/init.h"
-#include "runtime/npy.h"
 #include "runtime/train.h"
 
 #define VSEPP_IR ITR_SOURCE_DIR "/models/vsepp.ir"
@@ -33,142 +24,37 @@ static const char *const PARAMS[N_PARAMS] = {
     "img_fc.weight", "img_fc.bias", "embed.weight", "rnn.w_ih", "rnn.w_hh", "rnn.b_ih", "rnn.b_hh",
 };
 
-static struct itr_program *parse_model(const char *const *overrides, int n) {
-    struct itr_parse_options opt = { .overrides = overrides, .n_overrides = n };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(VSEPP_IR, &opt, &d);
-    if (!p || itr_diags_has_errors(&d)) {
-        itr_diags_print(&d, stderr);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
-}
-
-static struct itr_tensor *fixture(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, FIXTURES "%s.npy", name);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_tensor *t = itr_npy_read(path, &d);
-    if (!t) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return t;
-}
-
-static bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
-}
-
-// Running maxima of |a − b| and |b|, so that one accumulator gives the
-// error of one tensor and another that of all of them together.
-struct err {
-    double num, den;
-};
-
-static void err_add(struct err *e, const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (!a || !b || !same_shape(a, b)) {
-        e->num = INFINITY;
-        return;
-    }
-    for (int64_t i = 0; i < itr_tensor_numel(b); i++) {
-        double x = itr_tensor_get(a, i), y = itr_tensor_get(b, i);
-        double dd = fabs(x - y);
-        if (isnan(dd)) dd = INFINITY;
-        if (dd > e->num) e->num = dd;
-        if (fabs(y) > e->den) e->den = fabs(y);
-    }
-}
-
-static double err_rel(const struct err *e) { return e->num / fmax(e->den, 1e-300); }
+static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
 // The model's parameters from the fixture files, indexed like p->params
 // (tensors of parameters the fixtures do not have stay NULL).
 static struct itr_tensor **fixture_params(const struct itr_program *p, const char *prefix) {
-    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
-    for (int k = 0; k < N_PARAMS; k++) {
-        int32_t j = itr_program_find_param(p, PARAMS[k]);
-        CHECK_MSG(j >= 0, "the model has no parameter %s", PARAMS[k]);
-        if (j < 0) continue;
-        char name[128];
-        snprintf(name, sizeof name, "%s%s", prefix, PARAMS[k]);
-        t[j] = fixture(name);
-    }
-    return t;
-}
-
-static void free_tensors(struct itr_tensor **t, int n) {
-    for (int i = 0; t && i < n; i++) itr_tensor_free(t[i]);
-    free(t);
+    return mt_fixture_params(p, FIXTURES, prefix, PARAMS, N_PARAMS);
 }
 
 // ---------------------------------------------------------------- (1) loss and gradients
 
-// Appends to the train graph (forward only, as parsed) the adjoint of its
-// loss with respect to every parameter, as outputs "grad.<param>", with
-// itr_vjp itself: this checks the model and autodiff, independently of how
-// the training step is assembled.
-static bool add_gradients(struct itr_graph *g, struct itr_diags *d) {
-    struct itr_program *p = g->prog;
-    struct itr_attr *one = itr_attrs_default(p, ITR_OP_FULL);
-    struct itr_attr *value = &one[itr_op_attr_index(ITR_OP_FULL, "value")];
-    value->kind = ITR_ATTR_FLOAT;
-    value->u.f = 1.0;
-    int32_t seed = -1;
-    if (!itr_graph_add_node(g, ITR_OP_FULL, NULL, 0, one, g->loc, NULL, &seed, d)) return false;
-    int32_t wrt[N_PARAMS], grads[N_PARAMS];
-    bool reached[N_PARAMS];
-    for (int k = 0; k < N_PARAMS; k++) wrt[k] = itr_graph_use_param(g, itr_program_find_param(p, PARAMS[k]));
-    if (!itr_vjp(g, &g->outputs[0], &seed, 1, wrt, N_PARAMS, grads, reached, d)) return false;
-    for (int k = 0; k < N_PARAMS; k++) {
-        CHECK_MSG(reached[k], "the loss does not depend on %s", PARAMS[k]);
-        if (!reached[k]) return false;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", PARAMS[k]);
-        itr_graph_add_output(g, itr_program_strdup(p, name), grads[k]);
-    }
-    return true;
-}
-
-static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
-                                     struct itr_tensor *const *params, bool f64) {
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, g->prog);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = f64 };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, inputs, params, &dims, &opt, out, &d)) {
-        itr_diags_print(&d, stderr);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return out;
-}
-
+// The train graph (forward only, as parsed) with the adjoint of its loss
+// with respect to every parameter appended by mt_add_gradients: this checks
+// the model and autodiff, independently of how the training step is
+// assembled. The gradient errors are per tensor and over all of them
+// together (struct err keeps running maxima, so one accumulator serves each).
 TEST(loss_and_gradients_match_pytorch) {
-    struct itr_program *p = parse_model(FIXTURE_SIZE, 6);
+    struct itr_program *p = mt_parse_model(VSEPP_IR, FIXTURE_SIZE, 6, false);
     CHECK(p != NULL);
     if (!p) return;
     struct itr_graph *g = itr_program_find_graph(p, "train");
     CHECK_MSG(g != NULL, "vsepp.ir has no train entry");
     struct itr_diags d;
     itr_diags_init(&d);
-    bool ok = g && add_gradients(g, &d);
-    if (!ok) itr_diags_print(&d, stderr);
+    bool ok = g && mt_add_gradients(g, PARAMS, N_PARAMS, NULL, &d);
+    if (!ok) diags_report("", &d);
     itr_diags_free(&d);
     CHECK(ok);
     struct itr_tensor *inputs[3] = { fixture("regions"), fixture("words"), fixture("lengths") };
     struct itr_tensor **params = fixture_params(p, "");
     for (int f64 = 0; ok && f64 < 2; f64++) {
-        struct itr_tensor **out = run_graph(g, inputs, params, f64);
+        struct itr_tensor **out = mt_run_graph_as(g, inputs, params, f64, "");
         CHECK_MSG(out != NULL, "the train graph did not run (%s)", f64 ? "f64" : "f32");
         if (!out) continue;
         const char *tag = f64 ? "64" : "";
@@ -215,35 +101,21 @@ TEST(loss_and_gradients_match_pytorch) {
 // the model's optimizer declaration (to train the same model with SGD or
 // AdamW); the text keeps the file's name, so its imports resolve as usual.
 static struct itr_program *compile_model(const char *const *overrides, int n, const char *optimizer) {
-    struct itr_parse_options opt = { .overrides = overrides, .n_overrides = n };
-    struct itr_diags d;
-    itr_diags_init(&d);
+    if (!optimizer) return mt_parse_model(VSEPP_IR, overrides, n, true);
     struct itr_program *p = NULL;
-    if (!optimizer) {
-        p = itr_parse_file(VSEPP_IR, &opt, &d);
-    } else {
-        FILE *f = fopen(VSEPP_IR, "rb");
-        char *text = calloc(1 << 16, 1), *out = calloc(1 << 16, 1);
-        size_t len = f && text ? fread(text, 1, (1 << 16) - 1, f) : 0;
-        if (f) fclose(f);
-        const char *decl = text ? strstr(text, "optimizer adam(") : NULL;
-        const char *end = decl ? strchr(decl, '\n') : NULL;
-        CHECK_MSG(len > 0 && decl && end, "no 'optimizer adam(...)' line in %s", VSEPP_IR);
-        if (decl && end) {
-            snprintf(out, 1 << 16, "%.*s%s%s", (int)(decl - text), text, optimizer, end);
-            p = itr_parse_string(VSEPP_IR, out, strlen(out), &opt, &d);
-        }
-        free(text);
-        free(out);
+    FILE *f = fopen(VSEPP_IR, "rb");
+    char *text = calloc(1 << 16, 1), *out = calloc(1 << 16, 1);
+    size_t len = f && text ? fread(text, 1, (1 << 16) - 1, f) : 0;
+    if (f) fclose(f);
+    const char *decl = text ? strstr(text, "optimizer adam(") : NULL;
+    const char *end = decl ? strchr(decl, '\n') : NULL;
+    CHECK_MSG(len > 0 && decl && end, "no 'optimizer adam(...)' line in %s", VSEPP_IR);
+    if (decl && end) {
+        snprintf(out, 1 << 16, "%.*s%s%s", (int)(decl - text), text, optimizer, end);
+        p = mt_parse_text(VSEPP_IR, out, overrides, n, true);
     }
-    bool ok = p && !itr_diags_has_errors(&d) && itr_compile_training_step(p, &d) && itr_program_verify(p, &d) &&
-              itr_simplify(p, NULL, &d) && itr_program_verify(p, &d);
-    if (!ok) {
-        itr_diags_print(&d, stderr);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
+    free(text);
+    free(out);
     return p;
 }
 

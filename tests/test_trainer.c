@@ -1,19 +1,7 @@
 // The training loop (runtime/trainer.h) on tiny synthetic sets and a tiny
 // VSE++: exact resumption after a kill, refused checkpoints, a NaN stop that
 // keeps the last good state, learning well above chance, and the schedule.
-#include "tests/testutil.h"
-
-#include <inttypes.h>
-#include <time.h>
-
-#include "compiler/passes.h"
-#include "ir/plan.h"
-#include "ir/text.h"
-#include "runtime/data.h"
-#include "runtime/eval.h"
-#include "runtime/safetensors.h"
-#include "runtime/synth.h"
-#include "runtime/trainer.h"
+#include "tests/modeltest.h"
 
 #define VSEPP_IR ITR_SOURCE_DIR "/models/vsepp.ir"
 
@@ -30,19 +18,7 @@ static struct itr_program *compile_vsepp(int regions, int dim, int vocab) {
     snprintf(i, sizeof i, "img_dim=%d", dim);
     snprintf(v, sizeof v, "V=%d", vocab);
     const char *ov[] = { "D=16", "W=8", "gru_init=0.25", r, i, v };
-    struct itr_parse_options opt = { .overrides = ov, .n_overrides = 6 };
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = itr_parse_file(VSEPP_IR, &opt, &d);
-    bool ok = p && !itr_diags_has_errors(&d) && itr_compile_training_step(p, &d) && itr_program_verify(p, &d) &&
-              itr_simplify(p, NULL, &d) && itr_program_verify(p, &d);
-    if (!ok) {
-        diags_report("compiling models/vsepp.ir: ", &d);
-        if (p) itr_program_free(p);
-        p = NULL;
-    }
-    itr_diags_free(&d);
-    return p;
+    return mt_parse_model(VSEPP_IR, ov, 6, true);
 }
 
 static int g_dim = 16;
@@ -58,18 +34,9 @@ static bool fixture_make(struct fixture *f, const char *name, int64_t n_train, i
     o.regions = 4;
     o.dim = g_dim;
     o.seed = seed;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    memset(&v, 0, sizeof v);
-    char vocab[600];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", f->dir);
-    bool ok = itr_synth_generate(f->dir, &o, &d) && itr_vocab_read(vocab, &v, &d);
-    if (!ok) diags_report("making the synthetic set: ", &d);
-    itr_diags_free(&d);
-    if (!ok) return false;
-    f->p = compile_vsepp(o.regions, o.dim, v.n);
-    itr_vocab_free(&v);
+    int n_vocab = 0;
+    if (!mt_synth(f->dir, &o, &n_vocab)) return false;
+    f->p = compile_vsepp(o.regions, o.dim, n_vocab);
     snprintf(f->fingerprint, sizeof f->fingerprint, "%016" PRIx64, f->p ? itr_program_hash(f->p) : 0);
     return f->p != NULL;
 }
@@ -316,35 +283,6 @@ TEST(feature_dim_mismatch_names_both) {
 
 // ---------------------------------------------------------------- learning
 
-static double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_vocab v;
-    struct itr_split s;
-    struct itr_tensor_set w;
-    itr_tensor_set_init(&w);
-    float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
-    char vocab[700];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    struct itr_eval_options eo = { 0 };
-    if (itr_vocab_read(vocab, &v, &d)) {
-        if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
-            itr_split_close(&s);
-        }
-        itr_vocab_free(&v);
-    }
-    if (itr_diags_has_errors(&d)) diags_report("evaluating: ", &d);
-    free(sims);
-    itr_tensor_set_free(&w);
-    itr_diags_free(&d);
-    return rsum;
-}
-
 TEST(learns_well_above_chance) {
     struct fixture f;
     // 32-dim features: at 16 the synthetic concepts are too noisy for a
@@ -367,23 +305,13 @@ TEST(learns_well_above_chance) {
     o.lr.kind = ITR_LR_CONSTANT;
     o.lr.warmup_steps = 0;
     o.checkpoint_every = -1;
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
-    CHECK(itr_trainer_run(f.p, &o, &r, &d));
-    double secs = (double)clock() / CLOCKS_PER_SEC - t0;
-    if (itr_diags_has_errors(&d)) diags_report("", &d);
     // The step-0 state is the untrained model: best.safetensors is written
-    // only after an epoch, so init it separately from the same seed.
+    // only after an epoch, so mt_train_eval inits it separately from the
+    // same seed (a run killed at step 1 writes only the step-0 checkpoint).
     char run0[700];
     snprintf(run0, sizeof run0, "%s", tmp_path("learn_init"));
-    struct itr_trainer_options o0 = o;
-    o0.run_dir = run0;
-    o0.max_steps = 1;
-    o0.kill_at_max_steps = true;
-    struct itr_trainer_result r0;
-    // max_steps 1 with a kill stops before writing anything but the step-0 checkpoint.
-    CHECK(itr_trainer_run(f.p, &o0, &r0, &d));
-    double chance = test_rsum(f.p, f.dir, path_in(run0, "last.safetensors"));
-    double trained = test_rsum(f.p, f.dir, path_in(o.run_dir, "best.safetensors"));
+    double secs, chance, trained;
+    mt_train_eval(f.p, &o, run0, "", &r, &secs, &chance, &trained, &d);
     fprintf(stderr, "learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU)\n", chance,
             trained, r.steps, secs);
     CHECK_MSG(trained >= 5 * chance, "test rsum %.2f trained vs %.2f untrained: less than 5x", trained, chance);
