@@ -194,6 +194,19 @@ static inline bool mt_add_gradients(struct itr_graph *g, const char *const *name
     return ok;
 }
 
+// The train graph of p with the loss gradient of every trainable parameter
+// appended as outputs from index *first (mt_add_gradients); NULL (reported)
+// when p has no train graph or autodiff fails.
+static inline struct itr_graph *mt_train_with_gradients(struct itr_program *p, int *first) {
+    struct itr_graph *g = itr_program_find_graph(p, "train");
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = g && mt_add_gradients(g, NULL, 0, first, &d);
+    if (!ok) diags_report(g ? "gradients: " : "no train graph: ", &d);
+    itr_diags_free(&d);
+    return ok ? g : NULL;
+}
+
 // Whether a and b have the same rank and shape.
 static inline bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
     if (a->rank != b->rank) return false;
