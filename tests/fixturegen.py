@@ -32,3 +32,15 @@ def bigru_name(name, rnn="rnn"):
         if name == "%s.%s_l0_reverse" % (rnn, tp):
             return rnn + ".bwd." + ip
     return name
+
+
+def padded_batch(gen, n_images, regions, img_dim, vocab, lengths):
+    """Random inputs from generator gen, drawn in this order: region features
+    [n_images, regions, img_dim] ~ N(0, 1), then word ids [len(lengths),
+    max(lengths)] in 1..vocab-1 with 0 (<pad>) past each caption's length,
+    and the lengths (int64)."""
+    feats = torch.randn(n_images, regions, img_dim, generator=gen)
+    words = torch.randint(1, vocab, (len(lengths), max(lengths)), generator=gen, dtype=torch.int64)
+    for i, n in enumerate(lengths):
+        words[i, n:] = 0
+    return feats, words, torch.tensor(lengths, dtype=torch.int64)

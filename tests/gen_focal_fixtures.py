@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fixturegen import bigru_name, hinge
+from fixturegen import bigru_name, hinge, padded_batch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "focal")
@@ -145,11 +145,7 @@ def save(name, a):
 
 def main():
     gen = torch.Generator().manual_seed(5)
-    regions = torch.randn(N_IMG, R, IMG, generator=gen)
-    words = torch.randint(1, V, (len(LENGTHS), L), generator=gen, dtype=torch.int64)
-    for i, n in enumerate(LENGTHS):
-        words[i, n:] = 0
-    lengths = torch.tensor(LENGTHS, dtype=torch.int64)
+    regions, words, lengths = padded_batch(gen, N_IMG, R, IMG, V, LENGTHS)
     train_regions = torch.randn(len(LENGTHS), R, IMG, generator=gen)
     save("regions", regions.numpy().astype(np.float32))
     save("words", words.numpy().astype(np.int32))

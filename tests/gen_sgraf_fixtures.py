@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fixturegen import bigru_name, hinge
+from fixturegen import bigru_name, hinge, padded_batch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "sgraf")
@@ -227,11 +227,7 @@ def train_step(head, state, regions, words, lengths, max_violation):
 
 def main():
     gen = torch.Generator().manual_seed(7)
-    regions = torch.randn(N_IMG, R, IMG, generator=gen)
-    words = torch.randint(1, V, (len(LENGTHS), L), generator=gen, dtype=torch.int64)
-    for i, n in enumerate(LENGTHS):
-        words[i, n:] = 0
-    lengths = torch.tensor(LENGTHS, dtype=torch.int64)
+    regions, words, lengths = padded_batch(gen, N_IMG, R, IMG, V, LENGTHS)
     save(os.path.join(OUT, "regions.npy"), regions.numpy().astype(np.float32))
     save(os.path.join(OUT, "words.npy"), words.numpy().astype(np.int32))
     save(os.path.join(OUT, "lengths.npy"), lengths.numpy().astype(np.int32))
