@@ -121,6 +121,39 @@ static inline struct itr_tensor *mt_score_tile(const struct itr_program *p, stru
     return s;
 }
 
+// The largest |difference| between the full score matrix `full` [ni, nc] of
+// img[0, ni) × cap[0, nc) and the same scores computed in 1-image tiles,
+// 1-caption tiles and every 1x1 tile (each tile's shape is checked): a
+// pair-scoring model's score must not depend on what else is in the tile.
+static inline double mt_tiles_vs_full(const struct itr_program *p, struct itr_tensor *const *params,
+                                      const struct itr_tensor *img, const struct itr_tensor *cap,
+                                      const struct itr_tensor *len, const struct itr_tensor *full, int64_t ni,
+                                      int64_t nc) {
+    double diff = 0;
+    for (int64_t i = 0; i < ni; i++) {
+        struct itr_tensor *s = mt_score_tile(p, params, img, cap, len, i, 1, 0, nc);
+        CHECK(s && s->shape[0] == 1 && s->shape[1] == nc);
+        for (int64_t j = 0; s && j < nc; j++)
+            diff = fmax(diff, fabs(itr_tensor_get(s, j) - itr_tensor_get(full, i * nc + j)));
+        itr_tensor_free(s);
+    }
+    for (int64_t j = 0; j < nc; j++) {
+        struct itr_tensor *s = mt_score_tile(p, params, img, cap, len, 0, ni, j, 1);
+        CHECK(s && s->shape[0] == ni && s->shape[1] == 1);
+        for (int64_t i = 0; s && i < ni; i++)
+            diff = fmax(diff, fabs(itr_tensor_get(s, i) - itr_tensor_get(full, i * nc + j)));
+        itr_tensor_free(s);
+    }
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t j = 0; j < nc; j++) {
+            struct itr_tensor *one = mt_score_tile(p, params, img, cap, len, i, 1, j, 1);
+            CHECK(one && one->shape[0] == 1 && one->shape[1] == 1);
+            if (one) diff = fmax(diff, fabs(itr_tensor_get(one, 0) - itr_tensor_get(full, i * nc + j)));
+            itr_tensor_free(one);
+        }
+    return diff;
+}
+
 // p's parameters from the fixtures <dir><prefix><param>, indexed like p->params. names NULL: every parameter,
 // each of which must have a fixture; else only the n named ones (the others stay NULL), each of which p must have.
 static inline struct itr_tensor **mt_fixture_params(const struct itr_program *p, const char *dir, const char *prefix,
