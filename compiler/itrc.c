@@ -384,8 +384,7 @@ static const struct itr_cli cli = {
     .prog = PROG,
     .description = "The itrc compiler for image-text retrieval models (docs/cli.md).",
     .footer = "\n  " PROG " COMMAND --help   options of a command\n"
-              "  " PROG " --version        version and plan format\n\n"
-              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+              "  " PROG " --version        version and plan format\n",
     .name_width = 9,
     .plan_format = ITR_PLAN_FORMAT_VERSION,
     .attached_short = true,

@@ -76,6 +76,8 @@ static void print_usage(const struct itr_cli *cli, FILE *f) {
     for (int i = 0; i < cli->n_commands; i++)
         fprintf(f, "  %-*s %s\n", cli->name_width, cli->commands[i].name, cli->commands[i].summary);
     fputs(cli->footer, f);
+    // The exit codes are this layer's (ITR_EXIT_*), the same for every program.
+    fputs("\nexit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n", f);
 }
 
 static void print_command_help(const struct itr_cli *cli, const struct itr_cli_command *c) {

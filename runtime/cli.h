@@ -24,7 +24,7 @@ struct itr_cli {
     const char *prog;
     const char *operand;           // " FILE.plan": a word every command is given before it; NULL: none
     const char *description;       // printed after the usage line, before "commands:"
-    const char *footer;            // printed after the command list
+    const char *footer;            // printed after the command list (then the exit statuses)
     int name_width;                // width of the command-name column in the usage
     int plan_format;               // > 0: '--version' also prints "(plan format N)"
     bool attached_short;           // "-IDIR" is accepted for a short option "-I"

@@ -234,8 +234,7 @@ static const struct itr_cli cli = {
     .prog = PROG,
     .description = "Data-set tools for the precomputed-feature layout (docs/data.md).",
     .footer = "\n  " PROG " COMMAND --help   options of a command (also: " PROG " help COMMAND)\n"
-              "  " PROG " --version        version\n\n"
-              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+              "  " PROG " --version        version\n",
     .name_width = 6,
     .help_lists_commands = true,
     .dash_is_option = true,

@@ -1003,8 +1003,7 @@ static const struct itr_cli cli = {
     .operand = " FILE.plan",
     .description = "Runs plans that itrc compiled (docs/cli.md).",
     .footer = "\n  " PROG " FILE.plan COMMAND --help   options of a command (also: " PROG " help COMMAND)\n"
-              "  " PROG " --version                  version and plan format\n\n"
-              "exit status: 0 ok, 1 user error (bad input or usage), 2 internal error\n",
+              "  " PROG " --version                  version and plan format\n",
     .name_width = 6,
     .plan_format = ITR_PLAN_FORMAT_VERSION,
     .help_lists_commands = true,
