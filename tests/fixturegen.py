@@ -3,6 +3,8 @@
 Imported from the generators' own directory; like them, run with Debian's
 /usr/bin/python3 (python3-torch, numpy).
 """
+import os
+
 import torch
 
 
@@ -44,3 +46,12 @@ def padded_batch(gen, n_images, regions, img_dim, vocab, lengths):
     for i, n in enumerate(lengths):
         words[i, n:] = 0
     return feats, words, torch.tensor(lengths, dtype=torch.int64)
+
+
+def fresh_dir(path):
+    """Creates path if needed and removes the .npy files in it, so that a
+    fixture the generator no longer writes does not linger."""
+    os.makedirs(path, exist_ok=True)
+    for f in os.listdir(path):
+        if f.endswith(".npy"):
+            os.remove(os.path.join(path, f))

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fixturegen import hinge
+from fixturegen import fresh_dir, hinge
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures", "scan")
@@ -139,10 +139,7 @@ def save(name, arr):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        if f.endswith(".npy"):
-            os.remove(os.path.join(OUT, f))
+    fresh_dir(OUT)
     gen = torch.Generator().manual_seed(20240613)
     ref = SCAN()
     start = {}

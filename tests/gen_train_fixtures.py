@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fixturegen import hinge
+from fixturegen import fresh_dir, hinge
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,10 +116,7 @@ def loss_of(m, batch, dtype):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        if f.endswith(".npy"):
-            os.remove(os.path.join(OUT, f))
+    fresh_dir(OUT)
 
     gen = torch.Generator().manual_seed(20240612)
     start = {}
