@@ -16,6 +16,7 @@
 #include "ir/text.h"
 #include "runtime/data.h"
 #include "runtime/eval.h"
+#include "runtime/init.h"
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/synth.h"
@@ -58,6 +59,21 @@ static inline struct itr_program *mt_parse_text(const char *name, const char *te
     }
     itr_diags_free(&d);
     return p;
+}
+
+// p's parameters initialised from seed (runtime/init.h, p's default dim
+// bindings) into *set, which this initialises; false (reported) on failure.
+static inline bool mt_init_params(const struct itr_program *p, uint64_t seed, struct itr_tensor_set *set) {
+    itr_tensor_set_init(set);
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_init_params(p, seed, &b, set, &d);
+    if (!ok) diags_report("init: ", &d);
+    itr_diags_free(&d);
+    itr_bindings_free(&b);
+    return ok;
 }
 
 // Parses a model file with overrides, optionally compiling the training step; NULL (reported) on errors.

@@ -9,6 +9,7 @@
 #include "runtime/eval.h"
 #include "runtime/init.h"
 #include "tests/testutil.h"
+#include "tests/modeltest.h"
 
 #define K ITR_CAPTIONS_PER_IMAGE
 
@@ -306,18 +307,6 @@ static struct itr_program *parse_vsepp(const char *img_dim) {
     return parse_small(ITR_SOURCE_DIR "/models/vsepp.ir", img_dim);
 }
 
-static bool init_weights(const struct itr_program *p, uint64_t seed, struct itr_tensor_set *w) {
-    itr_tensor_set_init(w);
-    struct itr_dim_bindings b;
-    itr_bindings_init(&b, p);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_init_params(p, seed, &b, w, &d);
-    if (!ok) diags_report("init: ", &d);
-    itr_diags_free(&d);
-    itr_bindings_free(&b);
-    return ok;
-}
 
 // A split built in memory: n images of 3 regions x 16 features, 5n captions
 // of 3..6 tokens.
@@ -365,7 +354,7 @@ TEST(tiled_equals_untiled_bit_for_bit) {
     CHECK(p != NULL);
     if (!p) return;
     struct itr_tensor_set w;
-    CHECK(init_weights(p, 7, &w));
+    CHECK(mt_init_params(p, 7, &w));
     struct itr_split s;
     make_split(&s, 7);
     for (int f64 = 0; f64 < 2; f64++) {
@@ -411,7 +400,7 @@ TEST(pair_scoring_model_in_chunks_equals_one_chunk) {
     CHECK(p != NULL);
     if (!p) return;
     struct itr_tensor_set w;
-    CHECK(init_weights(p, 3, &w));
+    CHECK(mt_init_params(p, 3, &w));
     struct itr_split s;
     make_split(&s, 6);
     float *one = sims_of(p, &w, &s, 1000, 1000, 1000, false);
@@ -430,7 +419,7 @@ TEST(ensemble_is_the_average) {
     CHECK(p != NULL);
     if (!p) return;
     struct itr_tensor_set wa, wb;
-    CHECK(init_weights(p, 1, &wa) && init_weights(p, 2, &wb));
+    CHECK(mt_init_params(p, 1, &wa) && mt_init_params(p, 2, &wb));
     struct itr_split s;
     make_split(&s, 4);
     float *a = sims_of(p, &wa, &s, 0, 0, 0, false), *b = sims_of(p, &wb, &s, 0, 0, 0, false);
@@ -473,7 +462,7 @@ TEST(queries_agree_with_the_matrix) {
     CHECK(p != NULL);
     if (!p) return;
     struct itr_tensor_set w;
-    CHECK(init_weights(p, 3, &w));
+    CHECK(mt_init_params(p, 3, &w));
     struct itr_split s;
     make_split(&s, 5);
     float *full = sims_of(p, &w, &s, 0, 0, 0, false);
@@ -552,7 +541,7 @@ TEST(caption_limit_of_a_model) {
         CHECK(lim.loc.file && strcmp(lim.loc.file, "fixed.ir") == 0 && lim.loc.line == 7 && lim.loc.col == 21);
         // Fits: evaluation pads every chunk to 7 and binds.
         struct itr_tensor_set w;
-        CHECK(init_weights(f, 1, &w));
+        CHECK(mt_init_params(f, 1, &w));
         struct itr_split s;
         make_split(&s, 3);
         float *sims = NULL;
@@ -580,7 +569,7 @@ TEST(fixed_caption_length_pads_and_changes_nothing) {
     CHECK(p && q);
     if (!p || !q) { itr_program_free(p); itr_program_free(q); return; }
     struct itr_tensor_set w;
-    CHECK(init_weights(p, 5, &w));
+    CHECK(mt_init_params(p, 5, &w));
     struct itr_split s;
     make_split(&s, 4);
     float *a = sims_of(p, &w, &s, 0, 0, 0, false), *b = sims_of(q, &w, &s, 3, 7, 3, false);
@@ -612,7 +601,7 @@ TEST(over_long_captions_are_errors) {
     CHECK(q != NULL);
     if (!q) return;
     struct itr_tensor_set w;
-    CHECK(init_weights(q, 5, &w));
+    CHECK(mt_init_params(q, 5, &w));
     struct itr_split s;
     make_split(&s, 4);
     s.lengths[19] = 6;   // at least two over-long captions (never encoded)

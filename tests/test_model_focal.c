@@ -141,14 +141,8 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
         struct itr_program *p = mt_parse_model(BFAN_IR, ov, 7, false);
         CHECK(p != NULL);
         if (!p) continue;
-        struct itr_dim_bindings dims;
-        itr_bindings_init(&dims, p);
         struct itr_tensor_set set;
-        itr_tensor_set_init(&set);
-        struct itr_diags d;
-        itr_diags_init(&d);
-        bool ok = itr_init_params(p, 3, &dims, &set, &d);
-        if (!ok) diags_report("", &d);
+        bool ok = mt_init_params(p, 3, &set);
         CHECK(ok);
         struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
         for (int j = 0; ok && j < p->n_params; j++) params[j] = itr_tensor_set_get(&set, p->params[j].name);
@@ -181,8 +175,6 @@ TEST(bfan_tiles_equal_slices_of_the_full_matrix) {
         itr_tensor_free(lengths);
         free(params);
         itr_tensor_set_free(&set);
-        itr_diags_free(&d);
-        itr_bindings_free(&dims);
         itr_program_free(p);
     }
 }

@@ -297,18 +297,6 @@ static void tiny_batch(struct itr_tensor_set *batch, uint64_t seed) {
     itr_tensor_set_put(batch, "lengths", lengths);
 }
 
-static bool init_state(const struct itr_program *p, uint64_t seed, struct itr_tensor_set *state) {
-    itr_tensor_set_init(state);
-    struct itr_dim_bindings dims;
-    itr_bindings_init(&dims, p);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_init_params(p, seed, &dims, state, &d);
-    if (!ok) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    itr_bindings_free(&dims);
-    return ok;
-}
 
 static double seconds(void) {
     struct timespec ts;
@@ -322,7 +310,7 @@ static bool train_tiny(const struct itr_program *p, uint64_t seed, int n, double
                        double *losses) {
     struct itr_tensor_set batch;
     tiny_batch(&batch, 42);
-    bool ok = init_state(p, seed, state);
+    bool ok = mt_init_params(p, seed, state);
     for (int s = 1; ok && s <= n; s++) {
         double l = train_step(p, &batch, state, lr, s, false);
         ok = isfinite(l);
