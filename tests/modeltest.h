@@ -244,7 +244,7 @@ static inline bool mt_add_gradients(struct itr_graph *g, const char *const *name
 }
 
 // The train graph of p with the loss gradient of every trainable parameter
-// appended as outputs from index *first (mt_add_gradients); NULL (reported)
+// appended as outputs from index *first (first may be NULL; mt_add_gradients); NULL (reported)
 // when p has no train graph or autodiff fails.
 static inline struct itr_graph *mt_train_with_gradients(struct itr_program *p, int *first) {
     struct itr_graph *g = itr_program_find_graph(p, "train");

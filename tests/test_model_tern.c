@@ -162,13 +162,8 @@ TEST(loss_and_gradients_match_pytorch) {
     struct itr_program *p = parse_model(NULL);
     CHECK(p != NULL);
     if (!p) return;
-    struct itr_graph *g = itr_program_find_graph(p, "train");
-    CHECK(g != NULL);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = g && mt_add_gradients(g, NULL, 0, NULL, &d);
-    if (!ok) diags_report("gradients: ", &d);
-    itr_diags_free(&d);
+    struct itr_graph *g = mt_train_with_gradients(p, NULL);
+    bool ok = g != NULL;
     CHECK(ok);
     struct itr_tensor **params = fixture_params(p);
     struct itr_tensor *inputs[3] = { fixture("train_regions"), fixture("token_feats"), fixture("token_lengths") };
