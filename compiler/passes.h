@@ -5,7 +5,8 @@
 // promises, which tests/test_passes.c checks on every pass:
 //   - the program still verifies (itr_program_verify), and
 //   - every entry returns bit-for-bit the same outputs from the reference
-//     interpreter in f32 mode, on any inputs.
+//     interpreter, on any inputs, in f32 mode and in f64 mode (a plan may be
+//     run either way: itr-run --f64, the f64 gradient checks).
 // A pass returns false only on an internal error (a project bug), with a
 // diagnostic; user input cannot make a pass fail.
 //
@@ -16,8 +17,25 @@
 //                   ops and scans are never folded; results larger than
 //                   ITR_FOLD_MAX_ELEMENTS are left alone so plans stay small;
 //                   a result whose elements are all equal becomes a `full`.
-//                   Folded constants carry the node's declared dtype, so in
-//                   the interpreter's f64 mode they hold f32-rounded values.
+//                   The node is evaluated in both precisions, since f64 mode
+//                   computes every f32 value in f64 and must keep doing so
+//                   through a folded node. One stored value then has to give
+//                   each run its own result: a `full` holds a double v, which
+//                   f32 mode reads as (float)v and f64 mode as v, so it holds
+//                   the f64 result when that rounds to the f32 one (an
+//                   elementwise op on operands both precisions agree on
+//                   always does, as the f32 kernels round the double result
+//                   once: sqrt(8) folds to the double root); a `constant`
+//                   holds f32 elements, which f64 mode widens exactly, so it
+//                   serves only when the f64 result is exactly the f32 one.
+//                   A node
+//                   that neither form represents (double rounding across a
+//                   chain, say (float)(0.3f*3) != (float)(0.3*3)) stays in
+//                   the graph and each run computes it; no new attribute or
+//                   f64 tensor is needed, so plans stay as small as before.
+//                   On the zoo no fold is lost (stats.unfolded_precision;
+//                   tests/test_fold_precision.c compares -O1 with -O0 on
+//                   every model, both precisions).
 //   cse             nodes with the same op, operands and attributes become one.
 //                   Random ops take part too: they are pure functions of their
 //                   seed operand and salt, so two of them with the same seed
@@ -47,6 +65,8 @@ struct itr_simplify_stats {
     int removed;          // dead nodes removed
     int removed_graphs;   // dead scan bodies removed
     int iterations;       // rounds until nothing changed
+    int unfolded_precision;   // constant nodes left unfolded because no one value gives both
+                              // the f32 and the f64 result (in the last round)
 };
 
 bool itr_pass_fold_constants(struct itr_program *p, struct itr_diags *d);

@@ -177,7 +177,10 @@ struct rebuild {
     int cap;                     // bound on the new graph's value count
     int32_t *cse; size_t cse_mask;   // open addressing over new node ids, -1 empty
     uint64_t *cse_hash;              // per new node
-    struct itr_tensor **mat;     // materialised full/iota results, per new value
+    // Materialised full/iota results per new value, as the interpreter
+    // computes them in f32 mode (mat32) and in f64 mode (mat64): a full's
+    // double value is rounded to f32 in the one and exact in the other.
+    struct itr_tensor **mat32, **mat64;
     struct itr_dim_bindings dims;
     enum itr_phase phase;        // of the old node being rebuilt: its replacements inherit it
 };
@@ -246,7 +249,11 @@ static void fresh_bindings(struct rebuild *rb) {
     for (int i = 0; i < rb->dims.n; i++) rb->dims.bound[i] = false;
 }
 
-static struct itr_tensor *constant_of(struct rebuild *rb, int32_t v) {
+// The value of constant v as the interpreter sees it in a run of the given
+// precision (NULL: not a constant, or too large to materialise). A
+// `constant` holds its tensor in the declared dtype, so both precisions read
+// the same elements (f64 mode widens f32 ones exactly).
+static struct itr_tensor *constant_of(struct rebuild *rb, int32_t v, bool f64) {
     const struct itr_node *n = producer(rb, v);
     if (!n) return NULL;
     if (n->op == ITR_OP_CONSTANT) {
@@ -255,18 +262,19 @@ static struct itr_tensor *constant_of(struct rebuild *rb, int32_t v) {
     }
     if (n->op != ITR_OP_FULL && n->op != ITR_OP_IOTA) return NULL;
     if (v >= rb->cap) return NULL;
-    if (rb->mat[v]) return rb->mat[v];
+    struct itr_tensor **mat = f64 ? rb->mat64 : rb->mat32;
+    if (mat[v]) return mat[v];
     int64_t shape[ITR_MAX_RANK], numel;
     if (!type_dims_const(rb->p, new_type(rb, v), shape, &numel) || numel > FOLD_MAX_OPERAND_ELEMENTS) return NULL;
     struct itr_diags scratch;
     itr_diags_init(&scratch);
-    struct itr_ref_options opt = { .f64 = false };
+    struct itr_ref_options opt = { .f64 = f64 };
     struct itr_tensor *out[1] = { NULL }, *none[1] = { NULL };
     fresh_bindings(rb);
     bool ok = itr_ref_run_node(rb->ng, n, none, &rb->dims, &opt, out, &scratch);
     itr_diags_free(&scratch);
     if (!ok) return NULL;
-    rb->mat[v] = out[0];
+    mat[v] = out[0];
     return out[0];
 }
 
@@ -304,14 +312,58 @@ static bool splat_value(const struct itr_tensor *t, double *value) {
     return true;
 }
 
-// Emits the node that stands for folded tensor t (taking ownership of t).
+static bool same_bits_f64(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+static bool same_bits_f32(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+// How one folded result is written, so that a run of either precision reads
+// what it would have computed itself (passes.h). t32 is the node's result in
+// an f32-mode run (the declared dtype), t64 in an f64-mode run (f64 where
+// the declared dtype is f32, else the same dtype). The interpreter runs
+//   full(value v, f32)   as (float)v in f32 mode and v in f64 mode,
+//   constant(T, f32)     as T in f32 mode and T widened exactly in f64 mode,
+//   anything not f32     identically in both modes,
+// so: a `full` holding the f64 result when its elements are all equal and
+// it rounds to the f32 result; else a `constant` holding the f32 result
+// when the f64 result is that exactly; else nothing (false), and the node
+// stays in the graph to be computed by each run in its own precision.
+// On true, *is_full says which; *value is the full's value.
+static bool fold_form(const struct itr_tensor *t32, const struct itr_tensor *t64, bool *is_full, double *value) {
+    int64_t n = itr_tensor_numel(t32);
+    if (itr_tensor_numel(t64) != n) return false;
+    if (t32->dtype != ITR_F32) {
+        if (t64->dtype != t32->dtype || memcmp(t32->data, t64->data, itr_tensor_nbytes(t32)) != 0) return false;
+        *is_full = splat_value(t32, value);
+        return true;
+    }
+    if (t64->dtype != ITR_F64) return false;
+    const float *x = t32->data;
+    const double *y = t64->data;
+    bool exact = true;
+    for (int64_t i = 0; i < n && exact; i++) exact = same_bits_f64((double)x[i], y[i]);
+    // A scalar stays a `constant` where that is exact, as it did before the
+    // f64 check; otherwise, and for any larger splat, try the `full`.
+    if (n >= 2 || (n == 1 && !exact)) {
+        double v = y[0];
+        bool full = v == v;   // a NaN payload would not survive the round trip
+        for (int64_t i = 0; i < n && full; i++) full = same_bits_f64(y[i], v) && same_bits_f32((float)v, x[i]);
+        if (full) {
+            *is_full = true;
+            *value = v;
+            return true;
+        }
+    }
+    *is_full = false;
+    return exact;
+}
+
+// Emits the node that stands for folded tensor t (taking ownership of t):
+// a `full` of value v when is_full, else a `constant` holding t.
 static const int32_t no_operands[1] = { -1 };
-static bool emit_constant(struct rebuild *rb, struct itr_tensor *t, const struct itr_type *type, struct itr_loc loc,
-                          const char *scope, int32_t *out) {
-    double v;
+static bool emit_constant(struct rebuild *rb, struct itr_tensor *t, bool is_full, double v, const struct itr_type *type,
+                          struct itr_loc loc, const char *scope, int32_t *out) {
     bool added;
     struct itr_attr *a;
-    if (splat_value(t, &v)) {
+    if (is_full) {
         a = itr_attrs_default(rb->p, ITR_OP_FULL);
         int kv = itr_op_attr_index(ITR_OP_FULL, "value"), ks = itr_op_attr_index(ITR_OP_FULL, "shape"),
             kd = itr_op_attr_index(ITR_OP_FULL, "dtype");
@@ -334,6 +386,24 @@ static bool emit_constant(struct rebuild *rb, struct itr_tensor *t, const struct
     return true;
 }
 
+// Runs n on its constant operands in one precision into out; false when an
+// operand is not a constant or the node fails on them. A node that fails on
+// constant operands (an integer division by zero, an index out of range) is
+// left for the run to report with its full context; folding never turns it
+// into a compile error.
+static bool eval_folded(struct rebuild *rb, const struct itr_node *n, const int32_t *ins, bool f64,
+                        struct itr_tensor **in, struct itr_tensor **out) {
+    for (int i = 0; i < n->n_inputs; i++)
+        if (!(in[i] = constant_of(rb, ins[i], f64))) return false;
+    struct itr_diags scratch;
+    itr_diags_init(&scratch);
+    struct itr_ref_options opt = { .f64 = f64 };
+    fresh_bindings(rb);
+    bool ok = itr_ref_run_node(rb->g, n, in, &rb->dims, &opt, out, &scratch);
+    itr_diags_free(&scratch);
+    return ok;
+}
+
 // 1: folded (outputs mapped), 0: not foldable, -1: internal error.
 static int try_fold(struct rebuild *rb, const struct itr_node *n, const int32_t *ins) {
     const struct itr_op_info *info = itr_op_info(n->op);
@@ -343,46 +413,45 @@ static int try_fold(struct rebuild *rb, const struct itr_node *n, const int32_t 
         if (!type_dims_const(rb->p, &rb->g->values[n->outputs[i]].type, shape, &numel) || numel > ITR_FOLD_MAX_ELEMENTS)
             return 0;
     }
+    int no = n->n_outputs;
     struct itr_tensor *in_stack[8], **in = n->n_inputs <= 8 ? in_stack : xcalloc((size_t)n->n_inputs, sizeof *in);
-    int result = 1;
-    for (int i = 0; i < n->n_inputs && result; i++)
-        if (!(in[i] = constant_of(rb, ins[i]))) result = 0;
-    struct itr_tensor *out_stack[16] = { 0 }, **out = n->n_outputs <= 16 ? out_stack : xcalloc((size_t)n->n_outputs, sizeof *out);
-    if (result) {
-        // A node that fails on constant operands (an integer division by
-        // zero, an index out of range) is left for the run to report with
-        // its full context; folding never turns it into a compile error.
-        struct itr_diags scratch;
-        itr_diags_init(&scratch);
-        struct itr_ref_options opt = { .f64 = false };
-        fresh_bindings(rb);
-        if (!itr_ref_run_node(rb->g, n, in, &rb->dims, &opt, out, &scratch)) result = 0;
-        itr_diags_free(&scratch);
-    }
-    if (result) {
-        for (int i = 0; i < n->n_outputs; i++) {
-            int32_t nv;
-            const struct itr_value *ov = &rb->g->values[n->outputs[i]];
-            struct itr_tensor *t = out[i];
-            out[i] = NULL;
-            if (!t || t->dtype != ov->type.dtype) {
-                itr_tensor_free(t);
-                itr_diag_error(rb->d, n->loc, "internal error: folding '%s' gave a result of the wrong dtype",
-                               itr_op_name(n->op));
-                result = -1;
-                break;
-            }
-            if (!emit_constant(rb, t, &ov->type, n->loc, n->scope, &nv)) { result = -1; break; }
-            rb->map[n->outputs[i]] = nv;
-            if (!is_generated_name(ov->name) && rb->ng->values[nv].kind == ITR_VALUE_NODE &&
-                is_generated_name(rb->ng->values[nv].name))
-                itr_graph_name_value(rb->ng, nv, ov->name);
+    struct itr_tensor *stack32[16] = { 0 }, *stack64[16] = { 0 };
+    struct itr_tensor **out32 = no <= 16 ? stack32 : xcalloc((size_t)no, sizeof *out32);
+    struct itr_tensor **out64 = no <= 16 ? stack64 : xcalloc((size_t)no, sizeof *out64);
+    bool form_full[16], *is_full = no <= 16 ? form_full : xcalloc((size_t)no, sizeof *is_full);
+    double form_value[16], *value = no <= 16 ? form_value : xcalloc((size_t)no, sizeof *value);
+    // Evaluated in both precisions, since the plan may run in either (passes.h).
+    int result = eval_folded(rb, n, ins, false, in, out32) && eval_folded(rb, n, ins, true, in, out64) ? 1 : 0;
+    for (int i = 0; i < no && result == 1; i++) {
+        const struct itr_value *ov = &rb->g->values[n->outputs[i]];
+        enum itr_dtype dt64 = ov->type.dtype == ITR_F32 ? ITR_F64 : ov->type.dtype;
+        if (!out32[i] || out32[i]->dtype != ov->type.dtype || !out64[i] || out64[i]->dtype != dt64) {
+            itr_diag_error(rb->d, n->loc, "internal error: folding '%s' gave a result of the wrong dtype",
+                           itr_op_name(n->op));
+            result = -1;
+        } else if (!fold_form(out32[i], out64[i], &is_full[i], &value[i])) {
+            rb->st->unfolded_precision++;
+            result = 0;
         }
-        if (result == 1) rb->st->folded++;
     }
-    for (int i = 0; i < n->n_outputs; i++) itr_tensor_free(out[i]);
+    for (int i = 0; i < no && result == 1; i++) {
+        int32_t nv;
+        const struct itr_value *ov = &rb->g->values[n->outputs[i]];
+        struct itr_tensor *t = out32[i];
+        out32[i] = NULL;
+        if (!emit_constant(rb, t, is_full[i], value[i], &ov->type, n->loc, n->scope, &nv)) { result = -1; break; }
+        rb->map[n->outputs[i]] = nv;
+        if (!is_generated_name(ov->name) && rb->ng->values[nv].kind == ITR_VALUE_NODE &&
+            is_generated_name(rb->ng->values[nv].name))
+            itr_graph_name_value(rb->ng, nv, ov->name);
+    }
+    if (result == 1) rb->st->folded++;
+    for (int i = 0; i < no; i++) {
+        itr_tensor_free(out32[i]);
+        itr_tensor_free(out64[i]);
+    }
     if (in != in_stack) free(in);
-    if (out != out_stack) free(out);
+    if (out32 != stack32) { free(out32); free(out64); free(is_full); free(value); }
     return result;
 }
 
@@ -519,7 +588,8 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
     rb.cap = g->n_values + 8;
     rb.map = xcalloc((size_t)g->n_values + 1, sizeof *rb.map);
     for (int i = 0; i < g->n_values; i++) rb.map[i] = -1;
-    rb.mat = xcalloc((size_t)rb.cap, sizeof *rb.mat);
+    rb.mat32 = xcalloc((size_t)rb.cap, sizeof *rb.mat32);
+    rb.mat64 = xcalloc((size_t)rb.cap, sizeof *rb.mat64);
     size_t tcap = 16;
     while (tcap < 2 * (size_t)rb.cap) tcap *= 2;
     if (passes & PASS_CSE) {
@@ -611,10 +681,14 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
     } else {
         free_tensors_not_in(ng, g);   // folded constants the old graph never held
     }
-    for (int i = 0; i < rb.cap; i++) itr_tensor_free(rb.mat[i]);
+    for (int i = 0; i < rb.cap; i++) {
+        itr_tensor_free(rb.mat32[i]);
+        itr_tensor_free(rb.mat64[i]);
+    }
     itr_bindings_free(&rb.dims);
     free(rb.map);
-    free(rb.mat);
+    free(rb.mat32);
+    free(rb.mat64);
     free(rb.cse);
     free(rb.cse_hash);
     free(live_value);
@@ -692,6 +766,7 @@ bool itr_simplify(struct itr_program *p, struct itr_simplify_stats *stats, struc
     for (int round = 0; round < MAX_ROUNDS; round++) {
         int before = total_changes(st);
         st->iterations++;
+        st->unfolded_precision = 0;   // what the last round left, not a sum over rounds
         // Rewrites first, then one DCE sweep that removes what they orphaned.
         if (!run_passes(p, PASS_IDENT | PASS_FOLD | PASS_CSE, st, d)) return false;
         if (!run_passes(p, PASS_DCE, st, d)) return false;

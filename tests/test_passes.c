@@ -1,6 +1,7 @@
 // The simplification passes (compiler/passes.h) on hand-built programs:
 // each pass does its rewrite, leaves a verifiable program, and leaves every
-// entry's outputs bit-for-bit unchanged on random inputs.
+// entry's outputs bit-for-bit unchanged on random inputs, in the
+// interpreter's f32 and f64 modes.
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +139,9 @@ static struct itr_tensor *random_tensor(const struct itr_program *p, const struc
     return x;
 }
 
-// Runs every entry on inputs and params drawn from fixed streams.
-static bool run_all(const struct itr_program *p, const int64_t *sym_values, struct run *r) {
+// Runs every entry on inputs and params drawn from fixed streams, in the
+// interpreter's f32 or f64 mode.
+static bool run_all_as(const struct itr_program *p, const int64_t *sym_values, bool f64, struct run *r) {
     memset(r, 0, sizeof *r);
     struct itr_dim_bindings b;
     itr_bindings_init(&b, p);
@@ -162,7 +164,7 @@ static bool run_all(const struct itr_program *p, const int64_t *sym_values, stru
         itr_bindings_init(&rb, p);
         memcpy(rb.value, b.value, (size_t)p->n_symbols * sizeof *rb.value);
         memcpy(rb.bound, b.bound, (size_t)p->n_symbols * sizeof *rb.bound);
-        struct itr_ref_options opt = { .f64 = false };
+        struct itr_ref_options opt = { .f64 = f64 };
         if (!itr_ref_run(g, in, params, &rb, &opt, r->outs[e], &d)) {
             itr_diags_print(&d, stderr);
             ok = false;
@@ -176,6 +178,10 @@ static bool run_all(const struct itr_program *p, const int64_t *sym_values, stru
     free(params);
     itr_bindings_free(&b);
     return ok;
+}
+
+static bool run_all(const struct itr_program *p, const int64_t *sym_values, struct run *r) {
+    return run_all_as(p, sym_values, false, r);
 }
 
 static void run_free(struct run *r) {
@@ -211,11 +217,13 @@ static bool verifies(struct itr_program *p) {
 
 typedef bool (*pass_fn)(struct itr_program *, struct itr_diags *);
 
-// Runs pass on p and checks the two promises: verifiable, same outputs.
+// Runs pass on p and checks the promises: verifiable, same outputs in
+// f32 mode and in f64 mode.
 static void apply_checked(struct itr_program *p, pass_fn pass, const int64_t *sym_values) {
-    struct run before, after;
+    struct run before, after, before64, after64;
     CHECK(verifies(p));
     CHECK(run_all(p, sym_values, &before));
+    CHECK(run_all_as(p, sym_values, true, &before64));
     struct itr_diags d;
     itr_diags_init(&d);
     bool ok = pass(p, &d);
@@ -225,9 +233,13 @@ static void apply_checked(struct itr_program *p, pass_fn pass, const int64_t *sy
     itr_diags_free(&d);
     CHECK(verifies(p));
     CHECK(run_all(p, sym_values, &after));
+    CHECK(run_all_as(p, sym_values, true, &after64));
     CHECK_MSG(same_outputs(&before, &after), "outputs changed by the pass");
+    CHECK_MSG(same_outputs(&before64, &after64), "outputs in f64 mode changed by the pass");
     run_free(&before);
     run_free(&after);
+    run_free(&before64);
+    run_free(&after64);
 }
 
 static bool simplify_pass(struct itr_program *p, struct itr_diags *d) { return itr_simplify(p, NULL, d); }
@@ -270,7 +282,61 @@ TEST(fold_chains_and_splats_to_full) {
     const struct itr_node *add = producer(g, g->outputs[0]);
     const struct itr_node *k = add ? producer(g, add->inputs[1]) : NULL;
     CHECK(k && k->op == ITR_OP_FULL);   // uniform results stay small
-    if (k && k->op == ITR_OP_FULL) CHECK_NEAR(itr_node_attr_float(k, "value"), (float)expf(-1.5f), 0);
+    // The full holds the f64 evaluation, which rounds to the f32 one: each
+    // precision's run reads what it would have computed itself.
+    if (k && k->op == ITR_OP_FULL) {
+        double v = itr_node_attr_float(k, "value");
+        CHECK_NEAR(v, exp(-1.5), 0);
+        CHECK_NEAR((float)v, (float)exp((double)-1.5f), 0);
+        CHECK(v != (double)(float)v);   // not an f32-rounded value
+    }
+    itr_program_free(p);
+}
+
+// Constant results that no one stored value gives in both precisions stay
+// computed at run time (passes.h); those that one value serves fold.
+TEST(fold_keeps_both_precisions) {
+    struct itr_program *p = new_prog();
+    struct itr_graph *g = itr_program_add_graph(p, "f", ITR_GRAPH_ENTRY);
+    int32_t x = itr_graph_add_input(g, "x", TY(p, ITR_F32, 2), ITR_NOLOC);
+    int32_t three = full(g, 3.0, 1, (int64_t[]){ 2 }, ITR_F32);
+    // f32: (float)(0.3f * 3) = 0.90000004f; f64: 0.9, whose rounding is
+    // 0.89999998f. A full of 0.9 would change the f32 run, one of 0.90000004f
+    // the f64 run: left alone.
+    int32_t m = N1(g, ITR_OP_MUL, full(g, 0.3, 1, (int64_t[]){ 2 }, ITR_F32), three);
+    itr_graph_add_output(g, "m", N1(g, ITR_OP_MUL, x, m));
+    // Not a splat and not exact in f32 (0.1, 0.2): no constant of f32 values serves the f64 run.
+    int32_t c = constant(g, ITR_F32, 1, (int64_t[]){ 2 }, (double[]){ 1, 2 });
+    int32_t tenth = N1(g, ITR_OP_MUL, c, full(g, 0.1, 1, (int64_t[]){ 2 }, ITR_F32));
+    itr_graph_add_output(g, "t", N1(g, ITR_OP_ADD, x, tenth));
+    // Exact in f32 in both precisions (0.5, 1): folds to a constant.
+    int32_t half = N1(g, ITR_OP_MUL, c, full(g, 0.5, 1, (int64_t[]){ 2 }, ITR_F32));
+    itr_graph_add_output(g, "h", N1(g, ITR_OP_SUB, x, half));
+    // A scalar sqrt(8): the full holds the f64 root, which rounds to the f32 one.
+    int32_t r = N1(g, ITR_OP_SQRT, full(g, 8.0, 0, NULL, ITR_F32));
+    itr_graph_add_output(g, "r", N1(g, ITR_OP_DIV, x, r));
+    apply_checked(p, itr_pass_fold_constants, NULL);
+    struct itr_simplify_stats st;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(itr_simplify(p, &st, &d));
+    itr_diags_free(&d);
+    CHECK(st.unfolded_precision == 2);
+    CHECK(count_op(g, ITR_OP_MUL) == 3);   // 0.3 * 3, c * 0.1, and x * m
+    CHECK(count_op(g, ITR_OP_SQRT) == 0);
+    const struct itr_node *sub = producer(g, g->outputs[2]);
+    const struct itr_node *hk = sub ? producer(g, sub->inputs[1]) : NULL;
+    CHECK(hk && hk->op == ITR_OP_CONSTANT);
+    if (hk && hk->op == ITR_OP_CONSTANT) {
+        const struct itr_tensor *t = itr_node_attr(hk, "value")->u.tensor;
+        CHECK(t->dtype == ITR_F32);
+        CHECK_NEAR(itr_tensor_get(t, 0), 0.5, 0);
+        CHECK_NEAR(itr_tensor_get(t, 1), 1.0, 0);
+    }
+    const struct itr_node *div = producer(g, g->outputs[3]);
+    const struct itr_node *rk = div ? producer(g, div->inputs[1]) : NULL;
+    CHECK(rk && rk->op == ITR_OP_FULL);
+    if (rk && rk->op == ITR_OP_FULL) CHECK_NEAR(itr_node_attr_float(rk, "value"), sqrt(8.0), 0);
     itr_program_free(p);
 }
 
@@ -621,6 +687,7 @@ TEST(simplify_text_models) {
 int main(void) {
     RUN(fold_replaces_with_constant);
     RUN(fold_chains_and_splats_to_full);
+    RUN(fold_keeps_both_precisions);
     RUN(fold_leaves_random_large_symbolic_and_failing);
     RUN(fold_leaves_failing_nodes);
     RUN(cse_merges_duplicates);
