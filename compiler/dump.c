@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/memplan.h"
+
 void itr_format_double(double v, char *buf, size_t n) {
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, n, "%.*g", prec, v);
@@ -316,4 +318,52 @@ void itr_dump_plan(FILE *f, const char *path, const struct itr_program *p, const
         }
         fputc('\n', f);
     }
+}
+
+// ------------------------------------------------------------ memory plan
+
+bool itr_dump_memory_plan(FILE *f, const struct itr_program *p, const struct itr_dim_bindings *b,
+                          struct itr_diags *d) {
+    // The binding the numbers hold for, so that they can be compared with
+    // another run: every symbol, bound or not.
+    fputs("\nmemory plan (one arena per entry, 64-byte aligned; dims:", f);
+    for (int i = 0; i < p->n_symbols; i++) {
+        if (i < b->n && b->bound[i]) fprintf(f, "%s %s = %" PRId64, i ? "," : "", p->symbols[i].name, b->value[i]);
+        else fprintf(f, "%s %s unbound", i ? "," : "", p->symbols[i].name);
+    }
+    fputs(p->n_symbols ? ")\n" : " none)\n", f);
+    size_t width = 4;
+    for (int i = 0; i < p->n_graphs; i++)
+        if (p->graphs[i]->kind == ITR_GRAPH_ENTRY && strlen(p->graphs[i]->name) > width) width = strlen(p->graphs[i]->name);
+    bool *unbound = calloc((size_t)p->n_symbols + 1, sizeof *unbound);
+    if (!unbound) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    bool ok = true;
+    for (int i = 0; i < p->n_graphs; i++) {
+        const struct itr_graph *g = p->graphs[i];
+        if (g->kind != ITR_GRAPH_ENTRY) continue;
+        memset(unbound, 0, (size_t)p->n_symbols * sizeof *unbound);
+        struct itr_memplan *m = itr_memplan_build(p, g, d);
+        if (!m) { ok = false; continue; }
+        if (itr_memplan_bind(m, b, unbound, d)) {
+            char human[32];
+            itr_format_bytes(m->arena_bytes, human, sizeof human);
+            fprintf(f, "  %-*s  peak %" PRId64 " bytes", (int)width, g->name, m->arena_bytes);
+            if (m->arena_bytes >= 1024) fprintf(f, " (%s)", human);
+            fprintf(f, ", %d buffer%s\n", m->n_buffers, m->n_buffers == 1 ? "" : "s");
+        } else {
+            bool any = false;
+            fprintf(f, "  %-*s  unbound:", (int)width, g->name);
+            for (int s = 0; s < p->n_symbols; s++)
+                if (unbound[s]) {
+                    fprintf(f, "%s %s", any ? "," : "", p->symbols[s].name);
+                    any = true;
+                }
+            // Not a missing dim: an error, which d holds for the caller.
+            if (!any) ok = false;
+            fputs(any ? "\n" : " none: no plan (see the error)\n", f);
+        }
+        itr_memplan_free(m);
+    }
+    free(unbound);
+    return ok;
 }

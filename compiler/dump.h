@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "ir/bind.h"
 #include "ir/ir.h"
 #include "ir/plan.h"
 
@@ -12,6 +13,12 @@
 // with their signatures, then every graph one node per line:
 //   _3 = matmul(_2, img_fc.weight)  : f32[N, 1024]
 void itr_dump_plan(FILE *f, const char *path, const struct itr_program *p, const struct itr_plan_info *info);
+
+// The memory plan section: per entry point, the arena bytes one run needs
+// (ir/memplan.h) under b, or "unbound: B, L" when b leaves dims the
+// sizes need unbound. False when a plan cannot be made (reported in d).
+bool itr_dump_memory_plan(FILE *f, const struct itr_program *p, const struct itr_dim_bindings *b,
+                          struct itr_diags *d);
 
 // The op reference: plain text, or the Markdown that docs/ops.md embeds
 // between its generated-table markers.

@@ -1,6 +1,7 @@
 // Binding symbolic dims to run-time sizes (bind.h).
 #include "bind.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,37 @@ bool itr_bindings_set(struct itr_dim_bindings *b, const struct itr_program *p, c
     b->bound[s] = true;
     b->value[s] = value;
     return true;
+}
+
+bool itr_bindings_set_arg(struct itr_dim_bindings *b, const struct itr_program *p, const char *arg,
+                          struct itr_diags *d) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1]) {
+        itr_diag_error(d, ITR_NOLOC, "--dim expects NAME=VALUE, got '%s'", arg);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (*end || errno || v < 0) {
+        itr_diag_error(d, ITR_NOLOC, "--dim %s: '%s' is not a non-negative integer", arg, eq + 1);
+        return false;
+    }
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+    if (itr_program_find_symbol(p, name) < 0) {
+        char list[1024];
+        size_t w = 0;
+        list[0] = 0;
+        for (int i = 0; i < p->n_symbols && w < sizeof list; i++) {
+            int k = snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", p->symbols[i].name);
+            if (k > 0) w += (size_t)k;
+        }
+        itr_diag_error(d, ITR_NOLOC, "--dim %s: model '%s' has no dim '%s'; its dims are: %s", arg,
+                       p->name ? p->name : "?", name, w ? list : "(none)");
+        return false;
+    }
+    return itr_bindings_set(b, p, name, v, d);
 }
 
 static bool eval(const struct itr_dim_bindings *b, const struct itr_program *p, itr_dim dim, int64_t *v) {

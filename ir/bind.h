@@ -21,6 +21,11 @@ void itr_bindings_free(struct itr_dim_bindings *b);
 // Binds symbol by name; false if no such symbol or it is bound to another value.
 bool itr_bindings_set(struct itr_dim_bindings *b, const struct itr_program *p, const char *name, int64_t value,
                       struct itr_diags *d);
+// Binds one "--dim NAME=VALUE" argument (itr-run, itrc dump): a malformed
+// argument, a negative or non-integer value, or a name the model has no dim
+// of is an error naming the argument (the last lists the model's dims).
+bool itr_bindings_set_arg(struct itr_dim_bindings *b, const struct itr_program *p, const char *arg,
+                          struct itr_diags *d);
 // Binds from one tensor against its declared type; what = "input 'x'" etc.
 bool itr_bind_tensor(struct itr_dim_bindings *b, const struct itr_program *p, const struct itr_type *t,
                      const struct itr_tensor *x, const char *what, bool allow_f64, struct itr_diags *d);

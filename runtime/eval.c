@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runtime/exec.h"
+#include "runtime/session.h"
 
 // ------------------------------------------------------------ recall
 
@@ -352,25 +353,25 @@ bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct i
 
 struct ctx {
     const struct itr_program *p;
-    const struct itr_tensor_set *w;
+    struct itr_session *s;                 // the parameters, the backend, f64
     const struct itr_graph *enc_img, *enc_txt, *score;
-    bool f64, token_feats;
+    bool token_feats;
     struct itr_caption_limit text_limit;   // encode_text's caption input
     int calls;
     struct itr_diags *d;
 };
 
 // Runs an entry with fresh dim bindings (chunk and tile sizes vary). The
-// weights' warnings (unused tensors) are reported once, not once per chunk.
+// session reports the weights' warnings (unused tensors) when they are
+// loaded; anything else a run warns about is reported once, not per chunk.
 static bool run_entry(struct ctx *c, const struct itr_graph *g, const struct itr_tensor_set *in,
                       struct itr_tensor_set *out) {
     struct itr_dim_bindings b;
     itr_bindings_init(&b, c->p);
-    struct itr_exec_options eo = { .f64 = c->f64 };
     struct itr_diags tmp;
     itr_diags_init(&tmp);
     bool first = c->calls++ == 0;
-    bool ok = itr_exec_run(c->p, g, in, c->w, &b, &eo, out, first ? c->d : &tmp);
+    bool ok = itr_session_run_graph(c->s, g, in, &b, out, first ? c->d : &tmp);
     for (int i = 0; i < tmp.n; i++)
         if (tmp.items[i].sev == ITR_SEV_ERROR) itr_diag_error(c->d, tmp.items[i].loc, "%s", tmp.items[i].msg);
     itr_diags_free(&tmp);
@@ -378,13 +379,12 @@ static bool run_entry(struct ctx *c, const struct itr_graph *g, const struct itr
     return ok;
 }
 
-static bool ctx_init(struct ctx *c, const struct itr_program *p, const struct itr_tensor_set *w,
-                     const struct itr_eval_options *opt, struct itr_diags *d) {
+static bool ctx_init(struct ctx *c, struct itr_session *s, struct itr_diags *d) {
     memset(c, 0, sizeof *c);
+    const struct itr_program *p = itr_session_program(s);
     c->p = p;
-    c->w = w;
+    c->s = s;
     c->d = d;
-    c->f64 = opt && opt->f64;
     c->enc_img = itr_exec_find_entry(p, "encode_image", d);
     c->enc_txt = itr_exec_find_entry(p, "encode_text", d);
     c->score = itr_exec_find_entry(p, "score", d);
@@ -650,11 +650,11 @@ static bool check_captions(const struct ctx *c, const struct itr_split *s) {
     return itr_caption_limit_check(&c->text_limit, s, c->d);
 }
 
-bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
-                   const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+bool itr_eval_sims_session(struct itr_session *ss, const struct itr_split *s, const struct itr_eval_options *opt,
+                           float **sims, struct itr_diags *d) {
     *sims = NULL;
     struct ctx c;
-    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
+    if (!ctx_init(&c, ss, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *out = NULL;
     bool ok = encode_images(&c, s, 0, s->n_images, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
@@ -667,20 +667,19 @@ bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *wei
     return ok;
 }
 
-bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs,
-                            const struct itr_tensor_set *const *weights, const struct itr_split *s,
-                            const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+bool itr_eval_sims_ensemble_sessions(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                                     const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
     *sims = NULL;
     if (n_models < 1) {
         itr_diag_error(d, ITR_NOLOC, "an ensemble needs at least one model");
         return false;
     }
-    if (n_models == 1) return itr_eval_sims(progs[0], weights[0], s, opt, sims, d);
+    if (n_models == 1) return itr_eval_sims_session(sessions[0], s, opt, sims, d);
     // Every member's caption length first: no member is computed in vain.
     bool fits = true;
     for (int m = 0; m < n_models; m++) {
         struct itr_caption_limit lim;
-        itr_caption_limit(progs[m], "encode_text", NULL, &lim);
+        itr_caption_limit(itr_session_program(sessions[m]), "encode_text", NULL, &lim);
         fits = itr_caption_limit_check(&lim, s, d) && fits;
     }
     if (!fits) return false;
@@ -694,7 +693,7 @@ bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs
     bool ok = true;
     for (int m = 0; ok && m < n_models; m++) {
         float *one;
-        ok = itr_eval_sims(progs[m], weights[m], s, opt, &one, d);
+        ok = itr_eval_sims_session(sessions[m], s, opt, &one, d);
         if (!ok) {
             itr_diag_note(d, ITR_NOLOC, "while evaluating member %d of the ensemble", m + 1);
             break;
@@ -772,12 +771,11 @@ bool itr_eval_check_compatible(const struct itr_program *a, const char *name_a, 
 
 // ------------------------------------------------------------ queries
 
-bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
-                         const int32_t *ids, int len, const struct itr_eval_options *opt, float **scores,
-                         struct itr_diags *d) {
+bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split *s, const int32_t *ids, int len,
+                                 const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
     *scores = NULL;
     struct ctx c;
-    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c)) return false;
+    if (!ctx_init(&c, ss, d) || !check_outs(&c)) return false;
     if (c.token_feats) {
         itr_diag_error(d, ITR_NOLOC, "this model's encode_text reads token features, not words; a text query needs a "
                        "model that reads word ids");
@@ -830,8 +828,8 @@ bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_se
     return ok;
 }
 
-bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
-                          int64_t image, const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
+bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split *s, int64_t image,
+                                  const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
     *scores = NULL;
     if (image < 0 || image >= s->n_images) {
         itr_diag_error(d, ITR_NOLOC, "image index %" PRId64 " is out of range; split '%s' has images 0..%" PRId64,
@@ -839,7 +837,7 @@ bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_s
         return false;
     }
     struct ctx c;
-    if (!ctx_init(&c, p, weights, opt, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
+    if (!ctx_init(&c, ss, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *res = NULL;
     bool ok = encode_images(&c, s, image, 1, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
@@ -848,6 +846,61 @@ bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_s
     free_all(txt, c.enc_txt->n_outputs);
     if (!ok) free(res);
     else *scores = res;
+    return ok;
+}
+
+// ------------------------------------------------------------ without a session
+
+// The calls above on a session of their own on the default backend, the
+// weights copied in (tests and one-off callers; the CLI and the trainer
+// hold their session across calls).
+static struct itr_session *one_off(const struct itr_program *p, const struct itr_tensor_set *weights,
+                                   const struct itr_eval_options *opt, struct itr_diags *d) {
+    struct itr_session_options so = { .f64 = opt && opt->f64 };
+    struct itr_session *s = itr_session_new(p, NULL, &so, d);
+    if (s && weights) itr_session_load(s, weights, NULL, d);
+    return s;
+}
+
+bool itr_eval_sims(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                   const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+    *sims = NULL;
+    struct itr_session *ss = one_off(p, weights, opt, d);
+    bool ok = ss && itr_eval_sims_session(ss, s, opt, sims, d);
+    itr_session_free(ss);
+    return ok;
+}
+
+bool itr_eval_sims_ensemble(int n_models, const struct itr_program *const *progs,
+                            const struct itr_tensor_set *const *weights, const struct itr_split *s,
+                            const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
+    *sims = NULL;
+    struct itr_session **ss = calloc((size_t)(n_models > 0 ? n_models : 1), sizeof *ss);
+    if (!ss) { fprintf(stderr, "itr: out of memory\n"); abort(); }
+    bool ok = true;
+    for (int m = 0; ok && m < n_models; m++) ok = (ss[m] = one_off(progs[m], weights[m], opt, d)) != NULL;
+    if (ok) ok = itr_eval_sims_ensemble_sessions(n_models, ss, s, opt, sims, d);
+    for (int m = 0; m < n_models; m++) itr_session_free(ss[m]);
+    free(ss);
+    return ok;
+}
+
+bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                         const int32_t *ids, int len, const struct itr_eval_options *opt, float **scores,
+                         struct itr_diags *d) {
+    *scores = NULL;
+    struct itr_session *ss = one_off(p, weights, opt, d);
+    bool ok = ss && itr_eval_query_text_session(ss, s, ids, len, opt, scores, d);
+    itr_session_free(ss);
+    return ok;
+}
+
+bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
+                          int64_t image, const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
+    *scores = NULL;
+    struct itr_session *ss = one_off(p, weights, opt, d);
+    bool ok = ss && itr_eval_query_image_session(ss, s, image, opt, scores, d);
+    itr_session_free(ss);
     return ok;
 }
 

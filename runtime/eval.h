@@ -107,6 +107,19 @@ bool itr_eval_query_text(const struct itr_program *p, const struct itr_tensor_se
 // Image `image` of s scored against every caption of s: *scores[n_captions].
 bool itr_eval_query_image(const struct itr_program *p, const struct itr_tensor_set *weights, const struct itr_split *s,
                           int64_t image, const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+// The same calls on sessions (runtime/session.h), which hold the weights,
+// the backend and the precision (opt->f64 is then ignored: the session's
+// option decides). The calls above make a session of their own per call.
+struct itr_session;
+bool itr_eval_sims_session(struct itr_session *ss, const struct itr_split *s, const struct itr_eval_options *opt,
+                           float **sims, struct itr_diags *d);
+bool itr_eval_sims_ensemble_sessions(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                                     const struct itr_eval_options *opt, float **sims, struct itr_diags *d);
+bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split *s, const int32_t *ids, int len,
+                                 const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split *s, int64_t image,
+                                  const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+
 // The indices of the k highest scores, best first (ties: lower index first;
 // NaN last) into idx[0..k); returns min(k, n).
 int64_t itr_eval_topk(const float *scores, int64_t n, int64_t k, int64_t *idx);

@@ -98,30 +98,33 @@ bool itr_exec_bind_dim_arg(struct itr_dim_bindings *b, const struct itr_program 
 
 static struct itr_loc file_loc(const char *what) { return (struct itr_loc){ what, 0, 0 }; }
 
-bool itr_exec_match_weights(const struct itr_program *p, const struct itr_graph *g,
-                            const struct itr_tensor_set *weights, struct itr_dim_bindings *dims, bool allow_f64,
-                            const char *weights_what, struct itr_tensor **params, struct itr_diags *d) {
+void itr_exec_warn_unknown_weights(const struct itr_program *p, const struct itr_tensor_set *weights,
+                                   const char *weights_what, struct itr_diags *d) {
     const char *wn = weights_what ? weights_what : "weights";
-    bool ok = true;
-    for (int j = 0; j < p->n_params; j++) params[j] = NULL;
+    for (int k = 0; weights && k < weights->n; k++)
+        if (itr_program_find_param(p, weights->items[k].name) < 0)
+            itr_diag_warning(d, file_loc(wn), "tensor '%s' is not a parameter of model '%s' (ignored)",
+                             weights->items[k].name, p->name ? p->name : "?");
+}
+
+bool itr_exec_check_params(const struct itr_program *p, const struct itr_graph *g, struct itr_tensor *const *slots,
+                           bool have_weights, struct itr_dim_bindings *dims, bool allow_f64,
+                           const char *weights_what, struct itr_diags *d) {
+    const char *wn = weights_what ? weights_what : "weights";
     int used = 0;
     for (int i = 0; i < g->n_values; i++) used += g->values[i].kind == ITR_VALUE_PARAM;
-    if (used && !weights) {
+    if (used && !have_weights) {
         itr_diag_error(d, ITR_NOLOC, "entry '%s' uses %d parameter%s; give %s with --weights FILE "
                        "('itr-run PLAN init' writes a freshly initialised set)", g->name, used, used == 1 ? "" : "s",
                        used == 1 ? "it" : "them");
         return false;
     }
-    if (weights)
-        for (int k = 0; k < weights->n; k++)
-            if (itr_program_find_param(p, weights->items[k].name) < 0)
-                itr_diag_warning(d, file_loc(wn), "tensor '%s' is not a parameter of model '%s' (ignored)",
-                                 weights->items[k].name, p->name ? p->name : "?");
+    bool ok = true;
     for (int i = 0; i < g->n_values; i++) {
         const struct itr_value *v = &g->values[i];
         if (v->kind != ITR_VALUE_PARAM) continue;
         const struct itr_param *pp = &p->params[v->param];
-        struct itr_tensor *t = itr_tensor_set_get(weights, pp->name);
+        const struct itr_tensor *t = slots[v->param];
         if (!t) {
             char type[256];
             itr_type_format(p, &pp->type, type, sizeof type);
@@ -139,16 +142,28 @@ bool itr_exec_match_weights(const struct itr_program *p, const struct itr_graph 
         for (int k = 0; k < tmp.n; k++)
             itr_diag_error(d, file_loc(wn), "%s", tmp.items[k].msg);
         itr_diags_free(&tmp);
-        if (!bound) { ok = false; continue; }
-        params[v->param] = t;
+        if (!bound) ok = false;
     }
     return ok;
 }
 
-bool itr_exec_run(const struct itr_program *p, const struct itr_graph *g, const struct itr_tensor_set *inputs,
-                  const struct itr_tensor_set *weights, struct itr_dim_bindings *dims,
-                  const struct itr_exec_options *opt, struct itr_tensor_set *outputs, struct itr_diags *d) {
-    bool f64 = opt && opt->f64;
+bool itr_exec_match_weights(const struct itr_program *p, const struct itr_graph *g,
+                            const struct itr_tensor_set *weights, struct itr_dim_bindings *dims, bool allow_f64,
+                            const char *weights_what, struct itr_tensor **params, struct itr_diags *d) {
+    for (int j = 0; j < p->n_params; j++) params[j] = NULL;
+    // The "give them with --weights" error comes before any warning about the set.
+    if (!weights) return itr_exec_check_params(p, g, params, false, dims, allow_f64, weights_what, d);
+    itr_exec_warn_unknown_weights(p, weights, weights_what, d);
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kind == ITR_VALUE_PARAM)
+            params[g->values[i].param] = itr_tensor_set_get(weights, p->params[g->values[i].param].name);
+    if (itr_exec_check_params(p, g, params, true, dims, allow_f64, weights_what, d)) return true;
+    for (int j = 0; j < p->n_params; j++) params[j] = NULL;
+    return false;
+}
+
+bool itr_exec_match_inputs(const struct itr_program *p, const struct itr_graph *g,
+                           const struct itr_tensor_set *inputs, struct itr_tensor **in, struct itr_diags *d) {
     bool ok = true;
     char sig[2048];
     format_inputs(p, g, sig, sizeof sig);
@@ -165,7 +180,6 @@ bool itr_exec_run(const struct itr_program *p, const struct itr_graph *g, const 
                 ok = false;
             }
         }
-    struct itr_tensor **in = xcalloc((size_t)g->n_inputs, sizeof *in);
     for (int i = 0; i < g->n_inputs; i++) {
         const struct itr_value *v = &g->values[g->inputs[i]];
         in[i] = inputs ? itr_tensor_set_get(inputs, v->name) : NULL;
@@ -177,15 +191,30 @@ bool itr_exec_run(const struct itr_program *p, const struct itr_graph *g, const 
             ok = false;
         }
     }
+    return ok;
+}
 
-    struct itr_tensor **params = xcalloc((size_t)p->n_params, sizeof *params);
-    if (ok) ok = itr_exec_match_weights(p, g, weights, dims, f64, opt ? opt->weights_what : NULL, params, d);
+bool itr_exec_bind_inputs(const struct itr_program *p, const struct itr_graph *g, struct itr_tensor *const *in,
+                          struct itr_dim_bindings *dims, bool allow_f64, struct itr_diags *d) {
+    bool ok = true;
     for (int i = 0; i < g->n_inputs && ok; i++) {
         const struct itr_value *v = &g->values[g->inputs[i]];
         char what[512];
         snprintf(what, sizeof what, "input '%s'", v->name);
-        if (!itr_bind_tensor(dims, p, &v->type, in[i], what, f64, d)) ok = false;
+        if (!itr_bind_tensor(dims, p, &v->type, in[i], what, allow_f64, d)) ok = false;
     }
+    return ok;
+}
+
+bool itr_exec_run(const struct itr_program *p, const struct itr_graph *g, const struct itr_tensor_set *inputs,
+                  const struct itr_tensor_set *weights, struct itr_dim_bindings *dims,
+                  const struct itr_exec_options *opt, struct itr_tensor_set *outputs, struct itr_diags *d) {
+    bool f64 = opt && opt->f64;
+    struct itr_tensor **in = xcalloc((size_t)g->n_inputs, sizeof *in);
+    bool ok = itr_exec_match_inputs(p, g, inputs, in, d);
+    struct itr_tensor **params = xcalloc((size_t)p->n_params, sizeof *params);
+    if (ok) ok = itr_exec_match_weights(p, g, weights, dims, f64, opt ? opt->weights_what : NULL, params, d);
+    if (ok) ok = itr_exec_bind_inputs(p, g, in, dims, f64, d);
 
     struct itr_tensor **outs = xcalloc((size_t)g->n_outputs, sizeof *outs);
     if (ok) {

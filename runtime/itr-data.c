@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/cli.h"
+#include "ir/cli.h"
 #include "runtime/data.h"
 #include "runtime/synth.h"
 

@@ -12,14 +12,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backends/backend.h"
 #include "ir/plan.h"
-#include "runtime/cli.h"
+#include "ir/cli.h"
 #include "runtime/data.h"
 #include "runtime/eval.h"
 #include "runtime/exec.h"
 #include "runtime/init.h"
 #include "runtime/npy.h"
 #include "runtime/safetensors.h"
+#include "runtime/session.h"
 #include "runtime/train.h"
 #include "runtime/trainer.h"
 
@@ -44,6 +46,55 @@ static int opt_dim(const char *cmd, int argc, char **argv, int *i, struct itr_cl
 // "--in NAME=FILE.npy" or "--in NAME=scalar:VALUE", repeatable (read_inputs).
 static int opt_in(const char *cmd, int argc, char **argv, int *i, struct itr_cli_list *ins) {
     return itr_cli_opt_list(&cli, cmd, argc, argv, i, NULL, "--in", ins, "--in expects NAME=FILE.npy, got '%s'");
+}
+
+static bool parse_int64(const char *s, int64_t *out);
+
+// "--backend NAME" and "--threads N", which every command accepts: the
+// backend its session runs on and the threads it may use (docs/backends.md).
+struct exec_opts {
+    const char *backend;   // NULL: the default
+    int threads;           // 0: the backend's default
+};
+
+#define EXEC_OPTS_HELP                                                                              \
+    "  --backend NAME             run on this backend (default ref; 'itr-run --help' lists them)\n" \
+    "  --threads N                threads the backend may use (the ref backend uses one)\n"
+
+// 1: matched (stored in x), 0: neither option, -1: an error (reported).
+static int opt_exec(const char *cmd, int argc, char **argv, int *i, struct exec_opts *x) {
+    const char *v;
+    int r;
+    if ((r = opt_value(cmd, argc, argv, i, NULL, "--backend", &v)) != 0) {
+        if (r < 0) return -1;
+        if (!itr_backend_find(v, NULL)) {
+            char list[256], msg[512];
+            itr_backend_list(list, sizeof list);
+            snprintf(msg, sizeof msg, "unknown backend '%%s'; available: %s", list);
+            usage_error(cmd, msg, v);
+            return -1;
+        }
+        x->backend = v;
+        return 1;
+    }
+    if ((r = opt_value(cmd, argc, argv, i, NULL, "--threads", &v)) != 0) {
+        if (r < 0) return -1;
+        int64_t n;
+        if (!parse_int64(v, &n) || n < 1 || n > 1024) {
+            usage_error(cmd, "--threads expects an integer from 1 to 1024, got '%s'", v);
+            return -1;
+        }
+        x->threads = (int)n;
+        return 1;
+    }
+    return 0;
+}
+
+// The command's session on p (the backend name was checked when parsed).
+static struct itr_session *open_session(const struct itr_program *p, const struct exec_opts *x, bool f64,
+                                        struct itr_diags *d) {
+    struct itr_session_options so = { .f64 = f64, .threads = x->threads };
+    return itr_session_new(p, x->backend, &so, d);
 }
 
 static struct itr_program *load_plan(const char *path, struct itr_plan_info *info, struct itr_diags *d) {
@@ -154,12 +205,15 @@ static bool read_inputs(const struct itr_cli_list *ins, const struct itr_graph *
 static int cmd_run(const char *plan, int argc, char **argv) {
     const char *entry = NULL, *weights_path = NULL, *out_dir = ".";
     struct itr_cli_list ins = { 0 }, dims = { 0 };
+    struct exec_opts x = { 0 };
     bool f64 = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r;
-        if ((r = opt_in("run", argc, argv, &i, &ins)) != 0) {
+        if ((r = opt_exec("run", argc, argv, &i, &x)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+        } else if ((r = opt_in("run", argc, argv, &i, &ins)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
         } else if ((r = opt_value("run", argc, argv, &i, "-w", "--weights", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
@@ -173,7 +227,7 @@ static int cmd_run(const char *plan, int argc, char **argv) {
         } else if (strcmp(argv[i], "--f64") == 0) {
             f64 = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = usage_error("run", "unknown option '%s' (accepted: --in, --weights, --dim, --out, --f64)", argv[i]);
+            rc = usage_error("run", "unknown option '%s' (accepted: --in, --weights, --dim, --out, --f64, --backend, --threads)", argv[i]);
         } else if (entry) {
             rc = usage_error("run", "unexpected extra argument '%s'", argv[i]);
         } else {
@@ -197,10 +251,9 @@ static int cmd_run(const char *plan, int argc, char **argv) {
     if (ok) ok = bind_dims(&dims, &b, p, &d);
     if (ok) ok = read_inputs(&ins, g, &inputs, &d);
     if (ok && weights_path) ok = itr_safetensors_read(weights_path, &weights, &d);
-    if (ok) {
-        struct itr_exec_options eo = { .f64 = f64, .weights_what = weights_path };
-        ok = itr_exec_run(p, g, &inputs, weights_path ? &weights : NULL, &b, &eo, &outputs, &d);
-    }
+    struct itr_session *ss = ok ? open_session(p, &x, f64, &d) : NULL;
+    if (ss && weights_path) itr_session_adopt(ss, &weights, weights_path, &d);
+    ok = ss && itr_session_run_graph(ss, g, &inputs, &b, &outputs, &d);
     // Output names become file names: refuse ones that would leave DIR.
     for (int k = 0; ok && k < outputs.n; k++) {
         const char *nm = outputs.items[k].name;
@@ -229,6 +282,7 @@ static int cmd_run(const char *plan, int argc, char **argv) {
     itr_tensor_set_free(&inputs);
     itr_tensor_set_free(&weights);
     itr_tensor_set_free(&outputs);
+    itr_session_free(ss);
     itr_program_free(p);
     free(ins.v);
     free(dims.v);
@@ -240,11 +294,14 @@ static int cmd_run(const char *plan, int argc, char **argv) {
 static int cmd_init(const char *plan, int argc, char **argv) {
     const char *out = NULL, *seed_s = "0";
     struct itr_cli_list dims = { 0 };
+    struct exec_opts x = { 0 };
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r;
-        if ((r = opt_value("init", argc, argv, &i, NULL, "--seed", &v)) != 0) {
+        if ((r = opt_exec("init", argc, argv, &i, &x)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+        } else if ((r = opt_value("init", argc, argv, &i, NULL, "--seed", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else seed_s = v;
         } else if ((r = opt_value("init", argc, argv, &i, "-o", "--output", &v)) != 0) {
@@ -253,7 +310,7 @@ static int cmd_init(const char *plan, int argc, char **argv) {
         } else if ((r = opt_dim("init", argc, argv, &i, &dims)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = usage_error("init", "unknown option '%s' (accepted: --seed, -o/--output, --dim)", argv[i]);
+            rc = usage_error("init", "unknown option '%s' (accepted: --seed, -o/--output, --dim, --backend, --threads)", argv[i]);
         } else {
             rc = usage_error("init", "unexpected argument '%s'", argv[i]);
         }
@@ -279,6 +336,15 @@ static int cmd_init(const char *plan, int argc, char **argv) {
     bool ok = p != NULL;
     struct itr_dim_bindings b = { 0 };
     if (ok) ok = bind_dims(&dims, &b, p, &d) && itr_init_params(p, seed, &b, &w, &d);
+    // The fresh parameters pass through a session like any others, so that
+    // a device backend holds them as it will in training; what is written
+    // is the session's view of them.
+    struct itr_session *ss = ok ? open_session(p, &x, false, &d) : NULL;
+    ok = ok && ss;
+    if (ok) {
+        itr_session_adopt(ss, &w, NULL, &d);
+        itr_session_save(ss, &w);
+    }
     if (ok) {
         char seed_buf[32];
         snprintf(seed_buf, sizeof seed_buf, "%" PRIu64, seed);
@@ -295,6 +361,7 @@ static int cmd_init(const char *plan, int argc, char **argv) {
     }
     if (b.value) itr_bindings_free(&b);
     itr_tensor_set_free(&w);
+    itr_session_free(ss);
     itr_program_free(p);
     free(dims.v);
     return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
@@ -314,12 +381,15 @@ static bool parse_int64(const char *s, int64_t *out) {
 static int cmd_step(const char *plan, int argc, char **argv) {
     const char *weights_path = NULL, *out = NULL, *lr_s = NULL, *step_s = NULL, *seed_s = NULL;
     struct itr_cli_list ins = { 0 }, dims = { 0 };
+    struct exec_opts x = { 0 };
     bool f64 = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r;
-        if ((r = opt_in("step", argc, argv, &i, &ins)) != 0) {
+        if ((r = opt_exec("step", argc, argv, &i, &x)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+        } else if ((r = opt_in("step", argc, argv, &i, &ins)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
         } else if ((r = opt_value("step", argc, argv, &i, "-w", "--weights", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
@@ -342,7 +412,7 @@ static int cmd_step(const char *plan, int argc, char **argv) {
             f64 = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             rc = usage_error("step", "unknown option '%s' (accepted: --in, --weights, --out, --lr, --step, --seed, "
-                             "--dim, --f64)", argv[i]);
+                             "--dim, --f64, --backend, --threads)", argv[i]);
         } else {
             rc = usage_error("step", "unexpected argument '%s'", argv[i]);
         }
@@ -392,7 +462,13 @@ static int cmd_step(const char *plan, int argc, char **argv) {
     }
     struct itr_train_result res;
     memset(&res, 0, sizeof res);
-    if (ok) ok = itr_train_step(p, &inputs, &state, &b, &to, &metrics, &res, &d);
+    // The parameters and optimizer state move into the session; state keeps
+    // its metadata and any other tensors, and gets the updated ones back.
+    struct itr_session *ss = ok ? open_session(p, &x, f64, &d) : NULL;
+    ok = ok && ss;
+    if (ok) itr_session_adopt(ss, &state, weights_path, &d);
+    if (ok) ok = itr_session_train_step(ss, &inputs, &b, &to, &metrics, &res, &d);
+    if (ok) itr_session_save(ss, &state);
     if (ok) {
         char buf[32];
         snprintf(buf, sizeof buf, "%" PRId64, to.step);
@@ -420,6 +496,7 @@ static int cmd_step(const char *plan, int argc, char **argv) {
     itr_tensor_set_free(&inputs);
     itr_tensor_set_free(&state);
     itr_tensor_set_free(&metrics);
+    itr_session_free(ss);
     itr_program_free(p);
     free(ins.v);
     free(dims.v);
@@ -434,10 +511,15 @@ static int cmd_train(const char *plan, int argc, char **argv) {
     const char *sched = NULL, *lr_s = NULL;
     int rc = ITR_EXIT_OK;
     int64_t n, ckpt = -1, workers = 1;
+    struct exec_opts x = { 0 };
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v = NULL;
         int r = 0;
         const char *a = argv[i];
+        if ((r = opt_exec("train", argc, argv, &i, &x)) != 0) {
+            if (r < 0) rc = ITR_EXIT_USER;
+            continue;
+        }
 #define TRAIN_OPT(lng) ((r = opt_value("train", argc, argv, &i, NULL, lng, &v)) != 0)
 #define TRAIN_INT(lng, field, min)                                                                              \
         if (TRAIN_OPT(lng)) {                                                                                   \
@@ -504,6 +586,8 @@ static int cmd_train(const char *plan, int argc, char **argv) {
         if (!o.run_dir) o.run_dir = run_dir;
         o.fingerprint = info.fingerprint;
         o.progress = stderr;
+        o.backend = x.backend;
+        o.threads = x.threads;
     }
     struct itr_trainer_result res;
     if (ok) ok = itr_trainer_run(p, &o, &res, &d);
@@ -520,13 +604,22 @@ static int cmd_train(const char *plan, int argc, char **argv) {
 // ------------------------------------------------------------ info
 
 static int cmd_info(const char *plan, int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        return usage_error("info", "unexpected argument '%s'", argv[i]);
+    struct exec_opts x = { 0 };
+    for (int i = 1; i < argc; i++) {
+        int r = opt_exec("info", argc, argv, &i, &x);
+        if (r < 0) return ITR_EXIT_USER;
+        if (r == 0) return usage_error("info", "unexpected argument '%s'", argv[i]);
+    }
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_plan_info info;
     struct itr_program *p = load_plan(plan, &info, &d);
     if (!p) return finish(&d, ITR_EXIT_USER);
+    struct itr_session *ss = open_session(p, &x, false, &d);
+    if (!ss) {
+        itr_program_free(p);
+        return finish(&d, ITR_EXIT_USER);
+    }
     printf("plan %s: model %s, target %s, fingerprint %s (itrc %s, plan format %u)\n", plan,
            p->name ? p->name : "(unnamed)", info.target, info.fingerprint, info.compiler_version, info.format_version);
     printf("dims:");
@@ -537,6 +630,7 @@ static int cmd_info(const char *plan, int argc, char **argv) {
     }
     printf("\n");
     printf("params: %d\n", p->n_params);
+    printf("backend: %s (%s)\n", itr_session_backend(ss)->name, itr_session_backend(ss)->description);
     printf("entry points:\n");
     for (int i = 0; i < p->n_graphs; i++) {
         const struct itr_graph *g = p->graphs[i];
@@ -547,6 +641,7 @@ static int cmd_info(const char *plan, int argc, char **argv) {
         for (int k = 0; k < g->n_values; k++) np += g->values[k].kind == ITR_VALUE_PARAM;
         printf("  %s\n      uses %d param%s\n", sig, np, np == 1 ? "" : "s");
     }
+    itr_session_free(ss);
     itr_program_free(p);
     return finish(&d, ITR_EXIT_OK);
 }
@@ -587,14 +682,18 @@ struct member {
     const char *plan_path, *weights_path;
     char *spec;                       // "plan:weights" copy that the two paths point into
     struct itr_program *p;
-    struct itr_tensor_set w;
+    struct itr_tensor_set w;          // the weights' metadata (the parameters are in the session)
+    struct itr_session *s;
 };
 
-static bool member_load(struct member *m, struct itr_diags *d) {
+static bool member_load(struct member *m, const struct exec_opts *x, bool f64, struct itr_diags *d) {
     struct itr_plan_info info;
     itr_tensor_set_init(&m->w);
     m->p = load_plan(m->plan_path, &info, d);
-    return m->p && itr_safetensors_read(m->weights_path, &m->w, d);
+    if (!m->p || !itr_safetensors_read(m->weights_path, &m->w, d)) return false;
+    m->s = open_session(m->p, x, f64, d);
+    if (m->s) itr_session_adopt(m->s, &m->w, m->weights_path, d);
+    return m->s != NULL;
 }
 
 // Weights trained by itr-run train record the hash of their vocabulary; word
@@ -634,6 +733,7 @@ static void print_recall_json(const struct itr_recall *r, enum itr_protocol prot
 static int cmd_eval(const char *plan, int argc, char **argv) {
     const char *data = NULL, *split = "test", *weights = NULL, *vocab = NULL, *proto_s = NULL, *save = NULL;
     struct itr_cli_list ens = { 0 };
+    struct exec_opts x = { 0 };
     bool json = false, f64 = false, quiet = false;
     struct itr_eval_options eo = { 0 };
     int rc = ITR_EXIT_OK;
@@ -641,7 +741,8 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         const char *v;
         int r = 0;
 #define EVAL_OPT(shrt, lng) ((r = opt_value("eval", argc, argv, &i, shrt, lng, &v)) != 0)
-        if (EVAL_OPT(NULL, "--data")) { if (r > 0) data = v; }
+        if ((r = opt_exec("eval", argc, argv, &i, &x)) != 0) {}
+        else if (EVAL_OPT(NULL, "--data")) { if (r > 0) data = v; }
         else if (EVAL_OPT(NULL, "--split")) { if (r > 0) split = v; }
         else if (EVAL_OPT("-w", "--weights")) { if (r > 0) weights = v; }
         else if (EVAL_OPT(NULL, "--vocab")) { if (r > 0) vocab = v; }
@@ -663,7 +764,8 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("eval", "unknown option '%s' (accepted: --data, --split, --weights, --vocab, --protocol, "
-                             "--json, --save-sims, --ensemble, --tile-images, --tile-captions, --f64, --quiet)", argv[i]);
+                             "--json, --save-sims, --ensemble, --tile-images, --tile-captions, --f64, --quiet, --backend, "
+                             "--threads)", argv[i]);
         else rc = usage_error("eval", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef EVAL_OPT
@@ -693,7 +795,7 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         m[k].weights_path = colon + 1;
     }
     bool ok = true;
-    for (int k = 0; k < n; k++) ok = member_load(&m[k], &d) && ok;
+    for (int k = 0; k < n; k++) ok = member_load(&m[k], &x, f64, &d) && ok;
     for (int k = 1; ok && k < n; k++) ok = itr_eval_check_compatible(m[0].p, m[0].plan_path, m[k].p, m[k].plan_path, &d);
     bool words = false;
     for (int k = 0; ok && k < n; k++) words |= reads_words(m[k].p);
@@ -731,13 +833,11 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     itr_diags_init(&d2);
     float *sims = NULL;
     if (ok) {
-        const struct itr_program **ps = calloc((size_t)n, sizeof *ps);
-        const struct itr_tensor_set **ws = calloc((size_t)n, sizeof *ws);
-        if (!ps || !ws) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-        for (int k = 0; k < n; k++) { ps[k] = m[k].p; ws[k] = &m[k].w; }
-        ok = itr_eval_sims_ensemble(n, ps, ws, &s, &eo, &sims, &d2);
-        free(ps);
-        free(ws);
+        struct itr_session **ss = calloc((size_t)n, sizeof *ss);
+        if (!ss) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        for (int k = 0; k < n; k++) ss[k] = m[k].s;
+        ok = itr_eval_sims_ensemble_sessions(n, ss, &s, &eo, &sims, &d2);
+        free(ss);
     }
     if (ok && save) {
         struct itr_tensor *t = itr_tensor_wrap(ITR_F32, 2, (int64_t[]){ s.n_images, s.n_captions }, sims);
@@ -767,6 +867,7 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     if (have_vocab) itr_vocab_free(&v);
     free(vpath);
     for (int k = 0; k < n; k++) {
+        itr_session_free(m[k].s);
         itr_program_free(m[k].p);
         itr_tensor_set_free(&m[k].w);
         free(m[k].spec);
@@ -782,13 +883,15 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
 static int cmd_query(const char *plan, int argc, char **argv) {
     const char *weights = NULL, *gallery = NULL, *split = "test", *vocab = NULL, *text = NULL, *image_s = NULL;
     int64_t topk = 10, image = -1;
+    struct exec_opts x = { 0 };
     bool f64 = false, quiet = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         const char *v;
         int r = 0;
 #define QUERY_OPT(shrt, lng) ((r = opt_value("query", argc, argv, &i, shrt, lng, &v)) != 0)
-        if (QUERY_OPT("-w", "--weights")) { if (r > 0) weights = v; }
+        if ((r = opt_exec("query", argc, argv, &i, &x)) != 0) {}
+        else if (QUERY_OPT("-w", "--weights")) { if (r > 0) weights = v; }
         else if (QUERY_OPT(NULL, "--gallery")) { if (r > 0) gallery = v; }
         else if (QUERY_OPT(NULL, "--split")) { if (r > 0) split = v; }
         else if (QUERY_OPT(NULL, "--vocab")) { if (r > 0) vocab = v; }
@@ -803,7 +906,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("query", "unknown option '%s' (accepted: --weights, --gallery, --split, --vocab, --text, "
-                             "--image-index, --topk, --f64, --quiet)", argv[i]);
+                             "--image-index, --topk, --f64, --quiet, --backend, --threads)", argv[i]);
         else rc = usage_error("query", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef QUERY_OPT
@@ -817,7 +920,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct member mb = { .plan_path = plan, .weights_path = weights };
-    bool ok = member_load(&mb, &d);
+    bool ok = member_load(&mb, &x, f64, &d);
     bool words = ok && reads_words(mb.p);
     struct itr_vocab v = { 0 };
     bool have_vocab = false;
@@ -857,8 +960,8 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     struct itr_eval_options eo = { .f64 = f64, .progress = !quiet };
     float *scores = NULL;
     if (ok) {
-        ok = text ? itr_eval_query_text(mb.p, &mb.w, &s, ids, len, &eo, &scores, &d)
-                  : itr_eval_query_image(mb.p, &mb.w, &s, image, &eo, &scores, &d);
+        ok = text ? itr_eval_query_text_session(mb.s, &s, ids, len, &eo, &scores, &d)
+                  : itr_eval_query_image_session(mb.s, &s, image, &eo, &scores, &d);
     }
     if (ok) {
         int64_t n = text ? s.n_images : s.n_captions;
@@ -884,6 +987,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     if (have_split) itr_split_close(&s);
     if (have_vocab) itr_vocab_free(&v);
     free(vpath);
+    itr_session_free(mb.s);
     itr_program_free(mb.p);
     itr_tensor_set_free(&mb.w);
     return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
@@ -892,7 +996,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
 // ------------------------------------------------------------ dispatch
 
 static const struct itr_cli_command commands[] = {
-    { "run", "ENTRY [--in NAME=FILE.npy]... [--weights W.safetensors] [--dim NAME=VALUE]... [--out DIR] [--f64]",
+    { "run", "ENTRY [--in NAME=FILE.npy]... [--weights W.safetensors] [--dim NAME=VALUE]... [--out DIR] [--f64] [--backend NAME] [--threads N]",
       "run an entry point on .npy inputs",
       "  --in NAME=FILE.npy         the entry's input NAME; one per input\n"
       "  --in NAME=scalar:VALUE     a rank-0 input given inline (a seed, a step counter)\n"
@@ -902,6 +1006,7 @@ static const struct itr_cli_command commands[] = {
       "  --dim NAME=VALUE           bind a dim the tensors do not determine; repeatable\n"
       "  --out DIR                  where to write the outputs, one DIR/NAME.npy each (default .)\n"
       "  --f64                      compute f32 values in f64 (outputs are f64)\n"
+      EXEC_OPTS_HELP
       "Prints one line per output: 'NAME: DTYPE [SHAPE] -> PATH'.\n",
       cmd_run },
     { "init", "--seed S -o W.safetensors [--dim NAME=VALUE]...", "write freshly initialised parameters",
@@ -909,14 +1014,16 @@ static const struct itr_cli_command commands[] = {
       "                             gives the same bytes on every machine\n"
       "  -o, --output FILE          the safetensors file to write (atomically)\n"
       "  --dim NAME=VALUE           bind a dim that parameter shapes use and that has no default\n"
+      EXEC_OPTS_HELP
       "The file's metadata records the plan's fingerprint and the seed.\n",
       cmd_init },
-    { "info", "", "show the plan's entry points and their signatures",
-      "Prints the model, target, fingerprint, dims (with defaults), and each entry point with its\n"
-      "inputs and outputs.\n",
+    { "info", "[--backend NAME]", "show the plan's entry points and their signatures",
+      EXEC_OPTS_HELP
+      "Prints the model, target, fingerprint, dims (with defaults), the backend, and each entry\n"
+      "point with its inputs and outputs.\n",
       cmd_info },
     { "step", "--weights W.safetensors --out W2.safetensors [--in NAME=FILE.npy]... [--lr X] [--step N] [--seed S] "
-      "[--dim NAME=VALUE]... [--f64]",
+      "[--dim NAME=VALUE]... [--f64] [--backend NAME] [--threads N]",
       "run one training step",
       "  --in NAME=FILE.npy         an input of the train entry (NAME=scalar:VALUE for rank 0);\n"
       "                             lr, step and seed are not inputs: they come from the options\n"
@@ -932,12 +1039,13 @@ static const struct itr_cli_command commands[] = {
       "                             seed W was initialised with, else 0)\n"
       "  --dim NAME=VALUE           bind a dim the tensors do not determine; repeatable\n"
       "  --f64                      compute f32 values in f64 (W2 keeps each tensor's dtype)\n"
+      EXEC_OPTS_HELP
       "Prints 'step N: LOSS_NAME VALUE, METRIC VALUE, ... (lr X)'; W2's metadata records the step\n"
       "and the plan's fingerprint.\n",
       cmd_step },
     { "train", "--data DIR [--vocab FILE] [--epochs N] [--batch-size B] [--lr X] [--lr-schedule S] "
       "[--warmup-steps N] [--seed S] [--out RUN_DIR] [--resume] [--weights W] [--max-steps N] "
-      "[--checkpoint-every N] [--eval-split SPLIT] [--plot] [--workers N] [--f64]",
+      "[--checkpoint-every N] [--eval-split SPLIT] [--plot] [--workers N] [--f64] [--backend NAME] [--threads N]",
       "train the model: epochs of batches, dev evaluation, checkpoints",
       "  --data DIR                 the data set ({split}_ims.npy, {split}_caps.txt; docs/data.md)\n"
       "  --vocab FILE               the vocabulary (default DIR/vocab.json)\n"
@@ -961,6 +1069,7 @@ static const struct itr_cli_command commands[] = {
       "  --plot                     write RUN_DIR/curves.svg (loss and dev rsum per epoch)\n"
       "  --workers N                reserved: the ref backend is single-threaded\n"
       "  --f64                      compute f32 values in f64 (weights keep their dtype)\n"
+      EXEC_OPTS_HELP
       "The train entry's inputs are bound by name: regions, words, lengths, token_feats,\n"
       "token_lengths and epoch (i64[], 0-based) come from the data; lr, step and seed from the run.\n",
       cmd_train },
@@ -981,6 +1090,7 @@ static const struct itr_cli_command commands[] = {
       "  --tile-captions N          captions per score tile (default 640)\n"
       "  --f64                      compute in f64\n"
       "  -q, --quiet                no progress on stderr\n"
+      EXEC_OPTS_HELP
       "Captions 5i..5i+4 belong to image i. Ties rank the query's match last (docs/evaluation.md).\n",
       cmd_eval },
     { "query", "--weights W.safetensors --gallery DIR [--split S] [--vocab FILE] (--text \"A CAPTION\" | "
@@ -994,6 +1104,7 @@ static const struct itr_cli_command commands[] = {
       "                             vocabulary are named on stderr and mapped to <unk>\n"
       "  --image-index K            rank the split's captions for image K (its own marked '*')\n"
       "  --topk N                   how many results (default 10)\n"
+      EXEC_OPTS_HELP
       "Prints 'rank score index' per result (and the caption's text for --image-index).\n",
       cmd_query },
 };
@@ -1003,7 +1114,9 @@ static const struct itr_cli cli = {
     .operand = " FILE.plan",
     .description = "Runs plans that itrc compiled (docs/cli.md).",
     .footer = "\n  " PROG " FILE.plan COMMAND --help   options of a command (also: " PROG " help COMMAND)\n"
-              "  " PROG " --version                  version and plan format\n",
+              "  " PROG " --version                  version and plan format\n"
+              "  --backend NAME (any command)        the backend to run on (default ref; a wrong name lists\n"
+              "                                      the ones built in; docs/backends.md)\n",
     .name_width = 6,
     .plan_format = ITR_PLAN_FORMAT_VERSION,
     .help_lists_commands = true,

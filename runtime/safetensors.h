@@ -7,24 +7,7 @@
 #define ITR_SAFETENSORS_H
 
 #include "ir/ir.h"
-
-struct itr_named_tensor {
-    char *name;
-    struct itr_tensor *tensor;
-};
-
-struct itr_tensor_set {
-    struct itr_named_tensor *items; int n, cap;
-    char **meta_keys, **meta_values; int n_meta, cap_meta;   // __metadata__
-};
-
-void itr_tensor_set_init(struct itr_tensor_set *s);
-void itr_tensor_set_free(struct itr_tensor_set *s);      // frees names and tensors
-// Takes ownership of t. Replaces an existing tensor of the same name.
-void itr_tensor_set_put(struct itr_tensor_set *s, const char *name, struct itr_tensor *t);
-struct itr_tensor *itr_tensor_set_get(const struct itr_tensor_set *s, const char *name);
-void itr_tensor_set_meta(struct itr_tensor_set *s, const char *key, const char *value);
-const char *itr_tensor_set_get_meta(const struct itr_tensor_set *s, const char *key);
+#include "ir/tensor_set.h"   // struct itr_tensor_set and its functions
 
 // Both readers initialise *out themselves (they do not free what it held) and
 // leave it empty on failure. Tensors come out in data-offset order.

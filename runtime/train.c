@@ -1,4 +1,6 @@
-// One training step (runtime/train.h).
+// One training step (runtime/train.h). The step itself runs on a session
+// (itr_session_train_step); itr_train_step is the same step on a session of
+// its own, for callers that hold their state as a named set.
 #include "runtime/train.h"
 
 #include <inttypes.h>
@@ -7,6 +9,7 @@
 #include <string.h>
 
 #include "runtime/exec.h"
+#include "runtime/session.h"
 
 const struct itr_graph *itr_train_entry(const struct itr_program *p, struct itr_diags *d) {
     const struct itr_graph *g = itr_program_train_graph(p);
@@ -55,18 +58,32 @@ static struct itr_tensor *borrow(const struct itr_tensor *x) {
     return t;
 }
 
+static void *xcalloc(size_t n, size_t size) {
+    void *q = calloc(n ? n : 1, size);
+    if (!q) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    return q;
+}
+
+static int output_index(const struct itr_graph *g, const char *name) {
+    for (int k = 0; k < g->n_outputs; k++)
+        if (strcmp(g->output_names[k], name) == 0) return k;
+    return -1;
+}
+
 static const struct itr_state_update *update_of(const struct itr_program *p, const char *output) {
     for (int i = 0; i < p->n_updates; i++)
         if (strcmp(p->updates[i].output, output) == 0) return &p->updates[i];
     return NULL;
 }
 
-// Adds to view a zero tensor for every optimizer state missing from state.
-// Shapes come from dims bound by the tensors that are there (a scratch copy
-// of the bindings: the real binding, with its messages, happens in the run).
-static bool zero_missing_state(const struct itr_program *p, const struct itr_graph *g,
-                               const struct itr_tensor_set *state, const struct itr_dim_bindings *dims,
-                               struct itr_tensor_set *view, int *n_zero, const char **first, struct itr_diags *d) {
+// Fills zeros[j] with a zero tensor (in the backend's memory) for every
+// optimizer state j missing from the session. Shapes come from dims bound by
+// the parameters that are there (a scratch copy of the bindings: the real
+// binding, with its messages, happens in the run).
+static bool zero_missing_state(struct itr_session *s, const struct itr_graph *g, const struct itr_dim_bindings *dims,
+                               struct itr_tensor **zeros, int *n_zero, const char **first, struct itr_diags *d) {
+    const struct itr_program *p = itr_session_program(s);
+    const struct itr_backend *be = itr_session_backend(s);
     struct itr_dim_bindings b;
     itr_bindings_init(&b, p);
     for (int i = 0; i < b.n && i < dims->n; i++) { b.value[i] = dims->value[i]; b.bound[i] = dims->bound[i]; }
@@ -75,7 +92,7 @@ static bool zero_missing_state(const struct itr_program *p, const struct itr_gra
     for (int v = 0; v < g->n_values; v++) {
         if (g->values[v].kind != ITR_VALUE_PARAM) continue;
         const struct itr_param *pp = &p->params[g->values[v].param];
-        const struct itr_tensor *t = itr_tensor_set_get(state, pp->name);
+        const struct itr_tensor *t = itr_session_param(s, g->values[v].param);
         if (t) itr_bind_tensor(&b, p, &pp->type, t, pp->name, true, &scratch);
     }
     itr_diags_free(&scratch);
@@ -87,20 +104,20 @@ static bool zero_missing_state(const struct itr_program *p, const struct itr_gra
         const struct itr_param *pp = &p->params[u->param];
         // A parameter's optimizer state follows its update (compiler/train.c)
         // and takes its tensor's dtype, so that f64 weights get f64 state.
-        if (u->kind == ITR_UPDATE_PARAM) owner = itr_tensor_set_get(state, pp->name);
-        if (u->kind != ITR_UPDATE_OPTIMIZER || itr_tensor_set_get(state, pp->name)) continue;
+        if (u->kind == ITR_UPDATE_PARAM) owner = itr_session_param(s, u->param);
+        if (u->kind != ITR_UPDATE_OPTIMIZER || itr_session_param(s, u->param) || zeros[u->param]) continue;
         int64_t shape[ITR_MAX_RANK];
         char what[512];
         snprintf(what, sizeof what, "optimizer state '%s'", pp->name);
         if (!itr_eval_shape(&b, p, &pp->type, shape, what, d)) { ok = false; continue; }
         enum itr_dtype dt = owner && itr_dtype_is_float(owner->dtype) ? owner->dtype : pp->type.dtype;
-        struct itr_tensor *z = itr_tensor_new(dt, pp->type.rank, shape);
+        struct itr_tensor *z = be->buffer_alloc(dt, pp->type.rank, shape);
         if (!z) {
             itr_diag_error(d, ITR_NOLOC, "%s: cannot allocate its zeros", what);
             ok = false;
             continue;
         }
-        itr_tensor_set_put(view, pp->name, z);
+        zeros[u->param] = z;
         if (!*n_zero) *first = pp->name;
         (*n_zero)++;
     }
@@ -108,20 +125,22 @@ static bool zero_missing_state(const struct itr_program *p, const struct itr_gra
     return ok;
 }
 
-bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *inputs, struct itr_tensor_set *state,
-                    struct itr_dim_bindings *dims, const struct itr_train_options *opt, struct itr_tensor_set *metrics,
-                    struct itr_train_result *result, struct itr_diags *d) {
+bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *inputs,
+                            struct itr_dim_bindings *dims, const struct itr_train_options *opt,
+                            struct itr_tensor_set *metrics, struct itr_train_result *result, struct itr_diags *d) {
     memset(result, 0, sizeof *result);
+    const struct itr_program *p = itr_session_program(s);
+    const struct itr_backend *be = itr_session_backend(s);
+    bool f64 = itr_session_options(s)->f64;
     const struct itr_graph *g = itr_train_entry(p, d);
     if (!g) return false;
-    const char *wn = opt->weights_what ? opt->weights_what : "weights";
+    const char *wn = opt->weights_what ? opt->weights_what
+                   : itr_session_weights_what(s) ? itr_session_weights_what(s) : "weights";
     bool ok = true;
 
     // The inputs: the caller's (borrowed), then lr, step and the step's seed.
-    struct itr_tensor_set in, view, outs;
+    struct itr_tensor_set in;
     itr_tensor_set_init(&in);
-    itr_tensor_set_init(&view);
-    itr_tensor_set_init(&outs);
     for (int k = 0; inputs && k < inputs->n; k++) {
         const char *nm = inputs->items[k].name;
         if (strcmp(nm, "lr") == 0 || strcmp(nm, "step") == 0 || strcmp(nm, "seed") == 0) {
@@ -139,66 +158,97 @@ bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *in
     for (int i = 0; i < g->n_inputs; i++) {
         const char *nm = g->values[g->inputs[i]].name;
         if (strcmp(nm, "lr") == 0)
-            itr_tensor_set_put(&in, nm, scalar_tensor(opt->f64 ? ITR_F64 : ITR_F32, opt->lr, 0));
+            itr_tensor_set_put(&in, nm, scalar_tensor(f64 ? ITR_F64 : ITR_F32, opt->lr, 0));
         else if (strcmp(nm, "step") == 0)
             itr_tensor_set_put(&in, nm, scalar_tensor(ITR_I64, 0, opt->step));
         else if (strcmp(nm, "seed") == 0)
             itr_tensor_set_put(&in, nm, scalar_tensor(ITR_I64, 0, (int64_t)itr_train_step_seed(opt->seed, opt->step)));
     }
 
-    // The weights: the caller's (borrowed) and zeros for missing optimizer state.
-    for (int k = 0; k < state->n; k++) itr_tensor_set_put(&view, state->items[k].name, borrow(state->items[k].tensor));
+    // The parameters: the session's slots, and zeros for missing optimizer
+    // state (the session takes them only if the step succeeds).
+    struct itr_tensor **zeros = xcalloc((size_t)p->n_params, sizeof *zeros);
+    struct itr_tensor **slots = xcalloc((size_t)p->n_params, sizeof *slots);
     const char *first = NULL;
-    if (ok) ok = zero_missing_state(p, g, state, dims, &view, &result->n_zero_state, &first, d);
+    if (ok) ok = zero_missing_state(s, g, dims, zeros, &result->n_zero_state, &first, d);
     if (ok && result->n_zero_state)
         itr_diag_note(d, (struct itr_loc){ wn, 0, 0 }, "%d optimizer-state tensor%s missing ('%s'%s); %s at zero",
                       result->n_zero_state, result->n_zero_state == 1 ? " is" : "s are", first,
                       result->n_zero_state > 1 ? ", ..." : "", result->n_zero_state == 1 ? "it starts" : "they start");
+    for (int j = 0; j < p->n_params; j++) slots[j] = zeros[j] ? zeros[j] : itr_session_param(s, j);
 
+    struct itr_tensor **outs = xcalloc((size_t)g->n_outputs, sizeof *outs);
+    if (ok) ok = itr_session_exec(s, g, &in, slots, dims, outs, d);
     if (ok) {
-        struct itr_exec_options eo = { .f64 = opt->f64, .weights_what = wn };
-        ok = itr_exec_run(p, g, &in, &view, dims, &eo, &outs, d);
-    }
-    if (ok) {
-        const struct itr_tensor *loss = itr_tensor_set_get(&outs, g->output_names[0]);
-        result->loss = loss ? itr_tensor_get(loss, 0) : NAN;
+        result->loss = g->n_outputs > 0 && outs[0] ? itr_tensor_get(outs[0], 0) : NAN;
         if (!isfinite(result->loss)) {
             itr_diag_error(d, ITR_NOLOC, "step %" PRId64 ": the loss '%s' is %s; the parameters were not updated",
                            opt->step, g->output_names[0], isnan(result->loss) ? "NaN" : "infinite");
             ok = false;
         }
     }
-    // Convert every update first, so that state changes all at once or not at all.
-    struct itr_tensor **next = calloc((size_t)p->n_updates + 1, sizeof *next);
-    if (!next) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    // Every update is found (and converted where its dtype differs) first,
+    // so that the parameters change all at once or not at all.
+    struct itr_tensor **next = xcalloc((size_t)p->n_updates + 1, sizeof *next);
     for (int i = 0; ok && i < p->n_updates; i++) {
         const struct itr_state_update *u = &p->updates[i];
-        const char *pname = p->params[u->param].name;
-        const struct itr_tensor *t = itr_tensor_set_get(&outs, u->output);
-        const struct itr_tensor *old = itr_tensor_set_get(&view, pname);
-        if (!t) {
+        int k = output_index(g, u->output);
+        const struct itr_tensor *old = slots[u->param];
+        if (k < 0 || !outs[k]) {
             itr_diag_error(d, ITR_NOLOC, "internal error: the train entry did not produce '%s'", u->output);
             ok = false;
             break;
         }
-        next[i] = itr_tensor_cast(t, old ? old->dtype : p->params[u->param].type.dtype);
-        if (!next[i]) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+        enum itr_dtype dt = old ? old->dtype : p->params[u->param].type.dtype;
+        if (outs[k]->dtype == dt) {
+            next[i] = outs[k];   // the step's tensor takes the slot: no copy
+            outs[k] = NULL;
+        } else {
+            // f64 mode with f32 parameters: rounded at every update, as a
+            // resumed run (from an f32 checkpoint) must be bitwise the same.
+            next[i] = itr_tensor_cast(outs[k], dt);
+            if (!next[i]) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+        }
     }
     if (ok) {
         for (int i = 0; i < p->n_updates; i++) {
-            itr_tensor_set_put(state, p->params[p->updates[i].param].name, next[i]);
+            itr_session_set_param(s, p->updates[i].param, next[i]);
             next[i] = NULL;
         }
-        for (int k = 0; k < outs.n; k++) {
-            if (update_of(p, outs.items[k].name)) continue;
-            itr_tensor_set_put(metrics, outs.items[k].name, outs.items[k].tensor);
-            outs.items[k].tensor = NULL;
+        for (int k = 0; k < g->n_outputs; k++) {
+            if (!outs[k] || update_of(p, g->output_names[k])) continue;
+            itr_tensor_set_put(metrics, g->output_names[k], outs[k]);
+            outs[k] = NULL;
         }
     }
     for (int i = 0; i < p->n_updates; i++) itr_tensor_free(next[i]);
+    for (int k = 0; k < g->n_outputs; k++) itr_tensor_free(outs[k]);
+    for (int j = 0; j < p->n_params; j++)
+        if (zeros[j]) be->buffer_free(zeros[j]);
     free(next);
+    free(outs);
+    free(slots);
+    free(zeros);
     itr_tensor_set_free(&in);
-    itr_tensor_set_free(&view);
-    itr_tensor_set_free(&outs);
+    return ok;
+}
+
+bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *inputs, struct itr_tensor_set *state,
+                    struct itr_dim_bindings *dims, const struct itr_train_options *opt, struct itr_tensor_set *metrics,
+                    struct itr_train_result *result, struct itr_diags *d) {
+    memset(result, 0, sizeof *result);
+    if (!itr_train_entry(p, d)) return false;
+    struct itr_session_options so = { .f64 = opt->f64 };
+    struct itr_session *s = itr_session_new(p, NULL, &so, d);
+    if (!s) return false;
+    itr_session_load(s, state, opt->weights_what, d);
+    bool ok = itr_session_train_step(s, inputs, dims, opt, metrics, result, d);
+    for (int i = 0; ok && i < p->n_updates; i++) {
+        int id = p->updates[i].param;
+        struct itr_tensor *c = itr_tensor_clone(itr_session_param(s, id));
+        if (!c) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+        itr_tensor_set_put(state, p->params[id].name, c);
+    }
+    itr_session_free(s);
     return ok;
 }

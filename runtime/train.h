@@ -44,4 +44,16 @@ bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *in
                     struct itr_dim_bindings *dims, const struct itr_train_options *opt, struct itr_tensor_set *metrics,
                     struct itr_train_result *result, struct itr_diags *d);
 
+// The same step on a session (runtime/session.h): inputs and results as
+// above; the parameters and optimizer state are the session's slots, and
+// each update takes its slot in place (the step's output tensor replaces
+// the old one; converted only where the dtypes differ, as in f64 mode with
+// f32 parameters). Missing optimizer state starts at zero and joins the
+// session when the step succeeds. opt->f64 is ignored: the session's
+// option decides. opt->weights_what NULL: the session's name for its set.
+struct itr_session;
+bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *inputs,
+                            struct itr_dim_bindings *dims, const struct itr_train_options *opt,
+                            struct itr_tensor_set *metrics, struct itr_train_result *result, struct itr_diags *d);
+
 #endif

@@ -25,6 +25,7 @@
 #include "runtime/eval.h"
 #include "runtime/init.h"
 #include "runtime/safetensors.h"
+#include "runtime/session.h"
 #include "runtime/train.h"
 
 static void *xmalloc(size_t n) {
@@ -318,8 +319,36 @@ static void set_meta_f64(struct itr_tensor_set *s, const char *k, double v) {
     itr_tensor_set_meta(s, k, buf);
 }
 
-static bool write_checkpoint(struct itr_tensor_set *state, const char *path, const struct run_config *c,
-                             const struct cursor *cur, const struct itr_program *p, struct itr_diags *d) {
+// What a checkpoint holds: the session's parameters and optimizer state,
+// and whatever else the starting set carried (its metadata, tensors that are
+// no parameter), all as views: nothing is copied to be written.
+static void checkpoint_view(const struct itr_session *s, const struct itr_tensor_set *rest, struct itr_tensor_set *v) {
+    itr_tensor_set_init(v);
+    for (int k = 0; k < rest->n_meta; k++) itr_tensor_set_meta(v, rest->meta_keys[k], rest->meta_values[k]);
+    for (int k = 0; k < rest->n; k++) {
+        const struct itr_tensor *t = rest->items[k].tensor;
+        struct itr_tensor *w = itr_tensor_wrap(t->dtype, t->rank, t->shape, t->data);
+        if (!w) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+        itr_tensor_set_put(v, rest->items[k].name, w);
+    }
+    itr_session_save(s, v);
+}
+
+static bool write_state(struct itr_tensor_set *state, const char *path, const struct run_config *c,
+                        const struct cursor *cur, const struct itr_program *p, struct itr_diags *d);
+
+static bool write_checkpoint(const struct itr_session *s, const struct itr_tensor_set *rest, const char *path,
+                             const struct run_config *c, const struct cursor *cur, const struct itr_program *p,
+                             struct itr_diags *d) {
+    struct itr_tensor_set v;
+    checkpoint_view(s, rest, &v);
+    bool ok = write_state(&v, path, c, cur, p, d);
+    itr_tensor_set_free(&v);
+    return ok;
+}
+
+static bool write_state(struct itr_tensor_set *state, const char *path, const struct run_config *c,
+                        const struct cursor *cur, const struct itr_program *p, struct itr_diags *d) {
     char buf[128];
     itr_tensor_set_meta(state, "itr.plan_fingerprint", c->fingerprint);
     itr_tensor_set_meta(state, "itr.vocab_hash", c->vocab_hash);
@@ -523,21 +552,29 @@ static bool write_curves(const char *run_dir, struct itr_diags *d) {
 
 // ---------------------------------------------------------------- the loop
 
-static const char *first_non_finite(const struct itr_tensor_set *s) {
-    for (int k = 0; k < s->n; k++) {
-        const struct itr_tensor *t = s->items[k].tensor;
+// The first parameter (by id) of the session holding an infinity or NaN.
+static const char *first_non_finite(const struct itr_session *ss) {
+    const struct itr_program *p = itr_session_program(ss);
+    struct itr_tensor_set view;
+    itr_tensor_set_init(&view);
+    itr_session_save(ss, &view);   // host views (copies on a device backend)
+    const char *bad = NULL;
+    for (int k = 0; !bad && k < view.n; k++) {
+        const struct itr_tensor *t = view.items[k].tensor;
         int64_t n = itr_tensor_numel(t);
+        bool finite = true;
         if (t->dtype == ITR_F32) {
             const float *x = t->data;
-            for (int64_t i = 0; i < n; i++)
-                if (!isfinite(x[i])) return s->items[k].name;
+            for (int64_t i = 0; i < n && finite; i++) finite = isfinite(x[i]);
         } else if (t->dtype == ITR_F64) {
             const double *x = t->data;
-            for (int64_t i = 0; i < n; i++)
-                if (!isfinite(x[i])) return s->items[k].name;
+            for (int64_t i = 0; i < n && finite; i++) finite = isfinite(x[i]);
         }
+        // The name the program owns: the view's copy goes with the view.
+        if (!finite) bad = p->params[itr_program_find_param(p, view.items[k].name)].name;
     }
-    return NULL;
+    itr_tensor_set_free(&view);
+    return bad;
 }
 
 static bool make_dir(const char *dir, struct itr_diags *d) {
@@ -634,7 +671,12 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     if (!o->lr_given) cfg.lr.lr = p->optimizer.lr;
     struct cursor cur = { .best_rsum = NAN, .best_epoch = 0 };
 
-    bool ok = itr_vocab_read(vocab_path, &vocab, d);
+    // One session for the whole run: the train step and the dev evaluation
+    // share its parameters and its prepared entries.
+    struct itr_session_options so = { .f64 = o->f64, .threads = o->threads };
+    struct itr_session *ss = itr_session_new(p, o->backend, &so, d);
+    bool ok = ss != NULL;
+    if (ok) ok = itr_vocab_read(vocab_path, &vocab, d);
     if (ok) snprintf(cfg.vocab_hash, sizeof cfg.vocab_hash, "%016" PRIx64, itr_vocab_hash(&vocab));
     if (ok) ok = tr_open = itr_split_open(o->data_dir, "train", &vocab, &tr, d);
     if (ok) ok = dev_open = itr_split_open(o->data_dir, eval_name, &vocab, &dev, d);
@@ -668,6 +710,9 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
             itr_bindings_free(&b);
         }
     }
+    // The parameters move into the session; state keeps the rest (metadata,
+    // tensors that are no parameter) for the checkpoints.
+    if (ok) itr_session_adopt(ss, &state, "the training state", d);
     int64_t spe = ok ? (tr.n_captions + cfg.batch_size - 1) / cfg.batch_size : 0;
     int64_t total = spe * cfg.epochs;
     if (ok && cur.batch > spe) {
@@ -685,7 +730,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         } else {
             // The step-0 checkpoint: a run always has a last good state to
             // keep, even if its first steps diverge.
-            ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+            ok = write_checkpoint(ss, &state, last_path, &cfg, &cur, p, d);
             if (ok && access(csv_path, F_OK) != 0) ok = append_line(csv_path, CSV_HEADER, d);
         }
     }
@@ -720,7 +765,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
             if (ok) {
                 struct itr_dim_bindings dims;
                 itr_bindings_init(&dims, p);
-                ok = itr_train_step(p, &in, &state, &dims, &to, &metrics, &res, d);
+                ok = itr_session_train_step(ss, &in, &dims, &to, &metrics, &res, d);
                 itr_bindings_free(&dims);
                 if (!ok && !isfinite(res.loss))
                     itr_diag_error(d, ITR_NOLOC, "training stopped at epoch %" PRId64 ", step %" PRId64 " (batch %"
@@ -731,7 +776,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
             itr_tensor_set_free(&metrics);
             // A finite loss can still leave infinite parameters (a huge lr);
             // stopping here keeps every checkpoint finite.
-            const char *bad = ok ? first_non_finite(&state) : NULL;
+            const char *bad = ok ? first_non_finite(ss) : NULL;
             if (bad) {
                 itr_diag_error(d, ITR_NOLOC, "training stopped at epoch %" PRId64 ", step %" PRId64 " (batch %" PRId64
                                " of the epoch): the step made '%s' not finite; %s keeps the last good state (lower "
@@ -758,7 +803,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
             }
             int64_t every = o->checkpoint_every == 0 ? 200 : o->checkpoint_every;
             if (every > 0 && cur.step % every == 0 && cur.batch < spe) {
-                ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+                ok = write_checkpoint(ss, &state, last_path, &cfg, &cur, p, d);
                 stopped_dirty = 0;
             }
         }
@@ -771,7 +816,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         struct itr_eval_options eo = { .f64 = o->f64 };
         struct itr_recall rc;
         memset(&rc, 0, sizeof rc);
-        ok = itr_eval_sims(p, &state, &dev, &eo, &sims, d) &&
+        ok = itr_eval_sims_session(ss, &dev, &eo, &sims, d) &&
              itr_protocol_eval(proto, sims, dev.n_images, dev.n_captions, &rc, d);
         free(sims);
         if (!ok) break;
@@ -784,9 +829,9 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         if (better) {
             cur.best_rsum = rc.rsum;
             cur.best_epoch = epoch + 1;
-            ok = write_checkpoint(&state, best_path, &cfg, &cur, p, d);
+            ok = write_checkpoint(ss, &state, best_path, &cfg, &cur, p, d);
         }
-        if (ok) ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+        if (ok) ok = write_checkpoint(ss, &state, last_path, &cfg, &cur, p, d);
         stopped_dirty = 0;
         double secs = now_seconds() - t_epoch, rate = (double)pairs / fmax(train_s, 1e-9);
         char line[1024];
@@ -808,7 +853,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         r->last_loss = mean_loss;
         if (ok && o->plot) ok = write_curves(o->run_dir, d);
     }
-    if (ok && stop && stopped_dirty > 0 && !o->kill_at_max_steps) ok = write_checkpoint(&state, last_path, &cfg, &cur, p, d);
+    if (ok && stop && stopped_dirty > 0 && !o->kill_at_max_steps) ok = write_checkpoint(ss, &state, last_path, &cfg, &cur, p, d);
     if (ok && stop && pf)
         fprintf(pf, "stopped at step %" PRId64 " (--max-steps); --resume with --out %s continues from epoch %" PRId64
                     ", batch %" PRId64 "\n", cur.step, o->run_dir, cur.epoch + 1, cur.batch);
@@ -822,6 +867,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     free(ids);
     free(bind);
     itr_tensor_set_free(&state);
+    itr_session_free(ss);
     if (tr_open) itr_split_close(&tr);
     if (dev_open) itr_split_close(&dev);
     if (vocab.words || vocab.table) itr_vocab_free(&vocab);

@@ -54,6 +54,8 @@ struct itr_trainer_options {
     const char *eval_split;       // NULL: "dev"
     bool plot;                    // write run_dir/curves.svg
     bool f64;
+    const char *backend;          // the session's backend (NULL: the default, ref)
+    int threads;                  // its kernel threads (0: the backend's default)
     FILE *progress;               // start-up report and progress; NULL: silent
 };
 

@@ -2,8 +2,16 @@
 // share: usage and per-command help, command lookup and dispatch, and the
 // option helpers. Each program keeps its own text (usage line, description,
 // exit-status lines, command rows) as data in a struct itr_cli.
-#ifndef ITR_RUNTIME_CLI_H
-#define ITR_RUNTIME_CLI_H
+//
+// Why ir/: itrc lives in compiler/ and itr-run, itr-data in runtime/, and
+// neither of those layers may include the other (design.md). ir/ is the lowest
+// layer both stand on, and it already holds the other pieces every program
+// shares (diagnostics and the exit codes in ir/diag.h, ir/fileio.h). A
+// separate cli/ library was the alternative; for ~140 lines that depend only
+// on libc and ir/diag.h it would add a layer without separating anything.
+// Nothing in ir/ itself calls these functions: they are for the programs.
+#ifndef ITR_CLI_H
+#define ITR_CLI_H
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
-// The command-table machinery of the command-line programs (runtime/cli.h).
-#include "runtime/cli.h"
+// The command-table machinery of the command-line programs (ir/cli.h).
+#include "ir/cli.h"
 
 #include <stdlib.h>
 #include <string.h>
