@@ -1,15 +1,17 @@
 // itrc: the compiler's command line (docs/cli.md). Thin by design: argument
-// parsing here, the work in ir/ and compiler/.
+// parsing and printing here, the work in ir/ and compiler/ (the compile
+// pipeline is compiler/pipeline.h).
 //
 // Exit codes: 0 ok, 1 user error (bad input or usage), 2 internal error.
 #include <stdlib.h>
 #include <string.h>
 
 #include "compiler/dump.h"
-#include "compiler/passes.h"
+#include "compiler/pipeline.h"
+#include "ir/cli.h"
+#include "ir/kir.h"
 #include "ir/plan.h"
 #include "ir/text.h"
-#include "runtime/cli.h"
 
 #define PROG "itrc"
 
@@ -21,7 +23,7 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg) {
     return itr_cli_usage_error(&cli, cmd, fmt, arg);
 }
 
-// "-I DIR", "-IDIR", "--include DIR" or "--include=DIR" (runtime/cli.h).
+// "-I DIR", "-IDIR", "--include DIR" or "--include=DIR" (ir/cli.h).
 static int opt_value(const char *cmd, int argc, char **argv, int *i, const char *shrt, const char *lng,
                      const char **val) {
     return itr_cli_opt_value(&cli, cmd, argc, argv, i, shrt, lng, val);
@@ -51,26 +53,27 @@ static int positional_file(const char *cmd, const char **slot, const char *arg) 
     return 0;
 }
 
-// Parses and elaborates o->file; NULL after printing diagnostics.
-static struct itr_program *load_ir(const struct front_opts *o, struct itr_diags *d) {
-    struct itr_parse_options po;
-    memset(&po, 0, sizeof po);
-    po.include_dirs = o->includes.v;
-    po.n_include_dirs = o->includes.n;
-    po.overrides = o->defines.v;
-    po.n_overrides = o->defines.n;
-    struct itr_program *p = itr_parse_file(o->file, &po, d);
-    if (p && !itr_diags_has_errors(d) && itr_program_verify(p, d)) return p;
-    itr_program_free(p);
+static void front_compile_options(const struct front_opts *o, struct itr_compile_options *co) {
+    itr_compile_options_init(co);
+    co->include_dirs = o->includes.v;
+    co->n_include_dirs = o->includes.n;
+    co->defines = o->defines.v;
+    co->n_defines = o->defines.n;
+}
+
+// Prints what a failed pipeline left in d and returns the exit code it means.
+static int report_failure(const struct itr_compile_report *rep, struct itr_diags *d) {
     itr_diags_print(d, stderr);
-    return NULL;
+    if (rep->status == ITR_COMPILE_INTERNAL_ERROR) {
+        fprintf(stderr, "%s: internal error: %s\n", PROG, rep->internal);
+        return ITR_EXIT_INTERNAL;
+    }
+    return ITR_EXIT_USER;
 }
 
 // Parses the arguments of a command that takes only FILE.ir and the
-// front-end options, then loads the file into *p (NULL after diagnostics).
-// Not ITR_EXIT_OK: a usage error, o freed and d not initialised.
-static int front_load(const char *cmd, int argc, char **argv, struct front_opts *o, struct itr_diags *d,
-                      struct itr_program **p) {
+// front-end options into o. Not ITR_EXIT_OK: a usage error, o freed.
+static int front_args(const char *cmd, int argc, char **argv, struct front_opts *o) {
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
         int r = front_option(cmd, o, argc, argv, &i);
@@ -79,23 +82,20 @@ static int front_load(const char *cmd, int argc, char **argv, struct front_opts 
         else if (r == 0) rc = positional_file(cmd, &o->file, argv[i]);
     }
     if (rc == ITR_EXIT_OK && !o->file) rc = usage_error(cmd, "%s", "missing FILE.ir");
-    if (rc != ITR_EXIT_OK) {
-        front_free(o);
-        return rc;
-    }
-    itr_diags_init(d);
-    *p = load_ir(o, d);
-    return ITR_EXIT_OK;
+    if (rc != ITR_EXIT_OK) front_free(o);
+    return rc;
 }
 
 // ------------------------------------------------------------ check
 
-static void count_values(const struct itr_program *p, int64_t *total, int *symbolic) {
+// Values in the first n params (the model's own, without the optimizer
+// state the training step appends).
+static void count_values(const struct itr_program *p, int n, int64_t *total, int *symbolic) {
     *total = 0;
     *symbolic = 0;
-    for (int i = 0; i < p->n_params; i++) {
-        int64_t n;
-        if (itr_type_numel_default(p, &p->params[i].type, &n, NULL, 0)) *total += n;
+    for (int i = 0; i < n && i < p->n_params; i++) {
+        int64_t k;
+        if (itr_type_numel_default(p, &p->params[i].type, &k, NULL, 0)) *total += k;
         else (*symbolic)++;
     }
 }
@@ -119,31 +119,25 @@ static void train_summary(const struct itr_program *p, char *buf, size_t n) {
 static int cmd_check(const char *operand, int argc, char **argv) {
     (void)operand;
     struct front_opts o = { 0 };
-    struct itr_diags d;
-    struct itr_program *p;
-    int rc = front_load("check", argc, argv, &o, &d, &p);
+    int rc = front_args("check", argc, argv, &o);
     if (rc != ITR_EXIT_OK) return rc;
-    // The summary counts the model's own parameters, without the optimizer
-    // state the training step adds.
-    int64_t total = 0;
-    int symbolic = 0, n_params = p ? p->n_params : 0;
-    if (p) count_values(p, &total, &symbolic);
-    // The training step is built here too, so that its errors (a loss that
-    // is not a scalar, an op without a gradient rule) show up in a check.
-    if (p && !itr_compile_training_step(p, &d)) {
-        itr_diags_print(&d, stderr);
-        itr_program_free(p);
-        p = NULL;
-    } else if (p && itr_program_train_graph(p) && !itr_program_verify(p, &d)) {
-        itr_diags_print(&d, stderr);
-        fprintf(stderr, "%s: internal error: the training step is an invalid program; please report it\n", PROG);
-        itr_program_free(p);
-        itr_diags_free(&d);
-        front_free(&o);
-        return ITR_EXIT_INTERNAL;
-    }
-    if (p) {
+    // The pipeline without simplification: the training step is built too,
+    // so that its errors (a loss that is not a scalar, an op without a
+    // gradient rule) show up in a check.
+    struct itr_compile_options co;
+    front_compile_options(&o, &co);
+    co.opt_level = 0;
+    struct itr_compile_report rep;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p;
+    if (itr_compile_file(o.file, &co, &p, &rep, &d)) {
         itr_diags_print(&d, stderr);   // warnings
+        // The summary counts the model's own parameters, without the
+        // optimizer state the training step adds.
+        int64_t total;
+        int symbolic, n_params = rep.model_params;
+        count_values(p, n_params, &total, &symbolic);
         int ne = count_entries(p);
         printf("%s: ok: %d entr%s, %d param%s (%lld values", o.file, ne, ne == 1 ? "y" : "ies", n_params,
                n_params == 1 ? "" : "s", (long long)total);
@@ -155,7 +149,7 @@ static int cmd_check(const char *operand, int argc, char **argv) {
             printf("%s: train step (%s): %s\n", o.file, itr_optimizer_kind_name(p->optimizer.kind), sum);
         }
     } else {
-        rc = ITR_EXIT_USER;
+        rc = report_failure(&rep, &d);
     }
     itr_program_free(p);
     itr_diags_free(&d);
@@ -168,12 +162,15 @@ static int cmd_check(const char *operand, int argc, char **argv) {
 static int cmd_print(const char *operand, int argc, char **argv) {
     (void)operand;
     struct front_opts o = { 0 };
-    struct itr_diags d;
-    struct itr_program *p;
-    int rc = front_load("print", argc, argv, &o, &d, &p);
+    int rc = front_args("print", argc, argv, &o);
     if (rc != ITR_EXIT_OK) return rc;
+    struct itr_compile_options co;
+    front_compile_options(&o, &co);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = itr_elaborate_file(o.file, &co, &d);
+    itr_diags_print(&d, stderr);
     if (p) {
-        itr_diags_print(&d, stderr);
         char *text = itr_print_program(p);
         if (!text) { fprintf(stderr, "%s: internal error: printing failed\n", PROG); rc = ITR_EXIT_INTERNAL; }
         else fputs(text, stdout);
@@ -189,13 +186,6 @@ static int cmd_print(const char *operand, int argc, char **argv) {
 
 // ------------------------------------------------------------ compile
 
-struct target { const char *name; bool available; };
-static const struct target targets[] = {
-    { "ref", true },     // the reference interpreter runs the graphs as they are
-    { "llvm", false },   // reserved: CPU kernels through the ORC JIT
-    { "cuda", false },   // reserved: GPU kernels through NVRTC
-};
-
 static char *default_plan_path(const char *src) {
     size_t n = strlen(src);
     const char *slash = strrchr(src, '/');
@@ -210,16 +200,10 @@ static char *default_plan_path(const char *src) {
     return out;
 }
 
-static int graph_nodes(const struct itr_program *p) {
-    int n = 0;
-    for (int i = 0; i < p->n_graphs; i++) n += p->graphs[i]->n_nodes;
-    return n;
-}
-
 static int cmd_compile(const char *operand, int argc, char **argv) {
     (void)operand;
     struct front_opts o = { 0 };
-    const char *out = NULL, *target = "ref";
+    const char *out = NULL, *target = itr_compile_default_target();
     int opt_level = 1;
     bool verbose = false;
     int rc = ITR_EXIT_OK;
@@ -243,57 +227,61 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
         else rc = positional_file("compile", &o.file, argv[i]);
     }
     if (rc == ITR_EXIT_OK && !o.file) rc = usage_error("compile", "%s", "missing FILE.ir");
-    if (rc == ITR_EXIT_OK) {
-        const struct target *t = NULL;
-        for (size_t k = 0; k < sizeof targets / sizeof *targets; k++)
-            if (strcmp(targets[k].name, target) == 0) t = &targets[k];
-        if (!t) {
-            fprintf(stderr, "%s compile: unknown target '%s' (known targets: ref; llvm and cuda are reserved for "
-                            "later releases)\n", PROG, target);
-            rc = ITR_EXIT_USER;
-        } else if (!t->available) {
-            fprintf(stderr, "%s compile: target '%s' is not available yet (available: ref)\n", PROG, target);
-            rc = ITR_EXIT_USER;
-        }
+    // The target is checked before the file is read, so a wrong target is
+    // reported even when the model has errors too.
+    char why[160];
+    if (rc == ITR_EXIT_OK && itr_compile_target_error(target, why, sizeof why)) {
+        fprintf(stderr, "%s compile: %s\n", PROG, why);
+        rc = ITR_EXIT_USER;
     }
     if (rc != ITR_EXIT_OK) { front_free(&o); return rc; }
 
     char *plan_path = out ? NULL : default_plan_path(o.file);
     const char *dest = out ? out : plan_path;
+    struct itr_compile_options co;
+    front_compile_options(&o, &co);
+    co.opt_level = opt_level;
+    co.target = target;
+    struct itr_compile_report rep;
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_program *p = load_ir(&o, &d);
-    if (!p) rc = ITR_EXIT_USER;
-    if (p && !itr_compile_training_step(p, &d)) {
-        itr_diags_print(&d, stderr);
-        rc = ITR_EXIT_USER;
-    } else if (p && itr_program_train_graph(p) && !itr_program_verify(p, &d)) {
-        itr_diags_print(&d, stderr);
-        fprintf(stderr, "%s: internal error: the training step is an invalid program; please report it\n", PROG);
-        rc = ITR_EXIT_INTERNAL;
-    }
-    if (p && rc == ITR_EXIT_OK && opt_level >= 1) {
-        struct itr_simplify_stats st;
-        int before = graph_nodes(p);
-        // A pass or the verifier failing here means the compiler broke a
-        // valid program: an internal error, not the user's.
-        if (!itr_simplify(p, &st, &d) || !itr_program_verify(p, &d)) {
-            itr_diags_print(&d, stderr);
-            fprintf(stderr, "%s: internal error: simplification produced an invalid program; please report it "
-                            "(compiling with -O0 avoids the passes)\n", PROG);
-            rc = ITR_EXIT_INTERNAL;
-        } else if (verbose) {
+    struct itr_program *p;
+    if (!itr_compile_file(o.file, &co, &p, &rep, &d)) {
+        rc = report_failure(&rep, &d);
+    } else {
+        if (verbose && opt_level >= 1) {
+            const struct itr_simplify_stats *st = &rep.simplify;
             fprintf(stderr, "simplify: %d -> %d nodes in %d rounds: %d folded, %d merged, %d rewritten, %d dead "
-                            "removed, %d scan bodies removed\n", before, graph_nodes(p), st.iterations, st.folded,
-                    st.merged, st.rewritten, st.removed, st.removed_graphs);
+                            "removed, %d scan bodies removed\n", rep.nodes_before, rep.nodes_after, st->iterations,
+                    st->folded, st->merged, st->rewritten, st->removed, st->removed_graphs);
         }
-    }
-    if (rc == ITR_EXIT_OK) {
+        bool with_kernels = strcmp(target, "llvm") == 0;
+        struct kir_plan_kernels kernels = { 0 };
+        if (with_kernels && !itr_compile_kernels(p, &kernels, &d)) {
+            itr_diags_print(&d, stderr);
+            fprintf(stderr, "%s compile: internal error: lowering to kernels failed; please report it\n", PROG);
+            itr_diags_free(&d);
+            itr_program_free(p);
+            front_free(&o);
+            free(plan_path);
+            return ITR_EXIT_INTERNAL;
+        }
+        p->kernels = with_kernels ? &kernels : NULL;
         if (!itr_plan_write(p, target, dest, &d)) rc = ITR_EXIT_USER;
+        p->kernels = NULL;   // kernels is this function's
         itr_diags_print(&d, stderr);
-        if (rc == ITR_EXIT_OK)
-            printf("wrote %s: %d entr%s, %d nodes, target %s\n", dest, count_entries(p),
-                   count_entries(p) == 1 ? "y" : "ies", graph_nodes(p), target);
+        if (rc == ITR_EXIT_OK) {
+            printf("wrote %s: %d entr%s, %d nodes, target %s", dest, count_entries(p),
+                   count_entries(p) == 1 ? "y" : "ies", itr_program_node_count(p), target);
+            if (with_kernels) {
+                int nk = 0;
+                for (int i = 0; i < kernels.n; i++)
+                    if (!kernels.items[i].f64) nk += kernels.items[i].s->n_kernels;
+                printf(", %d fused kernels", nk);
+            }
+            printf("\n");
+        }
+        kir_plan_kernels_free(&kernels);
         if (rc == ITR_EXIT_OK && itr_program_train_graph(p)) {
             char sum[160];
             train_summary(p, sum, sizeof sum);
@@ -312,23 +300,52 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
 static int cmd_dump(const char *operand, int argc, char **argv) {
     (void)operand;
     const char *file = NULL;
+    struct itr_cli_list dims = { 0 };
+    bool kernels = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
-        if (argv[i][0] == '-' && argv[i][1]) rc = usage_error("dump", "unknown option '%s'", argv[i]);
+        int r = itr_cli_opt_list(&cli, "dump", argc, argv, &i, NULL, "--dim", &dims, NULL);
+        if (r < 0) rc = ITR_EXIT_USER;
+        else if (r > 0) continue;
+        else if (strcmp(argv[i], "--kernels") == 0) kernels = true;
+        else if (argv[i][0] == '-' && argv[i][1]) rc = usage_error("dump", "unknown option '%s'", argv[i]);
         else rc = positional_file("dump", &file, argv[i]);
     }
     if (rc == ITR_EXIT_OK && !file) rc = usage_error("dump", "%s", "missing FILE.plan");
-    if (rc != ITR_EXIT_OK) return rc;
+    if (rc != ITR_EXIT_OK) { free(dims.v); return rc; }
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_plan_info info;
     memset(&info, 0, sizeof info);
     struct itr_program *p = itr_plan_read(file, &info, &d);
+    // The memory plan's sizes: --dim values first, the plan's defaults for
+    // the rest, as itr-run binds them.
+    struct itr_dim_bindings b = { 0 };
+    if (p) {
+        itr_bindings_init(&b, p);
+        for (int i = 0; i < dims.n; i++)
+            if (!itr_bindings_set_arg(&b, p, dims.v[i], &d)) rc = ITR_EXIT_USER;
+        itr_bind_defaults(&b, p);
+    }
+    if (p && rc == ITR_EXIT_OK) {
+        itr_dump_plan(stdout, file, p, &info);
+        if (!itr_dump_memory_plan(stdout, p, &b, &d)) rc = ITR_EXIT_USER;   // e.g. a --dim making a size negative
+        if (kernels) {
+            if (!p->kernels) printf("\nkernels: none (the plan's target is %s; compile with --target llvm)\n", info.target);
+            for (int i = 0; p->kernels && i < p->kernels->n; i++) {
+                const struct kir_plan_schedule *ks = &p->kernels->items[i];
+                printf("\n");
+                kir_schedule_print(ks->s, p->graphs[ks->graph], stdout);
+            }
+        }
+    } else {
+        rc = ITR_EXIT_USER;
+    }
     itr_diags_print(&d, stderr);
-    if (p) itr_dump_plan(stdout, file, p, &info);
-    else rc = ITR_EXIT_USER;
+    if (p) itr_bindings_free(&b);
     itr_program_free(p);
     itr_diags_free(&d);
+    free(dims.v);
     return rc;
 }
 
@@ -358,11 +375,12 @@ static const struct itr_cli_command commands[] = {
       "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
       "The output parses back to the same program.\n",
       cmd_print },
-    { "compile", "FILE.ir [-o FILE.plan] [--target ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]...",
+    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]...",
       "compile a model into a plan",
       "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
-      "  --target T                 code generation target: ref (default; llvm and cuda are\n"
-      "                             reserved for later releases)\n"
+      "  --target T                 llvm: also fuse and lower every entry to kernels, which itr-run\n"
+      "                             JIT-compiles (the default where LLVM is present); ref: the\n"
+      "                             graphs only, for the reference interpreter (cuda is reserved)\n"
       "  -O0                        no graph simplification\n"
       "  -O1                        constant folding, CSE, DCE, exact algebraic identities (default)\n"
       "  -v, --verbose              report what the passes did\n"
@@ -370,10 +388,13 @@ static const struct itr_cli_command commands[] = {
       "The plan is written atomically: on any error no file is left behind. A train entry becomes\n"
       "the whole training step, forward + backward + optimizer (docs/training.md).\n",
       cmd_compile },
-    { "dump", "FILE.plan", "print a plan readably",
+    { "dump", "FILE.plan [--dim NAME=VALUE]... [--kernels]", "print a plan readably",
+      "  --dim NAME=VALUE           bind a dim for the memory plan (default: the plan's defaults);\n"
+      "                             repeatable\n"
+      "  --kernels                  also print the fused kernels and schedules (target llvm)\n"
       "Prints the header (format and compiler versions, fingerprint, target), symbols, parameters\n"
-      "with their initialisers and sizes, entry points with their signatures, and every graph,\n"
-      "one node per line.\n",
+      "with their initialisers and sizes, entry points with their signatures, every graph, one\n"
+      "node per line, and the memory plan: the arena bytes each entry point needs per run.\n",
       cmd_dump },
     { "ops", "[--markdown]", "the op reference, generated from the op table",
       "  --markdown                 print the table docs/ops.md embeds\n",

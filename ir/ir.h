@@ -318,8 +318,12 @@ struct itr_program {
     struct itr_optimizer optimizer;                        // kind NONE without a train entry
     struct itr_state_update *updates; int n_updates, cap_updates;
     bool train_compiled;         // the train entry is the whole training step
+    // Fused kernels of a kernel target (ir/kir.h): set by `itrc compile
+    // --target llvm` and read back from its plans; NULL otherwise. Owned.
+    struct kir_plan_kernels *kernels;
 };
 
+struct kir_plan_kernels;
 struct itr_program *itr_program_new(void);
 void     itr_program_free(struct itr_program *p);
 int32_t  itr_program_add_symbol(struct itr_program *p, const char *name, int64_t def, bool has_def, struct itr_loc loc);

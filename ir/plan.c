@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "fileio.h"
+#include "ir/kir.h"
 #include "ir/plan.pb-c.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -512,7 +513,114 @@ static Itr__Plan__Graph *pack_graph(struct packer *pk, const struct itr_graph *g
     return pg;
 }
 
-bool itr_plan_pack(const struct itr_program *p, const char *target, uint8_t **buf, size_t *len, struct itr_diags *d) {
+static Itr__Plan__Schedule *pack_schedule(struct packer *pk, int32_t graph, bool f64, const struct kir_schedule *s) {
+    Itr__Plan__Schedule *x = NEW(pk, Itr__Plan__Schedule, itr__plan__schedule__init);
+    x->graph = graph;
+    x->f64 = f64;
+    x->n_kernels = (size_t)s->n_kernels;
+    x->kernels = NEW_ARRAY(pk, Itr__Plan__Kernel *, s->n_kernels);
+    for (int i = 0; i < s->n_kernels; i++) {
+        const struct kir_kernel *k = s->kernels[i];
+        Itr__Plan__Kernel *pk_ = NEW(pk, Itr__Plan__Kernel, itr__plan__kernel__init);
+        pk_->name = pstr(k->name);
+        pk_->n_bufs = (size_t)k->n_bufs;
+        pk_->bufs = NEW_ARRAY(pk, Itr__Plan__KirBuffer *, k->n_bufs);
+        for (int j = 0; j < k->n_bufs; j++) {
+            Itr__Plan__KirBuffer *b = NEW(pk, Itr__Plan__KirBuffer, itr__plan__kir_buffer__init);
+            b->name = pstr(k->bufs[j].name);
+            b->dtype = dtype_to_pb(k->bufs[j].dtype);
+            b->written = k->bufs[j].written;
+            b->noalias = k->bufs[j].noalias;
+            pk_->bufs[j] = b;
+        }
+        pk_->n_dims = (size_t)k->n_dims;
+        pk_->dims = NEW_ARRAY(pk, Itr__Plan__KirDim *, k->n_dims);
+        for (int j = 0; j < k->n_dims; j++) {
+            Itr__Plan__KirDim *dm = NEW(pk, Itr__Plan__KirDim, itr__plan__kir_dim__init);
+            dm->name = pstr(k->dims[j].name);
+            dm->dim = k->dims[j].dim;
+            pk_->dims[j] = dm;
+        }
+        pk_->n_vars = (size_t)k->n_vars;
+        pk_->vars = NEW_ARRAY(pk, Itr__Plan__KirVar *, k->n_vars);
+        for (int j = 0; j < k->n_vars; j++) {
+            Itr__Plan__KirVar *v = NEW(pk, Itr__Plan__KirVar, itr__plan__kir_var__init);
+            v->name = pstr(k->vars[j].name);
+            v->kind = k->vars[j].kind;
+            v->type = k->vars[j].type;
+            v->lanes = k->vars[j].lanes;
+            v->combine = k->vars[j].combine;
+            pk_->vars[j] = v;
+        }
+        pk_->n_exprs = (size_t)k->n_exprs;
+        pk_->exprs = NEW_ARRAY(pk, Itr__Plan__KirExpr *, k->n_exprs);
+        for (int j = 0; j < k->n_exprs; j++) {
+            const struct kir_expr *e = &k->exprs[j];
+            Itr__Plan__KirExpr *x2 = NEW(pk, Itr__Plan__KirExpr, itr__plan__kir_expr__init);
+            x2->kind = e->kind;
+            x2->type = e->type;
+            x2->op = e->op;
+            x2->a = e->a;
+            x2->b = e->b;
+            x2->c = e->c;
+            x2->buf = e->buf;
+            x2->var = e->var;
+            x2->dim = e->dim;
+            x2->ival = e->ival;
+            x2->fval = e->fval;
+            pk_->exprs[j] = x2;
+        }
+        pk_->n_stmts = (size_t)k->n_stmts;
+        pk_->stmts = NEW_ARRAY(pk, Itr__Plan__KirStmt *, k->n_stmts);
+        for (int j = 0; j < k->n_stmts; j++) {
+            const struct kir_stmt *st = &k->stmts[j];
+            Itr__Plan__KirStmt *x2 = NEW(pk, Itr__Plan__KirStmt, itr__plan__kir_stmt__init);
+            x2->kind = st->kind;
+            x2->loop = st->loop;
+            x2->var = st->var;
+            x2->lo = st->lo;
+            x2->hi = st->hi;
+            x2->buf = st->buf;
+            x2->index = st->index;
+            x2->value = st->value;
+            x2->cond = st->cond;
+            x2->n_body = (size_t)st->n_body;
+            x2->body = (int32_t *)st->body;
+            pk_->stmts[j] = x2;
+        }
+        pk_->body = k->body;
+        pk_->parallel_hi = k->parallel_hi;
+        pk_->parallel_dim = k->parallel_dim;
+        x->kernels[i] = pk_;
+    }
+    x->n_steps = (size_t)s->n_steps;
+    x->steps = NEW_ARRAY(pk, Itr__Plan__ScheduleStep *, s->n_steps);
+    for (int i = 0; i < s->n_steps; i++) {
+        const struct kir_step *st = &s->steps[i];
+        Itr__Plan__ScheduleStep *y = NEW(pk, Itr__Plan__ScheduleStep, itr__plan__schedule_step__init);
+        y->kind = st->kind;
+        y->kernel = st->kernel;
+        y->n_bufs = (size_t)st->n_bufs;
+        y->bufs = st->bufs;
+        y->node = st->node;
+        y->guard_count = st->guard_count;
+        y->body = st->body ? pack_schedule(pk, -1, f64, st->body) : NULL;
+        y->gemm_a = st->gemm_a;
+        y->gemm_b = st->gemm_b;
+        y->trans_a = st->trans_a;
+        y->trans_b = st->trans_b;
+        x->steps[i] = y;
+    }
+    x->n_materialised = (size_t)s->n_values;
+    x->materialised = NEW_ARRAY(pk, protobuf_c_boolean, s->n_values);
+    for (int i = 0; i < s->n_values; i++) x->materialised[i] = s->materialised[i];
+    x->n_last_step = (size_t)s->n_values;
+    x->last_step = s->last_step;
+    return x;
+}
+
+static bool pack_impl(const struct itr_program *p, const char *target, const struct kir_plan_kernels *kernels,
+                      uint8_t **buf, size_t *len, struct itr_diags *d) {
     *buf = NULL;
     *len = 0;
     struct packer pk = { itr_arena_new(), p, d, true };
@@ -590,6 +698,12 @@ bool itr_plan_pack(const struct itr_program *p, const char *target, uint8_t **bu
         m.updates[i] = x;
     }
     m.train_compiled = p->train_compiled;
+    if (kernels) {
+        m.n_schedules = (size_t)kernels->n;
+        m.schedules = NEW_ARRAY(&pk, Itr__Plan__Schedule *, kernels->n);
+        for (int i = 0; i < kernels->n; i++)
+            m.schedules[i] = pack_schedule(&pk, kernels->items[i].graph, kernels->items[i].f64, kernels->items[i].s);
+    }
 
     if (!pk.ok) { itr_arena_free(pk.a); return false; }
     size_t body = itr__plan__plan__get_packed_size(&m);
@@ -609,6 +723,10 @@ bool itr_plan_pack(const struct itr_program *p, const char *target, uint8_t **bu
     *buf = out;
     *len = HEADER_SIZE + written;
     return true;
+}
+
+bool itr_plan_pack(const struct itr_program *p, const char *target, uint8_t **buf, size_t *len, struct itr_diags *d) {
+    return pack_impl(p, target, p->kernels, buf, len, d);
 }
 
 bool itr_plan_write(const struct itr_program *p, const char *target, const char *path, struct itr_diags *d) {
@@ -1178,6 +1296,174 @@ static void copy_info(struct itr_plan_info *info, const Itr__Plan__Plan *m) {
     snprintf(info->target, sizeof info->target, "%s", m->target ? m->target : "");
 }
 
+// Reads one schedule of graph g, checking every index; NULL after bad().
+static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Schedule *x, const struct itr_graph *g,
+                                          int depth) {
+    if (depth > 16) { bad(r, "schedule of '%s': scans nest too deeply", g->name); return NULL; }
+    const struct itr_program *p = r->p;
+    struct kir_schedule *s = calloc(1, sizeof *s);
+    if (!s) { bad(r, "out of memory"); return NULL; }
+    s->f64 = x->f64;
+    s->n_values = g->n_values;
+    bool ok = x->n_materialised == (size_t)g->n_values && x->n_last_step == (size_t)g->n_values;
+    if (!ok) bad(r, "schedule of '%s': %zu value flags for %d values", g->name, x->n_materialised, g->n_values);
+    s->materialised = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *s->materialised);
+    s->last_step = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *s->last_step);
+    if (ok && (!s->materialised || !s->last_step)) ok = bad(r, "out of memory");
+    for (int i = 0; ok && i < g->n_values; i++) {
+        s->materialised[i] = x->materialised[i];
+        s->last_step[i] = x->last_step[i];
+        if (x->last_step[i] < -1 || x->last_step[i] > (int32_t)x->n_steps)
+            ok = bad(r, "schedule of '%s': value %d's last step %d is out of range", g->name, i, x->last_step[i]);
+    }
+    for (size_t i = 0; ok && i < x->n_kernels; i++) {
+        const Itr__Plan__Kernel *pk = x->kernels[i];
+        struct kir_kernel *k = kir_kernel_new(pk->name ? pk->name : "k");
+        for (size_t j = 0; ok && j < pk->n_bufs; j++) {
+            enum itr_dtype dt;
+            if (!dtype_from_pb(pk->bufs[j]->dtype, &dt)) { ok = bad(r, "kernel %s: bad buffer dtype", k->name); break; }
+            int32_t b = kir_add_buffer(k, pk->bufs[j]->name, dt, pk->bufs[j]->written);
+            k->bufs[b].noalias = pk->bufs[j]->noalias;
+        }
+        for (size_t j = 0; ok && j < pk->n_dims; j++) {
+            if (pk->dims[j]->dim < 0 || pk->dims[j]->dim >= p->n_dimnodes) { ok = bad(r, "kernel %s: bad dim", k->name); break; }
+            // kir_add_dim merges equal dims; a plan never repeats one, so indices stay
+            if (kir_add_dim(k, pk->dims[j]->name, pk->dims[j]->dim) != (int32_t)j) { ok = bad(r, "kernel %s: repeated dim", k->name); break; }
+        }
+        for (size_t j = 0; ok && j < pk->n_vars; j++) {
+            const Itr__Plan__KirVar *v = pk->vars[j];
+            if (v->kind < 0 || v->kind > KIR_VAR_ACC || v->type < 0 || v->type >= KIR_TYPE_COUNT || v->combine < 0 ||
+                v->combine >= KIR_OP_COUNT || v->lanes < 1 || v->lanes > 64) { ok = bad(r, "kernel %s: bad variable", k->name); break; }
+            if (v->kind == KIR_VAR_ACC) kir_add_acc(k, v->name, (enum kir_type)v->type, v->lanes, (enum kir_op)v->combine);
+            else kir_add_var(k, v->name, (enum kir_var_kind)v->kind, (enum kir_type)v->type);
+        }
+        for (size_t j = 0; ok && j < pk->n_exprs; j++) {
+            const Itr__Plan__KirExpr *e = pk->exprs[j];
+            if (e->kind < 0 || e->kind >= KIR_E_KIND_COUNT || e->type < 0 || e->type >= KIR_TYPE_COUNT || e->op < 0 ||
+                e->op >= KIR_OP_COUNT) { ok = bad(r, "kernel %s: bad expression %zu", k->name, j); break; }
+            if (k->n_exprs == k->cap_exprs) {
+                k->cap_exprs = k->cap_exprs ? 2 * k->cap_exprs : 16;
+                struct kir_expr *ne = realloc(k->exprs, (size_t)k->cap_exprs * sizeof *ne);
+                if (!ne) { ok = bad(r, "out of memory"); break; }
+                k->exprs = ne;
+            }
+            k->exprs[k->n_exprs++] = (struct kir_expr){ (enum kir_expr_kind)e->kind, (enum kir_type)e->type,
+                                                        (enum kir_op)e->op, e->a, e->b, e->c, e->buf, e->var, e->dim,
+                                                        e->ival, e->fval };
+        }
+        for (size_t j = 0; ok && j < pk->n_stmts; j++) {
+            const Itr__Plan__KirStmt *st = pk->stmts[j];
+            if (st->kind < 0 || st->kind >= KIR_S_KIND_COUNT || st->loop < 0 || st->loop >= KIR_LOOP_KIND_COUNT ||
+                st->n_body > 1u << 20) { ok = bad(r, "kernel %s: bad statement %zu", k->name, j); break; }
+            int32_t id = j == 0 ? k->body : kir_seq(k);   // statement 0 is the root SEQ kir_kernel_new made
+            struct kir_stmt *ks = &k->stmts[id];
+            ks->kind = (enum kir_stmt_kind)st->kind;
+            ks->loop = (enum kir_loop_kind)st->loop;
+            ks->var = st->var;
+            ks->lo = st->lo;
+            ks->hi = st->hi;
+            ks->buf = st->buf;
+            ks->index = st->index;
+            ks->value = st->value;
+            ks->cond = st->cond;
+            // A body statement comes after its parent (as the kernel builders
+            // create them), which rules out cycles in a hostile plan.
+            for (size_t b = 0; b < st->n_body; b++) {
+                if (st->body[b] < 0 || st->body[b] >= (int32_t)pk->n_stmts || st->body[b] <= (int32_t)j) {
+                    ok = bad(r, "kernel %s: statement %zu has a bad body", k->name, j);
+                    break;
+                }
+                if (ks->n_body == ks->cap_body) {
+                    ks->cap_body = ks->cap_body ? 2 * ks->cap_body : 4;
+                    int32_t *nb = realloc(ks->body, (size_t)ks->cap_body * sizeof *nb);
+                    if (!nb) { ok = bad(r, "out of memory"); break; }
+                    ks->body = nb;
+                }
+                ks->body[ks->n_body++] = st->body[b];
+            }
+        }
+        if (ok) {
+            k->body = pk->body;
+            k->parallel_hi = pk->parallel_hi;
+            k->parallel_dim = pk->parallel_dim;
+            if (k->body != 0 || pk->n_stmts == 0 || k->parallel_hi < -1 || k->parallel_hi >= k->n_exprs ||
+                k->parallel_dim < -1 || k->parallel_dim >= p->n_dimnodes)
+                ok = bad(r, "kernel %s: bad root or parallel loop", k->name);
+        }
+        if (ok) {
+            char why[256];
+            if (!kir_verify(k, why, sizeof why)) ok = bad(r, "kernel %s does not verify: %s", k->name, why);
+        }
+        if (!ok) { kir_kernel_free(k); break; }
+        if (s->n_kernels == s->cap_kernels) {
+            s->cap_kernels = s->cap_kernels ? 2 * s->cap_kernels : 16;
+            struct kir_kernel **nk = realloc(s->kernels, (size_t)s->cap_kernels * sizeof *nk);
+            if (!nk) { kir_kernel_free(k); ok = bad(r, "out of memory"); break; }
+            s->kernels = nk;
+        }
+        s->kernels[s->n_kernels++] = k;
+    }
+    s->cap_steps = (int)x->n_steps;
+    s->steps = calloc(x->n_steps ? x->n_steps : 1, sizeof *s->steps);
+    if (ok && !s->steps) ok = bad(r, "out of memory");
+    for (size_t i = 0; ok && i < x->n_steps; i++) {
+        const Itr__Plan__ScheduleStep *y = x->steps[i];
+        struct kir_step *st = &s->steps[s->n_steps++];
+        st->kind = (enum kir_step_kind)y->kind;
+        st->kernel = y->kernel;
+        st->node = y->node;
+        st->guard_count = y->guard_count;
+        st->gemm_a = y->gemm_a;
+        st->gemm_b = y->gemm_b;
+        st->trans_a = y->trans_a;
+        st->trans_b = y->trans_b;
+        if (y->kind < KIR_STEP_KERNEL || y->kind > KIR_STEP_GEMM || y->node < 0 || y->node >= g->n_nodes ||
+            y->guard_count < -1 || y->guard_count >= p->n_dimnodes) { ok = bad(r, "schedule of '%s': bad step %zu", g->name, i); break; }
+        const struct itr_node *n = &g->nodes[y->node];
+        if (st->kind == KIR_STEP_KERNEL) {
+            if (y->kernel < 0 || y->kernel >= s->n_kernels || (int)y->n_bufs != s->kernels[y->kernel]->n_bufs) {
+                ok = bad(r, "schedule of '%s': step %zu names a bad kernel", g->name, i);
+                break;
+            }
+            st->n_bufs = (int)y->n_bufs;
+            st->bufs = calloc(y->n_bufs ? y->n_bufs : 1, sizeof *st->bufs);
+            if (!st->bufs) { ok = bad(r, "out of memory"); break; }
+            for (size_t b = 0; b < y->n_bufs && ok; b++) {
+                st->bufs[b] = y->bufs[b];
+                if (y->bufs[b] < 0 || y->bufs[b] >= g->n_values) ok = bad(r, "schedule of '%s': step %zu binds a bad value", g->name, i);
+            }
+        } else if (st->kind == KIR_STEP_GEMM) {
+            if (n->op != ITR_OP_MATMUL || y->gemm_a < 0 || y->gemm_a >= g->n_values || y->gemm_b < 0 || y->gemm_b >= g->n_values)
+                ok = bad(r, "schedule of '%s': step %zu is a bad gemm", g->name, i);
+        } else if (y->body) {
+            const struct itr_attr *ba = itr_node_attr(n, "body");
+            if (n->op != ITR_OP_SCAN || !ba || ba->kind != ITR_ATTR_GRAPH || !ba->u.graph) {
+                ok = bad(r, "schedule of '%s': step %zu has a body but is no scan", g->name, i);
+                break;
+            }
+            st->body = read_schedule(r, y->body, ba->u.graph, depth + 1);
+            if (!st->body) ok = false;
+        }
+    }
+    if (!ok) {
+        kir_schedule_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static bool read_schedules(struct reader *r, struct kir_plan_kernels *k) {
+    const Itr__Plan__Plan *m = r->m;
+    for (size_t i = 0; i < m->n_schedules; i++) {
+        const Itr__Plan__Schedule *x = m->schedules[i];
+        if (x->graph < 0 || x->graph >= r->p->n_graphs) return bad(r, "schedule %zu names graph %d", i, x->graph);
+        struct kir_schedule *s = read_schedule(r, x, r->p->graphs[x->graph], 0);
+        if (!s) return false;
+        kir_plan_kernels_add(k, x->graph, x->f64, s);
+    }
+    return true;
+}
+
 struct itr_program *itr_plan_unpack(const uint8_t *buf, size_t len, const char *what, struct itr_plan_info *info,
                                     struct itr_diags *d) {
     if (!what) what = "plan";
@@ -1252,6 +1538,11 @@ struct itr_program *itr_plan_unpack(const uint8_t *buf, size_t len, const char *
         if (!m->fingerprint || strcmp(fp, m->fingerprint) != 0)
             ok = bad(&r, "fingerprint mismatch: the plan records '%.20s', its program hashes to '%s'",
                      m->fingerprint ? m->fingerprint : "", fp);
+    }
+    if (ok && m->n_schedules) {
+        r.p->kernels = calloc(1, sizeof *r.p->kernels);
+        if (!r.p->kernels) ok = bad(&r, "out of memory");
+        else ok = read_schedules(&r, r.p->kernels);
     }
     if (ok) copy_info(info, m);
     itr__plan__plan__free_unpacked(m, NULL);

@@ -16,6 +16,9 @@ struct itr_plan_info {
     char target[16];           // "ref", later "llvm", "cuda"
 };
 
+// The program's fused kernels (p->kernels, ir/kir.h) travel with it: written
+// when present, and read back into the loaded program's p->kernels with every
+// index checked against the program and every kernel through kir_verify.
 // Writes atomically (temporary file + rename). False + diagnostic on I/O error.
 bool itr_plan_write(const struct itr_program *p, const char *target, const char *path, struct itr_diags *d);
 // Loads a plan; NULL + a clear diagnostic for a missing, truncated or corrupt

@@ -1,4 +1,5 @@
 // Programs, graphs and the op table's run-time form (ir.h).
+#include "ir/kir.h"
 #include "ir.h"
 
 #include <math.h>
@@ -338,6 +339,10 @@ void itr_program_free(struct itr_program *p) {
             for (int k = 0; k < info->n_attrs; k++)
                 if (n->attrs[k].kind == ITR_ATTR_TENSOR) itr_tensor_free(n->attrs[k].u.tensor);
         }
+    if (p->kernels) {
+        kir_plan_kernels_free(p->kernels);
+        free(p->kernels);
+    }
     itr_arena_free(p->arena);
 }
 

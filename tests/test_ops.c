@@ -3,7 +3,8 @@
 // an op accepts, and f64 mode. Expected values are written out by hand or
 // computed in the test by an obviously correct formula, never by calling
 // the kernel under test. A table maps each op to its test; an op without
-// one fails the run.
+// one fails the run. tests/test_agree_ops.c includes this file to run every
+// case on the compiled backends as well (the OPS_AGREE hook).
 #include <stdlib.h>
 
 #include "backends/ref/ref.h"
@@ -85,6 +86,10 @@ static bool oc_run_mode(struct oc *c, int n_in, struct itr_tensor *const *ins, b
         struct itr_ref_options opt = { f64 };
         ok = itr_ref_run(c->g, ins, NULL, NULL, &opt, c->out, &c->d);
         if (!ok) c->n_out = 0;
+#ifdef OPS_AGREE
+        // tests/test_agree_ops.c: the same case on a compiled backend
+        OPS_AGREE(c->g, ins, f64, ok, c->out, &c->d);
+#endif
     }
     c->err = itr_diags_summary(&c->d);
     return ok;
@@ -1642,5 +1647,8 @@ int main(void) {
     RUN(philox_known_answers);
     RUN(f64_mode_widens_f32_values);
     RUN(every_op_has_a_test);
+#ifdef OPS_AGREE_FINISH
+    OPS_AGREE_FINISH();
+#endif
     return test_summary();
 }

@@ -4,7 +4,7 @@
 # and fails, so `make` never half-works on a machine without them.
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev libxxhash-dev)
+packages=(cmake make gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev libxxhash-dev llvm-14-dev libopenblas-dev)
 packages+=("$@")   # extra packages a target needs (e.g. python3-torch for fixtures)
 
 missing=()

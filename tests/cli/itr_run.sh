@@ -87,6 +87,31 @@ run 0 "run lookup" "$ITR_RUN" "$P" run lookup --in ids="$TMP/in/ids.npy" -w "$TM
 contains "$OUT" "vecs: f32 [4, 8]" "lookup output line"
 run 0 "run score on outputs" "$ITR_RUN" "$P" run score --in a="$TMP/out/emb.npy" --in b="$TMP/out/emb.npy" --out "$TMP/out"
 contains "$OUT" "sims: f32 [4, 4]" "score output line"
+# ---- --backend and --threads: every command takes them (docs/backends.md)
+run 0 "run encode on --backend ref" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out_ref" --backend ref --threads 2
+run 0 "run encode on --backend ref, 1 thread" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out_ref1" --backend ref --threads 1
+check cmp -s "$TMP/out_ref1/emb.npy" "$TMP/out_ref/emb.npy" "--threads does not change the reference's bytes"
+# The default backend is llvm for a plan with kernels (tests/test_agree_*.c
+# check its values against ref); a ref plan runs on ref.
+run 0 "run encode on --backend llvm" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out_llvm" --backend llvm
+contains "$OUT" "emb: f32 [4, 8]" "--backend llvm output line"
+run 0 "compile a ref plan" "$ITRC" compile --target ref "$IR/cli_small.ir" -o "$TMP/ref.plan"
+run 1 "--backend llvm on a plan without kernels" "$ITR_RUN" "$TMP/ref.plan" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out_x" --backend llvm
+contains "$ERR" "the plan has no f32 kernels for entry 'encode'" "the message says the plan has no kernels"
+contains "$ERR" "--target llvm" "the message says how to get them"
+run 0 "a ref plan runs on ref by default" "$ITR_RUN" "$TMP/ref.plan" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out_r2"
+check cmp -s "$TMP/out_r2/emb.npy" "$TMP/out_ref/emb.npy" "the ref plan's default backend is ref"
+for c in "run encode" "init -o $TMP/wb.safetensors" "info" "step -w $TMP/w.safetensors -o $TMP/wb.safetensors" \
+         "train --data $TMP" "eval --data $TMP -w $TMP/w.safetensors" "query -w $TMP/w.safetensors --gallery $TMP --text a"; do
+  run 1 "$c --backend nope" "$ITR_RUN" "$P" $c --backend nope
+  contains "$ERR" "unknown backend 'nope'; available: ref" "$c: an unknown backend lists the available ones"
+done
+run 1 "--threads 0" "$ITR_RUN" "$P" info --threads 0
+contains "$ERR" "--threads expects an integer from 1 to 1024, got '0'" "--threads is checked"
+run 0 "info --backend ref" "$ITR_RUN" "$P" info --backend ref
+contains "$OUT" "backend: ref" "info names the backend"
+check test ! -e "$TMP/wb.safetensors" "no weights written after a usage error"
+
 run 0 "run encode in f64" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" --out "$TMP/out64" --f64
 contains "$OUT" "emb: f64 [4, 8]" "f64 output"
 

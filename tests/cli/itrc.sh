@@ -74,12 +74,24 @@ run 0 "dump" "$ITRC" dump "$TMP/small.plan"
 contains "$OUT" "format version: 1" "dump: format version"
 contains "$OUT" "compiler:       itrc 0.1.0" "dump: compiler version"
 matches "$OUT" "fingerprint: +[0-9a-f]{16}" "dump: fingerprint"
-contains "$OUT" "target:         ref" "dump: target"
+matches "$OUT" "target: +(ref|llvm)" "dump: target (the default: llvm where LLVM is present)"
 contains "$OUT" "V = 20" "dump: symbol defaults"
 matches "$OUT" "fc\.weight +f32\[8, 6\] +xavier_uniform\(1(\.0)?\) +48" "dump: a parameter with init and size"
 contains "$OUT" "total: 216 values in 3 params" "dump: total parameter count"
 contains "$OUT" "encode(x: f32[N, 6]) -> (emb: f32[N, 8])" "dump: entry signature"
 matches "$OUT" "= matmul\(.*\)  : f32\[N, 8\]" "dump: nodes with result types"
+# the memory plan: N has no default, so its entries say so until --dim binds it
+contains "$OUT" "memory plan (one arena per entry, 64-byte aligned; dims: N unbound, V = 20)" "dump: memory plan dims"
+matches "$OUT" "^  encode +unbound: N$" "dump: an entry sized by an unbound dim"
+matches "$OUT" "^  make_inputs +peak 192 bytes, 2 buffers$" "dump: an entry with fixed sizes"
+run 0 "dump --dim" "$ITRC" dump "$TMP/small.plan" --dim N=4
+contains "$OUT" "dims: N = 4, V = 20)" "dump --dim: the binding"
+# encode at N = 4: the most bytes live at one node are 320 (docs/memplan.md)
+matches "$OUT" "^  encode +peak 320 bytes, 9 buffers$" "dump --dim: the peak of encode"
+run 1 "dump --dim with an unknown dim" "$ITRC" dump "$TMP/small.plan" --dim Q=1
+contains "$ERR" "model 'small' has no dim 'Q'; its dims are: N, V" "dump --dim: unknown dim"
+run 1 "dump --dim without a value" "$ITRC" dump "$TMP/small.plan" --dim N
+contains "$ERR" "--dim expects NAME=VALUE, got 'N'" "dump --dim: malformed"
 
 # default output name: next to the source, .ir -> .plan
 cp "$IR/cli_fold.ir" "$TMP/fold.ir"
@@ -106,6 +118,15 @@ run 1 "unknown target" "$ITRC" compile --target=tpu "$IR/cli_small.ir" -o "$TMP/
 contains "$ERR" "unknown target 'tpu'" "unknown target message"
 contains "$ERR" "ref" "unknown target lists the known ones"
 run 0 "explicit ref target" "$ITRC" compile --target ref "$IR/cli_small.ir" -o "$TMP/r.plan"
+run 0 "dump a ref plan" "$ITRC" dump "$TMP/r.plan" --kernels
+contains "$OUT" "target:         ref" "dump: the ref target"
+contains "$OUT" "kernels: none" "dump --kernels of a ref plan says it has none"
+run 0 "explicit llvm target" "$ITRC" compile --target llvm "$IR/cli_small.ir" -o "$TMP/l.plan"
+matches "$OUT" "target llvm, [0-9]+ fused kernels" "compile --target llvm counts the fused kernels"
+run 0 "dump --kernels" "$ITRC" dump "$TMP/l.plan" --kernels
+contains "$OUT" "target:         llvm" "dump: the llvm target"
+matches "$OUT" "schedule of 'encode' \(f32\)" "dump --kernels: the encode schedule"
+matches "$OUT" "kernel k[0-9]+_" "dump --kernels: a kernel"
 run 1 "bad -O level" "$ITRC" compile -O3 "$IR/cli_small.ir" -o "$TMP/c.plan"
 
 # errors leave no output behind, not even a temporary

@@ -1,0 +1,628 @@
+// Running schedules on the CPU (backends/llvm/llvm_exec.h).
+//
+// Every parallel loop iteration of a kernel writes its own part of the
+// result, so splitting [0, n) between threads never changes a result: runs
+// are bitwise reproducible for any --threads.
+#include "backends/llvm/llvm_exec.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/gemm.h"
+#include "backends/llvm/llvm_jit.h"
+#include "backends/ref/ref.h"
+
+static void *xcalloc(size_t n, size_t size) {
+    void *q = calloc(n ? n : 1, size);
+    if (!q) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    return q;
+}
+
+// ---------------------------------------------------------------- thread pool
+
+struct pool {
+    int n;                         // threads, the caller included
+    pthread_t *tid;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation;           // bumped for every job
+    int pending;                   // workers still running the current job
+    bool quit;
+    // the job
+    itr_kernel_fn fn;
+    void *const *bufs;
+    const int64_t *dims;
+    int64_t hi;
+};
+
+static void chunk(const struct pool *p, int t, int64_t *b, int64_t *e) {
+    int64_t per = p->hi / p->n, extra = p->hi % p->n;
+    *b = t * per + (t < extra ? t : extra);
+    *e = *b + per + (t < extra ? 1 : 0);
+}
+
+struct worker_arg { struct pool *p; int t; };
+
+static void *worker(void *arg) {
+    struct worker_arg *wa = arg;
+    struct pool *p = wa->p;
+    int t = wa->t;
+    free(wa);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        int64_t b, e;
+        chunk(p, t, &b, &e);
+        if (b < e) p->fn(p->bufs, p->dims, b, e);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static struct pool *pool_new(int n) {
+    struct pool *p = xcalloc(1, sizeof *p);
+    p->n = n;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->tid = xcalloc((size_t)n, sizeof *p->tid);
+    for (int t = 1; t < n; t++) {
+        struct worker_arg *wa = xcalloc(1, sizeof *wa);
+        wa->p = p;
+        wa->t = t;
+        if (pthread_create(&p->tid[t], NULL, worker, wa) != 0) {   // fewer threads, same results
+            free(wa);
+            p->n = t;
+            break;
+        }
+    }
+    return p;
+}
+
+static void pool_free(struct pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->n; t++) pthread_join(p->tid[t], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p->tid);
+    free(p);
+}
+
+// Small loops are not worth waking the other threads for.
+#define PARALLEL_MIN_ITERATIONS 4
+
+static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi) {
+    if (!p || p->n <= 1 || hi < PARALLEL_MIN_ITERATIONS) {
+        fn(bufs, dims, 0, hi);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->bufs = bufs;
+    p->dims = dims;
+    p->hi = hi;
+    p->pending = p->n - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    int64_t b, e;
+    chunk(p, 0, &b, &e);
+    if (b < e) fn(bufs, dims, b, e);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+// ---------------------------------------------------------------- executables
+
+struct itr_llvm_exe {
+    const struct itr_graph *g;
+    const struct kir_schedule *s;  // borrowed
+    bool owns;                     // the JIT and the pool (false for scan bodies)
+    struct itr_llvm_jit *jit;
+    itr_kernel_fn *fns;
+    struct pool *pool;
+    struct itr_llvm_exe **bodies;  // per step: the compiled body of a scan, or NULL
+};
+
+// A scan body's executable shares its parent's JIT and thread pool.
+static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct kir_schedule *s, struct itr_llvm_jit *jit,
+                                      struct pool *pool, bool owns, struct itr_diags *d) {
+    struct itr_llvm_exe *e = xcalloc(1, sizeof *e);
+    e->g = g;
+    e->s = s;
+    e->owns = owns;
+    e->jit = jit;
+    e->pool = pool;
+    e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
+    e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
+    if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
+        itr_llvm_exe_free(e);
+        return NULL;
+    }
+    for (int i = 0; i < s->n_steps; i++) {
+        if (!s->steps[i].body) continue;
+        const struct itr_attr *ba = itr_node_attr(&g->nodes[s->steps[i].node], "body");
+        e->bodies[i] = exe_build(ba->u.graph, s->steps[i].body, jit, pool, false, d);
+        if (!e->bodies[i]) {
+            itr_llvm_exe_free(e);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+struct itr_llvm_exe *itr_llvm_exe_new(const struct itr_graph *g, const struct kir_schedule *s, int threads,
+                                      struct itr_diags *d) {
+    struct itr_llvm_jit *jit = itr_llvm_jit_new(d);
+    if (!jit) return NULL;
+    // On failure exe_build has freed the JIT and the pool.
+    return exe_build(g, s, jit, threads > 1 ? pool_new(threads) : NULL, true, d);
+}
+
+void itr_llvm_exe_free(struct itr_llvm_exe *e) {
+    if (!e) return;
+    for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_free(e->bodies[i]);
+    free(e->bodies);
+    free(e->fns);
+    if (e->owns) {
+        pool_free(e->pool);
+        itr_llvm_jit_free(e->jit);
+    }
+    free(e);
+}
+
+const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e) { return e->s; }
+
+static int64_t eval_dim(const struct itr_program *p, const struct itr_dim_bindings *b, itr_dim d, bool *ok) {
+    int64_t v = 0;
+    int32_t unbound;
+    if (!itr_dim_eval(p, d, b->value, b->bound, &v, &unbound)) *ok = false;
+    return v;
+}
+
+// A tensor for value v with room for at least 64 bytes, so that the clamped
+// loads of pad and concat stay inside even an empty buffer.
+static struct itr_tensor *alloc_value(const struct itr_graph *g, const struct itr_value *v, bool f64,
+                                      const struct itr_dim_bindings *b, struct itr_diags *d) {
+    int64_t shape[ITR_MAX_RANK];
+    char what[200];
+    snprintf(what, sizeof what, "value '%s'", v->name ? v->name : "?");
+    if (!itr_eval_shape(b, g->prog, &v->type, shape, what, d)) return NULL;
+    enum itr_dtype dt = f64 && v->type.dtype == ITR_F32 ? ITR_F64 : v->type.dtype;
+    int64_t n;
+    if (!itr_shape_numel(v->type.rank, shape, &n) || n > INT64_MAX / 8) {
+        itr_diag_error(d, v->loc, "value '%s' is too large to allocate", v->name);
+        return NULL;
+    }
+    size_t bytes = (size_t)n * itr_dtype_size(dt);
+    if (bytes < 64) bytes = 64;
+    void *data = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!data) {
+        itr_diag_error(d, v->loc, "out of memory allocating '%s' (%zu bytes)", v->name, bytes);
+        return NULL;
+    }
+    struct itr_tensor *t = itr_tensor_wrap(dt, v->type.rank, shape, data);
+    if (!t) {
+        free(data);
+        itr_diag_error(d, v->loc, "out of memory allocating '%s'", v->name);
+        return NULL;
+    }
+    t->owns_data = true;
+    return t;
+}
+
+static char *value_what(const struct itr_value *v, char *buf, size_t n) {
+    snprintf(buf, n, "%s '%s'", v->kind == ITR_VALUE_PARAM ? "param" : "input", v->name ? v->name : "?");
+    return buf;
+}
+
+// Binds inputs and parameters exactly as the reference interpreter does and
+// widens f32 tensors in f64 runs.
+static bool bind_inputs(const struct itr_llvm_exe *e, struct itr_tensor *const *inputs,
+                        struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **val,
+                        bool *owned, struct itr_diags *d) {
+    const struct itr_graph *g = e->g;
+    const struct itr_program *p = g->prog;
+    int nv = g->n_values, nb = 0;
+    const struct itr_type **types = xcalloc((size_t)nv, sizeof *types);
+    const struct itr_tensor **xs = xcalloc((size_t)nv, sizeof *xs);
+    char (*what)[160] = xcalloc((size_t)nv, sizeof *what);
+    const char **whats = xcalloc((size_t)nv, sizeof *whats);
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        types[nb] = &v->type;
+        xs[nb] = val[g->inputs[i]] = inputs ? inputs[i] : NULL;
+        whats[nb] = value_what(v, what[nb], sizeof what[nb]);
+        nb++;
+    }
+    for (int vi = 0; vi < nv; vi++) {
+        const struct itr_value *v = &g->values[vi];
+        if (v->kind != ITR_VALUE_PARAM) continue;
+        types[nb] = &v->type;
+        xs[nb] = val[vi] = params && v->param >= 0 && v->param < p->n_params ? params[v->param] : NULL;
+        whats[nb] = value_what(v, what[nb], sizeof what[nb]);
+        nb++;
+    }
+    bool ok = itr_bind_tensors(dims, p, nb, types, xs, whats, e->s->f64, d);
+    free(types);
+    free(xs);
+    free(what);
+    free(whats);
+    if (!ok) return false;
+    itr_bind_defaults(dims, p);
+    for (int vi = 0; vi < nv; vi++) {
+        if (!val[vi] || !e->s->f64 || val[vi]->dtype != ITR_F32) continue;
+        val[vi] = itr_tensor_cast(val[vi], ITR_F64);
+        if (!val[vi]) {
+            itr_diag_error(d, g->values[vi].loc, "out of memory widening '%s' to f64", g->values[vi].name);
+            return false;
+        }
+        owned[vi] = true;
+    }
+    return true;
+}
+
+static bool run_node_step(const struct itr_llvm_exe *e, const struct itr_node *n, struct itr_dim_bindings *dims,
+                          struct itr_tensor **val, bool *owned, struct itr_diags *d) {
+    const struct itr_graph *g = e->g;
+    struct itr_tensor *in_buf[64], *out_buf[16];
+    struct itr_tensor **in = n->n_inputs > 64 ? xcalloc((size_t)n->n_inputs, sizeof *in) : in_buf;
+    bool ok = n->n_outputs <= 16;
+    if (!ok) itr_diag_error(d, n->loc, "op '%s': more than 16 results", itr_op_name(n->op));
+    bool *tmp = xcalloc((size_t)(n->n_inputs ? n->n_inputs : 1), sizeof *tmp);
+    for (int k = 0; k < n->n_inputs && ok; k++) {
+        in[k] = val[n->inputs[k]];
+        if (!in[k]) {
+            // A fused operand of a guarded step: it has no elements then.
+            in[k] = alloc_value(g, &g->values[n->inputs[k]], e->s->f64, dims, d);
+            tmp[k] = true;
+            if (!in[k]) ok = false;
+        }
+    }
+    struct itr_ref_options ro = { .f64 = e->s->f64 };
+    if (ok) ok = itr_ref_run_node(g, n, in, dims, &ro, out_buf, d);
+    for (int k = 0; k < n->n_inputs; k++)
+        if (tmp[k]) itr_tensor_free(in[k]);
+    free(tmp);
+    if (in != in_buf) free(in);
+    if (!ok) return false;
+    for (int k = 0; k < n->n_outputs; k++) {
+        val[n->outputs[k]] = out_buf[k];
+        owned[n->outputs[k]] = true;
+    }
+    return true;
+}
+
+// The reference's message form for a node's run-time error (ref_error).
+static bool node_error(const struct itr_node *n, struct itr_diags *d, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool node_error(const struct itr_node *n, struct itr_diags *d, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n->scope) itr_diag_error(d, n->loc, "op '%s' (in %s): %s", itr_op_name(n->op), n->scope, msg);
+    else itr_diag_error(d, n->loc, "op '%s': %s", itr_op_name(n->op), msg);
+    return false;
+}
+
+static int norm_axis(int64_t axis, int rank) { return (int)(axis < 0 ? axis + rank : axis); }
+
+static void shape_str(const struct itr_tensor *t, char *buf, size_t n) { itr_shape_format(t->rank, t->shape, buf, n); }
+
+static bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
+    if (a->rank != b->rank || a->dtype != b->dtype) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+// Moving slice t along an axis: outer blocks of `inner` bytes, len apart.
+struct lane { int64_t outer, len; size_t inner; };
+
+static struct lane lane_of(const struct itr_tensor *t, int ax) {
+    struct lane l = { 1, t->shape[ax], itr_dtype_size(t->dtype) };
+    for (int i = 0; i < ax; i++) l.outer *= t->shape[i];
+    for (int i = ax + 1; i < t->rank; i++) l.inner *= (size_t)t->shape[i];
+    return l;
+}
+
+// A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
+// the operands' batch dims broadcast (numpy rules, right-aligned).
+static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
+                     struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, struct itr_diags *d) {
+    const struct itr_tensor *A = val[st->gemm_a], *B = val[st->gemm_b];
+    int32_t ov = n->outputs[0];
+    struct itr_tensor *C = alloc_value(e->g, &e->g->values[ov], e->s->f64, dims, d);
+    if (!C) return false;
+    int ra = A->rank, rb = B->rank, rc = C->rank;
+    int64_t m = st->trans_a ? A->shape[ra - 1] : A->shape[ra - 2];
+    int64_t k = st->trans_a ? A->shape[ra - 2] : A->shape[ra - 1];
+    int64_t kb = st->trans_b ? B->shape[rb - 1] : B->shape[rb - 2];
+    int64_t nn = st->trans_b ? B->shape[rb - 2] : B->shape[rb - 1];
+    if (k != kb || C->shape[rc - 2] != m || C->shape[rc - 1] != nn) {
+        itr_tensor_free(C);
+        return node_error(n, d, "internal error: gemm operands [%lld x %lld] and [%lld x %lld] do not give the result",
+                          (long long)m, (long long)k, (long long)kb, (long long)nn);
+    }
+    int64_t lda = A->shape[ra - 1], ldb = B->shape[rb - 1];
+    int64_t batch = 1, nbatch = rc - 2;
+    for (int i = 0; i < nbatch; i++) batch *= C->shape[i];
+    size_t es = itr_dtype_size(C->dtype);
+    int threads = e->pool ? e->pool->n : 1;
+    for (int64_t bi = 0; bi < batch; bi++) {
+        // offsets of this batch index in A and B (stride 0 where a dim is 1)
+        int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
+        for (int i = nbatch - 1; i >= 0; i--) {
+            int64_t idx = rem % C->shape[i];
+            rem /= C->shape[i];
+            int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
+            if (ia >= 0) {
+                if (A->shape[ia] != 1) offa += idx * sa;
+                sa *= A->shape[ia];
+            }
+            if (ib >= 0) {
+                if (B->shape[ib] != 1) offb += idx * sb;
+                sb *= B->shape[ib];
+            }
+        }
+        char *c = (char *)C->data + (size_t)(bi * m * nn) * es;
+        const char *a = (const char *)A->data + (size_t)offa * es, *b = (const char *)B->data + (size_t)offb * es;
+        if (C->dtype == ITR_F64)
+            itr_gemm_f64(st->trans_a, st->trans_b, m, nn, k, (const double *)a, lda, (const double *)b, ldb, 0.0,
+                         (double *)c, nn, threads);
+        else
+            itr_gemm_f32(st->trans_a, st->trans_b, m, nn, k, (const float *)a, lda, (const float *)b, ldb, 0.0f,
+                         (float *)c, nn, threads);
+    }
+    val[ov] = C;
+    owned[ov] = true;
+    return true;
+}
+
+// A scan with a compiled body, with the semantics (and messages) of the
+// reference's ref_scan. Slices along a leading axis are views into the
+// scanned operand; others are gathered into one buffer reused every step.
+static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *body, const struct itr_node *n,
+                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **val,
+                     bool *owned, struct itr_diags *d) {
+    const struct itr_graph *bg = body->g;
+    int nc = (int)itr_node_attr_int(n, "n_carry"), ns = (int)itr_node_attr_int(n, "n_scan");
+    int64_t axis = itr_node_attr_int(n, "axis");
+    bool reverse = itr_node_attr_int(n, "reverse") != 0;
+    int nb_in = n->n_inputs, nb_out = n->n_outputs;
+    if (bg->n_inputs != nb_in || bg->n_outputs != nb_out)
+        return node_error(n, d, "the body graph does not match the scan's operands and results");
+    struct itr_tensor **in = xcalloc((size_t)nb_in, sizeof *in);
+    for (int i = 0; i < nb_in; i++) in[i] = val[n->inputs[i]];
+    int64_t len = in[nc]->shape[norm_axis(axis, in[nc]->rank)];
+    for (int i = nc; i < nc + ns; i++)
+        if (in[i]->shape[norm_axis(axis, in[i]->rank)] != len) {
+            char a[64], b[64];
+            shape_str(in[nc], a, sizeof a);
+            shape_str(in[i], b, sizeof b);
+            free(in);
+            return node_error(n, d, "scanned operands %d (%s) and %d (%s) have different lengths along axis %lld", nc,
+                              a, i, b, (long long)axis);
+        }
+    bool ok = true;
+    struct itr_tensor **out = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *out);
+    for (int i = 0; i < nb_out && ok; i++) {
+        out[i] = alloc_value(e->g, &e->g->values[n->outputs[i]], e->s->f64, dims, d);
+        if (!out[i]) ok = false;
+    }
+    struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
+    struct itr_tensor **step_out = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *step_out);
+    struct itr_tensor **carry = xcalloc((size_t)(nc ? nc : 1), sizeof *carry);
+    bool *view = xcalloc((size_t)nb_in, sizeof *view);
+    for (int i = nc; i < nc + ns && ok; i++) {
+        const struct itr_tensor *s = in[i];
+        int ax = norm_axis(axis, s->rank);
+        int64_t shape[ITR_MAX_RANK];
+        for (int k = 0, r = 0; k < s->rank; k++)
+            if (k != ax) shape[r++] = s->shape[k];
+        view[i] = lane_of(s, ax).outer == 1;
+        step_in[i] = view[i] ? itr_tensor_wrap(s->dtype, s->rank - 1, shape, s->data)
+                             : itr_tensor_new(s->dtype, s->rank - 1, shape);
+        if (!step_in[i]) ok = node_error(n, d, "out of memory");
+    }
+    for (int i = nc + ns; i < nb_in; i++) step_in[i] = in[i];
+    for (int i = 0; i < nc; i++) carry[i] = in[i];
+    for (int64_t st = 0; st < len && ok; st++) {
+        int64_t t = reverse ? len - 1 - st : st;
+        for (int i = 0; i < nc; i++) step_in[i] = carry[i];
+        for (int i = nc; i < nc + ns; i++) {
+            struct lane l = lane_of(in[i], norm_axis(axis, in[i]->rank));
+            if (view[i]) step_in[i]->data = (char *)in[i]->data + (size_t)t * l.inner;
+            else
+                for (int64_t o = 0; o < l.outer; o++)
+                    memcpy((char *)step_in[i]->data + (size_t)o * l.inner,
+                           (const char *)in[i]->data + (size_t)(o * l.len + t) * l.inner, l.inner);
+        }
+        if (!itr_llvm_exe_run((struct itr_llvm_exe *)body, step_in, params, dims, step_out, d)) {
+            itr_diag_note(d, n->loc, "in step %lld of the scan over '%s'", (long long)t, bg->name);
+            ok = false;
+            break;
+        }
+        for (int i = 0; i < nc; i++) {
+            if (!same_shape(step_out[i], in[i])) {
+                char a[64], b[64];
+                shape_str(step_out[i], a, sizeof a);
+                shape_str(in[i], b, sizeof b);
+                ok = node_error(n, d, "step %lld: new carry %d has shape %s, the carry has %s", (long long)t, i, a, b);
+            }
+            if (st > 0) itr_tensor_free(carry[i]);
+            carry[i] = step_out[i];
+        }
+        for (int i = nc; i < nb_out; i++) {
+            struct itr_tensor *y = out[i];
+            int ax = norm_axis(axis, y->rank);
+            bool fits = y->rank == step_out[i]->rank + 1 && y->shape[ax] == len && y->dtype == step_out[i]->dtype;
+            for (int k = 0, r = 0; fits && k < y->rank; k++)
+                if (k != ax) fits = y->shape[k] == step_out[i]->shape[r++];
+            if (!fits && ok) {
+                char a[64], b[64];
+                shape_str(step_out[i], a, sizeof a);
+                shape_str(y, b, sizeof b);
+                ok = node_error(n, d, "step %lld: output %d of shape %s does not stack into %s", (long long)t, i, a, b);
+            }
+            if (ok) {
+                struct lane l = lane_of(y, ax);
+                for (int64_t o = 0; o < l.outer; o++)
+                    memcpy((char *)y->data + (size_t)(o * l.len + t) * l.inner,
+                           (const char *)step_out[i]->data + (size_t)o * l.inner, l.inner);
+            }
+            itr_tensor_free(step_out[i]);
+            step_out[i] = NULL;
+        }
+    }
+    for (int i = 0; i < nc; i++) {
+        if (ok) {
+            if (!same_shape(carry[i], out[i])) {
+                char a[64], b[64];
+                shape_str(carry[i], a, sizeof a);
+                shape_str(out[i], b, sizeof b);
+                ok = node_error(n, d, "final carry %d has shape %s, the result has %s", i, a, b);
+            } else {
+                memcpy(out[i]->data, carry[i]->data, itr_tensor_nbytes(carry[i]));
+            }
+        }
+        if (carry[i] != in[i]) itr_tensor_free(carry[i]);
+    }
+    for (int i = nc; i < nc + ns; i++) {
+        if (view[i] && step_in[i]) step_in[i]->data = NULL;   // a view: the data is the operand's
+        itr_tensor_free(step_in[i]);
+    }
+    for (int i = 0; i < nb_out; i++) {
+        if (ok) {
+            val[n->outputs[i]] = out[i];
+            owned[n->outputs[i]] = true;
+        } else {
+            itr_tensor_free(out[i]);
+        }
+    }
+    free(view);
+    free(step_in);
+    free(step_out);
+    free(carry);
+    free(out);
+    free(in);
+    return ok;
+}
+
+bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
+                      struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d) {
+    const struct itr_graph *g = e->g;
+    const struct itr_program *p = g->prog;
+    const struct kir_schedule *s = e->s;
+    struct itr_dim_bindings local;
+    bool own_dims = !dims;
+    if (own_dims) { itr_bindings_init(&local, p); dims = &local; }
+    int nv = g->n_values;
+    struct itr_tensor **val = xcalloc((size_t)nv, sizeof *val);
+    bool *owned = xcalloc((size_t)nv, sizeof *owned), *given = xcalloc((size_t)nv, sizeof *given);
+    for (int k = 0; k < g->n_outputs; k++) outputs[k] = NULL;
+    bool ok = bind_inputs(e, inputs, params, dims, val, owned, d);
+
+    void *bufs_small[32];
+    int64_t dims_small[32];
+    for (int si = 0; si < s->n_steps && ok; si++) {
+        const struct kir_step *st = &s->steps[si];
+        const struct itr_node *n = &g->nodes[st->node];
+        bool as_node = st->kind == KIR_STEP_NODE;
+        if (!as_node && st->guard_count >= 0) {
+            bool dok = true;
+            as_node = eval_dim(p, dims, st->guard_count, &dok) == 0 || !dok;
+        }
+        if (st->kind == KIR_STEP_GEMM) {
+            ok = run_gemm(e, st, n, dims, val, owned, d);
+        } else if (as_node && e->bodies[si]) {
+            ok = run_scan(e, e->bodies[si], n, params, dims, val, owned, d);
+        } else if (as_node) {
+            ok = run_node_step(e, n, dims, val, owned, d);
+        } else {
+            const struct kir_kernel *k = s->kernels[st->kernel];
+            void **bufs = k->n_bufs > 32 ? xcalloc((size_t)k->n_bufs, sizeof *bufs) : bufs_small;
+            int64_t *dv = k->n_dims > 32 ? xcalloc((size_t)k->n_dims, sizeof *dv) : dims_small;
+            for (int b = 0; b < k->n_bufs && ok; b++) {
+                int32_t v = st->bufs[b];
+                if (k->bufs[b].written && !val[v]) {
+                    val[v] = alloc_value(g, &g->values[v], s->f64, dims, d);
+                    owned[v] = val[v] != NULL;
+                    if (!val[v]) ok = false;
+                }
+                if (ok && !val[v]) {
+                    itr_diag_error(d, n->loc, "internal error: kernel %s reads '%s', which has no value", k->name,
+                                   g->values[v].name);
+                    ok = false;
+                }
+                if (ok) bufs[b] = val[v]->data;
+            }
+            bool dok = true;
+            for (int j = 0; j < k->n_dims; j++) dv[j] = eval_dim(p, dims, k->dims[j].dim, &dok);
+            int64_t hi = k->parallel_dim >= 0 ? eval_dim(p, dims, k->parallel_dim, &dok) : 1;
+            if (ok && !dok) {
+                itr_diag_error(d, n->loc, "internal error: kernel %s has a dim that the run does not bind", k->name);
+                ok = false;
+            }
+            if (ok) launch(e->pool, e->fns[st->kernel], bufs, dv, hi);
+            if (bufs != bufs_small) free(bufs);
+            if (dv != dims_small) free(dv);
+        }
+        if (!ok) break;
+        // Free what this step was the last to read, and results nobody reads.
+        for (int v = 0; v < nv; v++)
+            if (owned[v] && val[v] && s->last_step[v] <= si && s->last_step[v] != s->n_steps &&
+                g->values[v].kind == ITR_VALUE_NODE) {
+                bool is_out = false;
+                for (int o = 0; o < g->n_outputs && !is_out; o++) is_out = g->outputs[o] == v;
+                if (!is_out) { itr_tensor_free(val[v]); val[v] = NULL; owned[v] = false; }
+            }
+    }
+    for (int k = 0; k < g->n_outputs && ok; k++) {
+        int32_t v = g->outputs[k];
+        if (!val[v]) {
+            itr_diag_error(d, g->loc, "graph '%s': output '%s' has no value", g->name, g->output_names[k]);
+            ok = false;
+            break;
+        }
+        if (owned[v] && !given[v]) {
+            outputs[k] = val[v];
+            given[v] = true;
+        } else {
+            outputs[k] = itr_tensor_clone(val[v]);
+            if (!outputs[k]) {
+                itr_diag_error(d, g->loc, "out of memory copying output '%s'", g->output_names[k]);
+                ok = false;
+            }
+        }
+    }
+    // An output tensor keeps its 64-byte floor allocation; callers read shape.
+    if (!ok)
+        for (int k = 0; k < g->n_outputs; k++) {
+            if (outputs[k] && !given[g->outputs[k]]) itr_tensor_free(outputs[k]);
+            outputs[k] = NULL;
+        }
+    for (int v = 0; v < nv; v++)
+        if (owned[v] && (!given[v] || !ok)) itr_tensor_free(val[v]);
+    free(val);
+    free(owned);
+    free(given);
+    if (own_dims) itr_bindings_free(&local);
+    return ok;
+}

@@ -1,0 +1,60 @@
+// The LLVM backend's renderer and JIT (backends.md §3, §6): kernel IR
+// (ir/kir.h) becomes one LLVM module per itr_llvm_compile call, built with
+// the LLVM 14 C API, optimised at O3 for the host CPU (loop and SLP
+// vectorisation on) and run by ORC LLJIT.
+//
+// Every rendered kernel has kir.h's CPU calling convention, itr_kernel_fn.
+//
+// The library always builds. Without LLVM (ITR_HAVE_LLVM undefined) every
+// entry point reports "built without LLVM" and itr_llvm_available() is
+// false, so callers need no #ifdefs.
+//
+// Environment:
+//   ITRC_DUMP_LLVM=1   print each module's optimised LLVM IR to stderr;
+//   ITRC_DUMP_LLVM=2   also print it as rendered, before optimisation.
+//                      (A dump compiles: objects are then not read from the
+//                      cache, only written.)
+//   ITRC_NO_CACHE=1    do not read or write the on-disk object cache.
+//   XDG_CACHE_HOME     the cache lives in $XDG_CACHE_HOME/itrc (default
+//                      ~/.cache/itrc); one object file per module, named by
+//                      a hash of the kernel IR, the CPU name and features,
+//                      the LLVM version and the renderer's version.
+#ifndef ITR_LLVM_JIT_H
+#define ITR_LLVM_JIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ir/diag.h"
+#include "ir/kir.h"
+
+typedef void (*itr_kernel_fn)(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+
+struct itr_llvm_jit;
+
+// Whether this build has the LLVM backend.
+bool itr_llvm_available(void);
+
+// One LLJIT for the host CPU. NULL (with an error in d) when LLVM is absent
+// or the JIT cannot be created. Kernels stay valid until itr_llvm_jit_free.
+struct itr_llvm_jit *itr_llvm_jit_new(struct itr_diags *d);
+void itr_llvm_jit_free(struct itr_llvm_jit *j);
+
+// Renders kernels[0..n) into one module, verifies and optimises it, adds it
+// to the JIT and stores each kernel's entry point in fns_out[i]. A kernel
+// that fails kir_verify or LLVM's verifier is an internal error naming the
+// kernel, with the reason and the kernel's printed form; nothing is added
+// then. Compiling the same kernels again reuses the code already in the JIT.
+bool itr_llvm_compile(struct itr_llvm_jit *j, struct kir_kernel *const *kernels, int n, itr_kernel_fn *fns_out,
+                      struct itr_diags *d);
+
+// The LLVM IR that itr_llvm_compile renders for kernels[0..n), before
+// optimisation (for `itrc dump` and tests). Caller frees; NULL with an error
+// in d on failure.
+char *itr_llvm_render_ir(struct kir_kernel *const *kernels, int n, struct itr_diags *d);
+
+// Where the last itr_llvm_compile got its code, for tests and timing:
+// true when the object came from the on-disk cache.
+bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j);
+
+#endif

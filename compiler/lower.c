@@ -1,0 +1,840 @@
+// Fusion, scheduling and lowering to the kernel IR (compiler/lower.h).
+#include "compiler/lower.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *xcalloc(size_t n, size_t size) {
+    void *q = calloc(n ? n : 1, size);
+    if (!q) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    return q;
+}
+
+static void *xrealloc(void *q, size_t n) {
+    void *r = realloc(q, n ? n : 1);
+    if (!r) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    return r;
+}
+
+// How a node is lowered.
+enum how { HOW_NODE, HOW_INLINE, HOW_REDUCE, HOW_MATMUL };
+
+struct lower {
+    const struct itr_graph *g;
+    const struct itr_program *p;
+    struct kir_schedule *s;
+    bool f64;
+    int *uses;            // per value: readers (node operands and graph outputs)
+    enum how *how;        // per node
+    // the kernel being built
+    struct kir_kernel *k;
+    int32_t *buf_of;      // per value: its buffer parameter in k, or -1
+    int32_t *touched; int n_touched;
+    int guard;            // > 0 while building operands of pad/concat: loads clamp their index
+    char chain[96];       // op names of the fused chain, for the kernel's name
+};
+
+// ---------------------------------------------------------------- classification
+
+static bool attr_ints(const struct itr_node *n, const char *name, const int64_t **v, int *cnt) {
+    const struct itr_attr *a = itr_node_attr(n, name);
+    if (!a || a->kind != ITR_ATTR_INTS) return false;
+    *v = a->u.ints.v;
+    *cnt = a->u.ints.n;
+    return true;
+}
+
+static bool dim_const(const struct itr_program *p, itr_dim d, int64_t *v) { return itr_dim_is_const(p, d, v); }
+
+static enum how classify(const struct lower *L, const struct itr_node *n) {
+    const struct itr_value *out = &L->g->values[n->outputs[0]];
+    switch (itr_op_info(n->op)->cls) {
+    case ITR_CLASS_ELEMENTWISE:
+        // Integer division reports division by zero with the reference's message.
+        if (n->op == ITR_OP_DIV && !itr_dtype_is_float(out->type.dtype)) return HOW_NODE;
+        return HOW_INLINE;
+    case ITR_CLASS_MOVEMENT:
+        if (n->op == ITR_OP_SLICE) {
+            const int64_t *axes, *starts, *steps = NULL;
+            int na, ns, nst = 0;
+            if (!attr_ints(n, "axes", &axes, &na) || !attr_ints(n, "starts", &starts, &ns)) return HOW_NODE;
+            attr_ints(n, "steps", &steps, &nst);
+            const struct itr_type *t = &L->g->values[n->inputs[0]].type;
+            for (int i = 0; i < na; i++) {
+                int ax;
+                int64_t dv;
+                if (!itr_axis_normalize(axes[i], t->rank, &ax)) return HOW_NODE;
+                int64_t step = i < nst ? steps[i] : 1;
+                // With a symbolic size only a non-negative start and positive
+                // step have a first index that needs no clamping.
+                if (!dim_const(L->p, t->dims[ax], &dv) && (starts[i] < 0 || step <= 0)) return HOW_NODE;
+            }
+        }
+        if (n->op == ITR_OP_CONCAT) {
+            int axis = (int)itr_node_attr_int(n, "axis");
+            const struct itr_type *t = &out->type;
+            if (!itr_axis_normalize(axis, t->rank, &axis)) return HOW_NODE;
+            for (int i = 0; i < n->n_inputs; i++) {
+                int64_t dv;
+                if (!dim_const(L->p, L->g->values[n->inputs[i]].type.dims[axis], &dv) || dv <= 0) return HOW_NODE;
+            }
+        }
+        return HOW_INLINE;
+    case ITR_CLASS_SOURCE:
+        return n->op == ITR_OP_FULL || n->op == ITR_OP_IOTA ? HOW_INLINE : HOW_NODE;
+    case ITR_CLASS_REDUCTION:
+        return n->op == ITR_OP_ARGMAX || n->op == ITR_OP_ARGMIN ? HOW_NODE : HOW_REDUCE;
+    case ITR_CLASS_CONTRACTION: return HOW_MATMUL;
+    default: return HOW_NODE;
+    }
+}
+
+bool itr_lower_op_supported(enum itr_op op) {
+    switch (itr_op_info(op)->cls) {
+    case ITR_CLASS_ELEMENTWISE:
+    case ITR_CLASS_MOVEMENT:
+    case ITR_CLASS_CONTRACTION: return true;
+    case ITR_CLASS_SOURCE: return op == ITR_OP_FULL || op == ITR_OP_IOTA;
+    case ITR_CLASS_REDUCTION: return op != ITR_OP_ARGMAX && op != ITR_OP_ARGMIN;
+    default: return false;
+    }
+}
+
+// A value whose every element is one load (or a constant): recomputing it in
+// each consumer costs nothing, so it is never materialised for sharing.
+static bool cheap(const struct lower *L, int32_t v) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return true;
+    const struct itr_node *n = &L->g->nodes[val->node];
+    if (n->op == ITR_OP_FULL || n->op == ITR_OP_IOTA) return true;
+    if (itr_op_info(n->op)->cls == ITR_CLASS_MOVEMENT && n->op != ITR_OP_PAD && n->op != ITR_OP_CONCAT)
+        return cheap(L, n->inputs[0]);
+    return false;
+}
+
+// The operand of a transpose that swaps exactly the last two axes, or -1.
+static int32_t swap_last_two_source(const struct lower *L, int32_t v) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE) return -1;
+    const struct itr_node *n = &L->g->nodes[val->node];
+    if (n->op != ITR_OP_TRANSPOSE) return -1;
+    int r = val->type.rank;
+    if (r < 2) return -1;
+    const int64_t *perm;
+    int np;
+    if (!attr_ints(n, "perm", &perm, &np)) return r == 2 ? n->inputs[0] : -1;   // reversed axes
+    if (np != r) return -1;
+    for (int i = 0; i < r - 2; i++)
+        if (perm[i] != i) return -1;
+    return perm[r - 2] == r - 1 && perm[r - 1] == r - 2 ? n->inputs[0] : -1;
+}
+
+// A float matmul goes to the contraction library when both operands can be
+// read in place: as materialised values, or through a swap of their last
+// two axes.
+static bool gemm_operand(const struct lower *L, int32_t v, int32_t *src, bool *trans) {
+    int32_t t = swap_last_two_source(L, v);
+    if (t >= 0 && (L->g->values[t].kind != ITR_VALUE_NODE || L->s->materialised[t])) {
+        *src = t;
+        *trans = true;
+        return true;
+    }
+    if (L->g->values[v].kind != ITR_VALUE_NODE || L->s->materialised[v]) {
+        *src = v;
+        *trans = false;
+        return true;
+    }
+    return false;
+}
+
+// ---------------------------------------------------------------- expressions
+
+static enum kir_type ktype(const struct lower *L, enum itr_dtype dt) {
+    if (L->f64 && dt == ITR_F32) return KIR_F64;
+    return kir_type_of_dtype(dt);
+}
+
+static enum itr_dtype bufdtype(const struct lower *L, enum itr_dtype dt) {
+    return L->f64 && dt == ITR_F32 ? ITR_F64 : dt;
+}
+
+static int32_t dexpr(struct lower *L, itr_dim d) {
+    int64_t v;
+    if (dim_const(L->p, d, &v)) return kir_iconst(L->k, v);
+    char name[128];
+    itr_dim_format(L->p, d, name, sizeof name);
+    return kir_dim_ref(L->k, kir_add_dim(L->k, name, d));
+}
+
+static int32_t linear(struct lower *L, const struct itr_type *t, const int32_t *idx) {
+    int32_t flat = kir_iconst(L->k, 0);
+    for (int i = 0; i < t->rank; i++) flat = kir_iadd(L->k, kir_imul(L->k, flat, dexpr(L, t->dims[i])), idx[i]);
+    return flat;
+}
+
+static int32_t numel(struct lower *L, const struct itr_type *t) {
+    int32_t n = kir_iconst(L->k, 1);
+    for (int i = 0; i < t->rank; i++) n = kir_imul(L->k, n, dexpr(L, t->dims[i]));
+    return n;
+}
+
+static int32_t imin(struct lower *L, int32_t a, int32_t b) { return kir_binary(L->k, KIR_MIN, a, b); }
+static int32_t imax(struct lower *L, int32_t a, int32_t b) { return kir_binary(L->k, KIR_MAX, a, b); }
+
+static int32_t buffer_of(struct lower *L, int32_t v) {
+    if (L->buf_of[v] < 0) {
+        const struct itr_value *val = &L->g->values[v];
+        L->buf_of[v] = kir_add_buffer(L->k, val->name, bufdtype(L, val->type.dtype), false);
+        L->touched[L->n_touched++] = v;
+    }
+    return L->buf_of[v];
+}
+
+static int32_t load_flat(struct lower *L, int32_t v, int32_t flat) {
+    if (L->guard) {
+        // Under pad/concat both arms of a select are evaluated: keep the
+        // discarded one in bounds (buffers hold at least one element).
+        const struct itr_type *t = &L->g->values[v].type;
+        flat = imax(L, imin(L, flat, kir_binary(L->k, KIR_SUB, numel(L, t), kir_iconst(L->k, 1))), kir_iconst(L->k, 0));
+    }
+    return kir_load(L->k, buffer_of(L, v), flat);
+}
+
+static void note_op(struct lower *L, enum itr_op op) {
+    const char *nm = itr_op_name(op);
+    size_t have = strlen(L->chain);
+    if (strstr(L->chain, nm)) return;
+    if (have + strlen(nm) + 2 < sizeof L->chain) {
+        if (have) strcat(L->chain, "_");
+        strcat(L->chain, nm);
+    }
+}
+
+static int32_t value_at(struct lower *L, int32_t v, const int32_t *idx);
+static int32_t node_at(struct lower *L, const struct itr_node *n, const int32_t *idx);
+
+static int32_t value_at_flat(struct lower *L, int32_t v, int32_t flat) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return load_flat(L, v, flat);
+    // delinearise over v's dims
+    const struct itr_type *t = &val->type;
+    int32_t idx[ITR_MAX_RANK];
+    int32_t rest = flat;
+    for (int i = t->rank - 1; i >= 0; i--) {
+        int32_t d = dexpr(L, t->dims[i]);
+        if (i == 0) idx[i] = rest;
+        else {
+            idx[i] = kir_binary(L->k, KIR_MOD, rest, d);
+            rest = kir_binary(L->k, KIR_DIV, rest, d);
+        }
+    }
+    return value_at(L, v, idx);
+}
+
+// Maps result indices to the indices of an operand broadcast to the result.
+static void broadcast_idx(struct lower *L, const struct itr_type *opnd, const struct itr_type *res, const int32_t *idx,
+                          int32_t *out) {
+    int off = res->rank - opnd->rank;
+    for (int j = 0; j < opnd->rank; j++) {
+        itr_dim od = opnd->dims[j], rd = res->dims[j + off];
+        int64_t c;
+        if (od == rd) out[j] = idx[j + off];
+        else if (dim_const(L->p, od, &c) && c == 1) out[j] = kir_iconst(L->k, 0);
+        else   // equal only at run time, or 1 at run time: decide there
+            out[j] = kir_select(L->k, kir_binary(L->k, KIR_EQ, dexpr(L, od), kir_iconst(L->k, 1)), kir_iconst(L->k, 0),
+                                idx[j + off]);
+    }
+}
+
+static int32_t operand_at(struct lower *L, const struct itr_node *n, int k, const int32_t *idx) {
+    const struct itr_type *res = &L->g->values[n->outputs[0]].type;
+    int32_t v = n->inputs[k];
+    int32_t oi[ITR_MAX_RANK];
+    broadcast_idx(L, &L->g->values[v].type, res, idx, oi);
+    return value_at(L, v, oi);
+}
+
+static int32_t fconst(struct lower *L, enum kir_type t, double x) { return kir_const_float(L->k, t, x); }
+
+static int32_t elementwise(struct lower *L, const struct itr_node *n, const int32_t *idx) {
+    enum kir_type t = ktype(L, L->g->values[n->outputs[0]].type.dtype);
+    bool fl = t == KIR_F32 || t == KIR_F64;
+    struct kir_kernel *k = L->k;
+    if (n->op == ITR_OP_WHERE) {
+        int32_t c = operand_at(L, n, 0, idx);
+        return kir_select(k, c, operand_at(L, n, 1, idx), operand_at(L, n, 2, idx));
+    }
+    int32_t a = operand_at(L, n, 0, idx);
+    if (n->n_inputs == 1) {
+        switch (n->op) {
+        case ITR_OP_NEG: return kir_unary(k, KIR_NEG, a);
+        case ITR_OP_ABS: return kir_unary(k, KIR_ABS, a);
+        case ITR_OP_SIGN: return kir_unary(k, KIR_SIGN, a);
+        case ITR_OP_EXP: return kir_unary(k, KIR_EXP, a);
+        case ITR_OP_LOG: return kir_unary(k, KIR_LOG, a);
+        case ITR_OP_SQRT: return kir_unary(k, KIR_SQRT, a);
+        case ITR_OP_RSQRT: return kir_unary(k, KIR_RSQRT, a);
+        case ITR_OP_RECIPROCAL: return kir_unary(k, KIR_RECIP, a);
+        case ITR_OP_RELU: return kir_select(k, kir_binary(k, KIR_GT, a, fconst(L, t, 0)), a, fconst(L, t, 0));
+        case ITR_OP_LEAKY_RELU:
+            return kir_select(k, kir_binary(k, KIR_GT, a, fconst(L, t, 0)), a,
+                              kir_binary(k, KIR_MUL, fconst(L, t, itr_node_attr_float(n, "alpha")), a));
+        case ITR_OP_SIGMOID: return kir_unary(k, KIR_SIGMOID, a);
+        case ITR_OP_TANH: return kir_unary(k, KIR_TANH, a);
+        case ITR_OP_GELU: {
+            int32_t e = kir_unary(k, KIR_ERF, kir_binary(k, KIR_MUL, a, fconst(L, t, 0.70710678118654752440)));
+            return kir_binary(k, KIR_MUL, kir_binary(k, KIR_MUL, fconst(L, t, 0.5), a),
+                              kir_binary(k, KIR_ADD, fconst(L, t, 1.0), e));
+        }
+        case ITR_OP_ERF: return kir_unary(k, KIR_ERF, a);
+        case ITR_OP_SIN: return kir_unary(k, KIR_SIN, a);
+        case ITR_OP_COS: return kir_unary(k, KIR_COS, a);
+        case ITR_OP_NOT: return kir_unary(k, KIR_NOT, a);
+        case ITR_OP_CAST: return kir_cast(k, t, a);
+        default: return a;   // identity, stop_gradient
+        }
+    }
+    int32_t b = operand_at(L, n, 1, idx);
+    switch (n->op) {
+    case ITR_OP_ADD: return kir_binary(k, KIR_ADD, a, b);
+    case ITR_OP_SUB: return kir_binary(k, KIR_SUB, a, b);
+    case ITR_OP_MUL: return kir_binary(k, KIR_MUL, a, b);
+    case ITR_OP_DIV: return kir_binary(k, KIR_DIV, a, b);
+    case ITR_OP_POW: return kir_binary(k, KIR_POW, a, b);
+    case ITR_OP_MAXIMUM: return kir_binary(k, KIR_MAX, a, b);
+    case ITR_OP_MINIMUM: return kir_binary(k, KIR_MIN, a, b);
+    case ITR_OP_EQ: return kir_binary(k, KIR_EQ, a, b);
+    case ITR_OP_NE: return kir_binary(k, KIR_NE, a, b);
+    case ITR_OP_LT: return kir_binary(k, KIR_LT, a, b);
+    case ITR_OP_LE: return kir_binary(k, KIR_LE, a, b);
+    case ITR_OP_GT: return kir_binary(k, KIR_GT, a, b);
+    case ITR_OP_GE: return kir_binary(k, KIR_GE, a, b);
+    case ITR_OP_AND: return kir_binary(k, KIR_AND, a, b);
+    case ITR_OP_OR: return kir_binary(k, KIR_OR, a, b);
+    default: (void)fl; return a;
+    }
+}
+
+static int32_t movement(struct lower *L, const struct itr_node *n, const int32_t *idx) {
+    const struct itr_type *res = &L->g->values[n->outputs[0]].type;
+    int32_t src = n->inputs[0];
+    const struct itr_type *in = &L->g->values[src].type;
+    int32_t ii[ITR_MAX_RANK];
+    struct kir_kernel *k = L->k;
+    switch (n->op) {
+    case ITR_OP_RESHAPE: return value_at_flat(L, src, linear(L, res, idx));
+    case ITR_OP_TRANSPOSE: {
+        const int64_t *perm;
+        int np;
+        bool has = attr_ints(n, "perm", &perm, &np);
+        for (int i = 0; i < res->rank; i++) ii[has ? perm[i] : res->rank - 1 - i] = idx[i];
+        return value_at(L, src, ii);
+    }
+    case ITR_OP_EXPAND:
+        broadcast_idx(L, in, res, idx, ii);
+        return value_at(L, src, ii);
+    case ITR_OP_SQUEEZE: {
+        const int64_t *axes;
+        int na;
+        bool drop[ITR_MAX_RANK] = { false };
+        itr_dim one = itr_dim_const((struct itr_program *)L->p, 1);
+        if (!attr_ints(n, "axes", &axes, &na) || na == 0)   // no axes: every size-1 axis (the shape rule)
+            for (int j = 0; j < in->rank; j++) drop[j] = in->dims[j] == one;
+        else
+            for (int i = 0; i < na; i++) {
+                int ax;
+                if (itr_axis_normalize(axes[i], in->rank, &ax)) drop[ax] = true;
+            }
+        for (int j = 0, o = 0; j < in->rank; j++) ii[j] = drop[j] ? kir_iconst(k, 0) : idx[o++];
+        return value_at(L, src, ii);
+    }
+    case ITR_OP_UNSQUEEZE: {
+        const int64_t *axes;
+        int na;
+        bool ins[ITR_MAX_RANK] = { false };
+        if (attr_ints(n, "axes", &axes, &na))
+            for (int i = 0; i < na; i++) {
+                int ax;
+                if (itr_axis_normalize(axes[i], res->rank, &ax)) ins[ax] = true;
+            }
+        for (int j = 0, o = 0; j < res->rank; j++)
+            if (!ins[j]) ii[o++] = idx[j];
+        return value_at(L, src, ii);
+    }
+    case ITR_OP_SLICE: {
+        const int64_t *axes = NULL, *starts = NULL, *ends = NULL, *steps = NULL;
+        int na = 0, ns = 0, ne = 0, nst = 0;
+        attr_ints(n, "axes", &axes, &na);
+        attr_ints(n, "starts", &starts, &ns);
+        attr_ints(n, "ends", &ends, &ne);
+        attr_ints(n, "steps", &steps, &nst);
+        for (int j = 0; j < in->rank; j++) ii[j] = idx[j];
+        for (int i = 0; i < na && i < ns && i < ne; i++) {
+            int ax;
+            if (!itr_axis_normalize(axes[i], in->rank, &ax)) continue;
+            int64_t step = i < nst ? steps[i] : 1, first = starts[i], dv;
+            if (dim_const(L->p, in->dims[ax], &dv)) itr_slice_range(dv, starts[i], ends[i], step, &first);
+            ii[ax] = kir_iadd(k, kir_iconst(k, first), kir_imul(k, idx[ax], kir_iconst(k, step)));
+        }
+        return value_at(L, src, ii);
+    }
+    case ITR_OP_PAD: {
+        const int64_t *pads = NULL;
+        int np = 0;
+        attr_ints(n, "pads", &pads, &np);
+        enum kir_type t = ktype(L, res->dtype);
+        int32_t valid = -1;
+        for (int j = 0; j < in->rank && 2 * j < np; j++) {
+            int32_t x = kir_binary(k, KIR_SUB, idx[j], kir_iconst(k, pads[2 * j]));
+            int32_t d = dexpr(L, in->dims[j]);
+            int32_t ok = kir_binary(k, KIR_AND, kir_binary(k, KIR_GE, x, kir_iconst(k, 0)), kir_binary(k, KIR_LT, x, d));
+            valid = valid < 0 ? ok : kir_binary(k, KIR_AND, valid, ok);
+            ii[j] = imax(L, imin(L, x, kir_binary(k, KIR_SUB, d, kir_iconst(k, 1))), kir_iconst(k, 0));
+        }
+        L->guard++;
+        int32_t inner = value_at(L, src, ii);
+        L->guard--;
+        int32_t pv = t == KIR_F32 || t == KIR_F64 ? fconst(L, t, itr_node_attr_float(n, "value"))
+                                                  : kir_const_int(k, t, (int64_t)itr_node_attr_float(n, "value"));
+        return valid < 0 ? inner : kir_select(k, valid, inner, pv);
+    }
+    case ITR_OP_CONCAT: {
+        int axis = (int)itr_node_attr_int(n, "axis");
+        itr_axis_normalize(axis, res->rank, &axis);
+        int64_t off[64 + 1];
+        int cnt = n->n_inputs < 64 ? n->n_inputs : 64;
+        off[0] = 0;
+        for (int i = 0; i < cnt; i++) {
+            int64_t dv = 0;
+            dim_const(L->p, L->g->values[n->inputs[i]].type.dims[axis], &dv);
+            off[i + 1] = off[i] + dv;
+        }
+        L->guard++;
+        int32_t e = -1;
+        for (int i = cnt - 1; i >= 0; i--) {
+            for (int j = 0; j < res->rank; j++) ii[j] = idx[j];
+            ii[axis] = imax(L, imin(L, kir_binary(k, KIR_SUB, idx[axis], kir_iconst(k, off[i])),
+                                    kir_iconst(k, off[i + 1] - off[i] - 1)),
+                            kir_iconst(k, 0));
+            int32_t x = value_at(L, n->inputs[i], ii);
+            e = e < 0 ? x : kir_select(k, kir_binary(k, KIR_LT, idx[axis], kir_iconst(k, off[i + 1])), x, e);
+        }
+        L->guard--;
+        return e;
+    }
+    default: return -1;
+    }
+}
+
+static int32_t source(struct lower *L, const struct itr_node *n, const int32_t *idx) {
+    const struct itr_type *res = &L->g->values[n->outputs[0]].type;
+    enum kir_type t = ktype(L, res->dtype);
+    if (n->op == ITR_OP_FULL) {
+        double v = itr_node_attr_float(n, "value");
+        if (t == KIR_F32 || t == KIR_F64) return fconst(L, t, v);
+        return kir_const_int(L->k, t, t == KIR_BOOL ? v != 0 : (int64_t)v);
+    }
+    int axis = (int)itr_node_attr_int(n, "axis");   // iota
+    itr_axis_normalize(axis, res->rank, &axis);
+    return kir_cast(L->k, t, idx[axis]);
+}
+
+static int32_t node_at(struct lower *L, const struct itr_node *n, const int32_t *idx) {
+    note_op(L, n->op);
+    switch (itr_op_info(n->op)->cls) {
+    case ITR_CLASS_ELEMENTWISE: return elementwise(L, n, idx);
+    case ITR_CLASS_MOVEMENT: return movement(L, n, idx);
+    default: return source(L, n, idx);
+    }
+}
+
+static int32_t value_at(struct lower *L, int32_t v, const int32_t *idx) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return load_flat(L, v, linear(L, &val->type, idx));
+    return node_at(L, &L->g->nodes[val->node], idx);
+}
+
+// ---------------------------------------------------------------- kernels
+
+static void begin_kernel(struct lower *L) {
+    char name[32];
+    snprintf(name, sizeof name, "k%d", L->s->n_kernels);
+    L->k = kir_kernel_new(name);
+    L->chain[0] = 0;
+}
+
+// Loops over shape t: the first dim is the parallel loop, the last the
+// vectorised one. Writes the loop index expressions to idx and returns the
+// innermost body (a SEQ).
+static int32_t loop_nest(struct lower *L, const struct itr_type *t, int rank, int32_t *idx, int32_t seq) {
+    struct kir_kernel *k = L->k;
+    for (int i = 0; i < rank; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "i%d", i);
+        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+        int32_t f;
+        if (i == 0) {
+            k->parallel_hi = dexpr(L, t->dims[0]);
+            k->parallel_dim = t->dims[0];
+            f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+        } else {
+            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[i]), i == rank - 1 ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
+        }
+        kir_append(k, seq, f);
+        seq = kir_for_body(k, f);
+        idx[i] = kir_var_ref(k, var);
+    }
+    return seq;
+}
+
+static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
+    struct kir_kernel *k = L->k;
+    char name[160];
+    snprintf(name, sizeof name, "k%d_%s", L->s->n_kernels, L->chain[0] ? L->chain : "copy");
+    free(k->name);
+    k->name = strdup(name);
+    if (!k->name) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    // Read-only buffers never overlap the one the kernel writes (the
+    // executor gives every materialised value its own memory).
+    for (int b = 0; b < k->n_bufs; b++) k->bufs[b].noalias = true;
+    struct kir_schedule *s = L->s;
+    if (s->n_kernels == s->cap_kernels) {
+        s->cap_kernels = s->cap_kernels ? 2 * s->cap_kernels : 16;
+        s->kernels = xrealloc(s->kernels, (size_t)s->cap_kernels * sizeof *s->kernels);
+    }
+    s->kernels[s->n_kernels] = k;
+    if (s->n_steps == s->cap_steps) {
+        s->cap_steps = s->cap_steps ? 2 * s->cap_steps : 32;
+        s->steps = xrealloc(s->steps, (size_t)s->cap_steps * sizeof *s->steps);
+    }
+    struct kir_step *st = &s->steps[s->n_steps++];
+    memset(st, 0, sizeof *st);
+    st->kind = KIR_STEP_KERNEL;
+    st->kernel = s->n_kernels++;
+    st->node = node;
+    st->guard_count = -1;
+    st->n_bufs = k->n_bufs;
+    st->bufs = xcalloc((size_t)k->n_bufs, sizeof *st->bufs);
+    for (int i = 0; i < L->n_touched; i++) {
+        int32_t v = L->touched[i];
+        st->bufs[L->buf_of[v]] = v;
+        L->buf_of[v] = -1;
+    }
+    L->n_touched = 0;
+    (void)out_value;
+    L->k = NULL;
+}
+
+static int32_t out_buffer(struct lower *L, int32_t v) {
+    int32_t b = buffer_of(L, v);
+    L->k->bufs[b].written = true;
+    return b;
+}
+
+static void lower_inline(struct lower *L, int32_t v, int32_t node) {
+    begin_kernel(L);
+    const struct itr_type *t = &L->g->values[v].type;
+    int32_t idx[ITR_MAX_RANK];
+    int32_t ob = out_buffer(L, v);
+    int32_t body = loop_nest(L, t, t->rank, idx, L->k->body);
+    int32_t e = node_at(L, &L->g->nodes[node], idx);
+    kir_append(L->k, body, kir_store(L->k, ob, linear(L, t, idx), e));
+    finish_kernel(L, v, node);
+}
+
+// Lanes of a reduction's accumulator: independent partial sums that the
+// renderer keeps in one vector register. A constant, so results never
+// depend on the machine's vector width or the thread count.
+#define REDUCE_LANES 8
+
+static void lower_reduce(struct lower *L, int32_t node) {
+    const struct itr_node *n = &L->g->nodes[node];
+    int32_t v = n->outputs[0];
+    const struct itr_type *res = &L->g->values[v].type, *in = &L->g->values[n->inputs[0]].type;
+    bool red[ITR_MAX_RANK] = { false };
+    const int64_t *axes;
+    int na;
+    if (attr_ints(n, "axes", &axes, &na)) {
+        for (int i = 0; i < na; i++) {
+            int ax;
+            if (itr_axis_normalize(axes[i], in->rank, &ax)) red[ax] = true;
+        }
+    } else {
+        for (int i = 0; i < in->rank; i++) red[i] = true;
+    }
+    bool keep = itr_node_attr_int(n, "keepdims") != 0;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    note_op(L, n->op);
+    int32_t ob = out_buffer(L, v);
+    int32_t oidx[ITR_MAX_RANK];
+    int32_t body = loop_nest(L, res, res->rank, oidx, k->body);
+    enum kir_type t = ktype(L, res->dtype);
+    bool fl = t == KIR_F32 || t == KIR_F64;
+    enum kir_op comb = n->op == ITR_OP_MAX ? KIR_MAX : n->op == ITR_OP_MIN ? KIR_MIN : KIR_ADD;
+    int32_t init;
+    if (comb == KIR_ADD) init = fl ? fconst(L, t, 0) : kir_const_int(k, t, 0);
+    else if (fl) init = fconst(L, t, comb == KIR_MAX ? -INFINITY : INFINITY);
+    else init = kir_const_int(k, t, comb == KIR_MAX ? (t == KIR_I32 ? INT32_MIN : INT64_MIN)
+                                                     : (t == KIR_I32 ? INT32_MAX : INT64_MAX));
+    int last_red = -1;
+    for (int j = 0; j < in->rank; j++)
+        if (red[j]) last_red = j;
+    int lanes = last_red >= 0 && fl ? REDUCE_LANES : 1;
+    int32_t acc = kir_add_acc(k, "acc", t, lanes, comb);
+    kir_append(k, body, kir_acc_init(k, acc, init));
+    // input indices: kept axes from the result's loops, reduced ones from new loops
+    int32_t ii[ITR_MAX_RANK];
+    int o = 0;
+    for (int j = 0; j < in->rank; j++) {
+        if (!red[j]) ii[j] = oidx[o++];
+        else if (keep) o++;
+    }
+    int32_t seq = body;
+    int32_t count = kir_iconst(k, 1);
+    for (int j = 0; j < in->rank; j++) {
+        if (!red[j]) continue;
+        count = kir_imul(k, count, dexpr(L, in->dims[j]));
+        if (j == last_red) break;
+        char nm[16];
+        snprintf(nm, sizeof nm, "r%d", j);
+        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+        int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
+        kir_append(k, seq, f);
+        seq = kir_for_body(k, f);
+        ii[j] = kir_var_ref(k, var);
+    }
+    if (last_red >= 0) {
+        int32_t d = dexpr(L, in->dims[last_red]);
+        if (lanes > 1) {
+            // for ro in [0, d/lanes): for lane in [0, lanes) unrolled: acc[lane] op= x[ro*lanes + lane]
+            int32_t vo = kir_add_var(k, "ro", KIR_VAR_LOOP, KIR_I64), vl = kir_add_var(k, "lane", KIR_VAR_LOOP, KIR_I64);
+            int32_t f = kir_for(k, vo, kir_iconst(k, 0), kir_binary(k, KIR_DIV, d, kir_iconst(k, lanes)), KIR_LOOP_SERIAL);
+            kir_append(k, seq, f);
+            int32_t fl2 = kir_for(k, vl, kir_iconst(k, 0), kir_iconst(k, lanes), KIR_LOOP_UNROLL);
+            kir_append(k, kir_for_body(k, f), fl2);
+            int32_t lane = kir_var_ref(k, vl);
+            ii[last_red] = kir_iadd(k, kir_imul(k, kir_var_ref(k, vo), kir_iconst(k, lanes)), lane);
+            kir_append(k, kir_for_body(k, fl2), kir_acc_update(k, acc, lane, value_at(L, n->inputs[0], ii)));
+            // the tail goes to lane 0, in order
+            int32_t vt = kir_add_var(k, "rt", KIR_VAR_LOOP, KIR_I64);
+            int32_t ft = kir_for(k, vt, kir_imul(k, kir_binary(k, KIR_DIV, d, kir_iconst(k, lanes)), kir_iconst(k, lanes)), d,
+                                 KIR_LOOP_SERIAL);
+            kir_append(k, seq, ft);
+            ii[last_red] = kir_var_ref(k, vt);
+            kir_append(k, kir_for_body(k, ft), kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+        } else {
+            int32_t var = kir_add_var(k, "r", KIR_VAR_LOOP, KIR_I64);
+            int32_t f = kir_for(k, var, kir_iconst(k, 0), d, KIR_LOOP_SERIAL);
+            kir_append(k, seq, f);
+            ii[last_red] = kir_var_ref(k, var);
+            kir_append(k, kir_for_body(k, f), kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+        }
+    } else {
+        kir_append(k, seq, kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+    }
+    int32_t r = kir_acc_ref(k, acc, -1);
+    if (n->op == ITR_OP_MEAN) r = kir_binary(k, KIR_DIV, r, kir_cast(k, t, count));
+    kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), r));
+    int step_kernel_count = L->s->n_steps;
+    finish_kernel(L, v, node);
+    if (comb != KIR_ADD) {
+        // max/min over nothing is the reference's error: the step falls back
+        itr_dim cnt = itr_dim_const((struct itr_program *)L->p, 1);
+        for (int j = 0; j < in->rank; j++)
+            if (red[j]) cnt = itr_dim_binary((struct itr_program *)L->p, ITR_DIM_MUL, cnt, in->dims[j]);
+        L->s->steps[step_kernel_count].guard_count = cnt;
+    }
+}
+
+static void lower_matmul(struct lower *L, int32_t node) {
+    const struct itr_node *n = &L->g->nodes[node];
+    int32_t v = n->outputs[0];
+    const struct itr_type *res = &L->g->values[v].type;
+    const struct itr_type *ta = &L->g->values[n->inputs[0]].type, *tb = &L->g->values[n->inputs[1]].type;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    note_op(L, n->op);
+    int32_t ob = out_buffer(L, v);
+    enum kir_type t = ktype(L, res->dtype);
+    bool fl = t == KIR_F32 || t == KIR_F64;
+    // loops over batch dims and rows; then C[i, :] = 0; for kk: C[i, :] += A[i, kk] * B[kk, :]
+    int32_t idx[ITR_MAX_RANK];
+    int32_t body = loop_nest(L, res, res->rank - 1, idx, k->body);
+    int r = res->rank;
+    int32_t vj = kir_add_var(k, "j", KIR_VAR_LOOP, KIR_I64);
+    int32_t nn = dexpr(L, res->dims[r - 1]);
+    int32_t f0 = kir_for(k, vj, kir_iconst(k, 0), nn, KIR_LOOP_VECTOR);
+    kir_append(k, body, f0);
+    idx[r - 1] = kir_var_ref(k, vj);
+    int32_t zero = fl ? fconst(L, t, 0) : kir_const_int(k, t, 0);
+    kir_append(k, kir_for_body(k, f0), kir_store(k, ob, linear(L, res, idx), zero));
+    int32_t vk = kir_add_var(k, "kk", KIR_VAR_LOOP, KIR_I64);
+    int32_t fk = kir_for(k, vk, kir_iconst(k, 0), dexpr(L, ta->dims[ta->rank - 1]), KIR_LOOP_SERIAL);
+    kir_append(k, body, fk);
+    int32_t kkv = kir_var_ref(k, vk);
+    // A[batch.., i, kk] with A's batch dims broadcast against the result's
+    struct itr_type rb = *res;
+    rb.rank = r - 2;
+    struct itr_type ab = *ta, bb = *tb;
+    ab.rank -= 2;
+    bb.rank -= 2;
+    int32_t ai[ITR_MAX_RANK], bi[ITR_MAX_RANK];
+    broadcast_idx(L, &ab, &rb, idx, ai);
+    ai[ta->rank - 2] = idx[r - 2];
+    ai[ta->rank - 1] = kkv;
+    int32_t a = value_at(L, n->inputs[0], ai);
+    int32_t va = kir_add_var(k, "a", KIR_VAR_LET, t);
+    kir_append(k, kir_for_body(k, fk), kir_let(k, va, a));
+    int32_t vj2 = kir_add_var(k, "j2", KIR_VAR_LOOP, KIR_I64);
+    int32_t fj = kir_for(k, vj2, kir_iconst(k, 0), nn, KIR_LOOP_VECTOR);
+    kir_append(k, kir_for_body(k, fk), fj);
+    int32_t j2 = kir_var_ref(k, vj2);
+    broadcast_idx(L, &bb, &rb, idx, bi);
+    bi[tb->rank - 2] = kkv;
+    bi[tb->rank - 1] = j2;
+    int32_t b = value_at(L, n->inputs[1], bi);
+    idx[r - 1] = j2;
+    int32_t ci = linear(L, res, idx);
+    int32_t cur = kir_load(k, ob, ci);
+    kir_append(k, kir_for_body(k, fj),
+               kir_store(k, ob, ci, kir_binary(k, KIR_ADD, cur, kir_binary(k, KIR_MUL, kir_var_ref(k, va), b))));
+    finish_kernel(L, v, node);
+}
+
+static void add_node_step(struct lower *L, int32_t node) {
+    struct kir_schedule *s = L->s;
+    if (s->n_steps == s->cap_steps) {
+        s->cap_steps = s->cap_steps ? 2 * s->cap_steps : 32;
+        s->steps = xrealloc(s->steps, (size_t)s->cap_steps * sizeof *s->steps);
+    }
+    struct kir_step *st = &s->steps[s->n_steps++];
+    memset(st, 0, sizeof *st);
+    st->kind = KIR_STEP_NODE;
+    st->kernel = -1;
+    st->node = node;
+    st->guard_count = -1;
+}
+
+static void add_gemm_step(struct lower *L, int32_t node) {
+    add_node_step(L, node);
+    struct kir_step *st = &L->s->steps[L->s->n_steps - 1];
+    const struct itr_node *n = &L->g->nodes[node];
+    st->kind = KIR_STEP_GEMM;
+    gemm_operand(L, n->inputs[0], &st->gemm_a, &st->trans_a);
+    gemm_operand(L, n->inputs[1], &st->gemm_b, &st->trans_b);
+}
+
+// ---------------------------------------------------------------- the schedule
+
+struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct itr_diags *d) {
+    struct lower L = { 0 };
+    L.g = g;
+    L.p = g->prog;
+    L.f64 = f64;
+    struct kir_schedule *s = xcalloc(1, sizeof *s);
+    L.s = s;
+    s->f64 = f64;
+    s->n_values = g->n_values;
+    s->materialised = xcalloc((size_t)g->n_values, sizeof *s->materialised);
+    s->last_step = xcalloc((size_t)g->n_values, sizeof *s->last_step);
+    L.uses = xcalloc((size_t)g->n_values, sizeof *L.uses);
+    L.how = xcalloc((size_t)g->n_nodes, sizeof *L.how);
+    L.buf_of = xcalloc((size_t)g->n_values, sizeof *L.buf_of);
+    L.touched = xcalloc((size_t)g->n_values, sizeof *L.touched);
+    for (int i = 0; i < g->n_values; i++) L.buf_of[i] = -1;
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        L.how[i] = classify(&L, &g->nodes[i]);
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) L.uses[g->nodes[i].inputs[j]]++;
+    }
+    for (int i = 0; i < g->n_outputs; i++) {
+        L.uses[g->outputs[i]]++;
+        s->materialised[g->outputs[i]] = true;
+    }
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kind != ITR_VALUE_NODE) s->materialised[i] = true;
+    // Node results that are not inlined, and operands of NODE steps.
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *n = &g->nodes[i];
+        if (L.how[i] != HOW_INLINE)
+            for (int j = 0; j < n->n_outputs; j++) s->materialised[n->outputs[j]] = true;
+        if (L.how[i] == HOW_NODE)
+            for (int j = 0; j < n->n_inputs; j++) s->materialised[n->inputs[j]] = true;
+    }
+    // Sharing and contraction operands, in topological order so that
+    // cheap() sees its operands' decisions.
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *n = &g->nodes[i];
+        if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]))
+            s->materialised[n->outputs[0]] = true;
+        if (L.how[i] == HOW_MATMUL && itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {
+            // the library reads operands in memory: materialise what is not
+            // (the source of a last-two-axes transpose, or the operand)
+            for (int j = 0; j < n->n_inputs; j++) {
+                int32_t src;
+                bool tr;
+                if (gemm_operand(&L, n->inputs[j], &src, &tr)) continue;
+                int32_t t = swap_last_two_source(&L, n->inputs[j]);
+                s->materialised[t >= 0 ? t : n->inputs[j]] = true;
+            }
+        } else if (L.how[i] == HOW_MATMUL) {
+            for (int j = 0; j < n->n_inputs; j++)
+                if (!cheap(&L, n->inputs[j])) s->materialised[n->inputs[j]] = true;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *n = &g->nodes[i];
+        switch (L.how[i]) {
+        case HOW_NODE:
+            add_node_step(&L, i);
+            if (n->op == ITR_OP_SCAN) {
+                const struct itr_attr *ba = itr_node_attr(n, "body");
+                if (ba && ba->kind == ITR_ATTR_GRAPH && ba->u.graph) {
+                    s->steps[s->n_steps - 1].body = itr_lower_graph(ba->u.graph, f64, d);
+                    if (!s->steps[s->n_steps - 1].body) goto fail;
+                }
+            }
+            break;
+        case HOW_REDUCE: lower_reduce(&L, i); break;
+        case HOW_MATMUL:
+            if (itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) add_gemm_step(&L, i);
+            else lower_matmul(&L, i);
+            break;
+        case HOW_INLINE:
+            if (s->materialised[n->outputs[0]]) lower_inline(&L, n->outputs[0], i);
+            break;
+        }
+    }
+    // Liveness: the last step reading each value.
+    for (int i = 0; i < g->n_values; i++) s->last_step[i] = -1;
+    for (int si = 0; si < s->n_steps; si++) {
+        const struct kir_step *st = &s->steps[si];
+        if (st->kind == KIR_STEP_NODE) {
+            const struct itr_node *n = &g->nodes[st->node];
+            for (int j = 0; j < n->n_inputs; j++) s->last_step[n->inputs[j]] = si;
+        } else if (st->kind == KIR_STEP_GEMM) {
+            s->last_step[st->gemm_a] = si;
+            s->last_step[st->gemm_b] = si;
+        } else {
+            for (int b = 0; b < st->n_bufs; b++) s->last_step[st->bufs[b]] = si;
+            // a guarded step may run as its node
+            if (st->guard_count >= 0) {
+                const struct itr_node *n = &g->nodes[st->node];
+                for (int j = 0; j < n->n_inputs; j++) s->last_step[n->inputs[j]] = si;
+            }
+        }
+    }
+    for (int i = 0; i < g->n_outputs; i++) s->last_step[g->outputs[i]] = s->n_steps;
+    if (0) {
+    fail:
+        kir_schedule_free(s);
+        s = NULL;
+    }
+    free(L.uses);
+    free(L.how);
+    free(L.buf_of);
+    free(L.touched);
+    return s;
+}

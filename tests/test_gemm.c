@@ -1,0 +1,154 @@
+// itr_gemm_f32 / itr_gemm_f64 (backends/cpu/gemm.h) against a naive GEMM
+// accumulated in double, on sizes that hit every edge of the blocking: one
+// element, sizes that are not multiples of the register tile, k across several
+// k-blocks, transposed operands, leading dimensions wider than the rows, beta
+// 0 (C's old contents, even NaN, must not leak in) and 1, and k = 0.
+//
+// Tolerance: f32 within 1e-5 of max(1, max|ref|), f64 within 1e-12 (the
+// inputs are in [-1, 1], so a k-term sum's rounding error stays well inside).
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "backends/cpu/gemm.h"
+#include "tests/test.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+static double rnd(void) {   // xorshift64*: uniform in [-1, 1)
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545f4914f6cdd1du) >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+// Element (i, p) of op(A) for a row-major A stored with leading dimension lda.
+static double at(const double *x, bool trans, int64_t ld, int64_t r, int64_t c) {
+    return trans ? x[c * ld + r] : x[r * ld + c];
+}
+
+struct gcase { bool ta, tb; int64_t m, n, k, pad; double beta; int threads; };
+
+// Runs one case in both precisions; returns the worst error over tolerance
+// (<= 1 passes) so failures say by how much.
+static void run_case(struct gcase g) {
+    // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k).
+    int64_t ar = g.ta ? g.k : g.m, ac = g.ta ? g.m : g.k;
+    int64_t br = g.tb ? g.n : g.k, bc = g.tb ? g.k : g.n;
+    int64_t lda = ac + g.pad, ldb = bc + g.pad, ldc = g.n + g.pad;
+    size_t na = (size_t)(ar * lda) + 1, nb = (size_t)(br * ldb) + 1, nc = (size_t)(g.m * ldc) + 1;
+    double *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c0 = malloc(nc * sizeof *c0);
+    float *af = malloc(na * sizeof *af), *bf = malloc(nb * sizeof *bf), *cf = malloc(nc * sizeof *cf);
+    double *cd = malloc(nc * sizeof *cd), *ref = malloc(nc * sizeof *ref);
+    // f32 and f64 see the same values (rounded to float first) so one
+    // reference serves both.
+    for (size_t i = 0; i < na; i++) { af[i] = (float)rnd(); a[i] = af[i]; }
+    for (size_t i = 0; i < nb; i++) { bf[i] = (float)rnd(); b[i] = bf[i]; }
+    for (size_t i = 0; i < nc; i++) { float v = (float)rnd(); c0[i] = v; cf[i] = v; cd[i] = v; }
+    if (g.beta == 0.0) {   // beta 0 must overwrite C, not multiply it: NaN must not survive
+        for (int64_t i = 0; i < g.m; i++) { cf[i * ldc] = NAN; cd[i * ldc] = NAN; }
+    }
+    double maxref = 1.0;
+    for (int64_t i = 0; i < g.m; i++)
+        for (int64_t j = 0; j < g.n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < g.k; p++) s += at(a, g.ta, lda, i, p) * at(b, g.tb, ldb, p, j);
+            if (g.beta != 0.0) s += g.beta * c0[i * ldc + j];
+            ref[i * ldc + j] = s;
+            if (fabs(s) > maxref) maxref = fabs(s);
+        }
+    itr_gemm_f32(g.ta, g.tb, g.m, g.n, g.k, af, lda, bf, ldb, (float)g.beta, cf, ldc, g.threads);
+    itr_gemm_f64(g.ta, g.tb, g.m, g.n, g.k, a, lda, b, ldb, g.beta, cd, ldc, g.threads);
+    double worst32 = 0, worst64 = 0;
+    bool pad_ok = true;
+    for (int64_t i = 0; i < g.m; i++) {
+        for (int64_t j = 0; j < g.n; j++) {
+            double e32 = fabs(cf[i * ldc + j] - ref[i * ldc + j]) / (1e-5 * maxref);
+            double e64 = fabs(cd[i * ldc + j] - ref[i * ldc + j]) / (1e-12 * maxref);
+            if (!(e32 <= worst32)) worst32 = isnan(e32) ? INFINITY : e32;
+            if (!(e64 <= worst64)) worst64 = isnan(e64) ? INFINITY : e64;
+        }
+        // Padding columns of C lie outside the product: they must be untouched.
+        for (int64_t j = g.n; j < ldc && i + 1 < g.m; j++)
+            if (cf[i * ldc + j] != (float)c0[i * ldc + j] || cd[i * ldc + j] != c0[i * ldc + j]) pad_ok = false;
+    }
+    CHECK_MSG(worst32 <= 1.0, "f32 %s%s m=%lld n=%lld k=%lld pad=%lld beta=%g threads=%d: error %.3g x tolerance",
+              g.ta ? "T" : "N", g.tb ? "T" : "N", (long long)g.m, (long long)g.n, (long long)g.k,
+              (long long)g.pad, g.beta, g.threads, worst32);
+    CHECK_MSG(worst64 <= 1.0, "f64 %s%s m=%lld n=%lld k=%lld pad=%lld beta=%g threads=%d: error %.3g x tolerance",
+              g.ta ? "T" : "N", g.tb ? "T" : "N", (long long)g.m, (long long)g.n, (long long)g.k,
+              (long long)g.pad, g.beta, g.threads, worst64);
+    CHECK_MSG(pad_ok, "m=%lld n=%lld k=%lld: wrote outside the m x n block of C", (long long)g.m,
+              (long long)g.n, (long long)g.k);
+    free(a); free(b); free(c0); free(af); free(bf); free(cf); free(cd); free(ref);
+}
+
+static const int64_t sizes[][3] = {
+    {1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {6, 16, 1}, {13, 50, 600}, {1, 300, 70}, {300, 1, 70},
+    {36, 12, 1024}, {100, 130, 700},
+};
+
+TEST(all_sizes_transposes_and_betas) {
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int t = 0; t < 4; t++)
+            for (int bi = 0; bi < 2; bi++)
+                run_case((struct gcase){t & 1, (t >> 1) & 1, sizes[s][0], sizes[s][1], sizes[s][2],
+                                        0, bi ? 1.0 : 0.0, 1});
+}
+
+TEST(leading_dimensions_wider_than_rows) {
+    for (int t = 0; t < 4; t++) {
+        run_case((struct gcase){t & 1, (t >> 1) & 1, 7, 13, 5, 3, 1.0, 1});
+        run_case((struct gcase){t & 1, (t >> 1) & 1, 65, 33, 129, 17, 0.0, 2});
+    }
+}
+
+TEST(k_zero_scales_c_by_beta) {
+    run_case((struct gcase){false, false, 5, 9, 0, 0, 0.0, 1});
+    run_case((struct gcase){false, false, 5, 9, 0, 2, 1.0, 1});
+    // A beta other than 0 and 1: C = beta * C.
+    run_case((struct gcase){true, false, 5, 9, 0, 0, 0.5, 1});
+    run_case((struct gcase){false, true, 33, 7, 17, 0, -2.0, 1});
+}
+
+// Big enough that two threads really split the work. The same call with the
+// same thread count must give the same bits (gemm.h); 1 and 2 threads may
+// differ in the last bits (OpenBLAS's kernels do: gemm.h says why), so that
+// pair is only held to the tolerance, which run_case already checks.
+TEST(same_thread_count_same_bits) {
+    int64_t m = 150, n = 260, k = 300;
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *c1 = malloc(sizeof(float) * m * n), *c2 = malloc(sizeof(float) * m * n);
+    double *ad = malloc(sizeof(double) * m * k), *bd = malloc(sizeof(double) * k * n);
+    double *d1 = malloc(sizeof(double) * m * n), *d2 = malloc(sizeof(double) * m * n);
+    for (int64_t i = 0; i < m * k; i++) { a[i] = (float)rnd(); ad[i] = rnd(); }
+    for (int64_t i = 0; i < k * n; i++) { b[i] = (float)rnd(); bd[i] = rnd(); }
+    for (int threads = 1; threads <= 2; threads++) {
+        itr_gemm_f32(false, true, m, n, k, a, k, b, k, 0.0f, c1, n, threads);
+        itr_gemm_f64(false, true, m, n, k, ad, k, bd, k, 0.0, d1, n, threads);
+        for (int rep = 0; rep < 3; rep++) {
+            // Another thread count in between, so a count left over from
+            // the previous call cannot make the repeat look deterministic.
+            itr_gemm_f32(false, true, m, n, k, a, k, b, k, 0.0f, c2, n, 3 - threads);
+            itr_gemm_f32(false, true, m, n, k, a, k, b, k, 0.0f, c2, n, threads);
+            itr_gemm_f64(false, true, m, n, k, ad, k, bd, k, 0.0, d2, n, threads);
+            CHECK_MSG(memcmp(c1, c2, sizeof(float) * m * n) == 0, "f32, %d threads, repeat %d", threads, rep);
+            CHECK_MSG(memcmp(d1, d2, sizeof(double) * m * n) == 0, "f64, %d threads, repeat %d", threads, rep);
+        }
+    }
+    free(a); free(b); free(c1); free(c2); free(ad); free(bd); free(d1); free(d2);
+}
+
+TEST(names_its_implementation) {
+    const char *name = itr_gemm_impl_name();
+    CHECK(name != NULL && name[0] != '\0');
+}
+
+int main(void) {
+    RUN(all_sizes_transposes_and_betas);
+    RUN(leading_dimensions_wider_than_rows);
+    RUN(k_zero_scales_c_by_beta);
+    RUN(same_thread_count_same_bits);
+    RUN(names_its_implementation);
+    return test_summary();
+}
