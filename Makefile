@@ -1,14 +1,15 @@
 # Quick start (docs/user-guide.md):
 #   make demo   build, then run VSE++ end to end on generated data
 #   make test   build twice (release, ASan+UBSan) and run the whole suite in both
-# Both install missing Debian packages first when run as root.
+#   make bench  build, then time itrc against PyTorch / ONNX Runtime (bench/run.sh)
+# All three install missing Debian packages first when run as root.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan test test-release test-asan demo clean
+.PHONY: all deps build build-asan test test-release test-asan demo bench clean
 
 all: build
 
@@ -36,6 +37,11 @@ test: test-release test-asan
 
 demo: build
 	@bash tools/demo.sh $(BUILD)
+
+# Benchmarks (docs/performance.md): itrc against PyTorch and ONNX Runtime;
+# bench/setup-peers.sh installs the peers into bench/.venv once.
+bench: build
+	@BENCH_NO_BUILD=1 bash bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
