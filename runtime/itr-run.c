@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "backends/backend.h"
+#include "ir/memplan.h"
 #include "ir/plan.h"
 #include "ir/cli.h"
 #include "runtime/data.h"
@@ -58,7 +59,8 @@ struct exec_opts {
 };
 
 #define EXEC_OPTS_HELP                                                                              \
-    "  --backend NAME             run on this backend (default ref; 'itr-run --help' lists them)\n" \
+    "  --backend NAME             run on this backend (default: llvm for a plan with kernels where\n" \
+    "                             LLVM is present, else ref; 'itr-run --help' lists them)\n" \
     "  --threads N                threads the backend may use (the ref backend uses one)\n"
 
 // 1: matched (stored in x), 0: neither option, -1: an error (reported).
@@ -639,7 +641,25 @@ static int cmd_info(const char *plan, int argc, char **argv) {
         itr_exec_format_signature(p, g, sig, sizeof sig);
         int np = 0;
         for (int k = 0; k < g->n_values; k++) np += g->values[k].kind == ITR_VALUE_PARAM;
-        printf("  %s\n      uses %d param%s\n", sig, np, np == 1 ? "" : "s");
+        printf("  %s\n      uses %d param%s", sig, np, np == 1 ? "" : "s");
+        // The memory plan at the plan's default dims (ir/memplan.h).
+        struct itr_dim_bindings b;
+        itr_bindings_init(&b, p);
+        itr_bind_defaults(&b, p);
+        int64_t peak;
+        bool unbound[256] = { false };
+        if (p->n_symbols <= 256 && itr_memplan_peak_bytes(p, g, &b, &peak, unbound, NULL)) {
+            char bytes[32];
+            itr_format_bytes(peak, bytes, sizeof bytes);
+            printf("; memory plan: peak %s at the default dims", bytes);
+        } else {
+            printf("; memory plan: needs");
+            for (int k = 0; k < p->n_symbols && k < 256; k++)
+                if (unbound[k]) printf(" %s", p->symbols[k].name);
+            printf(" bound");
+        }
+        printf("\n");
+        itr_bindings_free(&b);
     }
     itr_session_free(ss);
     itr_program_free(p);

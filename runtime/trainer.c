@@ -6,6 +6,7 @@
 // (schedule, step, epoch), and the parameters and optimizer state are stored
 // bitwise. The per-epoch loss sum is stored too (as %.17g, which round-trips
 // a double), so a resumed epoch logs the same mean as an uninterrupted one.
+#include "ir/memplan.h"
 #include "runtime/trainer.h"
 
 #include <errno.h>
@@ -642,6 +643,30 @@ static void report_startup(FILE *f, const struct itr_split *tr, const struct itr
             c->batch_size, c->seed);
 }
 
+// The backend, and the training step's peak arena bytes (ir/memplan.h) at
+// the batch size and the train split's longest caption (B, N and L where
+// the model has them; the defaults for the rest).
+static void report_backend(FILE *f, const struct itr_session *ss, const struct itr_program *p,
+                           const struct itr_graph *g, int64_t batch, int max_len) {
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    for (int i = 0; i < p->n_symbols; i++) {
+        const char *nm = p->symbols[i].name;
+        if (!strcmp(nm, "B") || !strcmp(nm, "N")) { b.value[i] = batch; b.bound[i] = true; }
+        if (!strcmp(nm, "L") && !p->symbols[i].has_default) { b.value[i] = max_len; b.bound[i] = true; }
+    }
+    itr_bind_defaults(&b, p);
+    int64_t peak;
+    fprintf(f, "backend: %s", itr_session_backend(ss)->name);
+    if (itr_memplan_peak_bytes(p, g, &b, &peak, NULL, NULL)) {
+        char bytes[32];
+        itr_format_bytes(peak, bytes, sizeof bytes);
+        fprintf(f, "; memory plan of the training step: peak %s at batch %" PRId64 "", bytes, batch);
+    }
+    fprintf(f, "\n");
+    itr_bindings_free(&b);
+}
+
 bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_options *o, struct itr_trainer_result *r,
                      struct itr_diags *d) {
     memset(r, 0, sizeof *r);
@@ -722,6 +747,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     }
     if (ok) {
         if (pf) report_startup(pf, &tr, &dev, &vocab, bind, g->n_inputs, &cfg, spe);
+        if (pf) report_backend(pf, ss, p, g, cfg.batch_size, tr.max_len);
         if (pf && o->resume)
             fprintf(pf, "resuming %s: epoch %" PRId64 ", batch %" PRId64 ", step %" PRId64 "\n", last_path,
                     cur.epoch + 1, cur.batch, cur.step);

@@ -40,6 +40,9 @@ contains "$OUT" "model small" "info: model"
 contains "$OUT" "encode(x: f32[N, 6]) -> (emb: f32[N, 8])" "info: encode signature"
 contains "$OUT" "make_inputs() -> (x: f32[4, 6], ids: i32[4])" "info: make_inputs signature"
 contains "$OUT" "V=20" "info: dims with defaults"
+matches "$OUT" "memory plan: peak [0-9.]+ (bytes|KiB)" "info: the memory plan of an entry with fixed sizes"
+contains "$OUT" "memory plan: needs N bound" "info: an entry whose sizes need a dim"
+matches "$OUT" "backend: (llvm|ref) " "info: the backend"
 
 # ---- init: deterministic, records the fingerprint and seed
 run 0 "init" "$ITR_RUN" "$P" init --seed 1 -o "$TMP/w.safetensors"
