@@ -18,7 +18,10 @@ static void *xrealloc(void *q, size_t n) {
 }
 
 // How a node is lowered.
-enum how { HOW_NODE, HOW_INLINE, HOW_REDUCE, HOW_MATMUL };
+// HOW_GEMM_T: a transpose of the last two axes of a float matmul's result
+// that is its only reader: one GEMM writes the transposed product directly
+// ((A B)^T = B^T A^T); the matmul itself is HOW_NONE and gets no step.
+enum how { HOW_NODE, HOW_INLINE, HOW_REDUCE, HOW_MATMUL, HOW_GEMM_T, HOW_NONE };
 
 struct lower {
     const struct itr_graph *g;
@@ -548,6 +551,99 @@ static void lower_inline(struct lower *L, int32_t v, int32_t node) {
 // depend on the machine's vector width or the thread count.
 #define REDUCE_LANES 8
 
+static enum kir_op reduce_combine(enum itr_op op) {
+    return op == ITR_OP_MAX ? KIR_MAX : op == ITR_OP_MIN ? KIR_MIN : KIR_ADD;
+}
+
+static int32_t reduce_init(struct lower *L, enum kir_type t, enum kir_op comb) {
+    bool fl = t == KIR_F32 || t == KIR_F64;
+    if (comb == KIR_ADD) return fl ? fconst(L, t, 0) : kir_const_int(L->k, t, 0);
+    if (fl) return fconst(L, t, comb == KIR_MAX ? -INFINITY : INFINITY);
+    return kir_const_int(L->k, t, comb == KIR_MAX ? (t == KIR_I32 ? INT32_MIN : INT64_MIN)
+                                                   : (t == KIR_I32 ? INT32_MAX : INT64_MAX));
+}
+
+// A reduction whose innermost input axis is kept (a sum over time, over the
+// batch, over regions): the result is accumulated in place, walking the
+// input in memory order, so the innermost loop reads and writes contiguous
+// rows (vectorised) instead of striding down a column per output element.
+// Every output element still sees its inputs in index order. The parallel
+// loop runs over the first input axis when that axis is kept (disjoint
+// outputs); otherwise the kernel is one serial pass.
+static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, bool keep) {
+    const struct itr_node *n = &L->g->nodes[node];
+    int32_t v = n->outputs[0];
+    const struct itr_type *res = &L->g->values[v].type, *in = &L->g->values[n->inputs[0]].type;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    note_op(L, n->op);
+    int32_t ob = out_buffer(L, v);
+    enum kir_type t = ktype(L, res->dtype);
+    enum kir_op comb = reduce_combine(n->op);
+    int r = in->rank;
+    int32_t ii[ITR_MAX_RANK], oi[ITR_MAX_RANK];
+    // The parallel loop (first axis, when kept), shared by the three passes.
+    int32_t seq = k->body, first = 0;
+    if (!red[0]) {
+        int32_t var = kir_add_var(k, "i0", KIR_VAR_LOOP, KIR_I64);
+        k->parallel_hi = dexpr(L, in->dims[0]);
+        k->parallel_dim = in->dims[0];
+        int32_t f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+        kir_append(k, seq, f);
+        seq = kir_for_body(k, f);
+        ii[0] = kir_var_ref(k, var);
+        first = 1;
+    }
+    // The output index from the input index (reduced axes dropped, or 0 when kept).
+    #define OUT_INDEX()                                                                 \
+        do {                                                                            \
+            int o_ = 0;                                                                 \
+            for (int j = 0; j < r; j++) {                                               \
+                if (!red[j]) oi[o_++] = ii[j];                                          \
+                else if (keep) oi[o_++] = kir_iconst(k, 0);                             \
+            }                                                                           \
+        } while (0)
+    // pass 1: the output slice = init; pass 2: accumulate; pass 3 (mean): divide
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 2 && n->op != ITR_OP_MEAN) break;
+        int32_t body = seq;
+        for (int j = first; j < r; j++) {
+            if (pass != 1 && red[j]) { ii[j] = kir_iconst(k, 0); continue; }
+            char nm[16];
+            snprintf(nm, sizeof nm, "%c%d", red[j] ? 'r' : 'i', j);
+            int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+            int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]),
+                                j == r - 1 ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
+            kir_append(k, body, f);
+            body = kir_for_body(k, f);
+            ii[j] = kir_var_ref(k, var);
+        }
+        OUT_INDEX();
+        int32_t at = linear(L, res, oi);
+        int32_t val;
+        if (pass == 0) {
+            val = reduce_init(L, t, comb);
+        } else if (pass == 1) {
+            val = kir_binary(k, comb, kir_load(k, ob, at), value_at(L, n->inputs[0], ii));
+        } else {
+            int32_t count = kir_iconst(k, 1);
+            for (int j = 0; j < r; j++)
+                if (red[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
+            val = kir_binary(k, KIR_DIV, kir_load(k, ob, at), kir_cast(k, t, count));
+        }
+        kir_append(k, body, kir_store(k, ob, at, val));
+    }
+    #undef OUT_INDEX
+    int step = L->s->n_steps;
+    finish_kernel(L, v, node);
+    if (comb != KIR_ADD) {
+        itr_dim cnt = itr_dim_const((struct itr_program *)L->p, 1);
+        for (int j = 0; j < r; j++)
+            if (red[j]) cnt = itr_dim_binary((struct itr_program *)L->p, ITR_DIM_MUL, cnt, in->dims[j]);
+        L->s->steps[step].guard_count = cnt;
+    }
+}
+
 static void lower_reduce(struct lower *L, int32_t node) {
     const struct itr_node *n = &L->g->nodes[node];
     int32_t v = n->outputs[0];
@@ -564,6 +660,10 @@ static void lower_reduce(struct lower *L, int32_t node) {
         for (int i = 0; i < in->rank; i++) red[i] = true;
     }
     bool keep = itr_node_attr_int(n, "keepdims") != 0;
+    if (in->rank > 0 && !red[in->rank - 1]) {
+        lower_reduce_outer(L, node, red, keep);
+        return;
+    }
     begin_kernel(L);
     struct kir_kernel *k = L->k;
     note_op(L, n->op);
@@ -726,6 +826,21 @@ static void add_gemm_step(struct lower *L, int32_t node) {
     gemm_operand(L, n->inputs[1], &st->gemm_b, &st->trans_b);
 }
 
+static void add_gemm_t_step(struct lower *L, int32_t node) {
+    const struct itr_node *mm = &L->g->nodes[L->g->values[swap_last_two_source(L, L->g->nodes[node].outputs[0])].node];
+    add_node_step(L, node);
+    struct kir_step *st = &L->s->steps[L->s->n_steps - 1];
+    st->kind = KIR_STEP_GEMM;
+    int32_t a, b;
+    bool ta, tb;
+    gemm_operand(L, mm->inputs[0], &a, &ta);
+    gemm_operand(L, mm->inputs[1], &b, &tb);
+    st->gemm_a = b;
+    st->trans_a = !tb;
+    st->gemm_b = a;
+    st->trans_b = !ta;
+}
+
 // ---------------------------------------------------------------- the schedule
 
 struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct itr_diags *d) {
@@ -753,12 +868,20 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         L.uses[g->outputs[i]]++;
         s->materialised[g->outputs[i]] = true;
     }
+    for (int i = 0; i < g->n_nodes; i++) {
+        int32_t m = swap_last_two_source(&L, g->nodes[i].outputs[0]);
+        if (m < 0 || g->values[m].kind != ITR_VALUE_NODE || L.uses[m] != 1 || s->materialised[m]) continue;
+        int32_t mn = g->values[m].node;
+        if (g->nodes[mn].op != ITR_OP_MATMUL || !itr_dtype_is_float(g->values[m].type.dtype)) continue;
+        L.how[i] = HOW_GEMM_T;
+        L.how[mn] = HOW_NONE;
+    }
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].kind != ITR_VALUE_NODE) s->materialised[i] = true;
     // Node results that are not inlined, and operands of NODE steps.
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
-        if (L.how[i] != HOW_INLINE)
+        if (L.how[i] != HOW_INLINE && L.how[i] != HOW_NONE)
             for (int j = 0; j < n->n_outputs; j++) s->materialised[n->outputs[j]] = true;
         if (L.how[i] == HOW_NODE)
             for (int j = 0; j < n->n_inputs; j++) s->materialised[n->inputs[j]] = true;
@@ -769,7 +892,8 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         const struct itr_node *n = &g->nodes[i];
         if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]))
             s->materialised[n->outputs[0]] = true;
-        if (L.how[i] == HOW_MATMUL && itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {
+        if ((L.how[i] == HOW_MATMUL || L.how[i] == HOW_NONE) && n->op == ITR_OP_MATMUL &&
+            itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {
             // the library reads operands in memory: materialise what is not
             // (the source of a last-two-axes transpose, or the operand)
             for (int j = 0; j < n->n_inputs; j++) {
@@ -802,6 +926,8 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
             if (itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) add_gemm_step(&L, i);
             else lower_matmul(&L, i);
             break;
+        case HOW_GEMM_T: add_gemm_t_step(&L, i); break;
+        case HOW_NONE: break;
         case HOW_INLINE:
             if (s->materialised[n->outputs[0]]) lower_inline(&L, n->outputs[0], i);
             break;

@@ -1433,7 +1433,7 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
                 if (y->bufs[b] < 0 || y->bufs[b] >= g->n_values) ok = bad(r, "schedule of '%s': step %zu binds a bad value", g->name, i);
             }
         } else if (st->kind == KIR_STEP_GEMM) {
-            if (n->op != ITR_OP_MATMUL || y->gemm_a < 0 || y->gemm_a >= g->n_values || y->gemm_b < 0 || y->gemm_b >= g->n_values)
+            if ((n->op != ITR_OP_MATMUL && n->op != ITR_OP_TRANSPOSE) || y->gemm_a < 0 || y->gemm_a >= g->n_values || y->gemm_b < 0 || y->gemm_b >= g->n_values)
                 ok = bad(r, "schedule of '%s': step %zu is a bad gemm", g->name, i);
         } else if (y->body) {
             const struct itr_attr *ba = itr_node_attr(n, "body");

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backends/cpu/gemm.h"
 #include "backends/llvm/llvm_jit.h"
@@ -129,6 +130,8 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
 // ---------------------------------------------------------------- executables
 
 struct itr_llvm_exe {
+    double *step_seconds;          // ITRC_PROFILE: time spent in each step over all runs
+    int64_t runs;
     const struct itr_graph *g;
     const struct kir_schedule *s;  // borrowed
     bool owns;                     // the JIT and the pool (false for scan bodies)
@@ -149,6 +152,8 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->pool = pool;
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
+    const char *prof = getenv("ITRC_PROFILE");
+    if (prof && prof[0] && strcmp(prof, "0") != 0) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
         itr_llvm_exe_free(e);
         return NULL;
@@ -173,8 +178,49 @@ struct itr_llvm_exe *itr_llvm_exe_new(const struct itr_graph *g, const struct ki
     return exe_build(g, s, jit, threads > 1 ? pool_new(threads) : NULL, true, d);
 }
 
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+struct step_time { int step; double s; };
+
+static int by_time_desc(const void *a, const void *b) {
+    double x = ((const struct step_time *)a)->s, y = ((const struct step_time *)b)->s;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+// ITRC_PROFILE=1: where the time of this executable's runs went, the
+// costliest steps first (stderr, when the executable is released).
+static void print_profile(const struct itr_llvm_exe *e) {
+    const struct kir_schedule *s = e->s;
+    double total = 0;
+    struct step_time *t = xcalloc((size_t)s->n_steps, sizeof *t);
+    for (int i = 0; i < s->n_steps; i++) {
+        t[i] = (struct step_time){ i, e->step_seconds[i] };
+        total += e->step_seconds[i];
+    }
+    qsort(t, (size_t)s->n_steps, sizeof *t, by_time_desc);
+    fprintf(stderr, "profile of '%s': %lld runs, %.4f s in %d steps\n", e->g->name, (long long)e->runs, total,
+            s->n_steps);
+    for (int i = 0; i < s->n_steps && i < 15; i++) {
+        const struct kir_step *st = &s->steps[t[i].step];
+        const struct itr_node *n = &e->g->nodes[st->node];
+        const char *what = st->kind == KIR_STEP_KERNEL ? s->kernels[st->kernel]->name
+                           : st->kind == KIR_STEP_GEMM ? "gemm" : itr_op_name(n->op);
+        fprintf(stderr, "  %6.2f%%  %9.4f s  step %d %s -> %s%s%s\n", total > 0 ? 100 * t[i].s / total : 0, t[i].s,
+                t[i].step, what, e->g->values[n->outputs[0]].name, n->scope ? " in " : "", n->scope ? n->scope : "");
+    }
+    free(t);
+}
+
 void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     if (!e) return;
+    if (e->step_seconds) {
+        print_profile(e);
+        free(e->step_seconds);
+    }
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_free(e->bodies[i]);
     free(e->bodies);
     free(e->fns);
@@ -342,6 +388,8 @@ static struct lane lane_of(const struct itr_tensor *t, int ax) {
     return l;
 }
 
+#define GEMM_PARALLEL_MIN_MACS (1 << 21)
+
 // A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
 // the operands' batch dims broadcast (numpy rules, right-aligned).
 static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
@@ -364,7 +412,9 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
     int64_t batch = 1, nbatch = rc - 2;
     for (int i = 0; i < nbatch; i++) batch *= C->shape[i];
     size_t es = itr_dtype_size(C->dtype);
-    int threads = e->pool ? e->pool->n : 1;
+    // Waking OpenBLAS's threads costs more than a small product gains from
+    // them (and its waiting threads spin against ours).
+    int threads = e->pool && (double)m * (double)nn * (double)k >= GEMM_PARALLEL_MIN_MACS ? e->pool->n : 1;
     for (int64_t bi = 0; bi < batch; bi++) {
         // offsets of this batch index in A and B (stride 0 where a dim is 1)
         int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
@@ -541,7 +591,9 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
 
     void *bufs_small[32];
     int64_t dims_small[32];
+    e->runs++;
     for (int si = 0; si < s->n_steps && ok; si++) {
+        double t0 = e->step_seconds ? now_seconds() : 0;
         const struct kir_step *st = &s->steps[si];
         const struct itr_node *n = &g->nodes[st->node];
         bool as_node = st->kind == KIR_STEP_NODE;
@@ -584,6 +636,7 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
             if (bufs != bufs_small) free(bufs);
             if (dv != dims_small) free(dv);
         }
+        if (e->step_seconds) e->step_seconds[si] += now_seconds() - t0;
         if (!ok) break;
         // Free what this step was the last to read, and results nobody reads.
         for (int v = 0; v < nv; v++)

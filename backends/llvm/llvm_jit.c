@@ -60,7 +60,7 @@ bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j) { (void)j; return
 #include "backends/llvm/render.h"
 
 // Part of the cache key: bump when the rendering of any construct changes.
-#define ITR_LLVM_RENDER_VERSION "itrc-llvm-render-1"
+#define ITR_LLVM_RENDER_VERSION "itrc-llvm-render-3"
 
 struct itr_llvm_jit {
     LLVMOrcLLJITRef jit;
@@ -250,6 +250,8 @@ static uint64_t module_key(const struct itr_llvm_jit *j, struct kir_kernel *cons
     hash_str(h, j ? j->triple : "");
     hash_str(h, j ? j->cpu : "");
     hash_str(h, j ? j->features : "");
+    const char *passes = getenv("ITRC_LLVM_PASSES");   // objects of another pipeline are other objects
+    hash_str(h, passes ? passes : "");
     hash_i64(h, n);
     for (int i = 0; i < n; i++) hash_kernel(h, kernels[i]);
     uint64_t r = XXH3_64bits_digest(h);
@@ -431,7 +433,12 @@ static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, struct kir_ker
         LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
         LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
         LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
-        LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", j->tm, o);
+        // default<O2>: the kernels run as fast as at O3 (loop and SLP
+        // vectorisation are on at both) and compile about a third faster
+        // (docs/performance.md). ITRC_LLVM_PASSES overrides it, for
+        // experiments with the pipeline.
+        const char *passes = getenv("ITRC_LLVM_PASSES");
+        LLVMErrorRef e = LLVMRunPasses(m, passes && passes[0] ? passes : "default<O2>", j->tm, o);
         LLVMDisposePassBuilderOptions(o);
         if (e) {
             llvm_error(d, e, "optimising the kernel module");

@@ -1,6 +1,6 @@
 // The LLVM backend's renderer and JIT (backends.md §3, §6): kernel IR
 // (ir/kir.h) becomes one LLVM module per itr_llvm_compile call, built with
-// the LLVM 14 C API, optimised at O3 for the host CPU (loop and SLP
+// the LLVM 14 C API, optimised at O2 for the host CPU (loop and SLP
 // vectorisation on) and run by ORC LLJIT.
 //
 // Every rendered kernel has kir.h's CPU calling convention, itr_kernel_fn.
@@ -15,6 +15,7 @@
 //                      (A dump compiles: objects are then not read from the
 //                      cache, only written.)
 //   ITRC_NO_CACHE=1    do not read or write the on-disk object cache.
+//   ITRC_LLVM_PASSES   the optimisation pipeline (default "default<O2>").
 //   XDG_CACHE_HOME     the cache lives in $XDG_CACHE_HOME/itrc (default
 //                      ~/.cache/itrc); one object file per module, named by
 //                      a hash of the kernel IR, the CPU name and features,

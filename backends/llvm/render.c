@@ -60,6 +60,14 @@ struct rctx {
     LLVMValueRef *dimv;        // dim values (inner params)
     LLVMValueRef begin, end;
     LLVMValueRef *slot;        // per var: alloca (accumulators: [lanes x T])
+    // Expressions are trees in kernel IR but DAGs in practice (an operand
+    // used twice: relu's select, an index shared by loads). Within one
+    // statement every expression is evaluated in the same block, before the
+    // statement's effect, so each is rendered once per statement: memo[id]
+    // is valid while memo_gen[id] == gen. Without this a chain of n such ops
+    // renders 2^n copies.
+    LLVMValueRef *memo;
+    uint32_t *memo_gen, gen;
     LLVMTypeRef t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_void;
     char *why; size_t n;
 };
@@ -307,7 +315,19 @@ static LLVMValueRef index_expr(struct rctx *r, int32_t id) {
     return LLVMBuildSExt(r->b, v, r->t_i64, "");
 }
 
+static LLVMValueRef expr_uncached(struct rctx *r, int32_t id);
+
 static LLVMValueRef expr(struct rctx *r, int32_t id) {
+    if (r->memo_gen[id] == r->gen) return r->memo[id];
+    LLVMValueRef v = expr_uncached(r, id);
+    if (v) {
+        r->memo[id] = v;
+        r->memo_gen[id] = r->gen;
+    }
+    return v;
+}
+
+static LLVMValueRef expr_uncached(struct rctx *r, int32_t id) {
     const struct kir_kernel *k = r->k;
     const struct kir_expr *e = &k->exprs[id];
     LLVMTypeRef lt = ty(r, e->type);
@@ -426,6 +446,7 @@ static bool render_for(struct rctx *r, const struct kir_stmt *s) {
 static bool stmt(struct rctx *r, int32_t id) {
     const struct kir_kernel *k = r->k;
     const struct kir_stmt *s = &k->stmts[id];
+    if (s->kind != KIR_S_SEQ) r->gen++;   // a new statement: earlier values may be stale
     switch (s->kind) {
     case KIR_S_SEQ:
         for (int i = 0; i < s->n_body; i++)
@@ -519,8 +540,11 @@ bool itr_llvm_render_kernel(LLVMModuleRef m, const struct kir_kernel *k, const c
     r.bufp = calloc((size_t)k->n_bufs + 1, sizeof *r.bufp);
     r.dimv = calloc((size_t)k->n_dims + 1, sizeof *r.dimv);
     r.slot = calloc((size_t)k->n_vars + 1, sizeof *r.slot);
-    if (!pt || !r.bufp || !r.dimv || !r.slot) {
-        free(pt), free(r.bufp), free(r.dimv), free(r.slot);
+    r.memo = calloc((size_t)k->n_exprs + 1, sizeof *r.memo);
+    r.memo_gen = calloc((size_t)k->n_exprs + 1, sizeof *r.memo_gen);
+    r.gen = 1;
+    if (!pt || !r.bufp || !r.dimv || !r.slot || !r.memo || !r.memo_gen) {
+        free(pt), free(r.bufp), free(r.dimv), free(r.slot), free(r.memo), free(r.memo_gen);
         return fail(&r, "out of memory");
     }
     for (int i = 0; i < k->n_bufs; i++) pt[i] = LLVMPointerType(elem_ty(&r, k->bufs[i].dtype), 0);
@@ -529,7 +553,7 @@ bool itr_llvm_render_kernel(LLVMModuleRef m, const struct kir_kernel *k, const c
     size_t sl = strlen(symbol);
     char *inner_name = malloc(sl + 6);
     if (!inner_name) {
-        free(pt), free(r.bufp), free(r.dimv), free(r.slot);
+        free(pt), free(r.bufp), free(r.dimv), free(r.slot), free(r.memo), free(r.memo_gen);
         return fail(&r, "out of memory");
     }
     memcpy(inner_name, symbol, sl);
@@ -596,7 +620,7 @@ bool itr_llvm_render_kernel(LLVMModuleRef m, const struct kir_kernel *k, const c
         free(args);
     }
     LLVMDisposeBuilder(r.b);
-    free(pt), free(r.bufp), free(r.dimv), free(r.slot);
+    free(pt), free(r.bufp), free(r.dimv), free(r.slot), free(r.memo), free(r.memo_gen);
     return ok;
 }
 
