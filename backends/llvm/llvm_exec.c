@@ -411,6 +411,14 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
     int64_t lda = A->shape[ra - 1], ldb = B->shape[rb - 1];
     int64_t batch = 1, nbatch = rc - 2;
     for (int i = 0; i < nbatch; i++) batch *= C->shape[i];
+    // x[..., m, k] . W[k, n] (a projection applied to every position): the
+    // batch rows of a stored A are consecutive rows of one matrix, so one
+    // product of (batch * m) rows replaces batch small ones.
+    if (batch > 1 && rb == 2 && !st->trans_a && ra == rc) {
+        m *= batch;
+        batch = 1;
+        nbatch = 0;
+    }
     size_t es = itr_dtype_size(C->dtype);
     // Waking OpenBLAS's threads costs more than a small product gains from
     // them (and its waiting threads spin against ours).
