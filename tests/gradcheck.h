@@ -228,10 +228,16 @@ static struct itr_tensor *gc_as_(const struct itr_tensor *t, enum itr_dtype dt) 
 static bool gc_run_(struct itr_graph *g, struct itr_tensor **in, struct itr_tensor **params,
                     struct itr_dim_bindings *dims, bool f64, int loss, double *L, struct itr_tensor **outs,
                     struct itr_diags *d) {
-    struct itr_ref_options ro = { f64 };
     struct itr_tensor **o = calloc((size_t)g->n_outputs + 1, sizeof *o);
     if (!o) return false;
+#ifdef GRADCHECK_RUN
+    // tests/test_gradcheck_llvm.c: every run (the gradient graph and each
+    // finite-difference probe) on a compiled backend instead
+    bool ok = GRADCHECK_RUN(g, in, params, dims, f64, o, d);
+#else
+    struct itr_ref_options ro = { f64 };
     bool ok = itr_ref_run(g, in, params, dims, &ro, o, d);
+#endif
     if (ok && L) *L = itr_tensor_get(o[loss], 0);
     for (int k = 0; k < g->n_outputs; k++) {
         if (ok && outs) outs[k] = o[k];
