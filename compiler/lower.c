@@ -563,13 +563,23 @@ static int32_t reduce_init(struct lower *L, enum kir_type t, enum kir_op comb) {
                                                    : (t == KIR_I32 ? INT32_MAX : INT64_MAX));
 }
 
+// The accumulator type of a reduction: f32 sums accumulate in f64, as the
+// reference interpreter does, so that a gradient that is exactly zero in
+// exact arithmetic (a bias before batch norm) comes out zero rather than
+// f32 rounding noise, which Adam would turn into full-size steps.
+static enum kir_type acc_type(enum kir_type t, enum kir_op comb) {
+    return t == KIR_F32 && comb == KIR_ADD ? KIR_F64 : t;
+}
+
+#define COLUMN_BLOCK 8
+
 // A reduction whose innermost input axis is kept (a sum over time, over the
-// batch, over regions): the result is accumulated in place, walking the
-// input in memory order, so the innermost loop reads and writes contiguous
-// rows (vectorised) instead of striding down a column per output element.
-// Every output element still sees its inputs in index order. The parallel
-// loop runs over the first input axis when that axis is kept (disjoint
-// outputs); otherwise the kernel is one serial pass.
+// batch, over regions). Each block of COLUMN_BLOCK adjacent output columns
+// has one accumulator whose lanes are those columns; the reduced axes are
+// walked in index order for the whole block, so every load is a contiguous
+// run of columns and every output element sees its inputs in index order.
+// The parallel loop runs over the first kept axis (disjoint outputs); when
+// the innermost axis is the only kept one, the column blocks are.
 static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, bool keep) {
     const struct itr_node *n = &L->g->nodes[node];
     int32_t v = n->outputs[0];
@@ -580,60 +590,108 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     int32_t ob = out_buffer(L, v);
     enum kir_type t = ktype(L, res->dtype);
     enum kir_op comb = reduce_combine(n->op);
+    enum kir_type at = acc_type(t, comb);
     int r = in->rank;
     int32_t ii[ITR_MAX_RANK], oi[ITR_MAX_RANK];
-    // The parallel loop (first axis, when kept), shared by the three passes.
-    int32_t seq = k->body, first = 0;
-    if (!red[0]) {
-        int32_t var = kir_add_var(k, "i0", KIR_VAR_LOOP, KIR_I64);
-        k->parallel_hi = dexpr(L, in->dims[0]);
-        k->parallel_dim = in->dims[0];
-        int32_t f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+    int32_t seq = k->body;
+    bool parallel_done = false;
+    // kept axes but the innermost, outermost first
+    for (int j = 0; j < r - 1; j++) {
+        if (red[j]) continue;
+        char nm[16];
+        snprintf(nm, sizeof nm, "i%d", j);
+        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+        int32_t f;
+        if (!parallel_done) {
+            k->parallel_hi = dexpr(L, in->dims[j]);
+            k->parallel_dim = in->dims[j];
+            f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+            parallel_done = true;
+        } else {
+            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
+        }
         kir_append(k, seq, f);
         seq = kir_for_body(k, f);
-        ii[0] = kir_var_ref(k, var);
-        first = 1;
+        ii[j] = kir_var_ref(k, var);
     }
-    // The output index from the input index (reduced axes dropped, or 0 when kept).
-    #define OUT_INDEX()                                                                 \
-        do {                                                                            \
-            int o_ = 0;                                                                 \
-            for (int j = 0; j < r; j++) {                                               \
-                if (!red[j]) oi[o_++] = ii[j];                                          \
-                else if (keep) oi[o_++] = kir_iconst(k, 0);                             \
-            }                                                                           \
-        } while (0)
-    // pass 1: the output slice = init; pass 2: accumulate; pass 3 (mean): divide
-    for (int pass = 0; pass < 3; pass++) {
-        if (pass == 2 && n->op != ITR_OP_MEAN) break;
-        int32_t body = seq;
-        for (int j = first; j < r; j++) {
-            if (pass != 1 && red[j]) { ii[j] = kir_iconst(k, 0); continue; }
+    int32_t ncol = dexpr(L, in->dims[r - 1]);
+    int32_t nblk = kir_binary(k, KIR_DIV, ncol, kir_iconst(k, COLUMN_BLOCK));
+    // two column loops: full blocks (lanes = columns), then the tail (one lane)
+    for (int part = 0; part < 2; part++) {
+        int lanes = part == 0 ? COLUMN_BLOCK : 1;
+        int32_t cvar = kir_add_var(k, part == 0 ? "cb" : "ct", KIR_VAR_LOOP, KIR_I64);
+        // Statements are created parent first (plans rely on that order).
+        int32_t outer = seq;
+        if (part == 1 && !parallel_done) {
+            int32_t last = kir_if(k, kir_binary(k, KIR_GE, kir_end(k), nblk));
+            kir_append(k, seq, last);
+            outer = k->stmts[last].body[0];
+        }
+        int32_t f;
+        if (part == 0 && !parallel_done) {
+            k->parallel_hi = nblk;
+            k->parallel_dim = itr_dim_binary((struct itr_program *)L->p, ITR_DIM_DIV, in->dims[r - 1],
+                                             itr_dim_const((struct itr_program *)L->p, COLUMN_BLOCK));
+            f = kir_for(k, cvar, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+        } else if (part == 0) {
+            f = kir_for(k, cvar, kir_iconst(k, 0), nblk, KIR_LOOP_SERIAL);
+        } else {
+            // the tail columns; with the blocks as the parallel loop, the
+            // iteration that holds the last block does them
+            f = kir_for(k, cvar, kir_imul(k, nblk, kir_iconst(k, COLUMN_BLOCK)), ncol, KIR_LOOP_SERIAL);
+        }
+        kir_append(k, outer, f);
+        int32_t body = kir_for_body(k, f);
+        int32_t acc = kir_add_acc(k, "acc", at, lanes, comb);
+        kir_append(k, body, kir_acc_init(k, acc, reduce_init(L, at, comb)));
+        int32_t rs = body;
+        for (int j = 0; j < r - 1; j++) {
+            if (!red[j]) continue;
             char nm[16];
-            snprintf(nm, sizeof nm, "%c%d", red[j] ? 'r' : 'i', j);
+            snprintf(nm, sizeof nm, "r%d", j);
             int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
-            int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]),
-                                j == r - 1 ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
-            kir_append(k, body, f);
-            body = kir_for_body(k, f);
+            int32_t fr = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
+            kir_append(k, rs, fr);
+            rs = kir_for_body(k, fr);
             ii[j] = kir_var_ref(k, var);
         }
-        OUT_INDEX();
-        int32_t at = linear(L, res, oi);
-        int32_t val;
-        if (pass == 0) {
-            val = reduce_init(L, t, comb);
-        } else if (pass == 1) {
-            val = kir_binary(k, comb, kir_load(k, ob, at), value_at(L, n->inputs[0], ii));
+        int32_t col_base = part == 0 ? kir_imul(k, kir_var_ref(k, cvar), kir_iconst(k, COLUMN_BLOCK)) : kir_var_ref(k, cvar);
+        int32_t lane_e, upd_seq = rs;
+        if (lanes > 1) {
+            int32_t lv = kir_add_var(k, "lane", KIR_VAR_LOOP, KIR_I64);
+            int32_t fl = kir_for(k, lv, kir_iconst(k, 0), kir_iconst(k, lanes), KIR_LOOP_UNROLL);
+            kir_append(k, rs, fl);
+            upd_seq = kir_for_body(k, fl);
+            lane_e = kir_var_ref(k, lv);
         } else {
+            lane_e = kir_iconst(k, 0);
+        }
+        ii[r - 1] = kir_iadd(k, col_base, lane_e);
+        kir_append(k, upd_seq, kir_acc_update(k, acc, lane_e, kir_cast(k, at, value_at(L, n->inputs[0], ii))));
+        // store every lane
+        int32_t st_seq = body, st_lane = kir_iconst(k, 0);
+        if (lanes > 1) {
+            int32_t lv = kir_add_var(k, "lane", KIR_VAR_LOOP, KIR_I64);
+            int32_t fl = kir_for(k, lv, kir_iconst(k, 0), kir_iconst(k, lanes), KIR_LOOP_UNROLL);
+            kir_append(k, body, fl);
+            st_seq = kir_for_body(k, fl);
+            st_lane = kir_var_ref(k, lv);
+        }
+        ii[r - 1] = kir_iadd(k, col_base, st_lane);
+        int o = 0;
+        for (int j = 0; j < r; j++) {
+            if (!red[j]) oi[o++] = ii[j];
+            else if (keep) oi[o++] = kir_iconst(k, 0);
+        }
+        int32_t val = kir_acc_ref(k, acc, st_lane);
+        if (n->op == ITR_OP_MEAN) {
             int32_t count = kir_iconst(k, 1);
             for (int j = 0; j < r; j++)
                 if (red[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
-            val = kir_binary(k, KIR_DIV, kir_load(k, ob, at), kir_cast(k, t, count));
+            val = kir_binary(k, KIR_DIV, val, kir_cast(k, at, count));
         }
-        kir_append(k, body, kir_store(k, ob, at, val));
+        kir_append(k, st_seq, kir_store(k, ob, linear(L, res, oi), kir_cast(k, t, val)));
     }
-    #undef OUT_INDEX
     int step = L->s->n_steps;
     finish_kernel(L, v, node);
     if (comb != KIR_ADD) {
@@ -673,16 +731,13 @@ static void lower_reduce(struct lower *L, int32_t node) {
     enum kir_type t = ktype(L, res->dtype);
     bool fl = t == KIR_F32 || t == KIR_F64;
     enum kir_op comb = n->op == ITR_OP_MAX ? KIR_MAX : n->op == ITR_OP_MIN ? KIR_MIN : KIR_ADD;
-    int32_t init;
-    if (comb == KIR_ADD) init = fl ? fconst(L, t, 0) : kir_const_int(k, t, 0);
-    else if (fl) init = fconst(L, t, comb == KIR_MAX ? -INFINITY : INFINITY);
-    else init = kir_const_int(k, t, comb == KIR_MAX ? (t == KIR_I32 ? INT32_MIN : INT64_MIN)
-                                                     : (t == KIR_I32 ? INT32_MAX : INT64_MAX));
+    enum kir_type at = acc_type(t, comb);
+    int32_t init = reduce_init(L, at, comb);
     int last_red = -1;
     for (int j = 0; j < in->rank; j++)
         if (red[j]) last_red = j;
     int lanes = last_red >= 0 && fl ? REDUCE_LANES : 1;
-    int32_t acc = kir_add_acc(k, "acc", t, lanes, comb);
+    int32_t acc = kir_add_acc(k, "acc", at, lanes, comb);
     kir_append(k, body, kir_acc_init(k, acc, init));
     // input indices: kept axes from the result's loops, reduced ones from new loops
     int32_t ii[ITR_MAX_RANK];
@@ -716,27 +771,27 @@ static void lower_reduce(struct lower *L, int32_t node) {
             kir_append(k, kir_for_body(k, f), fl2);
             int32_t lane = kir_var_ref(k, vl);
             ii[last_red] = kir_iadd(k, kir_imul(k, kir_var_ref(k, vo), kir_iconst(k, lanes)), lane);
-            kir_append(k, kir_for_body(k, fl2), kir_acc_update(k, acc, lane, value_at(L, n->inputs[0], ii)));
+            kir_append(k, kir_for_body(k, fl2), kir_acc_update(k, acc, lane, kir_cast(k, at, value_at(L, n->inputs[0], ii))));
             // the tail goes to lane 0, in order
             int32_t vt = kir_add_var(k, "rt", KIR_VAR_LOOP, KIR_I64);
             int32_t ft = kir_for(k, vt, kir_imul(k, kir_binary(k, KIR_DIV, d, kir_iconst(k, lanes)), kir_iconst(k, lanes)), d,
                                  KIR_LOOP_SERIAL);
             kir_append(k, seq, ft);
             ii[last_red] = kir_var_ref(k, vt);
-            kir_append(k, kir_for_body(k, ft), kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+            kir_append(k, kir_for_body(k, ft), kir_acc_update(k, acc, kir_iconst(k, 0), kir_cast(k, at, value_at(L, n->inputs[0], ii))));
         } else {
             int32_t var = kir_add_var(k, "r", KIR_VAR_LOOP, KIR_I64);
             int32_t f = kir_for(k, var, kir_iconst(k, 0), d, KIR_LOOP_SERIAL);
             kir_append(k, seq, f);
             ii[last_red] = kir_var_ref(k, var);
-            kir_append(k, kir_for_body(k, f), kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+            kir_append(k, kir_for_body(k, f), kir_acc_update(k, acc, kir_iconst(k, 0), kir_cast(k, at, value_at(L, n->inputs[0], ii))));
         }
     } else {
-        kir_append(k, seq, kir_acc_update(k, acc, kir_iconst(k, 0), value_at(L, n->inputs[0], ii)));
+        kir_append(k, seq, kir_acc_update(k, acc, kir_iconst(k, 0), kir_cast(k, at, value_at(L, n->inputs[0], ii))));
     }
     int32_t r = kir_acc_ref(k, acc, -1);
-    if (n->op == ITR_OP_MEAN) r = kir_binary(k, KIR_DIV, r, kir_cast(k, t, count));
-    kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), r));
+    if (n->op == ITR_OP_MEAN) r = kir_binary(k, KIR_DIV, r, kir_cast(k, at, count));
+    kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), kir_cast(k, t, r)));
     int step_kernel_count = L->s->n_steps;
     finish_kernel(L, v, node);
     if (comb != KIR_ADD) {

@@ -384,6 +384,10 @@ static bool check_stmt(struct vctx *c, int32_t id, int depth) {
     if (id < 0 || id >= k->n_stmts) return fail(c, "statement %d out of range", id);
     if (depth > 1000) return fail(c, "statements nest too deeply");
     const struct kir_stmt *s = &k->stmts[id];
+    // Children come after their parent, as the builders create them; plans
+    // rely on it to rule out cycles.
+    for (int i = 0; i < s->n_body; i++)
+        if (s->body[i] <= id) return fail(c, "s%d: child statement s%d was created before its parent", id, s->body[i]);
     switch (s->kind) {
     case KIR_S_SEQ: {
         // lets and accumulators declared in a sequence go out of scope at its end

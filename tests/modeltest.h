@@ -8,7 +8,10 @@
 #include <math.h>
 #include <time.h>
 
+#include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
+#include "compiler/pipeline.h"
+#include "ir/kir.h"
 #include "compiler/autodiff.h"
 #include "compiler/passes.h"
 #include "ir/bind.h"
@@ -429,6 +432,17 @@ static inline void mt_learn_run(const struct mt_learn_options *o) {
     struct itr_program *p = mt_parse_model(o->ir, ov, n_ov, true);
     CHECK(p != NULL);
     if (!p) return;
+    // Train and evaluate as `itrc compile` + `itr-run` do by default: on the
+    // fused kernels (the llvm backend) where this build has LLVM.
+    const char *backend = "ref";
+    if (itr_llvm_available()) {
+        struct itr_diags kd;
+        itr_diags_init(&kd);
+        p->kernels = calloc(1, sizeof *p->kernels);
+        CHECK(p->kernels && itr_compile_kernels(p, p->kernels, &kd));
+        itr_diags_free(&kd);
+        backend = "llvm";
+    }
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
     struct itr_trainer_options to;
@@ -456,8 +470,8 @@ static inline void mt_learn_run(const struct mt_learn_options *o) {
     // The untrained model: a run killed after its first step leaves only the step-0 checkpoint.
     mt_train_eval(p, &to, run0, "", &res, &secs, &chance, &trained, &d);
     printf("  %s %s: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=16, Adam %g); "
-           "%.1f s CPU, last loss %.4g\n",
-           o->label, dsize, chance, trained, res.steps, o->epochs, o->lr, secs, res.last_loss);
+           "%.1f s CPU on %s, last loss %.4g\n",
+           o->label, dsize, chance, trained, res.steps, o->epochs, o->lr, secs, backend, res.last_loss);
     CHECK_MSG(trained >= 3 * chance, "%s: test rsum %.2f trained vs %.2f untrained: less than 3x", o->label, trained,
               chance);
     itr_diags_free(&d);
