@@ -13,7 +13,10 @@ static void *xrealloc(void *p, size_t n) {
 void itr_diags_init(struct itr_diags *d) { memset(d, 0, sizeof *d); }
 
 void itr_diags_free(struct itr_diags *d) {
-    for (int i = 0; i < d->n; i++) free(d->items[i].msg);
+    for (int i = 0; i < d->n; i++) {
+        free(d->items[i].msg);
+        free((char *)d->items[i].loc.file);
+    }
     free(d->items);
     for (int i = 0; i < d->n_sources; i++) { free(d->sources[i].path); free(d->sources[i].text); }
     free(d->sources);
@@ -35,6 +38,14 @@ void itr_diag_vreport(struct itr_diags *d, enum itr_severity sev, struct itr_loc
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 8;
         d->items = xrealloc(d->items, (size_t)d->cap * sizeof *d->items);
+    }
+    // The diagnostic keeps its own copy of the file name: a location may
+    // name a string that is freed before the diagnostics are printed (a
+    // session's weights file, a program's source path).
+    if (loc.file) {
+        char *f = strdup(loc.file);
+        if (!f) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+        loc.file = f;
     }
     d->items[d->n++] = (struct itr_diag){ sev, loc, msg };
 }

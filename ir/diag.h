@@ -23,7 +23,7 @@ enum itr_severity { ITR_SEV_ERROR, ITR_SEV_WARNING, ITR_SEV_NOTE };
 
 struct itr_diag {
     enum itr_severity sev;
-    struct itr_loc loc;
+    struct itr_loc loc;        // loc.file is the diagnostic's own copy
     char *msg;
 };
 
