@@ -563,6 +563,16 @@ static int32_t reduce_init(struct lower *L, enum kir_type t, enum kir_op comb) {
                                                    : (t == KIR_I32 ? INT32_MAX : INT64_MAX));
 }
 
+// max/min over nothing is the reference's error: the step runs as its node
+// when the reduced element count is 0 at run time.
+static void guard_empty(struct lower *L, int step, const struct itr_type *in, const bool *red) {
+    struct itr_program *p = (struct itr_program *)L->p;   // dims are hash-consed into the program's pool
+    itr_dim cnt = itr_dim_const(p, 1);
+    for (int j = 0; j < in->rank; j++)
+        if (red[j]) cnt = itr_dim_binary(p, ITR_DIM_MUL, cnt, in->dims[j]);
+    L->s->steps[step].guard_count = cnt;
+}
+
 // The accumulator type of a reduction: f32 sums accumulate in f64, as the
 // reference interpreter does, so that a gradient that is exactly zero in
 // exact arithmetic (a bias before batch norm) comes out zero rather than
@@ -694,12 +704,7 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     }
     int step = L->s->n_steps;
     finish_kernel(L, v, node);
-    if (comb != KIR_ADD) {
-        itr_dim cnt = itr_dim_const((struct itr_program *)L->p, 1);
-        for (int j = 0; j < r; j++)
-            if (red[j]) cnt = itr_dim_binary((struct itr_program *)L->p, ITR_DIM_MUL, cnt, in->dims[j]);
-        L->s->steps[step].guard_count = cnt;
-    }
+    if (comb != KIR_ADD) guard_empty(L, step, in, red);
 }
 
 static void lower_reduce(struct lower *L, int32_t node) {
@@ -792,15 +797,9 @@ static void lower_reduce(struct lower *L, int32_t node) {
     int32_t r = kir_acc_ref(k, acc, -1);
     if (n->op == ITR_OP_MEAN) r = kir_binary(k, KIR_DIV, r, kir_cast(k, at, count));
     kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), kir_cast(k, t, r)));
-    int step_kernel_count = L->s->n_steps;
+    int step = L->s->n_steps;
     finish_kernel(L, v, node);
-    if (comb != KIR_ADD) {
-        // max/min over nothing is the reference's error: the step falls back
-        itr_dim cnt = itr_dim_const((struct itr_program *)L->p, 1);
-        for (int j = 0; j < in->rank; j++)
-            if (red[j]) cnt = itr_dim_binary((struct itr_program *)L->p, ITR_DIM_MUL, cnt, in->dims[j]);
-        L->s->steps[step_kernel_count].guard_count = cnt;
-    }
+    if (comb != KIR_ADD) guard_empty(L, step, in, red);
 }
 
 static void lower_matmul(struct lower *L, int32_t node) {

@@ -70,30 +70,7 @@ const struct itr_graph *itr_exec_find_entry(const struct itr_program *p, const c
 
 bool itr_exec_bind_dim_arg(struct itr_dim_bindings *b, const struct itr_program *p, const char *arg,
                            struct itr_diags *d) {
-    const char *eq = strchr(arg, '=');
-    if (!eq || eq == arg || !eq[1]) {
-        itr_diag_error(d, ITR_NOLOC, "--dim expects NAME=VALUE, got '%s'", arg);
-        return false;
-    }
-    char *end;
-    errno = 0;
-    long long v = strtoll(eq + 1, &end, 10);
-    if (*end || errno || v < 0) {
-        itr_diag_error(d, ITR_NOLOC, "--dim %s: '%s' is not a non-negative integer", arg, eq + 1);
-        return false;
-    }
-    char name[256];
-    snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
-    if (itr_program_find_symbol(p, name) < 0) {
-        char list[1024];
-        size_t w = 0;
-        list[0] = 0;
-        for (int i = 0; i < p->n_symbols; i++) append(list, sizeof list, &w, "%s%s", i ? ", " : "", p->symbols[i].name);
-        itr_diag_error(d, ITR_NOLOC, "--dim %s: model '%s' has no dim '%s'; its dims are: %s", arg,
-                       p->name ? p->name : "?", name, w ? list : "(none)");
-        return false;
-    }
-    return itr_bindings_set(b, p, name, v, d);
+    return itr_bindings_set_arg(b, p, arg, d);
 }
 
 static struct itr_loc file_loc(const char *what) { return (struct itr_loc){ what, 0, 0 }; }

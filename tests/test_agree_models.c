@@ -16,26 +16,11 @@
 #include "ir/plan.h"
 #include "ir/rng.h"
 #include "test.h"
-
-static const char *const SMALL[] = { "D=16",        "W=8",      "img_dim=24", "R=5",   "sim_dim=8", "d_img=16",
-                                     "img_heads=2", "img_ff=32", "heads=2",   "ff=32", "tok_dim=12" };
-#define N_SMALL (int)(sizeof SMALL / sizeof SMALL[0])
+#include "testutil.h"
 
 static struct itr_program *compile_small(const char *path) {
-    const char *ov[N_SMALL];
-    int n = 0;
-    for (int k = 0; k < N_SMALL; k++) {   // the overrides this model declares
-        struct itr_compile_options o;
-        itr_compile_options_init(&o);
-        o.defines = &SMALL[k];
-        o.n_defines = 1;
-        o.opt_level = 0;
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct itr_program *p = itr_elaborate_file(path, &o, &d);
-        if (p) { ov[n++] = SMALL[k]; itr_program_free(p); }
-        itr_diags_free(&d);
-    }
+    const char *ov[TU_N_SMALL_SIZES];
+    int n = tu_small_overrides(path, ov);
     struct itr_compile_options o;
     itr_compile_options_init(&o);
     o.defines = ov;

@@ -17,39 +17,18 @@
 #include "ir/rng.h"
 #include "ir/text.h"
 #include "test.h"
-
-// Small sizes for the models' config parameters, as tests/test_passes.c
-// uses: the graphs, and so what folds, are the same at any size, while the
-// default sizes would make the f64 runs of every entry dominate the test.
-static const char *const SMALL[] = { "D=16",     "W=8",         "img_dim=24", "R=5",   "sim_dim=8", "d_img=16",
-                                     "img_heads=2", "img_ff=32", "heads=2",   "ff=32", "tok_dim=12" };
-#define N_SMALL (int)(sizeof SMALL / sizeof SMALL[0])
-
-// The overrides of SMALL that the model at path declares (each tried on its own), in ov; their number.
-static int small_overrides(const char *path, const char **ov) {
-    int n = 0;
-    for (int k = 0; k < N_SMALL; k++) {
-        struct itr_parse_options po = { .overrides = &SMALL[k], .n_overrides = 1 };
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct itr_program *p = itr_parse_file(path, &po, &d);
-        if (p && !itr_diags_has_errors(&d)) ov[n++] = SMALL[k];
-        if (p) itr_program_free(p);
-        itr_diags_free(&d);
-    }
-    return n;
-}
+#include "testutil.h"
 
 // The model at path as `itrc compile -O0` (simplify false) or `-O1` builds
 // it: parsed with the small overrides, training step compiled, verified;
 // the -O1 program is then packed into a plan and unpacked. NULL (reported)
 // on any failure.
 static struct itr_program *compile(const char *path, bool simplify, struct itr_simplify_stats *st) {
-    const char *ov[N_SMALL];
+    const char *ov[TU_N_SMALL_SIZES];
     struct itr_parse_options po;
     memset(&po, 0, sizeof po);
     po.overrides = ov;
-    po.n_overrides = small_overrides(path, ov);
+    po.n_overrides = tu_small_overrides(path, ov);
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_program *p = itr_parse_file(path, &po, &d);

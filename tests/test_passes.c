@@ -13,6 +13,7 @@
 #include "ir/rng.h"
 #include "ir/text.h"
 #include "test.h"
+#include "testutil.h"
 
 // ------------------------------------------------------------ building
 
@@ -608,42 +609,19 @@ TEST(simplify_reaches_fixpoint) {
     itr_program_free(p);
 }
 
-// Small sizes for the models' config parameters and dims, as the model
-// tests use (-D overrides): the graphs, and so the passes, are the same at
-// any size, but at the defaults (D=1024, img_dim=2048, ...) every run of
-// the unsimplified and simplified programs dominates the test's time.
-static const char *const SMALL[] = { "D=16",     "W=8",         "img_dim=24", "R=5",   "sim_dim=8", "d_img=16",
-                                     "img_heads=2", "img_ff=32", "heads=2",   "ff=32", "tok_dim=12" };
-#define N_SMALL (int)(sizeof SMALL / sizeof SMALL[0])
-
-// The overrides of SMALL that the model at path declares (each tried on its own), in ov; their number.
-static int small_overrides(const char *path, const char **ov) {
-    int n = 0;
-    for (int k = 0; k < N_SMALL; k++) {
-        struct itr_parse_options po = { .overrides = &SMALL[k], .n_overrides = 1 };
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct itr_program *p = itr_parse_file(path, &po, &d);
-        if (p && !itr_diags_has_errors(&d)) ov[n++] = SMALL[k];
-        if (p) itr_program_free(p);
-        itr_diags_free(&d);
-    }
-    return n;
-}
-
 // Models written in the text format simplify to programs that verify and
-// compute the same outputs; the models at the small sizes above. Symbols take their
+// compute the same outputs; the models at small sizes (TU_SMALL_SIZES). Symbols take their
 // defaults when small, else 3; integer inputs are 1 (a valid index and
 // length for any model). A model whose inputs need more than that (the
 // unsimplified run fails) is skipped.
 static void check_file(const char *path, bool lenient, bool small) {
     struct itr_diags d;
     itr_diags_init(&d);
-    const char *ov[N_SMALL];
+    const char *ov[TU_N_SMALL_SIZES];
     struct itr_parse_options po;
     memset(&po, 0, sizeof po);
     po.overrides = ov;
-    po.n_overrides = small ? small_overrides(path, ov) : 0;
+    po.n_overrides = small ? tu_small_overrides(path, ov) : 0;
     struct itr_program *p = itr_parse_file(path, &po, &d);
     if (!p) {
         itr_diags_print(&d, stderr);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "ir/text.h"
 #include "test.h"
 
 // ------------------------------------------------------------ files and bytes
@@ -157,6 +158,30 @@ static inline struct itr_attr *attr_slot(struct itr_attr *a, enum itr_op op, con
     if (k < 0) { fprintf(stderr, "test bug: op %s has no attribute %s\n", itr_op_name(op), name); abort(); }
     a[k].kind = itr_op_info(op)->attrs[k].kind;
     return &a[k];
+}
+
+// Small sizes for the models' config parameters and dims (-D overrides):
+// the graphs, and so what passes and backends do with them, are the same at
+// any size, while the defaults (D=1024, img_dim=2048, ...) would make every
+// run of every entry dominate a test's time.
+static const char *const TU_SMALL_SIZES[] = { "D=16",        "W=8",       "img_dim=24", "R=5",   "sim_dim=8", "d_img=16",
+                                              "img_heads=2", "img_ff=32", "heads=2",    "ff=32", "tok_dim=12" };
+#define TU_N_SMALL_SIZES (int)(sizeof TU_SMALL_SIZES / sizeof TU_SMALL_SIZES[0])
+
+// The overrides of TU_SMALL_SIZES that the model at path declares (each
+// tried on its own), in ov (TU_N_SMALL_SIZES slots); their number.
+static inline int tu_small_overrides(const char *path, const char **ov) {
+    int n = 0;
+    for (int k = 0; k < TU_N_SMALL_SIZES; k++) {
+        struct itr_parse_options po = { .overrides = &TU_SMALL_SIZES[k], .n_overrides = 1 };
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct itr_program *p = itr_parse_file(path, &po, &d);
+        if (p && !itr_diags_has_errors(&d)) ov[n++] = TU_SMALL_SIZES[k];
+        if (p) itr_program_free(p);
+        itr_diags_free(&d);
+    }
+    return n;
 }
 
 #endif
