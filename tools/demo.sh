@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: generate the default synthetic data set, compile VSE++ for its
-# sizes, train it for a few minutes on the CPU, evaluate on the test split
-# and print the recall table, each step one command.
+# sizes, train it for about a minute on the CPU (the LLVM backend, where
+# the build has LLVM: the plan is compiled with its kernels by default),
+# evaluate on the test split and print the recall table, each step one
+# command.
 #
 # The model is VSE++ (models/vsepp.ir) with VSE∞'s warm-up (warmup_epochs=1):
 # the sum-of-negatives hinge during the first epoch, max-violation after.
