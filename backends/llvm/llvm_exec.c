@@ -139,7 +139,36 @@ struct itr_llvm_exe {
     itr_kernel_fn *fns;
     struct pool *pool;
     struct itr_llvm_exe **bodies;  // per step: the compiled body of a scan, or NULL
+    // The values to free after each step: free_vals[free_start[i] .. free_start[i+1]) are
+    // those step i reads last, or produces when nothing reads them (derived once from
+    // the schedule's liveness, so a run does not scan every value after every step).
+    int32_t *free_start, *free_vals;
 };
+
+// Buckets the graph's intermediate values by the step after which they die.
+static void plan_frees(struct itr_llvm_exe *e) {
+    const struct kir_schedule *s = e->s;
+    const struct itr_graph *g = e->g;
+    int32_t *step_of_node = xcalloc((size_t)g->n_nodes, sizeof *step_of_node);
+    for (int i = 0; i < g->n_nodes; i++) step_of_node[i] = -1;
+    for (int i = 0; i < s->n_steps; i++) step_of_node[s->steps[i].node] = i;
+    int32_t *at = xcalloc((size_t)g->n_values, sizeof *at);
+    e->free_start = xcalloc((size_t)s->n_steps + 2, sizeof *e->free_start);
+    for (int v = 0; v < g->n_values; v++) {
+        at[v] = -1;
+        if (g->values[v].kind != ITR_VALUE_NODE || s->last_step[v] >= s->n_steps) continue;   // inputs, outputs
+        at[v] = s->last_step[v] >= 0 ? s->last_step[v] : step_of_node[g->values[v].node];
+        if (at[v] >= 0) e->free_start[at[v] + 1]++;
+    }
+    for (int i = 0; i < s->n_steps; i++) e->free_start[i + 1] += e->free_start[i];
+    e->free_vals = xcalloc((size_t)e->free_start[s->n_steps] + 1, sizeof *e->free_vals);
+    int32_t *fill = xcalloc((size_t)s->n_steps + 1, sizeof *fill);
+    for (int v = 0; v < g->n_values; v++)
+        if (at[v] >= 0) e->free_vals[e->free_start[at[v]] + fill[at[v]]++] = v;
+    free(fill);
+    free(at);
+    free(step_of_node);
+}
 
 // A scan body's executable shares its parent's JIT and thread pool.
 static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct kir_schedule *s, struct itr_llvm_jit *jit,
@@ -152,6 +181,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->pool = pool;
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
+    plan_frees(e);
     const char *prof = getenv("ITRC_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
@@ -223,6 +253,8 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     }
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_free(e->bodies[i]);
     free(e->bodies);
+    free(e->free_start);
+    free(e->free_vals);
     free(e->fns);
     if (e->owns) {
         pool_free(e->pool);
@@ -647,13 +679,10 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
         if (e->step_seconds) e->step_seconds[si] += now_seconds() - t0;
         if (!ok) break;
         // Free what this step was the last to read, and results nobody reads.
-        for (int v = 0; v < nv; v++)
-            if (owned[v] && val[v] && s->last_step[v] <= si && s->last_step[v] != s->n_steps &&
-                g->values[v].kind == ITR_VALUE_NODE) {
-                bool is_out = false;
-                for (int o = 0; o < g->n_outputs && !is_out; o++) is_out = g->outputs[o] == v;
-                if (!is_out) { itr_tensor_free(val[v]); val[v] = NULL; owned[v] = false; }
-            }
+        for (int32_t f = e->free_start[si]; f < e->free_start[si + 1]; f++) {
+            int32_t v = e->free_vals[f];
+            if (owned[v]) { itr_tensor_free(val[v]); val[v] = NULL; owned[v] = false; }
+        }
     }
     for (int k = 0; k < g->n_outputs && ok; k++) {
         int32_t v = g->outputs[k];
