@@ -294,22 +294,25 @@ TEST(saf_training_matches_pytorch) { check_training("saf"); }
 // SAF learns at D=16 / sim_dim=8. SGR does not: its three graph steps
 // at sim_dim=8 stay near chance (test rsum ~98 of 57 untrained, even with
 // a sum hinge throughout); at D=32 / sim_dim=16 it learns and keeps
-// learning after the switch to max-violation.
+// learning after the switch to max-violation. At Adam 0.003 with 5 warm-up
+// epochs SGR still collapsed on 2 of 4 data-order seeds (5-8), and which ones
+// moved with the last bits of a GEMM's summation order; at 0.006 with 6 it
+// learned on all four (test rsum 4.0-6.8x untrained).
 static const char *const LEARN_SAF[] = { "D=16", "sim_dim=8", "W=8", "gru_init=0.25", "dropout_p=0",
                                          "warmup_epochs=7" };
 static const char *const LEARN_SGR[] = { "D=32", "sim_dim=16", "W=8", "gru_init=0.17677669529663687", "dropout_p=0",
-                                         "warmup_epochs=5" };
+                                         "warmup_epochs=6" };
 
-static void learn(const char *model, const char *const *size) {
+static void learn(const char *model, const char *const *size, double lr) {
     char ir[512];
     snprintf(ir, sizeof ir, ITR_SOURCE_DIR "/models/%s.ir", model);
-    struct mt_learn_options o = { .ir = ir, .label = model, .n_train = 200, .n_test = 50, .epochs = 10, .lr = 0.003,
+    struct mt_learn_options o = { .ir = ir, .label = model, .n_train = 200, .n_test = 50, .epochs = 10, .lr = lr,
                                   .size = size, .n_size = 6 };
     mt_learn_run(&o);
 }
 
-TEST(saf_learns_well_above_chance) { learn("saf", LEARN_SAF); }
-TEST(sgr_learns_well_above_chance) { learn("sgr", LEARN_SGR); }
+TEST(saf_learns_well_above_chance) { learn("saf", LEARN_SAF, 0.003); }
+TEST(sgr_learns_well_above_chance) { learn("sgr", LEARN_SGR, 0.006); }
 
 int main(void) {
     if (!tmpdir_create("sgraf")) return 1;
