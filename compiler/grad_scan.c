@@ -3,10 +3,12 @@
 // A scan's adjoint needs, at every step t, the carries the body saw at t,
 // but the forward scan keeps only the final ones. So the rule
 //   1. adds a "record" scan: the same loop, whose body also emits its
-//      incoming carries as per-step outputs (stacked like any output). It
-//      recomputes the forward loop; a later pass may merge the two scans,
-//      since the record scan computes a superset of the forward one;
-//   2. builds a backward body: it replays the forward body on (c_t, x_t, k),
+//      incoming carries, and the products of its matmuls that the backward
+//      body uses, as per-step outputs (stacked like any output). CSE then
+//      merges it with the forward scan (compiler/passes.h), as it computes a
+//      superset of the forward one, so the loop runs once;
+//   2. builds a backward body: it replays the forward body on (c_t, x_t, k)
+//      (reading the recorded products rather than recomputing them),
 //      differentiates that replay with itr_vjp (so nested scans recurse) and
 //      returns the adjoint of c_t as the next carry, the running sum of the
 //      constants' adjoints as another carry, and the adjoint of x_t as a
@@ -143,9 +145,10 @@ static struct itr_attr *scan_attrs(struct itr_grad_ctx *c, struct itr_graph *bod
 
 // Step 1: the forward scan again, with the incoming carries of every step as
 // extra stacked outputs; rec[i] receives the one of carry i.
-static bool record_carries(struct itr_grad_ctx *c, const struct itr_node *n, const struct scan_sig *s, int32_t *rec) {
+static bool record_carries(struct itr_grad_ctx *c, const struct itr_node *n, const struct scan_sig *s,
+                           const int32_t *rec_vals, int n_rec, int32_t *rec) {
     const struct itr_graph *body = s->body;
-    if (body->n_outputs + s->nc > MAX_RESULTS) {
+    if (body->n_outputs + s->nc + n_rec > MAX_RESULTS) {
         itr_diag_error(c->d, n->loc, "cannot differentiate this scan: recording its %d carries would give %d results "
                        "(at most %d)", s->nc, body->n_outputs + s->nc, MAX_RESULTS);
         return false;
@@ -165,6 +168,11 @@ static bool record_carries(struct itr_grad_ctx *c, const struct itr_node *n, con
             snprintf(name, sizeof name, "%s_in", body->values[body->inputs[i]].name);
             itr_graph_add_output(r, name, map[body->inputs[i]]);
         }
+        for (int j = 0; j < n_rec; j++) {
+            char name[256];
+            snprintf(name, sizeof name, "%s_rec", body->values[rec_vals[j]].name);
+            itr_graph_add_output(r, name, map[rec_vals[j]]);
+        }
     }
     free(map);
     if (!ok) return false;
@@ -172,7 +180,7 @@ static bool record_carries(struct itr_grad_ctx *c, const struct itr_node *n, con
     if (!gb_node_multi(c, ITR_OP_SCAN, n->inputs, n->n_inputs, scan_attrs(c, r, s->nc, s->ns, s->axis, s->reverse),
                        outs))
         return false;
-    for (int i = 0; i < s->nc; i++) rec[i] = outs[body->n_outputs + i];
+    for (int i = 0; i < s->nc + n_rec; i++) rec[i] = outs[body->n_outputs + i];
     return true;
 }
 
@@ -184,6 +192,10 @@ struct bwd {
     bool *dk;            // [nk] constant k is reached: it has an accumulated adjoint
     bool *dxs;           // [ns] scanned operand j is reached: it has a per-step adjoint
     int n_fc, n_dk, n_dxs, n_dy;
+    // Body values the record scan stacks so the backward body reads them
+    // instead of recomputing them (the products of the body's matmuls).
+    int32_t rec_vals[MAX_RESULTS];
+    int n_rec;
 };
 
 static void bwd_free(struct bwd *b) {
@@ -192,6 +204,9 @@ static void bwd_free(struct bwd *b) {
     free(b->dk);
     free(b->dxs);
 }
+
+static bool use_recorded_products(struct itr_grad_ctx *c, const struct itr_node *n, const struct scan_sig *s,
+                                  struct bwd *b, const int32_t *map);
 
 // Zeros with type t, built in graph g (a scan body, not the rule's graph).
 static int32_t zeros_in(struct itr_grad_ctx *c, struct itr_graph *g, const struct itr_type *t) {
@@ -356,6 +371,7 @@ static bool build_backward_body(struct itr_grad_ctx *c, const struct itr_node *n
         b->n_dxs++;
     }
     free(dk_acc);
+    if (ok) ok = use_recorded_products(c, n, s, b, map);
 
 done:
     free(map);
@@ -368,6 +384,103 @@ done:
     free(wrt_of);
     free(in_grad);
     return ok;
+}
+
+// g again with its values in definition order (inputs first, then each
+// node's results), as plans and the verifier require after inputs were added
+// behind the nodes. Attributes move to the new nodes; nothing is copied.
+static bool renumber_body(struct itr_graph *g, struct itr_diags *d) {
+    struct itr_graph *ng = itr_arena_alloc(g->prog->arena, sizeof *ng);
+    int32_t *map = new_map(g);
+    if (!ng || !map) {
+        free(map);
+        itr_diag_error(d, g->loc, "out of memory building scan body '%s'", g->name);
+        return false;
+    }
+    memset(ng, 0, sizeof *ng);
+    ng->prog = g->prog;
+    ng->name = g->name;
+    ng->kind = g->kind;
+    ng->loc = g->loc;
+    ng->train = g->train;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        map[g->inputs[i]] = itr_graph_add_input(ng, v->name, v->type, v->loc);
+    }
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == ITR_VALUE_PARAM) map[v] = itr_graph_use_param(ng, g->values[v].param);
+    bool ok = true;
+    for (int ni = 0; ni < g->n_nodes && ok; ni++) {
+        const struct itr_node *x = &g->nodes[ni];
+        int32_t in[64], outs[MAX_RESULTS];
+        if (x->n_inputs > 64 || x->n_outputs > MAX_RESULTS) {
+            itr_diag_error(d, x->loc, "internal error: node with %d operands in scan body '%s'", x->n_inputs, g->name);
+            ok = false;
+            break;
+        }
+        for (int k = 0; k < x->n_inputs; k++) in[k] = map[x->inputs[k]];
+        ok = itr_graph_add_node(ng, x->op, in, x->n_inputs, x->attrs, x->loc, x->scope, outs, d);
+        for (int k = 0; ok && k < x->n_outputs; k++) map[x->outputs[k]] = outs[k];
+    }
+    for (int k = 0; ok && k < g->n_outputs; k++) itr_graph_add_output(ng, g->output_names[k], map[g->outputs[k]]);
+    free(map);
+    if (ok) *g = *ng;
+    return ok;
+}
+
+// The replay's matmul products, read from the record scan instead of
+// recomputed: the forward loop computed them already, and they are the
+// replay's costly part (a GRU's h W_hh^T is as large as the rest of the
+// backward step together). The product node stays in the replay until the
+// vjp is built, since its operands' adjoints come from it; then its uses
+// read a new scanned input, and dead-code elimination drops the product.
+// Only products the backward body still uses are recorded, within the
+// scan's result limit; the rest are recomputed as before.
+static bool use_recorded_products(struct itr_grad_ctx *c, const struct itr_node *n, const struct scan_sig *s,
+                                  struct bwd *b, const int32_t *map) {
+    const struct itr_graph *body = s->body;
+    struct itr_graph *g = b->g;
+    int room = MAX_RESULTS - body->n_outputs - s->nc;
+    if (s->nc == 0 || room <= 0) return true;   // no record scan, or no room in it
+    int n_old = g->n_values;
+    bool *live = calloc((size_t)n_old + 1, sizeof *live);
+    if (!live) return alloc_fail(c, n);
+    for (int k = 0; k < g->n_outputs; k++) live[g->outputs[k]] = true;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct itr_node *x = &g->nodes[i];
+        bool used = false;
+        for (int k = 0; k < x->n_outputs; k++) used |= live[x->outputs[k]];
+        for (int k = 0; used && k < x->n_inputs; k++) live[x->inputs[k]] = true;
+    }
+    int first = g->n_inputs;
+    for (int ni = 0; ni < body->n_nodes && b->n_rec < room; ni++) {
+        const struct itr_node *bn = &body->nodes[ni];
+        int32_t v = bn->outputs[0];
+        if (bn->op != ITR_OP_MATMUL || !itr_dtype_is_float(body->values[v].type.dtype) || !live[map[v]]) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s_rec", body->values[v].name);
+        int32_t in = itr_graph_add_input(g, name, body->values[v].type, body->values[v].loc);
+        if (in < 0) {
+            free(live);
+            return alloc_fail(c, n);
+        }
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_inputs; k++)
+                if (g->nodes[i].inputs[k] == map[v]) g->nodes[i].inputs[k] = in;
+        for (int k = 0; k < g->n_outputs; k++)
+            if (g->outputs[k] == map[v]) g->outputs[k] = in;
+        b->rec_vals[b->n_rec++] = v;
+    }
+    free(live);
+    // The new inputs are scanned operands: they go before the constants,
+    // which are the last nk inputs.
+    if (b->n_rec && s->nk) {
+        int32_t moved[MAX_RESULTS];
+        memcpy(moved, g->inputs + first, (size_t)b->n_rec * sizeof *moved);
+        memmove(g->inputs + first - s->nk + b->n_rec, g->inputs + first - s->nk, (size_t)s->nk * sizeof *g->inputs);
+        memcpy(g->inputs + first - s->nk, moved, (size_t)b->n_rec * sizeof *moved);
+    }
+    return b->n_rec == 0 || renumber_body(g, c->d);
 }
 
 bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *dy, int32_t *dx) {
@@ -387,8 +500,8 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
     for (int k = 0; k < n->n_outputs; k++) any_dy |= dy[k] >= 0;
     if (!any_dy) return true;
 
-    int32_t *rec = calloc((size_t)s.nc + 1, sizeof *rec);
-    int32_t *in = calloc((size_t)n->n_inputs * 2 + (size_t)n->n_outputs + 1, sizeof *in);
+    int32_t *rec = calloc((size_t)s.nc + MAX_RESULTS + 1, sizeof *rec);
+    int32_t *in = calloc((size_t)n->n_inputs * 2 + (size_t)n->n_outputs + MAX_RESULTS + 1, sizeof *in);
     struct bwd b;
     memset(&b, 0, sizeof b);
     bool ok = rec && in;
@@ -400,7 +513,7 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
                        "(at most %d)", b.n_fc + b.n_dk + b.n_dxs, MAX_RESULTS);
         ok = false;
     }
-    if (ok && s.nc) ok = record_carries(c, n, &s, rec);
+    if (ok && s.nc) ok = record_carries(c, n, &s, b.rec_vals, b.n_rec, rec);
 
     // Step 3: the backward scan, in the opposite direction.
     int n_in = 0;
@@ -425,6 +538,7 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
     for (int j = 0; j < s.ns; j++) in[n_in++] = n->inputs[s.nc + j];
     for (int j = 0; j < s.no; j++)
         if (b.dy_in[j]) in[n_in++] = dy[s.nc + j];
+    for (int j = 0; j < b.n_rec; j++) in[n_in++] = rec[s.nc + j];
     int n_scan = n_in - n_carry;
     for (int k = 0; k < s.nk; k++) in[n_in++] = n->inputs[s.nc + s.ns + k];
 

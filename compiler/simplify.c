@@ -574,6 +574,78 @@ static void liveness(const struct itr_graph *g, bool *live_value, bool *live_nod
 }
 
 // Rebuilds one graph with the given passes enabled.
+// ---- scans that another scan subsumes
+
+static bool bodies_match(const struct itr_graph *a, const struct itr_graph *b, bool prefix);
+
+// Operand x of body a and operand y of body b are the same value, given the
+// correspondence map built so far (parameters match by parameter).
+static bool same_operand(const struct itr_graph *a, const struct itr_graph *b, const int32_t *map, int32_t x, int32_t y) {
+    const struct itr_value *va = &a->values[x], *vb = &b->values[y];
+    if (va->kind == ITR_VALUE_PARAM) return vb->kind == ITR_VALUE_PARAM && va->param == vb->param;
+    return map[x] == y;
+}
+
+// Body b computes everything body a does, node for node: the same inputs,
+// the same nodes in the same order, and a's outputs as b's first ones (all
+// of them, with prefix false). The record scan that a scan's gradient adds
+// (compiler/grad_scan.c) is a copy of the forward body with extra outputs,
+// and the passes treat both copies alike, so this structural test finds it.
+static bool bodies_match(const struct itr_graph *a, const struct itr_graph *b, bool prefix) {
+    if (a == b) return true;
+    if (a->n_inputs != b->n_inputs || a->n_nodes != b->n_nodes || a->n_outputs > b->n_outputs) return false;
+    if (!prefix && a->n_outputs != b->n_outputs) return false;
+    int32_t *map = xcalloc((size_t)a->n_values + 1, sizeof *map);
+    for (int i = 0; i < a->n_values; i++) map[i] = -1;
+    bool ok = true;
+    for (int i = 0; i < a->n_inputs && ok; i++) {
+        ok = itr_type_equal(&a->values[a->inputs[i]].type, &b->values[b->inputs[i]].type);
+        map[a->inputs[i]] = b->inputs[i];
+    }
+    for (int i = 0; i < a->n_nodes && ok; i++) {
+        const struct itr_node *x = &a->nodes[i], *y = &b->nodes[i];
+        ok = x->op == y->op && x->n_inputs == y->n_inputs && x->n_outputs == y->n_outputs;
+        for (int k = 0; ok && k < x->n_inputs; k++) ok = same_operand(a, b, map, x->inputs[k], y->inputs[k]);
+        const struct itr_op_info *info = itr_op_info(x->op);
+        for (int k = 0; ok && k < info->n_attrs; k++) {
+            const struct itr_attr *ax = &x->attrs[k], *ay = &y->attrs[k];
+            ok = ax->kind == ITR_ATTR_GRAPH && ay->kind == ITR_ATTR_GRAPH ? bodies_match(ax->u.graph, ay->u.graph, false)
+                                                                        : attr_equal(ax, ay);
+        }
+        for (int k = 0; ok && k < x->n_outputs; k++) {
+            ok = itr_type_equal(&a->values[x->outputs[k]].type, &b->values[y->outputs[k]].type);
+            map[x->outputs[k]] = y->outputs[k];
+        }
+    }
+    for (int k = 0; ok && k < a->n_outputs; k++) ok = same_operand(a, b, map, a->outputs[k], b->outputs[k]);
+    free(map);
+    return ok;
+}
+
+// subst[i] = j when scan node j computes everything scan node i does (same
+// operands and loop, a body with more outputs): node i's results are then
+// node j's first results, and one loop runs where two did. -1 elsewhere.
+static void find_subsumed_scans(const struct itr_graph *g, const bool *live_node, int32_t *subst) {
+    for (int i = 0; i < g->n_nodes; i++) subst[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *x = &g->nodes[i];
+        if (x->op != ITR_OP_SCAN || (live_node && !live_node[i])) continue;
+        for (int j = i + 1; j < g->n_nodes && subst[i] < 0; j++) {
+            const struct itr_node *y = &g->nodes[j];
+            if (y->op != ITR_OP_SCAN || (live_node && !live_node[j]) || subst[j] >= 0) continue;
+            if (x->n_inputs != y->n_inputs || x->n_outputs > y->n_outputs) continue;
+            bool same = true;
+            for (int k = 0; same && k < x->n_inputs; k++) same = x->inputs[k] == y->inputs[k];
+            const struct itr_op_info *info = itr_op_info(ITR_OP_SCAN);
+            for (int k = 0; same && k < info->n_attrs; k++)
+                same = x->attrs[k].kind == ITR_ATTR_GRAPH ? y->attrs[k].kind == ITR_ATTR_GRAPH &&
+                                                                bodies_match(x->attrs[k].u.graph, y->attrs[k].u.graph, true)
+                                                          : attr_equal(&x->attrs[k], &y->attrs[k]);
+            if (same) subst[i] = j;
+        }
+    }
+}
+
 static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned passes, struct itr_simplify_stats *st,
                           struct itr_diags *d) {
     struct rebuild rb;
@@ -604,6 +676,14 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
         live_value = xcalloc((size_t)g->n_values + 1, sizeof *live_value);
         live_node = xcalloc((size_t)g->n_nodes + 1, sizeof *live_node);
         liveness(g, live_value, live_node);
+    }
+    // Scans subsumed by a later scan, and the new node each later scan became.
+    int32_t *subst = NULL, *merged_into = NULL;
+    if (passes & PASS_CSE) {
+        subst = xcalloc((size_t)g->n_nodes + 1, sizeof *subst);
+        merged_into = xcalloc((size_t)g->n_nodes + 1, sizeof *merged_into);
+        find_subsumed_scans(g, live_node, subst);
+        for (int i = 0; i < g->n_nodes; i++) merged_into[i] = -1;
     }
 
     struct itr_graph *ng = itr_arena_alloc(p->arena, sizeof *ng);
@@ -639,6 +719,29 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
                                g->name, k, itr_op_name(n->op));
                 ok = false;
             }
+        }
+        if (ok && merged_into && merged_into[i] >= 0) {   // computed earlier, in place of a scan it subsumes
+            const struct itr_node *nn = &ng->nodes[merged_into[i]];
+            for (int k = 0; k < n->n_outputs; k++) rb.map[n->outputs[k]] = nn->outputs[k];
+            st->merged++;
+            if (ins != ins_stack) free(ins);
+            continue;
+        }
+        if (ok && subst && subst[i] >= 0) {
+            // Run the subsuming scan here: its operands are this one's, so
+            // all defined; this node's results are its first results.
+            const struct itr_node *big = &g->nodes[subst[i]];
+            int32_t *outs = xcalloc((size_t)big->n_outputs, sizeof *outs);
+            bool added;
+            ok = emit(&rb, big->op, ins, n->n_inputs, big->attrs, n->loc, n->scope, outs, &added);
+            if (ok) {
+                merged_into[subst[i]] = ng->values[outs[0]].node;
+                for (int k = 0; k < n->n_outputs; k++) rb.map[n->outputs[k]] = outs[k];
+                st->merged++;
+            }
+            free(outs);
+            if (ins != ins_stack) free(ins);
+            continue;
         }
         int r = 0;
         if (ok && (passes & PASS_IDENT)) r = try_identity(&rb, n, ins);
@@ -693,6 +796,8 @@ static bool rebuild_graph(struct itr_program *p, struct itr_graph *g, unsigned p
     free(rb.cse_hash);
     free(live_value);
     free(live_node);
+    free(subst);
+    free(merged_into);
     return ok;
 }
 
