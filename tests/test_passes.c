@@ -510,6 +510,63 @@ TEST(dce_in_scan_bodies_and_dead_bodies) {
     itr_program_free(p);
 }
 
+// make_body plus its incoming carry as a third output, as the record scan
+// of a scan's gradient is built (compiler/grad_scan.c).
+static struct itr_graph *make_record_body(struct itr_program *p, const char *name, bool same_nodes) {
+    struct itr_graph *b = make_body(p, name);
+    // With a node more, it is not the same loop (nothing merges).
+    itr_graph_add_output(b, "h_in", same_nodes ? b->inputs[0] : N1(b, ITR_OP_NEG, b->inputs[0]));
+    return b;
+}
+
+static int32_t scan3(struct itr_graph *g, struct itr_graph *body, int32_t h, int32_t xs, int32_t k, int32_t *outs) {
+    struct itr_attr *a = attrs(g->prog, ITR_OP_SCAN);
+    int kb = itr_op_attr_index(ITR_OP_SCAN, "body");
+    a[kb].kind = ITR_ATTR_GRAPH;
+    a[kb].u.graph = body;
+    set_int(a, ITR_OP_SCAN, "n_carry", 1);
+    set_int(a, ITR_OP_SCAN, "n_scan", 1);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    if (!itr_graph_add_node(g, ITR_OP_SCAN, (int32_t[]){ h, xs, k }, 3, a, ITR_NOLOC, NULL, outs, &d)) {
+        itr_diags_print(&d, stderr);
+        exit(2);
+    }
+    itr_diags_free(&d);
+    return outs[0];
+}
+
+TEST(cse_merges_a_scan_into_the_scan_that_subsumes_it) {
+    for (int variant = 0; variant < 3; variant++) {
+        // 0: the record body matches; 1: it has a node more; 2: it scans other operands
+        struct itr_program *p = new_prog();
+        struct itr_graph *fwd = make_body(p, "_scan0");
+        struct itr_graph *rec = make_record_body(p, "_scan0_rec", variant != 1);
+        struct itr_graph *g = itr_program_add_graph(p, "f", ITR_GRAPH_ENTRY);
+        int32_t h = itr_graph_add_input(g, "h", TY(p, ITR_F32, 2), ITR_NOLOC);
+        int32_t xs = itr_graph_add_input(g, "xs", TY(p, ITR_F32, 5, 2), ITR_NOLOC);
+        int32_t k = itr_graph_add_input(g, "k", TY(p, ITR_F32, 2), ITR_NOLOC);
+        int32_t k2 = N1(g, ITR_OP_NEG, k);
+        int32_t ys, r[3];
+        int32_t hf = scan(g, fwd, h, xs, k, &ys);
+        int32_t scaled = N1(g, ITR_OP_MUL, hf, hf);   // a use of the first scan before the second
+        scan3(g, rec, h, xs, variant == 2 ? k2 : k, r);
+        itr_graph_add_output(g, "h", scaled);
+        itr_graph_add_output(g, "ys", ys);
+        itr_graph_add_output(g, "hs", r[2]);
+        itr_graph_add_output(g, "ys2", r[1]);
+        CHECK(count_op(g, ITR_OP_SCAN) == 2);
+        apply_checked(p, simplify_pass, NULL);
+        CHECK_MSG(count_op(g, ITR_OP_SCAN) == (variant == 0 ? 1 : 2), "variant %d: %d scans", variant,
+                  count_op(g, ITR_OP_SCAN));
+        if (variant == 0) {
+            CHECK(itr_program_find_graph(p, "_scan0") == NULL);   // the forward body is dead
+            CHECK(g->outputs[1] == g->outputs[3]);                 // one stacked output serves both
+        }
+        itr_program_free(p);
+    }
+}
+
 // ------------------------------------------------------------ identities
 
 TEST(identities_exact_rewrites) {
@@ -672,6 +729,7 @@ int main(void) {
     RUN(cse_random_ops_by_seed_and_salt);
     RUN(dce_removes_dead_nodes_and_param_uses);
     RUN(dce_in_scan_bodies_and_dead_bodies);
+    RUN(cse_merges_a_scan_into_the_scan_that_subsumes_it);
     RUN(identities_exact_rewrites);
     RUN(identities_compose_transposes);
     RUN(simplify_reaches_fixpoint);
