@@ -196,9 +196,18 @@ struct bwd {
     // instead of recomputing them (the products of the body's matmuls).
     int32_t rec_vals[MAX_RESULTS];
     int n_rec;
+    // Constants whose per-step adjoint is one product a_t^T b_t (a weight
+    // read by a matmul in the body): instead of accumulating it in a carry,
+    // the backward body emits a_t and b_t per step, and one product of the
+    // stacked rows after the loop sums every step at once.
+    bool *hoist;         // [nk]
+    bool *hoist_t;       // [nk] the adjoint is the transpose of that product
+    int n_hoist;
 };
 
 static void bwd_free(struct bwd *b) {
+    free(b->hoist);
+    free(b->hoist_t);
     free(b->fc);
     free(b->dy_in);
     free(b->dk);
@@ -207,6 +216,33 @@ static void bwd_free(struct bwd *b) {
 
 static bool use_recorded_products(struct itr_grad_ctx *c, const struct itr_node *n, const struct scan_sig *s,
                                   struct bwd *b, const int32_t *map);
+
+static const struct itr_node *producer_of(const struct itr_graph *g, int32_t v) {
+    return g->values[v].kind == ITR_VALUE_NODE ? &g->nodes[g->values[v].node] : NULL;
+}
+
+// A transpose that swaps the two axes of a matrix.
+static bool is_matrix_transpose(const struct itr_graph *g, const struct itr_node *x) {
+    if (!x || x->op != ITR_OP_TRANSPOSE || g->values[x->inputs[0]].type.rank != 2) return false;
+    const struct itr_attr *a = itr_node_attr(x, "perm");
+    return !a || a->kind != ITR_ATTR_INTS || (a->u.ints.n == 2 && a->u.ints.v[0] == 1);
+}
+
+// v = matmul(transpose(a), b) or its transpose, a and b matrices: the
+// adjoint of a weight w read as x w or x w^T.
+static bool outer_product_form(const struct itr_graph *g, int32_t v, int32_t *a, int32_t *b, bool *transposed) {
+    const struct itr_node *x = producer_of(g, v);
+    *transposed = is_matrix_transpose(g, x);
+    if (*transposed) x = producer_of(g, x->inputs[0]);
+    if (!x || x->op != ITR_OP_MATMUL || g->values[x->inputs[0]].type.rank != 2 ||
+        g->values[x->inputs[1]].type.rank != 2)
+        return false;
+    const struct itr_node *ta = producer_of(g, x->inputs[0]);
+    if (!is_matrix_transpose(g, ta)) return false;
+    *a = ta->inputs[0];
+    *b = x->inputs[1];
+    return true;
+}
 
 // Zeros with type t, built in graph g (a scan body, not the rule's graph).
 static int32_t zeros_in(struct itr_grad_ctx *c, struct itr_graph *g, const struct itr_type *t) {
@@ -322,10 +358,28 @@ static bool build_backward_body(struct itr_grad_ctx *c, const struct itr_node *n
         ok = alloc_fail(c, n);
         goto done;
     }
+    int32_t *hoist_ab = calloc((size_t)s->nk * 2 + 1, sizeof *hoist_ab);
+    b->hoist = calloc((size_t)s->nk + 1, sizeof *b->hoist);
+    b->hoist_t = calloc((size_t)s->nk + 1, sizeof *b->hoist_t);
+    if (!hoist_ab || !b->hoist || !b->hoist_t) {
+        free(dk_acc);
+        free(hoist_ab);
+        ok = alloc_fail(c, n);
+        goto done;
+    }
     for (int k = 0; k < s->nk; k++) {
         int i = s->nc + s->ns + k;
         if (!(b->dk[k] = in_grad[i] >= 0))
             continue;
+        // Stacked along axis 0 or 1, a per-step matrix keeps its last axis
+        // last, so the stacked rows are the steps' rows in some order.
+        if ((s->axis == 0 || s->axis == 1) &&
+            outer_product_form(g, in_grad[i], &hoist_ab[2 * k], &hoist_ab[2 * k + 1], &b->hoist_t[k])) {
+            b->dk[k] = false;
+            b->hoist[k] = true;
+            b->n_hoist++;
+            continue;
+        }
         const struct itr_value *v = &body->values[body->inputs[i]];
         char name[256];
         snprintf(name, sizeof name, "d_%s_acc", v->name);
@@ -370,6 +424,16 @@ static bool build_backward_body(struct itr_grad_ctx *c, const struct itr_node *n
         itr_graph_add_output(g, name, in_grad[i]);
         b->n_dxs++;
     }
+    for (int k = 0; k < s->nk && ok; k++) {
+        if (!b->hoist[k]) continue;
+        const char *kn = body->values[body->inputs[s->nc + s->ns + k]].name;
+        char name[256];
+        snprintf(name, sizeof name, "d_%s_lhs", kn);
+        itr_graph_add_output(g, name, hoist_ab[2 * k]);
+        snprintf(name, sizeof name, "d_%s_rhs", kn);
+        itr_graph_add_output(g, name, hoist_ab[2 * k + 1]);
+    }
+    free(hoist_ab);
     free(dk_acc);
     if (ok) ok = use_recorded_products(c, n, s, b, map);
 
@@ -483,6 +547,22 @@ static bool use_recorded_products(struct itr_grad_ctx *c, const struct itr_node 
     return b->n_rec == 0 || renumber_body(g, c->d);
 }
 
+// x [..., m] as the matrix [prod(...), m] of its rows.
+static int32_t rows_of(struct itr_grad_ctx *c, int32_t x) {
+    struct itr_type t = *gb_type(c, x);
+    itr_dim rows = t.dims[0];
+    for (int i = 1; i < t.rank - 1; i++) rows = itr_dim_binary(c->g->prog, ITR_DIM_MUL, rows, t.dims[i]);
+    itr_dim dims[2] = { rows, t.dims[t.rank - 1] };
+    struct itr_type r = itr_type_make(t.dtype, 2, dims);
+    return gb_reshape(c, x, &r);
+}
+
+// a^T b for matrices a and b.
+static int32_t gb_matmul_tn(struct itr_grad_ctx *c, int32_t a, int32_t b) {
+    int32_t in[2] = { gb_transpose(c, a, NULL, 0), b };
+    return in[0] < 0 ? -1 : gb_node(c, ITR_OP_MATMUL, in, 2, NULL);
+}
+
 bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *dy, int32_t *dx) {
     for (int i = 0; i < n->n_inputs; i++) dx[i] = -1;
     const struct itr_attr *ba = itr_node_attr(n, "body");
@@ -507,10 +587,10 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
     bool ok = rec && in;
     if (!ok) alloc_fail(c, n);
     if (ok) ok = build_backward_body(c, n, &s, dy, &b);
-    if (ok && b.n_fc + b.n_dk + b.n_dxs == 0) goto done;   // nothing differentiable reaches the results
-    if (ok && b.n_fc + b.n_dk + b.n_dxs > MAX_RESULTS) {
+    if (ok && b.n_fc + b.n_dk + b.n_dxs + b.n_hoist == 0) goto done;   // nothing differentiable reaches the results
+    if (ok && b.n_fc + b.n_dk + b.n_dxs + 2 * b.n_hoist > MAX_RESULTS) {
         itr_diag_error(c->d, n->loc, "cannot differentiate this scan: its backward scan would have %d results "
-                       "(at most %d)", b.n_fc + b.n_dk + b.n_dxs, MAX_RESULTS);
+                       "(at most %d)", b.n_fc + b.n_dk + b.n_dxs + 2 * b.n_hoist, MAX_RESULTS);
         ok = false;
     }
     if (ok && s.nc) ok = record_carries(c, n, &s, b.rec_vals, b.n_rec, rec);
@@ -554,6 +634,14 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
         if (b.dk[k]) dx[s.nc + s.ns + k] = outs[r++];
     for (int j = 0; j < s.ns; j++)
         if (b.dxs[j]) dx[s.nc + j] = outs[r++];
+    for (int k = 0; k < s.nk && ok; k++) {
+        if (!b.hoist[k]) continue;
+        int32_t lhs = rows_of(c, outs[r++]), rhs = rows_of(c, outs[r++]);
+        int32_t prod = lhs >= 0 && rhs >= 0 ? gb_matmul_tn(c, lhs, rhs) : -1;
+        if (prod >= 0 && b.hoist_t[k]) prod = gb_transpose(c, prod, NULL, 0);
+        ok = prod >= 0;
+        dx[s.nc + s.ns + k] = prod;
+    }
 
 done:
     bwd_free(&b);
