@@ -1,6 +1,7 @@
 # Quick start (docs/user-guide.md):
 #   make demo   build, then run VSE++ end to end on generated data
-#   make test   build twice (release, ASan+UBSan) and run the whole suite in both
+#   make test   build twice (release, ASan+UBSan) and run the whole suite in both,
+#               then a few seconds of each fuzz target (clang; make fuzz for longer)
 #   make bench  build, then time itrc against PyTorch / ONNX Runtime (bench/run.sh)
 # All three install missing Debian packages first when run as root.
 
@@ -9,7 +10,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench clean
+.PHONY: all deps build build-asan test test-release test-asan test-fuzz fuzz demo bench clean
 
 all: build
 
@@ -33,7 +34,19 @@ test-asan: build-asan
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS)
 
-test: test-release test-asan
+# Fuzzing (tests/fuzz/, docs/contributing.md "Fuzzing"): a clang build in
+# $(FUZZ_BUILD); `make test` runs each target for a few seconds on its seeds
+# (skipped, with the reason, without clang/libFuzzer), `make fuzz` for
+# FUZZ_TIME seconds each (FUZZ_TARGET="plan ir" for some only).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 60
+test-fuzz:
+	@FUZZ_TIME=5 FUZZ_TARGET= FUZZ_JOBS=$(JOBS) bash tests/fuzz/run.sh --smoke $(FUZZ_BUILD)
+
+fuzz: deps
+	@FUZZ_TIME=$(FUZZ_TIME) FUZZ_TARGET="$(FUZZ_TARGET)" FUZZ_JOBS=$(JOBS) bash tests/fuzz/run.sh $(FUZZ_BUILD)
+
+test: test-release test-asan test-fuzz
 
 demo: build
 	@bash tools/demo.sh $(BUILD)

@@ -3,12 +3,16 @@
 // pipeline is compiler/pipeline.h).
 //
 // Exit codes: 0 ok, 1 user error (bad input or usage), 2 internal error.
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compiler/dump.h"
 #include "compiler/pipeline.h"
+#include "frontends/onnx/onnx_import.h"
+#include "ir/bind.h"
 #include "ir/cli.h"
+#include "ir/dataset.h"
 #include "ir/kir.h"
 #include "ir/plan.h"
 #include "ir/text.h"
@@ -32,6 +36,7 @@ static int opt_value(const char *cmd, int argc, char **argv, int *i, const char 
 // Options shared by the commands that read .ir files.
 struct front_opts {
     const char *file;
+    const char *data;   // --data DIR: sizes from a data set (data_bind)
     struct itr_cli_list includes, defines;
 };
 
@@ -44,6 +49,15 @@ static void front_free(struct front_opts *o) {
 static int front_option(const char *cmd, struct front_opts *o, int argc, char **argv, int *i) {
     int r = itr_cli_opt_list(&cli, cmd, argc, argv, i, "-I", "--include", &o->includes, NULL);
     if (r) return r;
+    const char *v;
+    if ((r = opt_value(cmd, argc, argv, i, NULL, "--data", &v)) != 0) {
+        if (r > 0 && o->data) {
+            usage_error(cmd, "%s", "--data given twice");
+            return -1;
+        }
+        if (r > 0) o->data = v;
+        return r;
+    }
     return itr_cli_opt_list(&cli, cmd, argc, argv, i, "-D", "--define", &o->defines, "-D expects NAME=VALUE, got '%s'");
 }
 
@@ -59,6 +73,153 @@ static void front_compile_options(const struct front_opts *o, struct itr_compile
     co->n_include_dirs = o->includes.n;
     co->defines = o->defines.v;
     co->n_defines = o->defines.n;
+}
+
+// ------------------------------------------------------------ --data
+
+// The sizes a data set gives a model (docs/cli.md "--data"): by name, the
+// zoo's convention — img_dim (config) from the region features' D, R (dim)
+// from their R, V (dim) from the vocabulary, tok_dim (config) from the token
+// features' E — and the caption length where the model fixes it with a dim
+// that has a default. Each applies only where the model declares the name;
+// an explicit -D NAME=VALUE wins (with a warning when it differs).
+#define DATA_MAX 5
+struct data_bind {
+    const char *dir;
+    struct itr_dataset_dims dims;
+    char text[DATA_MAX][96];
+    const char *defs[DATA_MAX];
+    bool used[DATA_MAX];
+    int n;
+    char caption_where[700];   // set when the caption length came from the data
+};
+
+static void data_add(struct data_bind *db, const char *name, int64_t v) {
+    snprintf(db->text[db->n], sizeof db->text[db->n], "%s=%" PRId64, name, v);
+    db->defs[db->n] = db->text[db->n];
+    db->n++;
+}
+
+// The value of the last -D NAME=..., or NULL.
+static const char *user_define(const struct front_opts *o, const char *name) {
+    const char *r = NULL;
+    size_t n = strlen(name);
+    for (int i = 0; i < o->defines.n; i++)
+        if (strncmp(o->defines.v[i], name, n) == 0 && o->defines.v[i][n] == '=') r = o->defines.v[i] + n + 1;
+    return r;
+}
+
+// The caption input of the model's text encoder (as the runtime finds it,
+// runtime/eval.c itr_caption_limit): encode_text's first input.
+static const struct itr_value *caption_input(const struct itr_program *p) {
+    for (int i = 0; i < p->n_graphs; i++) {
+        const struct itr_graph *g = p->graphs[i];
+        if (g->kind == ITR_GRAPH_ENTRY && strcmp(g->name, "encode_text") == 0 && g->n_inputs > 0)
+            return &g->values[g->inputs[0]];
+    }
+    return NULL;
+}
+
+// Where the model fixes its caption length, the data set's longest caption
+// must fit: a dim with a default (dim L = 32) is set to the longest caption;
+// a length fixed otherwise (a constant, a config int) is checked against it
+// here rather than when training starts. False after reporting.
+static bool data_caption_length(struct data_bind *db, const struct front_opts *o, struct itr_compile_options *co,
+                                struct itr_diags *d) {
+    // The front end alone, with the sizes so far; its errors are reported by
+    // the real compile that follows, so they are dropped here.
+    struct itr_diags scratch;
+    itr_diags_init(&scratch);
+    co->data_defines = db->defs;
+    co->n_data_defines = db->n;
+    struct itr_program *p = itr_elaborate_file(o->file, co, &scratch);
+    itr_diags_free(&scratch);
+    const struct itr_value *v = p ? caption_input(p) : NULL;
+    bool ok = true;
+    if (v && v->type.rank >= 2) {
+        itr_dim dim = v->type.dims[1];
+        const struct itr_dim_node *dn = &p->dimnodes[dim];
+        bool token_feats = v->type.dtype == ITR_F32 && v->type.rank == 3;
+        const char *sym = dn->kind == ITR_DIM_SYM ? p->symbols[dn->value].name : NULL;
+        bool has_default = sym && p->symbols[dn->value].has_default;
+        struct itr_dim_bindings b;
+        itr_bindings_init(&b, p);
+        itr_bind_defaults(&b, p);
+        int64_t fixed = -1;
+        int32_t unbound;
+        if (!itr_dim_eval(p, dim, b.value, b.bound, &fixed, &unbound)) fixed = -1;
+        itr_bindings_free(&b);
+        int64_t longest;
+        char where[650];
+        if (has_default && !user_define(o, sym)) {
+            // The caption axis is a dim with a default: make it the data's.
+            ok = itr_dataset_longest_caption(db->dir, token_feats, &longest, where, sizeof where, d);
+            if (ok && longest > 0) {
+                data_add(db, sym, longest);
+                snprintf(db->caption_where, sizeof db->caption_where, "%s", where);
+            }
+        } else if (fixed > 0 && !sym) {
+            ok = itr_dataset_longest_caption(db->dir, token_feats, &longest, where, sizeof where, d);
+            if (ok && longest > fixed) {
+                char ts[256];
+                itr_type_format(p, &v->type, ts, sizeof ts);
+                itr_diag_error(d, ITR_NOLOC, "%s: the data set's longest caption has %" PRId64 " tokens%s; model '%s' "
+                               "reads at most %" PRId64 " (encode_text input '%s': %s, %s:%d:%d)", where, longest,
+                               token_feats ? "" : " (with <start> and <end>)", p->name, fixed, v->name, ts,
+                               v->loc.file ? v->loc.file : "?", v->loc.line, v->loc.col);
+                itr_diag_note(d, ITR_NOLOC, "nothing is truncated: give the model a caption length of at least %"
+                              PRId64 " (the config parameter or dim its input type uses)", longest);
+                ok = false;
+            }
+        }
+    }
+    itr_program_free(p);
+    return ok;
+}
+
+// Reads the data set named by --data and puts its sizes into co (db must
+// outlive co's use). False after reporting into d.
+static bool data_bind(struct data_bind *db, const struct front_opts *o, struct itr_compile_options *co,
+                      struct itr_diags *d) {
+    memset(db, 0, sizeof *db);
+    db->dir = o->data;
+    if (!itr_dataset_dims_read(o->data, &db->dims, d)) return false;
+    data_add(db, "img_dim", db->dims.feat_dim);
+    data_add(db, "R", db->dims.n_regions);
+    if (db->dims.vocab_size > 0) data_add(db, "V", db->dims.vocab_size);
+    if (db->dims.token_dim > 0) data_add(db, "tok_dim", db->dims.token_dim);
+    if (!data_caption_length(db, o, co, d)) return false;
+    co->data_defines = db->defs;
+    co->n_data_defines = db->n;
+    co->data_used = db->used;
+    return true;
+}
+
+// After a successful front end: what the data set set, and where a -D
+// overrode a different value from it.
+static void data_report(const struct data_bind *db, const struct front_opts *o, const char *model, FILE *f) {
+    int n_used = 0;
+    for (int i = 0; i < db->n; i++) n_used += db->used[i];
+    for (int i = 0; i < db->n; i++) {
+        const char *eq = strchr(db->defs[i], '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - db->defs[i]), db->defs[i]);
+        const char *mine = user_define(o, name);
+        if (mine && strcmp(mine, eq + 1) != 0)
+            fprintf(stderr, "%s: warning: -D %s=%s overrides %s from the data set %s\n", PROG, name, mine,
+                    db->defs[i], db->dir);
+    }
+    if (!n_used) {
+        fprintf(stderr, "%s: warning: --data %s set nothing: model '%s' declares none of img_dim, R, V, tok_dim "
+                "without a -D of its own\n", PROG, db->dir, model ? model : "?");
+        return;
+    }
+    fprintf(f, "from data set %s:", db->dir);
+    for (int i = 0; i < db->n; i++)
+        if (db->used[i]) fprintf(f, " %s", db->defs[i]);
+    if (db->caption_where[0] && db->used[db->n - 1])
+        fprintf(f, " (caption length: the longest caption, %s)", db->caption_where);
+    fprintf(f, "\n");
 }
 
 // Prints what a failed pipeline left in d and returns the exit code it means.
@@ -130,9 +291,37 @@ static int cmd_check(const char *operand, int argc, char **argv) {
     struct itr_compile_report rep;
     struct itr_diags d;
     itr_diags_init(&d);
+    // A file without a model is a module library: every module in it is
+    // checked instead (ir/text.h itr_check_library).
+    struct itr_parse_options po = { .include_dirs = o.includes.v, .n_include_dirs = o.includes.n };
+    struct itr_library_report lib;
+    int lr = itr_check_library(o.file, &po, &lib, &d);
+    if (lr >= 0) {
+        itr_diags_print(&d, stderr);
+        if (lr == 1) {
+            if (o.defines.n || o.data)
+                fprintf(stderr, "%s: warning: -D and --data size a model; %s has none, so they were not used\n", PROG,
+                        o.file);
+            printf("%s: ok: module library, %d module%s instantiated%s%s%s, %d function%s (checked where a model "
+                   "calls them)\n", o.file, lib.n_modules - lib.n_skipped, lib.n_modules - lib.n_skipped == 1 ? "" : "s",
+                   lib.modules[0] ? " (" : "", lib.modules, lib.modules[0] ? ")" : "", lib.n_functions,
+                   lib.n_functions == 1 ? "" : "s");
+        }
+        itr_diags_free(&d);
+        front_free(&o);
+        return lr == 1 ? ITR_EXIT_OK : ITR_EXIT_USER;
+    }
+    struct data_bind db;
+    if (o.data && !data_bind(&db, &o, &co, &d)) {
+        itr_diags_print(&d, stderr);
+        itr_diags_free(&d);
+        front_free(&o);
+        return ITR_EXIT_USER;
+    }
     struct itr_program *p;
     if (itr_compile_file(o.file, &co, &p, &rep, &d)) {
         itr_diags_print(&d, stderr);   // warnings
+        if (o.data) data_report(&db, &o, p->name, stdout);
         // The summary counts the model's own parameters, without the
         // optimizer state the training step adds.
         int64_t total;
@@ -168,8 +357,16 @@ static int cmd_print(const char *operand, int argc, char **argv) {
     front_compile_options(&o, &co);
     struct itr_diags d;
     itr_diags_init(&d);
+    struct data_bind db;
+    if (o.data && !data_bind(&db, &o, &co, &d)) {
+        itr_diags_print(&d, stderr);
+        itr_diags_free(&d);
+        front_free(&o);
+        return ITR_EXIT_USER;
+    }
     struct itr_program *p = itr_elaborate_file(o.file, &co, &d);
     itr_diags_print(&d, stderr);
+    if (p && o.data) data_report(&db, &o, p->name, stderr);   // stdout is the program
     if (p) {
         char *text = itr_print_program(p);
         if (!text) { fprintf(stderr, "%s: internal error: printing failed\n", PROG); rc = ITR_EXIT_INTERNAL; }
@@ -198,6 +395,24 @@ static char *default_plan_path(const char *src) {
     memcpy(out, src, stem);
     strcpy(out + stem, ".plan");
     return out;
+}
+
+// An ONNX model (docs/onnx.md) compiles like a .ir file once imported; its
+// initializers become constants, so the plan needs no weights file.
+static bool onnx_compile(const char *path, const struct itr_compile_options *co, struct itr_program **p,
+                         struct itr_compile_report *rep, struct itr_diags *d) {
+    memset(rep, 0, sizeof *rep);
+    rep->status = ITR_COMPILE_USER_ERROR;
+    *p = itr_onnx_import_file(path, NULL, NULL, NULL, d);
+    if (*p && itr_compile_program(*p, co, rep, d)) return true;
+    itr_program_free(*p);
+    *p = NULL;
+    return false;
+}
+
+static int cmd_import(const char *operand, int argc, char **argv) {
+    (void)operand;
+    return itr_onnx_cmd_import(&cli, argc, argv);
 }
 
 static int cmd_compile(const char *operand, int argc, char **argv) {
@@ -245,10 +460,20 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
     struct itr_compile_report rep;
     struct itr_diags d;
     itr_diags_init(&d);
+    struct data_bind db;
+    if (o.data && !data_bind(&db, &o, &co, &d)) {
+        itr_diags_print(&d, stderr);
+        itr_diags_free(&d);
+        front_free(&o);
+        free(plan_path);
+        return ITR_EXIT_USER;
+    }
     struct itr_program *p;
-    if (!itr_compile_file(o.file, &co, &p, &rep, &d)) {
+    if (!(itr_onnx_is_model_path(o.file) ? onnx_compile(o.file, &co, &p, &rep, &d)
+                                          : itr_compile_file(o.file, &co, &p, &rep, &d))) {
         rc = report_failure(&rep, &d);
     } else {
+        if (o.data) data_report(&db, &o, p->name, stdout);
         if (verbose && opt_level >= 1) {
             const struct itr_simplify_stats *st = &rep.simplify;
             fprintf(stderr, "simplify: %d -> %d nodes in %d rounds: %d folded, %d merged, %d rewritten, %d dead "
@@ -365,17 +590,21 @@ static int cmd_ops(const char *operand, int argc, char **argv) {
 // ------------------------------------------------------------ help
 
 static const struct itr_cli_command commands[] = {
-    { "check", "FILE.ir [-I DIR]... [-D NAME=VALUE]...", "parse, elaborate and verify a model",
+    { "check", "FILE.ir [-I DIR]... [-D NAME=VALUE]... [--data DIR]", "parse, elaborate and verify a model",
       "  -I DIR, --include DIR      search DIR for imports (after the importing file's folder,\n"
       "                             before the installed models/ directory); repeatable\n"
       "  -D NAME=VALUE              override a model config parameter or a dim's default; repeatable\n"
-      "Prints 'FILE: ok: N entries, M params (K values)' or every error as file:line:col.\n",
+      "  --data DIR                 take img_dim, R, V, tok_dim (and a caption length the model\n"
+      "                             fixes with a dim default) from a data set; -D wins\n"
+      "Prints 'FILE: ok: N entries, M params (K values)' or every error as file:line:col.\n"
+      "A file without a model (a module library) has every module in it checked.\n",
       cmd_check },
-    { "print", "FILE.ir [-I DIR]... [-D NAME=VALUE]...", "print the canonical form (modules inlined)",
-      "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
+    { "print", "FILE.ir [-I DIR]... [-D NAME=VALUE]... [--data DIR]", "print the canonical form (modules inlined)",
+      "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The output parses back to the same program.\n",
       cmd_print },
-    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]...",
+    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]... "
+      "[--data DIR]",
       "compile a model into a plan",
       "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
       "  --target T                 llvm: also fuse and lower every entry to kernels, which itr-run\n"
@@ -384,7 +613,7 @@ static const struct itr_cli_command commands[] = {
       "  -O0                        no graph simplification\n"
       "  -O1                        constant folding, CSE, DCE, exact algebraic identities (default)\n"
       "  -v, --verbose              report what the passes did\n"
-      "  -I DIR, -D NAME=VALUE      as for 'itrc check'\n"
+      "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The plan is written atomically: on any error no file is left behind. A train entry becomes\n"
       "the whole training step, forward + backward + optimizer (docs/training.md).\n",
       cmd_compile },
@@ -399,6 +628,16 @@ static const struct itr_cli_command commands[] = {
     { "ops", "[--markdown]", "the op reference, generated from the op table",
       "  --markdown                 print the table docs/ops.md embeds\n",
       cmd_ops },
+    { "import", "MODEL.onnx -o FILE.ir [--weights FILE.safetensors] [--name NAME] [--entry NAME]",
+      "import an ONNX model as a .ir file",
+      "  -o FILE, --output FILE     the .ir to write (one model, its entry point and parameters)\n"
+      "  --weights FILE             float initializers become parameters, their values written to\n"
+      "                             FILE (safetensors); without it they are constants in the .ir\n"
+      "  --name NAME                the model's name (default: the ONNX graph's name)\n"
+      "  --entry NAME               the entry point's name (default: forward)\n"
+      "Files are written atomically. 'itrc compile MODEL.onnx' compiles a model directly\n"
+      "(docs/onnx.md lists the supported ops).\n",
+      cmd_import },
 };
 
 static const struct itr_cli cli = {

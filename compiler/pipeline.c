@@ -118,6 +118,9 @@ static void parse_options(const struct itr_compile_options *opt, struct itr_pars
     po->n_include_dirs = opt->n_include_dirs;
     po->overrides = opt->defines;
     po->n_overrides = opt->n_defines;
+    po->data_overrides = opt->data_defines;
+    po->n_data_overrides = opt->n_data_defines;
+    po->data_used = opt->data_used;
     po->no_default_models_dir = opt->no_default_models_dir;
 }
 

@@ -23,6 +23,11 @@
 struct itr_compile_options {
     const char *const *include_dirs; int n_include_dirs;   // -I: searched after the importing file's folder
     const char *const *defines; int n_defines;             // -D NAME=VALUE: config parameters, dim defaults
+    // NAME=VALUE from a data set (itrc --data, ir/dataset.h): applied only to
+    // names the model declares and not set by defines; data_used (NULL or
+    // n_data_defines entries) is set for each one applied (ir/text.h).
+    const char *const *data_defines; int n_data_defines;
+    bool *data_used;
     bool no_default_models_dir;                            // do not search the installed models/
     int opt_level;          // 0: no graph simplification; 1: itr_simplify (the default)
     const char *target;     // code generation target; NULL means "ref"

@@ -5,6 +5,7 @@
 #define ITR_DATA_H
 
 #include "ir/ir.h"
+#include "ir/tokenize.h"
 
 // ---------------------------------------------------------------- vocabulary
 
@@ -32,12 +33,8 @@ bool    itr_vocab_build(const char *const *caption_files, int n_files, int min_c
 // record it, and loading another vocabulary is a hard error.
 uint64_t itr_vocab_hash(const struct itr_vocab *v);
 
-// Tokenisation as the GRU models expect (docs/data.md): lower case, words and
-// punctuation split the way nltk's word_tokenize splits English captions.
-// Returns the number of tokens written into tokens[] (each a malloc'd string;
-// free with itr_tokens_free); at most max tokens.
-int  itr_tokenize(const char *caption, char **tokens, int max);
-void itr_tokens_free(char **tokens, int n);
+// Tokenisation as the GRU models expect (docs/data.md): itr_tokenize and
+// itr_tokens_free, in ir/tokenize.h (itrc compile --data counts tokens too).
 // Encodes [<start>] + ids + [<end>] into ids[0..max); returns the length, or
 // -1 when the caption needs more than max slots. *n_unknown counts OOV words.
 int  itr_encode_caption(const struct itr_vocab *v, const char *caption, int32_t *ids, int max, int *n_unknown);

@@ -99,6 +99,52 @@ static struct itr_session *open_session(const struct itr_program *p, const struc
     return itr_session_new(p, x->backend, &so, d);
 }
 
+// Whether a tensor name is one the original PyTorch code's checkpoints use
+// and our models do not (DataParallel's "module.", the encoders' img_enc. /
+// txt_enc., nn.GRU's weight_ih_l0, weight_norm's weight_g / weight_v).
+static bool checkpoint_name(const char *name) {
+    static const char *const prefixes[] = { "module.", "img_enc.", "txt_enc.", "sim_enc.", "image_encoder.",
+                                            "text_encoder." };
+    static const char *const parts[] = { "weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l" };
+    static const char *const suffixes[] = { ".weight_g", ".weight_v" };
+    for (size_t k = 0; k < sizeof prefixes / sizeof *prefixes; k++)
+        if (strncmp(name, prefixes[k], strlen(prefixes[k])) == 0) return true;
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++)
+        if (strstr(name, parts[k])) return true;
+    size_t n = strlen(name);
+    for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
+        size_t m = strlen(suffixes[k]);
+        if (n >= m && strcmp(name + n - m, suffixes[k]) == 0) return true;
+    }
+    return false;
+}
+
+// Notes on weights the plan cannot take as they are, added to d before the
+// errors the run will report (call before the set is adopted by a session):
+// f64 parameters without --f64, and the tensor names of an original PyTorch
+// checkpoint, which itr-convert maps onto ours.
+static void weights_hints(const struct itr_program *p, const struct itr_tensor_set *w, const char *path, bool f64,
+                          struct itr_diags *d) {
+    const char *wide = NULL, *orig = NULL;
+    int n_params = 0;
+    for (int k = 0; k < w->n; k++) {
+        const char *nm = w->items[k].name;
+        int32_t id = itr_program_find_param(p, nm);
+        if (id >= 0) {
+            n_params++;
+            if (!wide && !f64 && w->items[k].tensor->dtype == ITR_F64 && p->params[id].type.dtype == ITR_F32) wide = nm;
+        } else if (!orig && checkpoint_name(nm)) {
+            orig = nm;
+        }
+    }
+    if (wide)
+        itr_diag_note(d, ITR_NOLOC, "%s holds f64 parameters (e.g. '%s') where the plan's are f32: run with --f64 to "
+                      "compute in f64 with them, or convert the file to f32", path, wide);
+    if (orig && n_params < w->n - n_params)
+        itr_diag_note(d, ITR_NOLOC, "%s looks like a checkpoint of the original PyTorch code (tensor '%s'); convert it "
+                      "with 'itr-convert MODEL CHECKPOINT -o W.safetensors' and pass W.safetensors instead", path, orig);
+}
+
 static struct itr_program *load_plan(const char *path, struct itr_plan_info *info, struct itr_diags *d) {
     memset(info, 0, sizeof *info);
     return itr_plan_read(path, info, d);
@@ -185,6 +231,44 @@ static struct itr_tensor *scalar_input(const struct itr_graph *g, const char *na
     return s;
 }
 
+static const struct itr_value *entry_input(const struct itr_graph *g, const char *name) {
+    for (int i = 0; i < g->n_inputs; i++)
+        if (strcmp(g->values[g->inputs[i]].name, name) == 0) return &g->values[g->inputs[i]];
+    return NULL;
+}
+
+// Integer inputs in the other integer width than the entry declares: word
+// ids and lengths are i32 in the models, but numpy and PyTorch write int64
+// (docs/modules.md takes ids and lengths in either). i64 values are narrowed
+// when every one fits; the first that does not is an error. *t is replaced.
+static bool convert_int_input(const struct itr_graph *g, const char *name, const char *src, struct itr_tensor **t,
+                              struct itr_diags *d) {
+    const struct itr_value *v = entry_input(g, name);
+    if (!v || (*t)->dtype == v->type.dtype) return true;
+    bool narrow = (*t)->dtype == ITR_I64 && v->type.dtype == ITR_I32;
+    if (!narrow && !((*t)->dtype == ITR_I32 && v->type.dtype == ITR_I64)) return true;   // binding reports it
+    struct itr_tensor *c = itr_tensor_new(v->type.dtype, (*t)->rank, (*t)->shape);
+    if (!c) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    int64_t n = itr_tensor_numel(*t);
+    for (int64_t k = 0; k < n; k++) {
+        if (!narrow) {
+            ((int64_t *)c->data)[k] = ((const int32_t *)(*t)->data)[k];
+            continue;
+        }
+        int64_t x = ((const int64_t *)(*t)->data)[k];
+        if (x < INT32_MIN || x > INT32_MAX) {
+            itr_diag_error(d, ITR_NOLOC, "input '%s' (%s): value %" PRId64 " at flat index %" PRId64 " does not fit "
+                           "i32, the entry's dtype for it", name, src, x, k);
+            itr_tensor_free(c);
+            return false;
+        }
+        ((int32_t *)c->data)[k] = (int32_t)x;
+    }
+    itr_tensor_free(*t);
+    *t = c;
+    return true;
+}
+
 // Reads the --in values (NAME=FILE.npy or NAME=scalar:VALUE) of entry g into inputs.
 static bool read_inputs(const struct itr_cli_list *ins, const struct itr_graph *g, struct itr_tensor_set *inputs,
                         struct itr_diags *d) {
@@ -199,9 +283,80 @@ static bool read_inputs(const struct itr_cli_list *ins, const struct itr_graph *
         struct itr_tensor *t = strncmp(eq + 1, "scalar:", 7) == 0 ? scalar_input(g, name, eq + 8, d)
                                                                  : itr_npy_read(eq + 1, d);
         if (!t) return false;
+        if (!convert_int_input(g, name, eq + 1, &t, d)) {
+            itr_tensor_free(t);
+            return false;
+        }
         itr_tensor_set_put(inputs, name, t);
     }
     return true;
+}
+
+// The sequence input a lengths input counts positions of: X_lengths pairs
+// with an input named X_... (token_lengths: token_feats, cap_lengths:
+// cap_words); else word ids (an integer input of rank 2) with the same batch
+// dim; else the only rank-3 input with it (SGRAF's u: f32[B, L, D]).
+static const struct itr_value *lengths_partner(const struct itr_graph *g, const struct itr_value *lv) {
+    const char *us = strrchr(lv->name, '_');
+    size_t pre = us ? (size_t)(us - lv->name) + 1 : 0;
+    const struct itr_value *ints = NULL, *rank3 = NULL;
+    int n_rank3 = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        if (v == lv || v->type.rank < 2 || v->type.dims[0] != lv->type.dims[0]) continue;
+        if (pre && strncmp(v->name, lv->name, pre) == 0) return v;
+        if (!ints && itr_dtype_is_int(v->type.dtype) && v->type.rank == 2) ints = v;
+        if (v->type.rank == 3 && itr_dtype_is_float(v->type.dtype)) {
+            rank3 = v;
+            n_rank3++;
+        }
+    }
+    return ints ? ints : n_rank3 == 1 ? rank3 : NULL;
+}
+
+// Every caption length must lie in 1 .. the padded length of its sequence:
+// a 0 makes the masked softmax and the GRU's last state undefined (NaN), one
+// past the padding reads positions that are not the caption's; the model
+// code would clamp or propagate either silently.
+static bool check_lengths(const struct itr_cli_list *ins, const struct itr_graph *g,
+                          const struct itr_tensor_set *inputs, struct itr_diags *d) {
+    bool ok = true;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *lv = &g->values[g->inputs[i]];
+        size_t n = strlen(lv->name);
+        if (lv->type.rank != 1 || !itr_dtype_is_int(lv->type.dtype) ||
+            !(strcmp(lv->name, "lengths") == 0 || (n > 8 && strcmp(lv->name + n - 8, "_lengths") == 0)))
+            continue;
+        const struct itr_value *sv = lengths_partner(g, lv);
+        const struct itr_tensor *lt = itr_tensor_set_get(inputs, lv->name);
+        const struct itr_tensor *st = sv ? itr_tensor_set_get(inputs, sv->name) : NULL;
+        if (!lt || !st || lt->rank != 1 || st->rank < 2 || !itr_dtype_is_int(lt->dtype)) continue;
+        int64_t L = st->shape[1], first = -1, n_bad = 0, first_v = 0;
+        for (int64_t c = 0; c < lt->shape[0]; c++) {
+            int64_t x = lt->dtype == ITR_I64 ? ((const int64_t *)lt->data)[c] : ((const int32_t *)lt->data)[c];
+            if (x >= 1 && x <= L) continue;
+            if (first < 0) {
+                first = c;
+                first_v = x;
+            }
+            n_bad++;
+        }
+        if (first < 0) continue;
+        const char *src = "";
+        size_t ln = strlen(lv->name);
+        for (int k = 0; k < ins->n; k++)
+            if (strncmp(ins->v[k], lv->name, ln) == 0 && ins->v[k][ln] == '=') src = ins->v[k] + ln + 1;
+        char sh[128];
+        itr_shape_format(st->rank, st->shape, sh, sizeof sh);
+        itr_diag_error(d, ITR_NOLOC, "input '%s' (%s): caption %" PRId64 " has length %" PRId64 "; expected 1 to %"
+                       PRId64 ", the padded length of input '%s' %s%s", lv->name, src, first, first_v, L, sv->name,
+                       itr_dtype_name(st->dtype), sh);
+        if (n_bad > 1)
+            itr_diag_note(d, ITR_NOLOC, "input '%s': %" PRId64 " lengths in all are outside 1 to %" PRId64, lv->name,
+                          n_bad, L);
+        ok = false;
+    }
+    return ok;
 }
 
 static int cmd_run(const char *plan, int argc, char **argv) {
@@ -251,8 +406,9 @@ static int cmd_run(const char *plan, int argc, char **argv) {
     struct itr_dim_bindings b = { 0 };
     bool ok = g != NULL;
     if (ok) ok = bind_dims(&dims, &b, p, &d);
-    if (ok) ok = read_inputs(&ins, g, &inputs, &d);
+    if (ok) ok = read_inputs(&ins, g, &inputs, &d) && check_lengths(&ins, g, &inputs, &d);
     if (ok && weights_path) ok = itr_safetensors_read(weights_path, &weights, &d);
+    if (ok && weights_path) weights_hints(p, &weights, weights_path, f64, &d);
     struct itr_session *ss = ok ? open_session(p, &x, f64, &d) : NULL;
     if (ss && weights_path) itr_session_adopt(ss, &weights, weights_path, &d);
     ok = ss && itr_session_run_graph(ss, g, &inputs, &b, &outputs, &d);
@@ -448,8 +604,9 @@ static int cmd_step(const char *plan, int argc, char **argv) {
     struct itr_dim_bindings b = { 0 };
     bool ok = g != NULL;
     if (ok) ok = bind_dims(&dims, &b, p, &d);
-    if (ok) ok = read_inputs(&ins, g, &inputs, &d);
+    if (ok) ok = read_inputs(&ins, g, &inputs, &d) && check_lengths(&ins, g, &inputs, &d);
     if (ok) ok = itr_safetensors_read(weights_path, &state, &d);
+    if (ok) weights_hints(p, &state, weights_path, f64, &d);
     struct itr_train_options to = { .lr = lr, .step = step, .seed = (uint64_t)seed, .f64 = f64, .weights_what = weights_path };
     if (ok) {
         // Defaults: the optimizer's lr; the step after the one W records; the
@@ -593,6 +750,16 @@ static int cmd_train(const char *plan, int argc, char **argv) {
     }
     struct itr_trainer_result res;
     if (ok) ok = itr_trainer_run(p, &o, &res, &d);
+    if (!ok && p && o.weights) {
+        // The trainer read --weights itself; a failure may be the file's.
+        struct itr_tensor_set w;
+        itr_tensor_set_init(&w);
+        struct itr_diags quiet;
+        itr_diags_init(&quiet);
+        if (itr_safetensors_read(o.weights, &w, &quiet)) weights_hints(p, &w, o.weights, o.f64, &d);
+        itr_diags_free(&quiet);
+        itr_tensor_set_free(&w);
+    }
     if (ok) {
         printf("trained %" PRId64 " steps, %" PRId64 " epochs in %.1fs; ", res.steps, res.epochs_done, res.seconds);
         if (isnan(res.best_rsum)) printf("no dev evaluation yet\n");
@@ -631,7 +798,35 @@ static int cmd_info(const char *plan, int argc, char **argv) {
         else printf(" %s", p->symbols[i].name);
     }
     printf("\n");
+    // Every parameter with its declared type and, where dims are symbolic,
+    // its shape at the plan's defaults: what a weights file must hold
+    // (optimizer state included, as itr-run init and training write it).
     printf("params: %d\n", p->n_params);
+    struct itr_dim_bindings pb;
+    itr_bindings_init(&pb, p);
+    itr_bind_defaults(&pb, p);
+    for (int i = 0; i < p->n_params; i++) {
+        const struct itr_type *t = &p->params[i].type;
+        char ts[256], sh[256];
+        itr_type_format(p, t, ts, sizeof ts);
+        int64_t shape[ITR_MAX_RANK];
+        bool symbolic = false, known = true;
+        for (int k = 0; k < t->rank; k++) {
+            int32_t unbound;
+            symbolic |= !itr_dim_is_const(p, t->dims[k], NULL);
+            if (!itr_dim_eval(p, t->dims[k], pb.value, pb.bound, &shape[k], &unbound)) known = false;
+        }
+        printf("  %s: %s", p->params[i].name, ts);
+        if (symbolic && known) {
+            itr_shape_format(t->rank, shape, sh, sizeof sh);
+            printf(" = %s", sh);
+        } else if (symbolic) {
+            printf(" (sized by dims without defaults)");
+        }
+        if (p->params[i].frozen) printf(", frozen");
+        printf("\n");
+    }
+    itr_bindings_free(&pb);
     printf("backend: %s (%s)\n", itr_session_backend(ss)->name, itr_session_backend(ss)->description);
     printf("entry points:\n");
     for (int i = 0; i < p->n_graphs; i++) {
@@ -711,6 +906,7 @@ static bool member_load(struct member *m, const struct exec_opts *x, bool f64, s
     itr_tensor_set_init(&m->w);
     m->p = load_plan(m->plan_path, &info, d);
     if (!m->p || !itr_safetensors_read(m->weights_path, &m->w, d)) return false;
+    weights_hints(m->p, &m->w, m->weights_path, f64, d);
     m->s = open_session(m->p, x, f64, d);
     if (m->s) itr_session_adopt(m->s, &m->w, m->weights_path, d);
     return m->s != NULL;

@@ -5,6 +5,14 @@
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev libxxhash-dev llvm-14-dev libopenblas-dev)
+# ONNX import (frontends/onnx): the onnx.proto schema, and ONNX's node test
+# vectors, the import conformance suite (tests/test_onnx_node.c).
+packages+=(libonnx-dev libonnx-testdata)
+# itr-convert reads checkpoints with tools/itr_convert_read.py (stdlib only;
+# PyTorch is used where installed, never required).
+packages+=(python3)
+# Fuzzing (tests/fuzz/, make fuzz): clang and its libFuzzer runtime.
+packages+=(clang-14 libclang-rt-14-dev)
 packages+=("$@")   # extra packages a target needs (e.g. python3-torch for fixtures)
 
 missing=()

@@ -3,6 +3,7 @@
 // verifier. Expressions and calls are in eval.c.
 #include "elab.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -171,6 +172,7 @@ static void load_file(struct sess *s, const char *display, const char *key, cons
 struct override {
     const char *name, *value, *text;
     bool used;
+    int data;   // index into the parse options' data_overrides, or -1 for a -D override
 };
 
 struct ovr_set {
@@ -181,28 +183,37 @@ struct ovr_set {
 static bool parse_overrides(struct sess *s, struct ovr_set *o) {
     const struct itr_parse_options *opt = s->opt;
     o->n = 0;
-    o->v = itr_arena_alloc(s->arena, (size_t)(opt->n_overrides ? opt->n_overrides : 1) * sizeof *o->v);
+    int n_all = opt->n_overrides + opt->n_data_overrides;
+    o->v = itr_arena_alloc(s->arena, (size_t)(n_all ? n_all : 1) * sizeof *o->v);
     bool ok = true;
-    for (int i = 0; i < opt->n_overrides; i++) {
-        const char *t = opt->overrides[i];
+    for (int i = 0; i < n_all; i++) {
+        bool data = i >= opt->n_overrides;
+        const char *t = data ? opt->data_overrides[i - opt->n_overrides] : opt->overrides[i];
         const char *eq = t ? strchr(t, '=') : NULL;
         if (!eq || eq == t) {
             itr_diag_error(s->d, ITR_NOLOC, "override '%s' is not of the form NAME=VALUE", t ? t : "(null)");
             ok = false;
             continue;
         }
-        o->v[o->n++] = (struct override){ itr_arena_strndup(s->arena, t, (size_t)(eq - t)), eq + 1, t, false };
+        o->v[o->n++] = (struct override){ itr_arena_strndup(s->arena, t, (size_t)(eq - t)), eq + 1, t, false,
+                                          data ? i - opt->n_overrides : -1 };
     }
     return ok;
 }
 
-static struct override *find_override(struct ovr_set *o, const char *name) {
-    struct override *r = NULL;
+// The last -D override of name, else the last data-set value of it.
+static struct override *find_override(struct sess *s, struct ovr_set *o, const char *name) {
+    struct override *r = NULL, *rd = NULL;
     for (int i = 0; i < o->n; i++)
-        if (strcmp(o->v[i].name, name) == 0) r = &o->v[i];   // the last one wins
+        if (strcmp(o->v[i].name, name) == 0) {
+            if (o->v[i].data < 0) r = &o->v[i];
+            else rd = &o->v[i];
+        }
+    if (!r) r = rd;
     if (r)
         for (int i = 0; i < o->n; i++)
             if (strcmp(o->v[i].name, name) == 0) o->v[i].used = true;
+    if (r && r->data >= 0 && s->opt->data_used) s->opt->data_used[r->data] = true;
     return r;
 }
 
@@ -361,7 +372,7 @@ static void declare_dim(struct frame *cf, const struct ast_dimdecl *dd, struct o
     }
     int64_t def = 0;
     bool has_def = false;
-    struct override *ov = ovr ? find_override(ovr, dd->name) : NULL;
+    struct override *ov = ovr ? find_override(s, ovr, dd->name) : NULL;
     if (ov) {
         if (!parse_int_text(ov->value, &def) || def < 0) {
             itr_diag_error(s->d, ITR_NOLOC, "override '%s': dim '%s' needs a non-negative integer", ov->text, dd->name);
@@ -787,7 +798,7 @@ static void elab_model(struct sess *s, const struct ast_item *model) {
     if (!parse_overrides(s, &ovr)) return;
     for (int i = 0; i < model->n_params; i++) {
         const struct ast_param *pa = &model->params[i];
-        struct override *ov = find_override(&ovr, pa->name);
+        struct override *ov = find_override(s, &ovr, pa->name);
         struct member *m = new_member(s, M_CONFIG, pa->loc);
         if (ov) {
             if (!override_value(s, ov, pa->ckind, &m->cfg)) continue;
@@ -809,7 +820,7 @@ static void elab_model(struct sess *s, const struct ast_item *model) {
             for (int k = 0; k < model->items[i].n_dims; k++) declare_dim(&cf, &model->items[i].dims[k], &ovr);
     run_items(&cf, root, model->items, model->n_items, &ovr, true);
     for (int i = 0; i < ovr.n; i++)
-        if (!ovr.v[i].used)
+        if (!ovr.v[i].used && ovr.v[i].data < 0)   // a data set's value applies only where the name exists
             itr_diag_error(s->d, ITR_NOLOC, "override '%s': model '%s' has no config parameter or dim named '%s'",
                            ovr.v[i].text, model->name, ovr.v[i].name);
     if (s->train_item && !s->optimizer_item)
@@ -914,4 +925,97 @@ struct itr_program *itr_parse_file(const char *path, const struct itr_parse_opti
     struct itr_program *p = itr_parse_string(path, (const char *)buf, len, opt, d);
     free(buf);
     return p;
+}
+
+// ------------------------------------------------------------ module libraries
+
+static void append(char *buf, size_t n, const char *fmt, const char *a) {
+    size_t w = strlen(buf);
+    if (w + 1 < n) snprintf(buf + w, n - w, fmt, a);
+}
+
+// The source of a model that instantiates module it of the library file
+// (imported by its base name); NULL when a config parameter needs a value
+// that cannot be made up (float, bool, str without a default).
+static char *library_probe(struct itr_arena *a, const char *lib_base, const struct ast_item *it, const char **why) {
+    char dims[2048] = "", args[2048] = "";
+    for (int k = 0; k < it->n_params; k++) {
+        const struct ast_param *pa = &it->params[k];
+        if (!pa->is_config || pa->def) continue;
+        if (pa->ckind != CK_INT) {
+            *why = pa->name;
+            return NULL;
+        }
+        char up[128];
+        size_t j = 0;
+        for (; pa->name[j] && j + 1 < sizeof up; j++) up[j] = (char)toupper((unsigned char)pa->name[j]);
+        up[j] = 0;
+        append(dims, sizeof dims, dims[0] ? ", %s" : "  dim %s", up);
+        char kv[300];
+        snprintf(kv, sizeof kv, "%s%s=%s", args[0] ? ", " : "", pa->name, up);
+        append(args, sizeof args, "%s", kv);
+    }
+    size_t n = strlen(lib_base) + strlen(dims) + strlen(args) + 2 * strlen(it->name) + 128;
+    char *src = itr_arena_alloc(a, n);
+    snprintf(src, n, "import \"%s\"\nmodel check_%s {\n%s\n  let m = %s(%s)\n}\n", lib_base, it->name, dims,
+             it->name, args);
+    return src;
+}
+
+int itr_check_library(const char *path, const struct itr_parse_options *opt, struct itr_library_report *rep,
+                      struct itr_diags *d) {
+    memset(rep, 0, sizeof *rep);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!itr_file_read_all(path, &buf, &len, d)) return 0;
+    struct sess s;
+    memset(&s, 0, sizeof s);
+    s.arena = itr_arena_new();
+    s.d = d;
+    s.opt = opt ? opt : &no_options;
+    int errors0 = d->n_errors;
+    load_file(&s, path, canonical(s.arena, path), (const char *)buf, len);
+    free(buf);
+    int result = d->n_errors == errors0 ? 1 : 0;
+    const struct ast_file *ast = s.files[0]->ast;
+    for (int i = 0; result && i < ast->n_items; i++)
+        if (ast->items[i].kind == I_MODEL) result = -1;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    bool failed = false;
+    for (int i = 0; result == 1 && i < ast->n_items; i++) {
+        const struct ast_item *it = &ast->items[i];
+        if (it->kind == I_DEF) rep->n_functions++;
+        if (it->kind != I_MODULE) continue;
+        rep->n_modules++;
+        const char *why = NULL;
+        char *src = library_probe(s.arena, base, it, &why);
+        if (!src) {
+            rep->n_skipped++;
+            itr_diag_note(d, it->name_loc, "module '%s' is not instantiated: its config parameter '%s' has no "
+                          "default and is not an int", it->name, why);
+            continue;
+        }
+        // Named after the library, in its folder, so that the import finds it.
+        char name[1024];
+        snprintf(name, sizeof name, "%s (check of module %s)", path, it->name);
+        struct itr_parse_options po = opt ? *opt : no_options;
+        po.overrides = NULL;
+        po.n_overrides = 0;
+        po.data_overrides = NULL;
+        po.n_data_overrides = 0;
+        int before = d->n_errors;
+        struct itr_program *p = itr_parse_string(name, src, strlen(src), &po, d);
+        itr_program_free(p);
+        if (d->n_errors > before) {
+            itr_diag_note(d, it->name_loc, "while checking module '%s', instantiated with each int config parameter "
+                          "without a default as a dim of its name in capitals", it->name);
+            failed = true;
+            continue;
+        }
+        if (rep->modules[0]) append(rep->modules, sizeof rep->modules, "%s", ", ");
+        append(rep->modules, sizeof rep->modules, "%s", it->name);
+    }
+    itr_arena_free(s.arena);
+    return result == 1 && failed ? 0 : result;
 }
