@@ -18,6 +18,7 @@
 static const struct itr_backend *const registry[] = {
     &itr_backend_ref,
     &itr_backend_llvm,
+    &itr_backend_cuda,
 };
 
 #define N_BACKENDS ((int)(sizeof registry / sizeof *registry))

@@ -39,6 +39,11 @@ struct itr_backend {
     const char *description;    // one line for listings
     bool host_memory;           // buffers are host memory (see above)
 
+    // Optional (NULL: always usable). Called when a session is made on the
+    // backend, before any buffer is allocated: false with the reason in d
+    // when it cannot run on this machine (cuda without a driver or a GPU).
+    bool (*open)(struct itr_diags *d);
+
     // Prepares graph g of program p for runs with options o. Returns NULL
     // with a diagnostic when the backend cannot run g (an op it lacks, a
     // compile error); the caller reports it and stops.
@@ -101,6 +106,10 @@ extern const struct itr_backend itr_backend_ref;
 // Fused kernels through the LLVM ORC JIT (backends/llvm/llvm_backend.c);
 // always registered: a build without LLVM says so when asked to prepare.
 extern const struct itr_backend itr_backend_llvm;
+// Fused kernels as CUDA C through NVRTC and the driver API
+// (backends/cuda/cuda_backend.c); always registered: without a driver or a
+// GPU, opening a session on it says so.
+extern const struct itr_backend itr_backend_cuda;
 
 // The backend a session uses when none is named: llvm when this build has
 // LLVM and the plan carries kernels, ref otherwise.

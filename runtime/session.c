@@ -26,7 +26,7 @@ static void *xcalloc(size_t n, size_t size) {
 struct itr_session *itr_session_new(const struct itr_program *p, const char *backend,
                                     const struct itr_session_options *o, struct itr_diags *d) {
     const struct itr_backend *be = itr_backend_find(backend ? backend : itr_backend_default_for(p), d);
-    if (!be) return NULL;
+    if (!be || (be->open && !be->open(d))) return NULL;
     struct itr_session *s = xcalloc(1, sizeof *s);
     s->p = p;
     s->be = be;

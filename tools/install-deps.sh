@@ -13,6 +13,8 @@ packages+=(libonnx-dev libonnx-testdata)
 packages+=(python3)
 # Fuzzing (tests/fuzz/, make fuzz): clang and its libFuzzer runtime.
 packages+=(clang-14 libclang-rt-14-dev)
+# tests/test_cuda_render.c runs the rendered CUDA C on the host, compiled as C++.
+packages+=(g++)
 packages+=("$@")   # extra packages a target needs (e.g. python3-torch for fixtures)
 
 missing=()
