@@ -19,11 +19,11 @@ mkdir -p "$out"
 step() { echo; echo "\$ $*"; "$@"; }
 
 step "$data_tool" synth "$out/data"
-vocab_size=$(grep -o '"idx": *[0-9]*' "$out/data/vocab.json" | grep -o '[0-9]*$')
 
-# The default set: 2000 train images of 12 regions x 256 features.
-step "$itrc" compile models/vsepp.ir -D D=64 -D W=32 -D gru_init=0.125 -D R=12 -D img_dim=256 \
-     -D "V=$vocab_size" -D warmup_epochs=1 -o "$out/vsepp.plan"
+# The default set: 2000 train images of 12 regions x 256 features; --data
+# takes R, img_dim and the vocabulary size V from it.
+step "$itrc" compile models/vsepp.ir --data "$out/data" -D D=64 -D W=32 -D gru_init=0.125 \
+     -D warmup_epochs=1 -o "$out/vsepp.plan"
 step "$run" "$out/vsepp.plan" train --data "$out/data" --epochs 10 --batch-size 64 --lr 0.005 --lr-schedule step:7 \
      --seed 1 --out "$out/run" --plot
 step "$run" "$out/vsepp.plan" eval --data "$out/data" --split test --weights "$out/run/best.safetensors"
