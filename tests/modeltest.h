@@ -379,6 +379,19 @@ static inline bool mt_synth(const char *dir, const struct itr_synth_options *so,
     return ok;
 }
 
+// Train and evaluate as `itrc compile` + `itr-run` do by default: on the
+// fused kernels (the llvm backend) where this build has LLVM. Compiles p's
+// kernel schedules and returns the backend the session will pick.
+static inline const char *mt_use_fused_kernels(struct itr_program *p) {
+    if (!itr_llvm_available()) return "ref";
+    struct itr_diags kd;
+    itr_diags_init(&kd);
+    p->kernels = calloc(1, sizeof *p->kernels);
+    CHECK(p->kernels && itr_compile_kernels(p, p->kernels, &kd));
+    itr_diags_free(&kd);
+    return "llvm";
+}
+
 // What mt_learn_run trains and on what. Zero fields take the defaults noted.
 struct mt_learn_options {
     const char *ir, *label;      // the model file; names the data and run directories and the printed line
@@ -432,17 +445,7 @@ static inline void mt_learn_run(const struct mt_learn_options *o) {
     struct itr_program *p = mt_parse_model(o->ir, ov, n_ov, true);
     CHECK(p != NULL);
     if (!p) return;
-    // Train and evaluate as `itrc compile` + `itr-run` do by default: on the
-    // fused kernels (the llvm backend) where this build has LLVM.
-    const char *backend = "ref";
-    if (itr_llvm_available()) {
-        struct itr_diags kd;
-        itr_diags_init(&kd);
-        p->kernels = calloc(1, sizeof *p->kernels);
-        CHECK(p->kernels && itr_compile_kernels(p, p->kernels, &kd));
-        itr_diags_free(&kd);
-        backend = "llvm";
-    }
+    const char *backend = mt_use_fused_kernels(p);
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
     struct itr_trainer_options to;

@@ -277,6 +277,7 @@ TEST(learns_well_above_chance) {
     struct itr_program *p = ok ? mt_parse_model(TERN_IR, LEARN_SIZE, 13, true) : NULL;
     CHECK(p != NULL);
     if (!p) return;
+    const char *backend = mt_use_fused_kernels(p);
     struct itr_diags d;
     itr_diags_init(&d);
     char fp[17];
@@ -305,8 +306,8 @@ TEST(learns_well_above_chance) {
         for (int i = 0; i < k; i++) miss *= (495.0 - i) / (500.0 - i);
         if (k == 1 || k == 5 || k == 10) chance += 100 * (1 - miss);
     }
-    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU); chance %.2f\n",
-           untrained, trained, r.steps, secs, chance);
+    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU on %s); chance %.2f\n",
+           untrained, trained, r.steps, secs, backend, chance);
     CHECK_MSG(trained >= 3 * chance, "test rsum %.2f: less than 3x chance (%.2f)", trained, chance);
     itr_diags_free(&d);
     itr_program_free(p);
