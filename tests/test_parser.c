@@ -53,6 +53,8 @@ static const struct bad_case bad_cases[] = {
     { "point without digit", "model m {\n  dim B = 1.\n}\n", 0, "invalid number '1.'", 2, 11, NULL },
     { "leading point", "model m {\n  dim B = .5\n}\n", 0, "unexpected '.'", 2, 11, NULL },
     { "integer overflow", "model m {\n  dim B = 99999999999999999999\n}\n", 0, "integer literal out of range", 2, 11, NULL },
+    { "2^63 not negated", "model m {\n  dim B = 9223372036854775808\n}\n", 0,
+      "integer literal out of range (more than 64 bits): 9223372036854775808", 2, 11, NULL },
     { "float overflow", "model m {\n  dim B = 1e999\n}\n", 0, "number out of range", 2, 11, NULL },
     { "bad UTF-8 in comment", "model m {\n  # caf\xe9\n}\n", 0, "invalid UTF-8 byte 0xe9 in comment", 2, 8, NULL },
     { "bad UTF-8 in code", "model m { \xff }\n", 0, "invalid UTF-8 byte 0xff", 1, 11, NULL },
@@ -710,6 +712,34 @@ TEST(exact_float_round_trip) {
     itr_program_free(p);
 }
 
+// The printer writes INT64_MIN (an ONNX-style open slice bound) as
+// -9223372036854775808, and the parser takes it back: 2^63 is a valid
+// literal only after a minus sign.
+TEST(int64_min_round_trip) {
+    const char *src = M("  entry f(x: f32[B]) -> (y) {\n"
+                        "    return slice(x, starts=[-9223372036854775808], ends=[9223372036854775807], axes=[0])\n"
+                        "  }\n");
+    struct itr_program *p = parse_ok(src, NULL, 0);
+    if (!p) { CHECK(p != NULL); return; }
+    const struct itr_node *n = find_node(p->graphs[0], ITR_OP_SLICE, 0);
+    int ks = itr_op_attr_index(ITR_OP_SLICE, "starts");
+    CHECK(n && n->attrs[ks].u.ints.n == 1 && n->attrs[ks].u.ints.v[0] == INT64_MIN);
+    char *t = itr_print_program(p);
+    CHECK_STR_CONTAINS(t, "starts=[-9223372036854775808]");
+    struct itr_parse_options o = opts(NULL, 0);
+    struct itr_diags d;
+    struct itr_program *q = parse(t, 0, &o, &d);
+    CHECK(q != NULL);
+    if (q) {
+        char why[256];
+        CHECK_MSG(itr_program_equal(p, q, why, sizeof why), "%s", why);
+        itr_program_free(q);
+    }
+    itr_diags_free(&d);
+    free(t);
+    itr_program_free(p);
+}
+
 int main(void) {
     RUN(malformed_inputs);
     RUN(recovery_reports_every_error);
@@ -724,5 +754,6 @@ int main(void) {
     RUN(typed_function_parameters_and_keyword_config);
     RUN(verify_and_equal_catch_differences);
     RUN(exact_float_round_trip);
+    RUN(int64_min_round_trip);
     return test_summary();
 }

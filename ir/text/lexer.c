@@ -174,11 +174,14 @@ static void lex_number(struct lexer *lx, struct token *t) {
         if (isinf(t->fval)) { lex_error(lx, start, "number out of range: %.40s", buf); t->fval = 0; }
     } else {
         unsigned long long v = strtoull(buf, NULL, 10);
-        if (errno == ERANGE || v > (unsigned long long)INT64_MAX) {
+        // 2^63 is let through for the parser to accept after a minus sign:
+        // the printer writes INT64_MIN as -9223372036854775808.
+        t->int_2p63 = errno != ERANGE && v == (unsigned long long)INT64_MAX + 1;
+        if (errno == ERANGE || (v > (unsigned long long)INT64_MAX && !t->int_2p63)) {
             lex_error(lx, start, "integer literal out of range (more than 64 bits): %.40s%s", buf, n > 40 ? "..." : "");
             v = 0;
         }
-        t->ival = (int64_t)v;
+        t->ival = t->int_2p63 ? INT64_MIN : (int64_t)v;
         t->fval = (double)v;
     }
     if (buf != small) free(buf);

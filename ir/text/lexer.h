@@ -39,6 +39,7 @@ struct token {
     const char *text;        // IDENT: the (dotted) name; STRING: decoded contents (arena)
     size_t len;              // length of text
     int64_t ival;            // INT
+    bool int_2p63;           // INT: the literal is 2^63, INT64_MIN's magnitude: valid only negated (ival INT64_MIN)
     double fval;             // FLOAT (INT tokens also set it)
 };
 

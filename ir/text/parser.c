@@ -157,6 +157,14 @@ static struct ast_expr *parse_args(struct parser *p, struct ast_expr *call) {
     return call;
 }
 
+// -x with two's-complement wrap-around (-INT64_MIN is INT64_MIN), never
+// the signed overflow of plain negation.
+static int64_t negate_int(int64_t x) { return (int64_t)(0 - (uint64_t)x); }
+
+static void literal_out_of_range(struct parser *p, const struct token *t) {
+    error_at(p, t->loc, "integer literal out of range (more than 64 bits): 9223372036854775808");
+}
+
 // One element of a tensor literal: a number, true/false, inf/nan, with an
 // optional leading minus.
 static struct ast_expr *parse_tensor_elem(struct parser *p) {
@@ -165,7 +173,11 @@ static struct ast_expr *parse_tensor_elem(struct parser *p) {
     bool neg = false;
     if (t->kind == TOK_MINUS) { neg = true; next(p); t = peek(p); }
     struct ast_expr *e = NULL;
-    if (t->kind == TOK_INT) { e = new_expr(p, E_INT, loc); e->u.i = neg ? -t->ival : t->ival; }
+    if (t->kind == TOK_INT) {
+        e = new_expr(p, E_INT, loc);
+        e->u.i = neg ? negate_int(t->ival) : t->ival;
+        if (t->int_2p63 && !neg) literal_out_of_range(p, t);
+    }
     else if (t->kind == TOK_FLOAT) { e = new_expr(p, E_FLOAT, loc); e->u.f = neg ? -t->fval : t->fval; }
     else if (t->kind == TOK_IDENT && (t->kw == KW_TRUE || t->kw == KW_FALSE) && !neg) {
         e = new_expr(p, E_BOOL, loc); e->u.b = t->kw == KW_TRUE;
@@ -227,7 +239,12 @@ static struct ast_expr *parse_primary(struct parser *p) {
     struct itr_loc loc = t->loc;
     struct ast_expr *e;
     switch (t->kind) {
-    case TOK_INT: e = new_expr(p, E_INT, loc); e->u.i = t->ival; next(p); return e;
+    case TOK_INT:
+        if (t->int_2p63) literal_out_of_range(p, t);
+        e = new_expr(p, E_INT, loc);
+        e->u.i = t->ival;
+        next(p);
+        return e;
     case TOK_FLOAT: e = new_expr(p, E_FLOAT, loc); e->u.f = t->fval; next(p); return e;
     case TOK_STRING:
         e = new_expr(p, E_STR, loc);
@@ -284,12 +301,18 @@ static struct ast_expr *parse_unary(struct parser *p) {
     struct itr_loc loc = t->loc;
     enum tok_kind k = t->kind;
     next(p);
+    if (k == TOK_MINUS && peek(p)->kind == TOK_INT && peek(p)->int_2p63) {   // INT64_MIN itself
+        struct ast_expr *e = new_expr(p, E_INT, loc);
+        e->u.i = INT64_MIN;
+        next(p);
+        return e;
+    }
     if (!enter(p)) return NULL;
     struct ast_expr *x = parse_unary(p);
     leave(p);
     if (!x) return NULL;
     // A negative literal is a literal, so "-1" is an int and "-0.5" a float.
-    if (k == TOK_MINUS && x->kind == E_INT) { x->u.i = -x->u.i; x->loc = loc; return x; }
+    if (k == TOK_MINUS && x->kind == E_INT) { x->u.i = negate_int(x->u.i); x->loc = loc; return x; }
     if (k == TOK_MINUS && x->kind == E_FLOAT) { x->u.f = -x->u.f; x->loc = loc; return x; }
     struct ast_expr *e = new_expr(p, k == TOK_MINUS ? E_NEG : E_NOT, loc);
     e->u.operand = x;
