@@ -473,7 +473,8 @@ int64_t itr_slice_range(int64_t n, int64_t start, int64_t end, int64_t step, int
         if (end < 0) end = 0;
         if (end > n) end = n;
         *first = start;
-        return end > start ? (end - start + step - 1) / step : 0;
+        // ceil((end - start) / step), without overflow for steps near INT64_MAX
+    return end > start ? (end - start - 1) / step + 1 : 0;
     }
     if (start < 0) start += n;
     if (start < 0) start = -1;
@@ -482,7 +483,8 @@ int64_t itr_slice_range(int64_t n, int64_t start, int64_t end, int64_t step, int
     if (end < -1) end = -1;
     if (end >= n) end = n - 1;
     *first = start;
-    return start > end ? (start - end + (-step) - 1) / (-step) : 0;
+    // The same with |step| in unsigned arithmetic: -INT64_MIN does not fit.
+    return start > end ? (int64_t)(((uint64_t)(start - end) - 1) / (0 - (uint64_t)step) + 1) : 0;
 }
 
 bool shape_slice(struct itr_shape_ctx *c) {
@@ -516,6 +518,11 @@ bool shape_slice(struct itr_shape_ctx *c) {
         // Symbolic size L: start and end are each either c or L+c (c < 0);
         // the length is (end - start) rounded up by the step. The run-time
         // kernel checks that the clamped numpy length agrees.
+        // Bounds at or beyond ±SLICE_TO_END are past either end of any axis
+        // (importers write INT64_MIN / INT64_MAX for "open"): a start before
+        // the first element starts there, an end before it leaves nothing.
+        if (s <= -SLICE_TO_END) s = 0;
+        if (e <= -SLICE_TO_END) { t.dims[ax] = dconst(c, 0); continue; }
         bool s_rel = s < 0, e_rel = e < 0, e_all = e >= SLICE_TO_END;
         if (s >= SLICE_TO_END) { t.dims[ax] = dconst(c, 0); continue; }
         int64_t off = (e_all ? 0 : e) - s;
