@@ -130,6 +130,15 @@ int32_t gb_reshape(struct itr_grad_ctx *c, int32_t x, const struct itr_type *t) 
     return gb_node(c, ITR_OP_RESHAPE, &x, 1, a);
 }
 
+int32_t gb_rows(struct itr_grad_ctx *c, int32_t x) {
+    struct itr_type t = *gb_type(c, x);
+    itr_dim rows = t.dims[0];
+    for (int i = 1; i < t.rank - 1; i++) rows = itr_dim_binary(c->g->prog, ITR_DIM_MUL, rows, t.dims[i]);
+    itr_dim dims[2] = { rows, t.dims[t.rank - 1] };
+    struct itr_type r = itr_type_make(t.dtype, 2, dims);
+    return gb_reshape(c, x, &r);
+}
+
 int32_t gb_reduce(struct itr_grad_ctx *c, enum itr_op op, int32_t x, const int64_t *axes, int n_axes, bool keepdims) {
     if (n_axes == 0) return operands_ok(c, op, &x, 1) ? x : -1;   // [] would mean "every axis"
     struct itr_attr *a = gb_attrs(c, op);

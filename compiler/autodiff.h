@@ -82,6 +82,9 @@ int32_t gb_expand(struct itr_grad_ctx *c, int32_t x, const struct itr_type *t);
 const struct itr_type *gb_type(struct itr_grad_ctx *c, int32_t v);
 // reshape to t (x itself when the types are equal).
 int32_t gb_reshape(struct itr_grad_ctx *c, int32_t x, const struct itr_type *t);
+// x [..., m] as the matrix [prod(...), m] of its rows (the batch rows of a
+// projection, or a scan's stacked per-step rows, as one matrix).
+int32_t gb_rows(struct itr_grad_ctx *c, int32_t x);
 // sum/mean/max/min over axes (x itself for n_axes = 0: never "all axes").
 int32_t gb_reduce(struct itr_grad_ctx *c, enum itr_op op, int32_t x, const int64_t *axes, int n_axes, bool keepdims);
 int32_t gb_cast(struct itr_grad_ctx *c, int32_t x, enum itr_dtype dt);      // x itself if already dt

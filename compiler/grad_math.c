@@ -385,18 +385,6 @@ static int32_t swap_last2(struct itr_grad_ctx *c, int32_t v) {
     return gb_transpose(c, v, perm, rank);
 }
 
-// x [..., m, k] viewed as [prod(...)*m, k]: the batch rows of a projection
-// stacked into one matrix.
-static int32_t rows_2d(struct itr_grad_ctx *c, int32_t x) {
-    struct itr_type t = type_of(c, x);
-    struct itr_program *p = c->g->prog;
-    itr_dim rows = t.dims[0];
-    for (int i = 1; i < t.rank - 1; i++) rows = itr_dim_binary(p, ITR_DIM_MUL, rows, t.dims[i]);
-    itr_dim dims[2] = { rows, t.dims[t.rank - 1] };
-    struct itr_type r = itr_type_make(t.dtype, 2, dims);
-    return gb_reshape(c, x, &r);
-}
-
 // da = dy b^T, db = a^T dy, each summed over the batch dims its operand was
 // broadcast along. When b is a matrix shared by every batch row of a (a
 // projection x W), summing per-batch products a_i^T dy_i is one product of
@@ -407,7 +395,7 @@ bool grad_matmul(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t
     if (!gb_needs(c, 0) || unbroadcast(c, n, 0, cmp(c, ITR_OP_MATMUL, dy[0], swap_last2(c, b)), dx)) {
         if (!gb_needs(c, 1)) return true;
         if (gb_type(c, b)->rank == 2 && gb_type(c, a)->rank > 2 && gb_type(c, dy[0])->rank == gb_type(c, a)->rank) {
-            int32_t a2 = rows_2d(c, a), dy2 = rows_2d(c, dy[0]);
+            int32_t a2 = gb_rows(c, a), dy2 = gb_rows(c, dy[0]);
             if (a2 < 0 || dy2 < 0) return false;
             return unbroadcast(c, n, 1, cmp(c, ITR_OP_MATMUL, swap_last2(c, a2), dy2), dx);
         }

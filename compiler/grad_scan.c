@@ -547,16 +547,6 @@ static bool use_recorded_products(struct itr_grad_ctx *c, const struct itr_node 
     return b->n_rec == 0 || renumber_body(g, c->d);
 }
 
-// x [..., m] as the matrix [prod(...), m] of its rows.
-static int32_t rows_of(struct itr_grad_ctx *c, int32_t x) {
-    struct itr_type t = *gb_type(c, x);
-    itr_dim rows = t.dims[0];
-    for (int i = 1; i < t.rank - 1; i++) rows = itr_dim_binary(c->g->prog, ITR_DIM_MUL, rows, t.dims[i]);
-    itr_dim dims[2] = { rows, t.dims[t.rank - 1] };
-    struct itr_type r = itr_type_make(t.dtype, 2, dims);
-    return gb_reshape(c, x, &r);
-}
-
 // a^T b for matrices a and b.
 static int32_t gb_matmul_tn(struct itr_grad_ctx *c, int32_t a, int32_t b) {
     int32_t in[2] = { gb_transpose(c, a, NULL, 0), b };
@@ -636,7 +626,7 @@ bool grad_scan(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *
         if (b.dxs[j]) dx[s.nc + j] = outs[r++];
     for (int k = 0; k < s.nk && ok; k++) {
         if (!b.hoist[k]) continue;
-        int32_t lhs = rows_of(c, outs[r++]), rhs = rows_of(c, outs[r++]);
+        int32_t lhs = gb_rows(c, outs[r++]), rhs = gb_rows(c, outs[r++]);
         int32_t prod = lhs >= 0 && rhs >= 0 ? gb_matmul_tn(c, lhs, rhs) : -1;
         if (prod >= 0 && b.hoist_t[k]) prod = gb_transpose(c, prod, NULL, 0);
         ok = prod >= 0;
