@@ -52,9 +52,28 @@ static struct itr_tensor *random_tensor(const struct itr_program *p, const struc
 
 static int compared_entries;
 
-static void check_entry(const struct itr_program *p, const struct itr_graph *g, const struct kir_schedule *sched,
-                        struct itr_tensor *const *params,
+// The compiled side of the comparison: entry g (graph gi of p) on the
+// backend under test, outputs into out. A file that includes this one to
+// check another backend (test_cuda_agree.c) defines AGREE_COMPILED_RUN and
+// AGREE_BACKEND_NAME first; the default is the plan's schedule on LLVM.
+#ifndef AGREE_COMPILED_RUN
+static bool llvm_entry_run(const struct itr_program *p, int gi, const struct itr_graph *g, struct itr_tensor **in,
+                           struct itr_tensor *const *params, struct itr_dim_bindings *b, bool f64,
+                           struct itr_tensor **out, const char *file, struct itr_diags *d) {
+    const struct kir_schedule *sched = kir_plan_kernels_find(p->kernels, gi, f64);
+    if (!sched) FAIL_AT("%s: the plan has no %s schedule for entry '%s'", file, f64 ? "f64" : "f32", g->name);
+    struct itr_llvm_exe *e = sched ? itr_llvm_exe_new(g, sched, 2, d) : NULL;
+    bool ok = e && itr_llvm_exe_run(e, in, params, b, out, d);
+    itr_llvm_exe_free(e);
+    return ok;
+}
+#define AGREE_COMPILED_RUN llvm_entry_run
+#define AGREE_BACKEND_NAME "LLVM"
+#endif
+
+static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *const *params,
                         const struct itr_dim_bindings *b, bool f64, const char *file) {
+    const struct itr_graph *g = p->graphs[gi];
     struct itr_tensor **in = calloc((size_t)g->n_inputs + 1, sizeof *in);
     for (int i = 0; i < g->n_inputs; i++) {
         in[i] = random_tensor(p, &g->values[g->inputs[i]].type, b, 100 + (uint64_t)i);
@@ -82,12 +101,10 @@ static void check_entry(const struct itr_program *p, const struct itr_graph *g, 
         fprintf(stderr, "note: %s: entry '%s' does not run on the generic inputs; skipped\n", file, g->name);
         itr_diags_print(&d, stderr);
     } else {
-        if (!sched) FAIL_AT("%s: the plan has no %s schedule for entry '%s'", file, f64 ? "f64" : "f32", g->name);
-        struct itr_llvm_exe *e = sched ? itr_llvm_exe_new(g, sched, 2, &d) : NULL;
-        bool ok = e && itr_llvm_exe_run(e, in, params, &lb, lo, &d);
-        if (!ok) {
+        if (!AGREE_COMPILED_RUN(p, gi, g, in, params, &lb, f64, lo, file, &d)) {
             itr_diags_print(&d, stderr);
-            FAIL_AT("%s: entry '%s' (%s) fails on the LLVM backend", file, g->name, f64 ? "f64" : "f32");
+            FAIL_AT("%s: entry '%s' (%s) fails on the %s backend", file, g->name, f64 ? "f64" : "f32",
+                    AGREE_BACKEND_NAME);
         } else {
             compared_entries++;
             for (int k = 0; k < g->n_outputs; k++) {
@@ -97,7 +114,6 @@ static void check_entry(const struct itr_program *p, const struct itr_graph *g, 
                             g->output_names[k], why);
             }
         }
-        itr_llvm_exe_free(e);
     }
     for (int k = 0; k < g->n_outputs; k++) { itr_tensor_free(ro[k]); itr_tensor_free(lo[k]); }
     for (int i = 0; i < g->n_inputs; i++) itr_tensor_free(in[i]);
@@ -153,8 +169,8 @@ static void check_model(const char *path) {
     for (int gi = 0; gi < p->n_graphs; gi++) {
         const struct itr_graph *g = p->graphs[gi];
         if (g->kind != ITR_GRAPH_ENTRY) continue;
-        check_entry(p, g, kir_plan_kernels_find(p->kernels, gi, false), params, &b, false, file);
-        check_entry(p, g, kir_plan_kernels_find(p->kernels, gi, true), params, &b, true, file);
+        check_entry(p, gi, params, &b, false, file);
+        check_entry(p, gi, params, &b, true, file);
     }
     for (int j = 0; j < p->n_params; j++) itr_tensor_free(params[j]);
     free(params);
@@ -163,10 +179,6 @@ static void check_model(const char *path) {
 }
 
 TEST(every_model_every_entry) {
-    if (!itr_llvm_available()) {
-        printf("skipped: built without LLVM (the LLVM backend is not compiled in)\n");
-        return;
-    }
     DIR *dir = opendir(ITR_SOURCE_DIR "/models");
     CHECK(dir != NULL);
     int models = 0;
@@ -180,12 +192,17 @@ TEST(every_model_every_entry) {
     }
     if (dir) closedir(dir);
     check_model(ITR_SOURCE_DIR "/models/demo/batch.ir");
-    printf("  %d models, %d entry runs compared (f32 and f64)\n", models + 1, compared_entries);
+    printf("  %d models, %d entry runs compared on %s (f32 and f64)\n", models + 1, compared_entries,
+           AGREE_BACKEND_NAME);
     CHECK(models >= 8);
     CHECK(compared_entries >= 2 * 3 * models);
 }
 
 int main(void) {
+    if (!itr_llvm_available()) {
+        printf("skipped: built without LLVM (the LLVM backend is not compiled in)\n");
+        return test_summary();
+    }
     RUN(every_model_every_entry);
     return test_summary();
 }
