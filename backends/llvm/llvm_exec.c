@@ -422,6 +422,145 @@ static struct lane lane_of(const struct itr_tensor *t, int ax) {
 
 #define GEMM_PARALLEL_MIN_MACS (1 << 21)
 
+// Batch dims of the result where only one operand varies are folded into
+// one large product. Scoring a tile of images against captions is
+// v[i, 1, R, D] x u[1, c, D, L]: i*c products of 36x12x1024, each too small
+// for the library to reach its rate, or one (i*R) x (c*L) x D product that
+// does. A's rows over its own dims and B's columns over B's are packed
+// where the layout does not already give them (packing costs 1/n resp. 1/m
+// of the product), and the result is scattered into C's order. Dims where
+// both operands vary stay an outer loop. False when nothing would fold.
+struct fold_dims { int n; int dim[ITR_MAX_RANK]; int64_t size[ITR_MAX_RANK]; };
+
+// Offset of the q-th combination of the dims of f (row-major in C's order).
+static int64_t fold_offset(const struct fold_dims *f, int64_t q, const int64_t *stride) {
+    int64_t off = 0;
+    for (int j = f->n - 1; j >= 0; j--) {
+        off += (q % f->size[j]) * stride[f->dim[j]];
+        q /= f->size[j];
+    }
+    return off;
+}
+
+static int64_t fold_count(const struct fold_dims *f) {
+    int64_t n = 1;
+    for (int j = 0; j < f->n; j++) n *= f->size[j];
+    return n;
+}
+
+// The dims of f, as rows of `row` elements, are one run of consecutive rows.
+static bool fold_consecutive(const struct fold_dims *f, const int64_t *stride, int64_t row) {
+    for (int j = f->n - 1; j >= 0; j--) {
+        if (stride[f->dim[j]] != row) return false;
+        row *= f->size[j];
+    }
+    return true;
+}
+
+// dst[cols, rows] = src[rows, cols]ᵀ, elements of es bytes (4 or 8).
+static void transpose_block(char *dst, const char *src, int64_t rows, int64_t cols, size_t es) {
+    if (es == 4) {
+        const float *s = (const float *)src;
+        float *d = (float *)dst;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
+    } else {
+        const double *s = (const double *)src;
+        double *d = (double *)dst;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
+    }
+}
+
+static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tensor *B, struct itr_tensor *C,
+                              bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, int pool_threads) {
+    int ra = A->rank, rb = B->rank, nb = C->rank - 2;
+    int64_t sa[ITR_MAX_RANK] = { 0 }, sb[ITR_MAX_RANK] = { 0 }, sc[ITR_MAX_RANK] = { 0 };
+    struct fold_dims both = { 0 }, aonly = { 0 }, bonly = { 0 };
+    int64_t st_a = m * k, st_b = k * nn, st_c = m * nn;
+    for (int i = nb - 1; i >= 0; i--) {
+        int ia = i - (nb - (ra - 2)), ib = i - (nb - (rb - 2));
+        int64_t as = ia >= 0 ? A->shape[ia] : 1, bs = ib >= 0 ? B->shape[ib] : 1, cs = C->shape[i];
+        sa[i] = as > 1 ? st_a : 0;
+        sb[i] = bs > 1 ? st_b : 0;
+        sc[i] = st_c;
+        st_a *= as;
+        st_b *= bs;
+        st_c *= cs;
+    }
+    for (int i = 0; i < nb; i++) {
+        int64_t cs = C->shape[i];
+        if (cs == 1) continue;
+        struct fold_dims *f = sa[i] && sb[i] ? &both : sa[i] ? &aonly : &bonly;
+        f->dim[f->n] = i;
+        f->size[f->n++] = cs;
+    }
+    int64_t na = fold_count(&aonly), nbb = fold_count(&bonly), nboth = fold_count(&both);
+    if (na * nbb <= 1) return false;
+    size_t es = itr_dtype_size(C->dtype);
+    int64_t M = na * m, N = nbb * nn;
+    // A as [M, k] rows: used in place when its own dims are consecutive rows.
+    bool a_direct = !trans_a && fold_consecutive(&aonly, sa, m * k);
+    // B: in place when nothing folds on its side; else Bᵀ as [N, k] rows.
+    bool b_direct = nbb == 1 || (trans_b && fold_consecutive(&bonly, sb, nn * k));
+    bool b_trans = nbb == 1 ? trans_b : true;
+    // C: written in place when its rows (A's dims, m) are consecutive.
+    bool c_direct = nbb == 1 && fold_consecutive(&aonly, sc, m * nn);
+    char *ap = a_direct ? NULL : malloc((size_t)(M * k) * es);
+    char *bp = b_direct ? NULL : malloc((size_t)(N * k) * es);
+    char *cp = c_direct ? NULL : malloc((size_t)(M * N) * es);
+    if ((!a_direct && !ap) || (!b_direct && !bp) || (!c_direct && !cp)) {
+        free(ap);
+        free(bp);
+        free(cp);
+        return false;
+    }
+    int threads = (double)M * (double)N * (double)k >= GEMM_PARALLEL_MIN_MACS ? pool_threads : 1;
+    const char *abase = A->data, *bbase = B->data;
+    char *cbase = C->data;
+    for (int64_t q = 0; q < nboth; q++) {
+        int64_t oa = fold_offset(&both, q, sa), ob = fold_offset(&both, q, sb), oc = fold_offset(&both, q, sc);
+        if (!a_direct)
+            for (int64_t x = 0; x < na; x++) {
+                const char *src = abase + (size_t)(oa + fold_offset(&aonly, x, sa)) * es;
+                char *dst = ap + (size_t)(x * m * k) * es;
+                if (!trans_a) memcpy(dst, src, (size_t)(m * k) * es);
+                else transpose_block(dst, src, k, m, es);
+            }
+        if (!b_direct)
+            for (int64_t y = 0; y < nbb; y++) {
+                const char *src = bbase + (size_t)(ob + fold_offset(&bonly, y, sb)) * es;
+                char *dst = bp + (size_t)(y * nn * k) * es;
+                if (trans_b) memcpy(dst, src, (size_t)(nn * k) * es);
+                else transpose_block(dst, src, k, nn, es);
+            }
+        const char *a = a_direct ? abase + (size_t)oa * es : ap;
+        const char *b = b_direct ? bbase + (size_t)ob * es : bp;
+        char *c = c_direct ? cbase + (size_t)oc * es : cp;
+        int64_t lda = k, ldb = b_direct && nbb == 1 ? B->shape[rb - 1] : k;
+        if (C->dtype == ITR_F64)
+            itr_gemm_f64(false, b_trans, M, N, k, (const double *)a, lda, (const double *)b, ldb, 0.0, (double *)c, N,
+                         threads);
+        else
+            itr_gemm_f32(false, b_trans, M, N, k, (const float *)a, lda, (const float *)b, ldb, 0.0f, (float *)c, N,
+                         threads);
+        if (!c_direct)
+            for (int64_t x = 0; x < na; x++) {
+                char *dst = cbase + (size_t)(oc + fold_offset(&aonly, x, sc)) * es;
+                for (int64_t y = 0; y < nbb; y++) {
+                    char *d = dst + (size_t)fold_offset(&bonly, y, sc) * es;
+                    const char *s = cp + (size_t)(x * m * N + y * nn) * es;
+                    for (int64_t r = 0; r < m; r++)
+                        memcpy(d + (size_t)(r * nn) * es, s + (size_t)(r * N) * es, (size_t)nn * es);
+                }
+            }
+    }
+    free(ap);
+    free(bp);
+    free(cp);
+    return true;
+}
+
 // A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
 // the operands' batch dims broadcast (numpy rules, right-aligned).
 static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
@@ -450,6 +589,11 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
         m *= batch;
         batch = 1;
         nbatch = 0;
+    }
+    if (batch > 1 && gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool ? e->pool->n : 1)) {
+        val[ov] = C;
+        owned[ov] = true;
+        return true;
     }
     size_t es = itr_dtype_size(C->dtype);
     // Waking OpenBLAS's threads costs more than a small product gains from
