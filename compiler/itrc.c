@@ -419,7 +419,8 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
     (void)operand;
     struct front_opts o = { 0 };
     const char *out = NULL, *target = itr_compile_default_target();
-    int opt_level = 1;
+    int opt_level = 2;
+    unsigned no_rewrites = 0;
     bool verbose = false;
     int rc = ITR_EXIT_OK;
     for (int i = 1; i < argc && rc == ITR_EXIT_OK; i++) {
@@ -433,10 +434,17 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
         } else if ((r = opt_value("compile", argc, argv, &i, NULL, "--target", &v)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
             else target = v;
+        } else if ((r = opt_value("compile", argc, argv, &i, NULL, "--no-rewrite", &v)) != 0) {
+            unsigned bits = r > 0 ? itr_rewrite_from_name(v) : 0;
+            if (r < 0) rc = ITR_EXIT_USER;
+            else if (!bits)
+                rc = usage_error("compile", "unknown rewrite '%s' for --no-rewrite (known: gram, reassoc, all)", v);
+            else no_rewrites |= bits;
         } else if (strcmp(argv[i], "-O0") == 0) opt_level = 0;
-        else if (strcmp(argv[i], "-O1") == 0 || strcmp(argv[i], "-O") == 0) opt_level = 1;
+        else if (strcmp(argv[i], "-O1") == 0) opt_level = 1;
+        else if (strcmp(argv[i], "-O2") == 0 || strcmp(argv[i], "-O") == 0) opt_level = 2;
         else if (strncmp(argv[i], "-O", 2) == 0)
-            rc = usage_error("compile", "unknown optimisation level '%s' (accepted: -O0, -O1)", argv[i]);
+            rc = usage_error("compile", "unknown optimisation level '%s' (accepted: -O0, -O1, -O2)", argv[i]);
         else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) verbose = true;
         else if (argv[i][0] == '-' && argv[i][1]) rc = usage_error("compile", "unknown option '%s'", argv[i]);
         else rc = positional_file("compile", &o.file, argv[i]);
@@ -456,6 +464,7 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
     struct itr_compile_options co;
     front_compile_options(&o, &co);
     co.opt_level = opt_level;
+    co.no_rewrites = no_rewrites;
     co.target = target;
     struct itr_compile_report rep;
     struct itr_diags d;
@@ -474,6 +483,8 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
         rc = report_failure(&rep, &d);
     } else {
         if (o.data) data_report(&db, &o, p->name, stdout);
+        if (verbose && opt_level >= 2)
+            fprintf(stderr, "rewrite: %d gram, %d reassociated\n", rep.rewrites.gram, rep.rewrites.reassociated);
         if (verbose && opt_level >= 1) {
             const struct itr_simplify_stats *st = &rep.simplify;
             fprintf(stderr, "simplify: %d -> %d nodes in %d rounds: %d folded, %d merged, %d rewritten, %d dead "
@@ -603,7 +614,7 @@ static const struct itr_cli_command commands[] = {
       "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The output parses back to the same program.\n",
       cmd_print },
-    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1] [-v] [-I DIR]... [-D NAME=VALUE]... "
+    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1|-O2] [--no-rewrite gram|reassoc|all] [-v] [-I DIR]... [-D NAME=VALUE]... "
       "[--data DIR]",
       "compile a model into a plan",
       "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
@@ -611,7 +622,10 @@ static const struct itr_cli_command commands[] = {
       "                             JIT-compiles (the default where LLVM is present); ref: the\n"
       "                             graphs only, for the reference interpreter (cuda is reserved)\n"
       "  -O0                        no graph simplification\n"
-      "  -O1                        constant folding, CSE, DCE, exact algebraic identities (default)\n"
+      "  -O1                        constant folding, CSE, DCE, exact algebraic identities; outputs\n"
+      "                             bit-for-bit those of -O0\n"
+      "  -O2                        -O1 and the contraction rewrites, which reorder sums (default)\n"
+      "  --no-rewrite R             turn rewrite R off at -O2: gram, reassoc, or all (repeatable)\n"
       "  -v, --verbose              report what the passes did\n"
       "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The plan is written atomically: on any error no file is left behind. A train entry becomes\n"

@@ -91,4 +91,28 @@ bool itr_simplify(struct itr_program *p, struct itr_simplify_stats *stats, struc
 // not influence the loss); on error the program is unusable.
 bool itr_compile_training_step(struct itr_program *p, struct itr_diags *d);
 
+// Algebraic rewrites of contractions (compiler/rewrite.c, docs/rewrites.md),
+// run at -O2 (the default) before the training step, so the step's forward
+// and backward both use them. They reorder sums, so unlike the passes above
+// they are not bit-exact: tests/test_rewrite.c checks every rewritten model
+// against the unrewritten one on the reference interpreter in f64.
+//   gram     sum(X * (P @ C), last axis) -> sum(P * (X @ Cᵀ)) and
+//            sum((P @ C)², last axis) -> sum(P * (P @ (C @ Cᵀ))): the norm
+//            and dot products of an attended context from the logits and the
+//            Gram matrix, never forming the context (cross attention).
+//   reassoc  a matmul chain (A @ B) @ C or A @ (B @ C) in the cheaper order
+//            for the model's dims.
+enum { ITR_REWRITE_GRAM = 1u << 0, ITR_REWRITE_REASSOC = 1u << 1, ITR_REWRITE_ALL = 3u };
+
+struct itr_rewrite_stats {
+    int gram;            // sums rewritten to the Gram form
+    int reassociated;    // matmul chains reordered
+};
+
+// Applies the rewrites in `which` (ITR_REWRITE_* bits) to every graph.
+bool itr_rewrite_contractions(struct itr_program *p, unsigned which, struct itr_rewrite_stats *stats,
+                              struct itr_diags *d);
+// "gram", "reassoc", "all" -> bits; 0 for an unknown name.
+unsigned itr_rewrite_from_name(const char *name);
+
 #endif

@@ -24,7 +24,7 @@ const char *itr_compile_default_target(void) { return ITR_DEFAULT_TARGET; }
 
 void itr_compile_options_init(struct itr_compile_options *o) {
     memset(o, 0, sizeof *o);
-    o->opt_level = 1;
+    o->opt_level = 2;
     o->target = "ref";
 }
 
@@ -88,6 +88,15 @@ bool itr_compile_program(struct itr_program *p, const struct itr_compile_options
     // see (and fold, merge, remove) forward, backward and optimizer together.
     // Its errors are the user's (a loss that is not a scalar, an op without
     // a gradient rule); an invalid result is ours.
+    // The rewrites come first so that the training step differentiates the
+    // rewritten forward graph: its backward never forms the context either.
+    int level = opt ? opt->opt_level : 2;
+    unsigned rewrites = ITR_REWRITE_ALL & ~(opt ? opt->no_rewrites : 0u);
+    if (level >= 2 && rewrites && !itr_rewrite_contractions(p, rewrites, &rep->rewrites, d)) {
+        fail(rep, ITR_COMPILE_INTERNAL_ERROR, "a contraction rewrite produced an invalid program; please report it "
+                                              "(compiling with --no-rewrite all avoids them)");
+        return false;
+    }
     if (!itr_compile_training_step(p, d)) {
         fail(rep, ITR_COMPILE_USER_ERROR, NULL);
         return false;
@@ -97,7 +106,7 @@ bool itr_compile_program(struct itr_program *p, const struct itr_compile_options
         return false;
     }
     rep->nodes_before = rep->nodes_after = itr_program_node_count(p);
-    if ((opt ? opt->opt_level : 1) >= 1) {
+    if (level >= 1) {
         // A pass or the verifier failing here means the compiler broke a
         // valid program: an internal error, not the user's.
         if (!itr_simplify(p, &rep->simplify, d) || !itr_program_verify(p, d)) {

@@ -29,7 +29,9 @@ struct itr_compile_options {
     const char *const *data_defines; int n_data_defines;
     bool *data_used;
     bool no_default_models_dir;                            // do not search the installed models/
-    int opt_level;          // 0: no graph simplification; 1: itr_simplify (the default)
+    int opt_level;          // 0: no graph simplification; 1: itr_simplify (exact); 2: 1 + the
+                            // contraction rewrites (the default; compiler/passes.h)
+    unsigned no_rewrites;   // ITR_REWRITE_* bits turned off at -O2 (itrc --no-rewrite NAME)
     const char *target;     // code generation target; NULL means "ref"
 };
 
@@ -49,9 +51,10 @@ struct itr_compile_report {
     int model_params;
     int nodes_before, nodes_after;        // nodes over all graphs before / after simplification
     struct itr_simplify_stats simplify;   // all zero at -O0
+    struct itr_rewrite_stats rewrites;    // all zero below -O2
 };
 
-// Defaults: -O1, target "ref", no includes or defines.
+// Defaults: -O2, target "ref", no includes or defines.
 void itr_compile_options_init(struct itr_compile_options *o);
 
 // NULL when this build can compile for target; otherwise the reason, written

@@ -18,6 +18,7 @@
 #include "ir/text.h"
 #include "test.h"
 #include "testutil.h"
+#include "entryrun.h"
 
 // The model at path as `itrc compile -O0` (simplify false) or `-O1` builds
 // it: parsed with the small overrides, training step compiled, verified;
@@ -55,72 +56,6 @@ static struct itr_program *compile(const char *path, bool simplify, struct itr_s
     return p;
 }
 
-// Floats uniform in [-2, 2) from stream `salt`, or with `positive` in
-// [0.25, 1.25) (parameters include Adam's second moments and batch-norm
-// running variances, whose square roots must not be NaN for the comparison
-// to mean much); integers 1 (a valid index and length for every model);
-// bools half true.
-static struct itr_tensor *random_tensor(const struct itr_program *p, const struct itr_type *t,
-                                        const struct itr_dim_bindings *b, uint64_t salt, bool positive) {
-    int64_t shape[ITR_MAX_RANK];
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
-    if (!ok) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    if (!ok) return NULL;
-    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
-    for (int64_t i = 0; x && i < itr_tensor_numel(x); i++) {
-        double u = itr_rng_uniform_f64(11, salt, (uint64_t)i);
-        double f = positive ? 0.25 + u : 4 * u - 2;
-        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? f : t->dtype == ITR_BOOL ? u < 0.5 : 1);
-    }
-    return x;
-}
-
-static const struct itr_graph *find_entry(const struct itr_program *p, const char *name) {
-    for (int i = 0; i < p->n_graphs; i++)
-        if (p->graphs[i]->kind == ITR_GRAPH_ENTRY && strcmp(p->graphs[i]->name, name) == 0) return p->graphs[i];
-    return NULL;
-}
-
-// Runs g in the given precision; a NULL-terminated-free array of outputs, or NULL (reported).
-static struct itr_tensor **run(const struct itr_graph *g, struct itr_tensor *const *in, struct itr_tensor *const *params,
-                               const int64_t *syms, bool f64) {
-    const struct itr_program *p = g->prog;
-    struct itr_dim_bindings b;
-    itr_bindings_init(&b, p);
-    for (int i = 0; i < p->n_symbols; i++) { b.bound[i] = true; b.value[i] = syms[i]; }
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_ref_options opt = { .f64 = f64 };
-    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
-    if (!itr_ref_run(g, in, params, &b, &opt, out, &d)) {
-        itr_diags_print(&d, stderr);
-        free(out);
-        out = NULL;
-    }
-    itr_diags_free(&d);
-    itr_bindings_free(&b);
-    return out;
-}
-
-static double max_abs_diff(const struct itr_tensor *a, const struct itr_tensor *b) {
-    double m = 0;
-    for (int64_t i = 0; i < itr_tensor_numel(a); i++) {
-        double x = fabs(itr_tensor_get(a, i) - itr_tensor_get(b, i));
-        if (!(x <= m)) m = x;   // NaN wins
-    }
-    return m;
-}
-
-static bool same_shape_and_dtype(const struct itr_tensor *a, const struct itr_tensor *b) {
-    if (!a || !b || a->dtype != b->dtype || a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
-}
-
 // Every entry of the model at path, -O1 against -O0, f32 and f64. The
 // number of entry runs compared is added to *compared.
 static void check_model(const char *path, int *compared) {
@@ -143,21 +78,21 @@ static void check_model(const char *path, int *compared) {
         b.value[i] = syms[i];
     }
     struct itr_tensor **params = calloc((size_t)p0->n_params + 1, sizeof *params);
-    for (int j = 0; j < p0->n_params; j++) params[j] = random_tensor(p0, &p0->params[j].type, &b, 1000 + (uint64_t)j, true);
+    for (int j = 0; j < p0->n_params; j++) params[j] = tu_random_tensor(p0, &p0->params[j].type, &b, 1000 + (uint64_t)j, true);
     int entries = 0;
     for (int gi = 0; gi < p0->n_graphs; gi++) {
         const struct itr_graph *g0 = p0->graphs[gi];
         if (g0->kind != ITR_GRAPH_ENTRY) continue;
-        const struct itr_graph *g1 = find_entry(p1, g0->name);
+        const struct itr_graph *g1 = tu_find_entry(p1, g0->name);
         CHECK_MSG(g1 && g1->n_inputs == g0->n_inputs && g1->n_outputs == g0->n_outputs,
                   "%s: entry '%s' lost or changed its signature at -O1", file, g0->name);
         if (!g1 || g1->n_inputs != g0->n_inputs || g1->n_outputs != g0->n_outputs) continue;
         entries++;
         struct itr_tensor **in = calloc((size_t)g0->n_inputs + 1, sizeof *in);
         for (int i = 0; i < g0->n_inputs; i++)
-            in[i] = random_tensor(p0, &g0->values[g0->inputs[i]].type, &b, (uint64_t)(gi * 100 + i), false);
+            in[i] = tu_random_tensor(p0, &g0->values[g0->inputs[i]].type, &b, (uint64_t)(gi * 100 + i), false);
         for (int f64 = 0; f64 <= 1; f64++) {
-            struct itr_tensor **o0 = run(g0, in, params, syms, f64), **o1 = run(g1, in, params, syms, f64);
+            struct itr_tensor **o0 = tu_run_entry(g0, in, params, syms, f64), **o1 = tu_run_entry(g1, in, params, syms, f64);
             CHECK_MSG(o0 && o1, "%s: entry '%s' does not run in %s mode", file, g0->name, f64 ? "f64" : "f32");
             for (int k = 0; o0 && o1 && k < g0->n_outputs; k++) {
                 const struct itr_tensor *x = o0[k], *y = o1[k];
@@ -166,12 +101,12 @@ static void check_model(const char *path, int *compared) {
                 // NaNs compare bitwise too, but would hide what they replace.
                 CHECK_MSG(nans == 0, "%s: entry '%s' output '%s' (%s) holds %lld NaNs at -O0 on the test inputs",
                           file, g0->name, g0->output_names[k], f64 ? "f64" : "f32", (long long)nans);
-                if (!same_shape_and_dtype(x, y)) {
+                if (!tu_same_shape_and_dtype(x, y)) {
                     FAIL_AT("%s: entry '%s' output '%s' (%s): -O1 changed its shape or dtype", file, g0->name,
                             g0->output_names[k], f64 ? "f64" : "f32");
                 } else if (memcmp(x->data, y->data, itr_tensor_nbytes(x)) != 0) {
                     FAIL_AT("%s: entry '%s' output '%s' (%s): -O1 differs from -O0, max |diff| %.3g", file, g0->name,
-                            g0->output_names[k], f64 ? "f64" : "f32", max_abs_diff(x, y));
+                            g0->output_names[k], f64 ? "f64" : "f32", tu_max_abs_diff(x, y));
                 }
             }
             for (int k = 0; k < g0->n_outputs; k++) {
@@ -186,7 +121,7 @@ static void check_model(const char *path, int *compared) {
         free(in);
     }
     CHECK_MSG(entries > 0, "%s: no entry point compared", file);
-    CHECK_MSG(!itr_program_train_graph(p0) || find_entry(p1, itr_program_train_graph(p0)->name),
+    CHECK_MSG(!itr_program_train_graph(p0) || tu_find_entry(p1, itr_program_train_graph(p0)->name),
               "%s: the training step is missing at -O1", file);
     printf("  %s: %d entr%s, %s; %d folded, %d left unfolded for precision\n", file, entries,
            entries == 1 ? "y" : "ies", itr_program_train_graph(p0) ? "with the training step" : "no training step",

@@ -1,0 +1,82 @@
+// Running entry points on the reference interpreter with seeded random
+// inputs and parameters, for tests that compare two compilations of the
+// same model (tests/test_fold_precision.c, tests/test_rewrite.c).
+#ifndef ITR_TEST_ENTRYRUN_H
+#define ITR_TEST_ENTRYRUN_H
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/ref/ref.h"
+#include "ir/bind.h"
+#include "ir/rng.h"
+#include "test.h"
+
+// Floats uniform in [-2, 2) from stream `salt`, or with `positive` in
+// [0.25, 1.25) (parameters include Adam's second moments and batch-norm
+// running variances, whose square roots must not be NaN for the comparison
+// to mean much); integers 1 (a valid index and length for every model);
+// bools half true.
+static inline struct itr_tensor *tu_random_tensor(const struct itr_program *p, const struct itr_type *t,
+                                        const struct itr_dim_bindings *b, uint64_t salt, bool positive) {
+    int64_t shape[ITR_MAX_RANK];
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
+    if (!ok) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    if (!ok) return NULL;
+    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
+    for (int64_t i = 0; x && i < itr_tensor_numel(x); i++) {
+        double u = itr_rng_uniform_f64(11, salt, (uint64_t)i);
+        double f = positive ? 0.25 + u : 4 * u - 2;
+        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? f : t->dtype == ITR_BOOL ? u < 0.5 : 1);
+    }
+    return x;
+}
+
+static inline const struct itr_graph *tu_find_entry(const struct itr_program *p, const char *name) {
+    for (int i = 0; i < p->n_graphs; i++)
+        if (p->graphs[i]->kind == ITR_GRAPH_ENTRY && strcmp(p->graphs[i]->name, name) == 0) return p->graphs[i];
+    return NULL;
+}
+
+// Runs g in the given precision; a NULL-terminated-free array of outputs, or NULL (reported).
+static inline struct itr_tensor **tu_run_entry(const struct itr_graph *g, struct itr_tensor *const *in, struct itr_tensor *const *params,
+                               const int64_t *syms, bool f64) {
+    const struct itr_program *p = g->prog;
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    for (int i = 0; i < p->n_symbols; i++) { b.bound[i] = true; b.value[i] = syms[i]; }
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_ref_options opt = { .f64 = f64 };
+    struct itr_tensor **out = calloc((size_t)g->n_outputs + 1, sizeof *out);
+    if (!itr_ref_run(g, in, params, &b, &opt, out, &d)) {
+        itr_diags_print(&d, stderr);
+        free(out);
+        out = NULL;
+    }
+    itr_diags_free(&d);
+    itr_bindings_free(&b);
+    return out;
+}
+
+static inline double tu_max_abs_diff(const struct itr_tensor *a, const struct itr_tensor *b) {
+    double m = 0;
+    for (int64_t i = 0; i < itr_tensor_numel(a); i++) {
+        double x = fabs(itr_tensor_get(a, i) - itr_tensor_get(b, i));
+        if (!(x <= m)) m = x;   // NaN wins
+    }
+    return m;
+}
+
+static inline bool tu_same_shape_and_dtype(const struct itr_tensor *a, const struct itr_tensor *b) {
+    if (!a || !b || a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+#endif
