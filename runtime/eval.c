@@ -91,6 +91,26 @@ static void recall_strided(const float *sims, int64_t ld, int64_t n_images, int6
     free(pos);
 }
 
+void itr_recall_from_ranks(const int64_t *i2t, int64_t n_images, const int64_t *t2i, int64_t n_captions,
+                           struct itr_recall *out) {
+    memset(out, 0, sizeof *out);
+    out->n_images = n_images;
+    out->n_captions = n_captions;
+    int64_t *ri = malloc((size_t)(n_images ? n_images : 1) * sizeof *ri);
+    int64_t *rt = malloc((size_t)(n_captions ? n_captions : 1) * sizeof *rt);
+    if (!ri || !rt) {
+        fprintf(stderr, "itr: out of memory computing recall\n");
+        abort();
+    }
+    if (n_images) memcpy(ri, i2t, (size_t)n_images * sizeof *ri);
+    if (n_captions) memcpy(rt, t2i, (size_t)n_captions * sizeof *rt);
+    rank_stats(ri, n_images, &out->i2t_r1, &out->i2t_r5, &out->i2t_r10, &out->i2t_medr, &out->i2t_meanr);
+    rank_stats(rt, n_captions, &out->t2i_r1, &out->t2i_r5, &out->t2i_r10, &out->t2i_medr, &out->t2i_meanr);
+    out->rsum = out->i2t_r1 + out->i2t_r5 + out->i2t_r10 + out->t2i_r1 + out->t2i_r5 + out->t2i_r10;
+    free(ri);
+    free(rt);
+}
+
 void itr_recall_compute(const float *sims, int64_t n_images, int64_t n_captions, struct itr_recall *out) {
     recall_strided(sims, n_captions, n_images, n_captions, out);
 }
@@ -190,30 +210,29 @@ void itr_recall_folds(const float *sims, int64_t n_images, int64_t n_captions, i
     for (int f = 0; f < folds; f++) {
         struct itr_recall r;
         recall_strided(sims + (int64_t)f * fi * n_captions + f * fc, n_captions, fi, fc, &r);
-        out->i2t_r1 += r.i2t_r1 / folds;
-        out->i2t_r5 += r.i2t_r5 / folds;
-        out->i2t_r10 += r.i2t_r10 / folds;
-        out->t2i_r1 += r.t2i_r1 / folds;
-        out->t2i_r5 += r.t2i_r5 / folds;
-        out->t2i_r10 += r.t2i_r10 / folds;
-        out->i2t_medr += r.i2t_medr / folds;
-        out->t2i_medr += r.t2i_medr / folds;
-        out->i2t_meanr += r.i2t_meanr / folds;
-        out->t2i_meanr += r.t2i_meanr / folds;
+        itr_recall_accumulate(out, &r, folds);
     }
     out->rsum = out->i2t_r1 + out->i2t_r5 + out->i2t_r10 + out->t2i_r1 + out->t2i_r5 + out->t2i_r10;
     out->n_images = n_images;
     out->n_captions = n_captions;
 }
 
-// ------------------------------------------------------------ progress
+// Adds one fold's metrics, each divided by the number of folds (rsum and
+// the counts are the caller's).
+void itr_recall_accumulate(struct itr_recall *out, const struct itr_recall *r, int folds) {
+    out->i2t_r1 += r->i2t_r1 / folds;
+    out->i2t_r5 += r->i2t_r5 / folds;
+    out->i2t_r10 += r->i2t_r10 / folds;
+    out->t2i_r1 += r->t2i_r1 / folds;
+    out->t2i_r5 += r->t2i_r5 / folds;
+    out->t2i_r10 += r->t2i_r10 / folds;
+    out->i2t_medr += r->i2t_medr / folds;
+    out->t2i_medr += r->t2i_medr / folds;
+    out->i2t_meanr += r->i2t_meanr / folds;
+    out->t2i_meanr += r->t2i_meanr / folds;
+}
 
-struct progress {
-    bool on, tty;
-    const char *what;
-    int64_t total, done;
-    double t0, last;
-};
+// ------------------------------------------------------------ progress
 
 static double now_s(void) {
     struct timespec ts;
@@ -221,7 +240,7 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void progress_start(struct progress *pr, bool on, const char *what, int64_t total) {
+void itr_progress_start(struct itr_progress *pr, bool on, const char *what, int64_t total) {
     pr->on = on;
     pr->tty = on && isatty(fileno(stderr));
     pr->what = what;
@@ -230,7 +249,7 @@ static void progress_start(struct progress *pr, bool on, const char *what, int64
     pr->t0 = pr->last = now_s();
 }
 
-static void progress_show(struct progress *pr, bool final) {
+static void progress_show(struct itr_progress *pr, bool final) {
     double t = now_s(), el = t - pr->t0;
     double rate = el > 0 ? (double)pr->done / el : 0;
     double eta = rate > 0 ? (double)(pr->total - pr->done) / rate : 0;
@@ -251,7 +270,7 @@ static void progress_show(struct progress *pr, bool final) {
     pr->last = t;
 }
 
-static void progress_add(struct progress *pr, int64_t n) {
+void itr_progress_add(struct itr_progress *pr, int64_t n) {
     pr->done += n;
     if (!pr->on) return;
     bool final = pr->done >= pr->total;
@@ -514,8 +533,8 @@ static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t firs
         itr_diag_error(c->d, ITR_NOLOC, "split '%s' has no f32 [N, R, D] region features", s->name ? s->name : "?");
         return false;
     }
-    struct progress pr;
-    progress_start(&pr, opt && opt->progress && n > 1, "encoding images", n);
+    struct itr_progress pr;
+    itr_progress_start(&pr, opt && opt->progress && n > 1, "encoding images", n);
     bool ok = true;
     for (int64_t at = 0; ok && at < n; at += chunk_size(opt)) {
         int64_t m = n - at < chunk_size(opt) ? n - at : chunk_size(opt);
@@ -534,7 +553,7 @@ static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t firs
         }
         itr_tensor_set_free(&in);
         itr_tensor_set_free(&out);
-        progress_add(&pr, m);
+        itr_progress_add(&pr, m);
     }
     return ok;
 }
@@ -548,8 +567,8 @@ static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t fi
                        s->name ? s->name : "?");
         return false;
     }
-    struct progress pr;
-    progress_start(&pr, opt && opt->progress && n > 1, "encoding captions", n);
+    struct itr_progress pr;
+    itr_progress_start(&pr, opt && opt->progress && n > 1, "encoding captions", n);
     bool ok = true;
     for (int64_t at = 0; ok && at < n; at += chunk_size(opt)) {
         int64_t m = n - at < chunk_size(opt) ? n - at : chunk_size(opt);
@@ -570,7 +589,7 @@ static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t fi
         }
         itr_tensor_set_free(&in);
         itr_tensor_set_free(&out);
-        progress_add(&pr, m);
+        itr_progress_add(&pr, m);
     }
     return ok;
 }
@@ -581,60 +600,6 @@ static struct itr_tensor *rows_view(const struct itr_tensor *t, int64_t first, i
     shape[0] = n;
     size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
     return itr_tensor_wrap(t->dtype, t->rank, shape, (char *)t->data + (size_t)first * row);
-}
-
-// Scores every image against every caption, tile by tile: score's inputs are
-// encode_image's outputs then encode_text's outputs, each sliced along axis 0.
-static bool score_tiles(struct ctx *c, struct itr_tensor **img, int64_t n_img, struct itr_tensor **txt, int64_t n_txt,
-                        const struct itr_eval_options *opt, float *sims) {
-    int64_t ti = opt && opt->tile_images > 0 ? opt->tile_images : 128;
-    int64_t tc = opt && opt->tile_captions > 0 ? opt->tile_captions : 640;
-    int ni = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
-    struct progress pr;
-    progress_start(&pr, opt && opt->progress && (n_img > ti || n_txt > tc), "scoring pairs", n_img * n_txt);
-    bool ok = true;
-    for (int64_t i0 = 0; ok && i0 < n_img; i0 += ti) {
-        int64_t mi = n_img - i0 < ti ? n_img - i0 : ti;
-        for (int64_t c0 = 0; ok && c0 < n_txt; c0 += tc) {
-            int64_t mc = n_txt - c0 < tc ? n_txt - c0 : tc;
-            struct itr_tensor_set in, out;
-            itr_tensor_set_init(&in);
-            itr_tensor_set_init(&out);
-            for (int k = 0; k < ni; k++) itr_tensor_set_put(&in, input_name(c->score, k), rows_view(img[k], i0, mi));
-            for (int k = 0; k < nt; k++)
-                itr_tensor_set_put(&in, input_name(c->score, ni + k), rows_view(txt[k], c0, mc));
-            ok = run_entry(c, c->score, &in, &out);
-            if (ok) {
-                const struct itr_tensor *t = out.items[0].tensor;
-                if (t->rank != 2 || t->shape[0] != mi || t->shape[1] != mc) {
-                    char sh[128];
-                    itr_shape_format(t->rank, t->shape, sh, sizeof sh);
-                    itr_diag_error(c->d, ITR_NOLOC,
-                                   "entry 'score' returned '%s' with shape %s for a tile of %" PRId64
-                                   " images x %" PRId64 " captions; it must be [%" PRId64 ", %" PRId64 "]",
-                                   out.items[0].name, sh, mi, mc, mi, mc);
-                    ok = false;
-                } else {
-                    for (int64_t r = 0; r < mi; r++)
-                        for (int64_t q = 0; q < mc; q++)
-                            sims[(i0 + r) * n_txt + c0 + q] = t->dtype == ITR_F32
-                                                                  ? ((const float *)t->data)[r * mc + q]
-                                                                  : (float)itr_tensor_get(t, r * mc + q);
-                }
-            }
-            itr_tensor_set_free(&in);
-            itr_tensor_set_free(&out);
-            progress_add(&pr, mi * mc);
-        }
-    }
-    return ok;
-}
-
-static float *alloc_sims(int64_t n, int64_t m, struct itr_diags *d) {
-    float *s = n > 0 && m > 0 && n <= INT64_MAX / m / 4 ? malloc((size_t)(n * m) * sizeof *s) : NULL;
-    if (!s)
-        itr_diag_error(d, ITR_NOLOC, "cannot allocate the %" PRId64 " x %" PRId64 " similarity matrix", n, m);
-    return s;
 }
 
 #define MAX_OUTS 16
@@ -650,65 +615,247 @@ static bool check_captions(const struct ctx *c, const struct itr_split *s) {
     return itr_caption_limit_check(&c->text_limit, s, c->d);
 }
 
+// ------------------------------------------------------------ scoring tiles
+
+struct itr_scorer {
+    int n;                                  // members (an ensemble averages their scores)
+    struct ctx *c;                          // per member
+    struct itr_tensor *(*img)[MAX_OUTS];    // per member: encode_image's outputs for every image
+    struct itr_tensor *(*txt)[MAX_OUTS];    // per member: encode_text's outputs for every caption
+    int64_t n_images, n_captions;
+    double *acc;                            // ensemble accumulator, one tile
+    int64_t acc_cap;
+    struct itr_diags *d;
+};
+
+// Runs member k's score entry on the given rows (views or gathered copies)
+// and writes the [ni, nc] block into out (f32; f64 runs rounded).
+static bool score_rows(struct ctx *c, struct itr_tensor *const *img, struct itr_tensor *const *txt, int64_t ni,
+                       int64_t nc, float *out) {
+    int nim = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
+    struct itr_tensor_set in, res;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_init(&res);
+    for (int k = 0; k < nim; k++) itr_tensor_set_put(&in, input_name(c->score, k), img[k]);
+    for (int k = 0; k < nt; k++) itr_tensor_set_put(&in, input_name(c->score, nim + k), txt[k]);
+    bool ok = run_entry(c, c->score, &in, &res);
+    if (ok) {
+        const struct itr_tensor *t = res.items[0].tensor;
+        if (t->rank != 2 || t->shape[0] != ni || t->shape[1] != nc) {
+            char sh[128];
+            itr_shape_format(t->rank, t->shape, sh, sizeof sh);
+            itr_diag_error(c->d, ITR_NOLOC,
+                           "entry 'score' returned '%s' with shape %s for a tile of %" PRId64 " images x %" PRId64
+                           " captions; it must be [%" PRId64 ", %" PRId64 "]",
+                           res.items[0].name, sh, ni, nc, ni, nc);
+            ok = false;
+        } else if (t->dtype == ITR_F32) {
+            memcpy(out, t->data, (size_t)(ni * nc) * sizeof *out);
+        } else {
+            for (int64_t q = 0; q < ni * nc; q++) out[q] = (float)itr_tensor_get(t, q);
+        }
+    }
+    itr_tensor_set_free(&in);
+    itr_tensor_set_free(&res);
+    return ok;
+}
+
+// Rows ids[0..n) of t (axis 0), copied.
+static struct itr_tensor *rows_gather(const struct itr_tensor *t, const int64_t *ids, int64_t n) {
+    int64_t shape[ITR_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = n;
+    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
+    if (!r) return NULL;
+    size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
+    for (int64_t i = 0; i < n; i++) memcpy((char *)r->data + (size_t)i * row, (const char *)t->data + (size_t)ids[i] * row, row);
+    return r;
+}
+
+// One member's block for image rows and caption rows given either as a
+// contiguous range (ids NULL: first..first+n) or as a list of ids.
+static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, int64_t i0, int64_t ni,
+                         const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
+    struct ctx *c = &sc->c[k];
+    int nim = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
+    struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
+    bool ok = true;
+    for (int q = 0; ok && q < nim; q++)
+        ok = (img[q] = img_ids ? rows_gather(sc->img[k][q], img_ids, ni) : rows_view(sc->img[k][q], i0, ni)) != NULL;
+    for (int q = 0; ok && q < nt; q++)
+        ok = (txt[q] = cap_ids ? rows_gather(sc->txt[k][q], cap_ids, nc) : rows_view(sc->txt[k][q], c0, nc)) != NULL;
+    if (!ok) {
+        itr_diag_error(sc->d, ITR_NOLOC, "out of memory for a tile of %" PRId64 " x %" PRId64, ni, nc);
+        free_all(img, nim);
+        free_all(txt, nt);
+        return false;
+    }
+    return score_rows(c, img, txt, ni, nc, out);   // the set took the tensors
+}
+
+// An ensemble's block: the members' scores summed in f64 in member order and
+// divided once, so a tile holds exactly what the full matrix holds.
+static bool scorer_block(struct itr_scorer *sc, const int64_t *img_ids, int64_t i0, int64_t ni,
+                         const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
+    if (sc->n == 1) return member_block(sc, 0, img_ids, i0, ni, cap_ids, c0, nc, out);
+    int64_t n = ni * nc;
+    if (n > sc->acc_cap) {
+        free(sc->acc);
+        sc->acc = malloc((size_t)n * sizeof *sc->acc);
+        sc->acc_cap = sc->acc ? n : 0;
+        if (!sc->acc) {
+            itr_diag_error(sc->d, ITR_NOLOC, "out of memory for the ensemble's tile accumulator");
+            return false;
+        }
+    }
+    for (int64_t q = 0; q < n; q++) sc->acc[q] = 0;
+    for (int k = 0; k < sc->n; k++) {
+        if (!member_block(sc, k, img_ids, i0, ni, cap_ids, c0, nc, out)) {
+            itr_diag_note(sc->d, ITR_NOLOC, "while scoring member %d of the ensemble", k + 1);
+            return false;
+        }
+        for (int64_t q = 0; q < n; q++) sc->acc[q] += out[q];
+    }
+    for (int64_t q = 0; q < n; q++) out[q] = (float)(sc->acc[q] / sc->n);
+    return true;
+}
+
+bool itr_scorer_tile(struct itr_scorer *sc, int64_t i0, int64_t ni, int64_t c0, int64_t nc, float *out) {
+    return scorer_block(sc, NULL, i0, ni, NULL, c0, nc, out);
+}
+
+bool itr_scorer_pairs(struct itr_scorer *sc, const int64_t *img_ids, int64_t ni, const int64_t *cap_ids, int64_t nc,
+                      float *out) {
+    return scorer_block(sc, img_ids, 0, ni, cap_ids, 0, nc, out);
+}
+
+int64_t itr_scorer_images(const struct itr_scorer *sc) { return sc->n_images; }
+int64_t itr_scorer_captions(const struct itr_scorer *sc) { return sc->n_captions; }
+
+void itr_scorer_free(struct itr_scorer *sc) {
+    if (!sc) return;
+    for (int k = 0; k < sc->n; k++) {
+        if (sc->c[k].enc_img) free_all(sc->img[k], sc->c[k].enc_img->n_outputs);
+        if (sc->c[k].enc_txt) free_all(sc->txt[k], sc->c[k].enc_txt->n_outputs);
+    }
+    free(sc->c);
+    free(sc->img);
+    free(sc->txt);
+    free(sc->acc);
+    free(sc);
+}
+
+// Every member's caption length is checked before anything is encoded, so
+// no member is computed in vain.
+static bool scorer_open(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                        int64_t img_first, int64_t n_img, int64_t cap_first, int64_t n_cap, bool check_caps,
+                        const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d) {
+    *out = NULL;
+    if (n_models < 1) {
+        itr_diag_error(d, ITR_NOLOC, "an ensemble needs at least one model");
+        return false;
+    }
+    struct itr_scorer *sc = calloc(1, sizeof *sc);
+    if (sc) {
+        sc->c = calloc((size_t)n_models, sizeof *sc->c);
+        sc->img = calloc((size_t)n_models, sizeof *sc->img);
+        sc->txt = calloc((size_t)n_models, sizeof *sc->txt);
+    }
+    if (!sc || !sc->c || !sc->img || !sc->txt) { fprintf(stderr, "itr: out of memory\n"); abort(); }
+    sc->n = n_models;
+    sc->d = d;
+    sc->n_images = n_img;
+    sc->n_captions = n_cap;
+    bool ok = true;
+    for (int k = 0; ok && k < n_models; k++)
+        ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && (!check_caps || check_captions(&sc->c[k], s));
+    for (int k = 0; ok && k < n_models; k++) {
+        ok = encode_images(&sc->c[k], s, img_first, n_img, opt, sc->img[k]) &&
+             encode_captions(&sc->c[k], s, cap_first, n_cap, opt, sc->txt[k]);
+        if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
+    }
+    if (!ok) {
+        itr_scorer_free(sc);
+        return false;
+    }
+    *out = sc;
+    return true;
+}
+
+bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                    const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d) {
+    return scorer_open(n_models, sessions, s, 0, s->n_images, 0, s->n_captions, true, opt, out, d);
+}
+
+int64_t itr_eval_tile_images(const struct itr_eval_options *opt) {
+    return opt && opt->tile_images > 0 ? opt->tile_images : 128;
+}
+
+int64_t itr_eval_tile_captions(const struct itr_eval_options *opt) {
+    return opt && opt->tile_captions > 0 ? opt->tile_captions : 640;
+}
+
+// Scores every image against every caption, tile by tile, into sims
+// [n_images, n_captions].
+static bool score_all(struct itr_scorer *sc, const struct itr_eval_options *opt, float *sims) {
+    int64_t ti = itr_eval_tile_images(opt), tc = itr_eval_tile_captions(opt);
+    int64_t n_img = sc->n_images, n_txt = sc->n_captions;
+    float *tile = malloc((size_t)(ti * tc) * sizeof *tile);
+    if (!tile) {
+        itr_diag_error(sc->d, ITR_NOLOC, "out of memory for a %" PRId64 " x %" PRId64 " tile", ti, tc);
+        return false;
+    }
+    struct itr_progress pr;
+    itr_progress_start(&pr, opt && opt->progress && (n_img > ti || n_txt > tc), "scoring pairs", n_img * n_txt);
+    bool ok = true;
+    for (int64_t i0 = 0; ok && i0 < n_img; i0 += ti) {
+        int64_t mi = n_img - i0 < ti ? n_img - i0 : ti;
+        for (int64_t c0 = 0; ok && c0 < n_txt; c0 += tc) {
+            int64_t mc = n_txt - c0 < tc ? n_txt - c0 : tc;
+            ok = itr_scorer_tile(sc, i0, mi, c0, mc, tile);
+            for (int64_t r = 0; ok && r < mi; r++)
+                memcpy(sims + (i0 + r) * n_txt + c0, tile + r * mc, (size_t)mc * sizeof *tile);
+            itr_progress_add(&pr, mi * mc);
+        }
+    }
+    free(tile);
+    return ok;
+}
+
+// A query against a gallery: every image of img x every caption of txt,
+// tile by tile (one member, embeddings already encoded).
+static bool score_tiles(struct ctx *c, struct itr_tensor **img, int64_t n_img, struct itr_tensor **txt, int64_t n_txt,
+                        const struct itr_eval_options *opt, float *sims) {
+    struct itr_scorer sc = { .n = 1, .c = c, .n_images = n_img, .n_captions = n_txt, .d = c->d };
+    struct itr_tensor *(*im)[MAX_OUTS] = (struct itr_tensor *(*)[MAX_OUTS])img;
+    struct itr_tensor *(*tx)[MAX_OUTS] = (struct itr_tensor *(*)[MAX_OUTS])txt;
+    sc.img = im;
+    sc.txt = tx;
+    return score_all(&sc, opt, sims);
+}
+
+static float *alloc_sims(int64_t n, int64_t m, struct itr_diags *d) {
+    float *s = n > 0 && m > 0 && n <= INT64_MAX / m / 4 ? malloc((size_t)(n * m) * sizeof *s) : NULL;
+    if (!s)
+        itr_diag_error(d, ITR_NOLOC, "cannot allocate the %" PRId64 " x %" PRId64 " similarity matrix", n, m);
+    return s;
+}
+
 bool itr_eval_sims_session(struct itr_session *ss, const struct itr_split *s, const struct itr_eval_options *opt,
                            float **sims, struct itr_diags *d) {
-    *sims = NULL;
-    struct ctx c;
-    if (!ctx_init(&c, ss, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
-    struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
-    float *out = NULL;
-    bool ok = encode_images(&c, s, 0, s->n_images, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
-              (out = alloc_sims(s->n_images, s->n_captions, d)) != NULL &&
-              score_tiles(&c, img, s->n_images, txt, s->n_captions, opt, out);
-    free_all(img, c.enc_img->n_outputs);
-    free_all(txt, c.enc_txt->n_outputs);
-    if (!ok) free(out);
-    else *sims = out;
-    return ok;
+    return itr_eval_sims_ensemble_sessions(1, &ss, s, opt, sims, d);
 }
 
 bool itr_eval_sims_ensemble_sessions(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
                                      const struct itr_eval_options *opt, float **sims, struct itr_diags *d) {
     *sims = NULL;
-    if (n_models < 1) {
-        itr_diag_error(d, ITR_NOLOC, "an ensemble needs at least one model");
-        return false;
-    }
-    if (n_models == 1) return itr_eval_sims_session(sessions[0], s, opt, sims, d);
-    // Every member's caption length first: no member is computed in vain.
-    bool fits = true;
-    for (int m = 0; m < n_models; m++) {
-        struct itr_caption_limit lim;
-        itr_caption_limit(itr_session_program(sessions[m]), "encode_text", NULL, &lim);
-        fits = itr_caption_limit_check(&lim, s, d) && fits;
-    }
-    if (!fits) return false;
-    int64_t n = s->n_images * s->n_captions;
-    double *acc = n > 0 ? calloc((size_t)n, sizeof *acc) : NULL;
-    if (!acc) {
-        itr_diag_error(d, ITR_NOLOC, "cannot allocate the ensemble's %" PRId64 " x %" PRId64 " accumulator",
-                       s->n_images, s->n_captions);
-        return false;
-    }
-    bool ok = true;
-    for (int m = 0; ok && m < n_models; m++) {
-        float *one;
-        ok = itr_eval_sims_session(sessions[m], s, opt, &one, d);
-        if (!ok) {
-            itr_diag_note(d, ITR_NOLOC, "while evaluating member %d of the ensemble", m + 1);
-            break;
-        }
-        for (int64_t i = 0; i < n; i++) acc[i] += one[i];
-        free(one);
-    }
-    float *out = ok ? malloc((size_t)n * sizeof *out) : NULL;
-    if (ok && !out) {
-        itr_diag_error(d, ITR_NOLOC, "cannot allocate the ensemble's similarity matrix");
-        ok = false;
-    }
-    for (int64_t i = 0; ok && i < n; i++) out[i] = (float)(acc[i] / n_models);
-    free(acc);
-    *sims = out;
+    struct itr_scorer *sc;
+    if (!itr_scorer_new(n_models, sessions, s, opt, &sc, d)) return false;
+    float *out = alloc_sims(s->n_images, s->n_captions, d);
+    bool ok = out && score_all(sc, opt, out);
+    itr_scorer_free(sc);
+    if (!ok) free(out);
+    else *sims = out;
     return ok;
 }
 

@@ -34,6 +34,14 @@ void itr_recall_compute(const float *sims, int64_t n_images, int64_t n_captions,
 // the whole matrix's. coco-1k-5fold is this with 5 folds of 1000 images.
 void itr_recall_folds(const float *sims, int64_t n_images, int64_t n_captions, int folds, struct itr_recall *out);
 
+// The metrics from per-query ranks (0-based position of the best match):
+// i2t[n_images], t2i[n_captions]; the arrays are not modified.
+void itr_recall_from_ranks(const int64_t *i2t, int64_t n_images, const int64_t *t2i, int64_t n_captions,
+                           struct itr_recall *out);
+// Adds r's metrics divided by folds into out (a fold average; rsum and the
+// counts are left to the caller).
+void itr_recall_accumulate(struct itr_recall *out, const struct itr_recall *r, int folds);
+
 enum itr_protocol { ITR_PROTOCOL_F30K_1K, ITR_PROTOCOL_COCO_1K_5FOLD, ITR_PROTOCOL_COCO_5K, ITR_PROTOCOL_ALL,
                     ITR_PROTOCOL_COUNT };
 const char *itr_protocol_name(enum itr_protocol p);          // "f30k-1k", ..., "all"
@@ -119,6 +127,37 @@ bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split 
                                  const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
 bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split *s, int64_t image,
                                   const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+
+// ------------------------------------------------------------ scoring tiles
+//
+// A split encoded once by one model or an ensemble (scores averaged in f64
+// in member order, then rounded: exactly the full matrix's values), ready to
+// score any tile or any set of pairs. Memory: the embeddings, and one tile.
+struct itr_scorer;
+bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                    const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d);
+// images [i0, i0+ni) x captions [c0, c0+nc) -> out[ni * nc], row-major.
+bool itr_scorer_tile(struct itr_scorer *sc, int64_t i0, int64_t ni, int64_t c0, int64_t nc, float *out);
+// images img_ids[0..ni) x captions cap_ids[0..nc) -> out[ni * nc].
+bool itr_scorer_pairs(struct itr_scorer *sc, const int64_t *img_ids, int64_t ni, const int64_t *cap_ids, int64_t nc,
+                      float *out);
+int64_t itr_scorer_images(const struct itr_scorer *sc);
+int64_t itr_scorer_captions(const struct itr_scorer *sc);
+void itr_scorer_free(struct itr_scorer *sc);
+// The tile size of opt (defaults 128 images x 640 captions).
+int64_t itr_eval_tile_images(const struct itr_eval_options *opt);
+int64_t itr_eval_tile_captions(const struct itr_eval_options *opt);
+
+// Progress on stderr: a bar with items/s and the ETA on a terminal, a line
+// every 10 s in a log (none for a stage under 2 s).
+struct itr_progress {
+    bool on, tty;
+    const char *what;
+    int64_t total, done;
+    double t0, last;
+};
+void itr_progress_start(struct itr_progress *pr, bool on, const char *what, int64_t total);
+void itr_progress_add(struct itr_progress *pr, int64_t n);
 
 // The indices of the k highest scores, best first (ties: lower index first;
 // NaN last) into idx[0..k); returns min(k, n).

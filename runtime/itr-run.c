@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "backends/backend.h"
@@ -18,6 +19,7 @@
 #include "ir/cli.h"
 #include "runtime/data.h"
 #include "runtime/eval.h"
+#include "runtime/rank.h"
 #include "runtime/exec.h"
 #include "runtime/init.h"
 #include "runtime/npy.h"
@@ -936,18 +938,31 @@ static void print_recall_table(const struct itr_recall *r) {
     printf("rsum        %.2f\n", r->rsum);
 }
 
-static void print_recall_json(const struct itr_recall *r, enum itr_protocol proto, int n_models) {
+// The process's peak resident set (getrusage: kilobytes on Linux).
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+}
+
+static void print_recall_json(const struct itr_recall *r, enum itr_protocol proto, int n_models,
+                              const struct itr_rerank_result *rr) {
     printf("{\"i2t_r1\": %.10g, \"i2t_r5\": %.10g, \"i2t_r10\": %.10g, \"t2i_r1\": %.10g, \"t2i_r5\": %.10g, "
            "\"t2i_r10\": %.10g, \"rsum\": %.10g, \"i2t_medr\": %.10g, \"t2i_medr\": %.10g, \"i2t_meanr\": %.10g, "
            "\"t2i_meanr\": %.10g, \"protocol\": \"%s\", \"n_images\": %" PRId64 ", \"n_captions\": %" PRId64,
            r->i2t_r1, r->i2t_r5, r->i2t_r10, r->t2i_r1, r->t2i_r5, r->t2i_r10, r->rsum, r->i2t_medr, r->t2i_medr,
            r->i2t_meanr, r->t2i_meanr, itr_protocol_name(proto), r->n_images, r->n_captions);
     if (n_models > 1) printf(", \"ensemble\": %d", n_models);
+    if (rr)
+        printf(", \"candidates\": %" PRId64 ", \"i2t_ceiling\": %.10g, \"t2i_ceiling\": %.10g, \"first_rsum\": "
+               "%.10g, \"first_i2t_r1\": %.10g, \"first_t2i_r1\": %.10g", rr->candidates, rr->i2t_ceiling,
+               rr->t2i_ceiling, rr->first.rsum, rr->first.i2t_r1, rr->first.t2i_r1);
     printf("}\n");
 }
 
 static int cmd_eval(const char *plan, int argc, char **argv) {
     const char *data = NULL, *split = "test", *weights = NULL, *vocab = NULL, *proto_s = NULL, *save = NULL;
+    const char *rerank = NULL;
+    int64_t candidates = 100;
     struct itr_cli_list ens = { 0 };
     struct exec_opts x = { 0 };
     bool json = false, f64 = false, quiet = false;
@@ -971,6 +986,15 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
                     rc = usage_error("eval", "--ensemble expects OTHER.plan:WEIGHTS.safetensors, got '%s'", v);
                 else itr_cli_list_push(&cli, &ens, v);
             }
+        } else if (EVAL_OPT(NULL, "--rerank")) {
+            if (r > 0) {
+                const char *colon = strrchr(v, ':');
+                if (!colon || colon == v || !colon[1])
+                    rc = usage_error("eval", "--rerank expects FIRST.plan:WEIGHTS.safetensors, got '%s'", v);
+                else rerank = v;
+            }
+        } else if (EVAL_OPT(NULL, "--candidates")) {
+            if (r > 0 && !parse_tile("eval", "--candidates", v, &candidates)) rc = ITR_EXIT_USER;
         } else if (EVAL_OPT(NULL, "--tile-images")) {
             if (r > 0 && !parse_tile("eval", "--tile-images", v, &eo.tile_images)) rc = ITR_EXIT_USER;
         } else if (EVAL_OPT(NULL, "--tile-captions")) {
@@ -980,8 +1004,8 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("eval", "unknown option '%s' (accepted: --data, --split, --weights, --vocab, --protocol, "
-                             "--json, --save-sims, --ensemble, --tile-images, --tile-captions, --f64, --quiet, --backend, "
-                             "--threads)", argv[i]);
+                             "--json, --save-sims, --ensemble, --rerank, --candidates, --tile-images, --tile-captions, --f64, "
+                             "--quiet, --backend, --threads)", argv[i]);
         else rc = usage_error("eval", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef EVAL_OPT
@@ -991,6 +1015,9 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         rc = usage_error("eval", "unknown protocol '%s' (accepted: f30k-1k, coco-1k-5fold, coco-5k, all)", proto_s);
     if (rc == ITR_EXIT_OK && !data) rc = usage_error("eval", "%s", "missing --data DIR");
     if (rc == ITR_EXIT_OK && !weights) rc = usage_error("eval", "%s", "missing --weights W.safetensors");
+    if (rc == ITR_EXIT_OK && rerank && save)
+        rc = usage_error("eval", "%s", "--save-sims writes the full matrix of one model; it does not combine with "
+                         "--rerank");
     if (rc != ITR_EXIT_OK) { free(ens.v); return rc; }
     eo.f64 = f64;
     eo.progress = !quiet;
@@ -998,7 +1025,10 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     struct itr_diags d;
     itr_diags_init(&d);
     int n = 1 + ens.n;
-    struct member *m = calloc((size_t)n, sizeof *m);
+    // The first stage of --rerank is loaded and checked like a member, as
+    // m[n]; it is not part of the ensemble.
+    int n_all = n + (rerank != NULL);
+    struct member *m = calloc((size_t)n_all, sizeof *m);
     if (!m) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
     m[0].plan_path = plan;
     m[0].weights_path = weights;
@@ -1010,24 +1040,33 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         m[k].plan_path = m[k].spec;
         m[k].weights_path = colon + 1;
     }
+    if (rerank) {
+        m[n].spec = strdup(rerank);
+        if (!m[n].spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        char *colon = strrchr(m[n].spec, ':');
+        *colon = 0;
+        m[n].plan_path = m[n].spec;
+        m[n].weights_path = colon + 1;
+    }
     bool ok = true;
-    for (int k = 0; k < n; k++) ok = member_load(&m[k], &x, f64, &d) && ok;
+    for (int k = 0; k < n_all; k++) ok = member_load(&m[k], &x, f64, &d) && ok;
     for (int k = 1; ok && k < n; k++) ok = itr_eval_check_compatible(m[0].p, m[0].plan_path, m[k].p, m[k].plan_path, &d);
     bool words = false;
-    for (int k = 0; ok && k < n; k++) words |= reads_words(m[k].p);
+    for (int k = 0; ok && k < n_all; k++) words |= reads_words(m[k].p);
 
     struct itr_vocab v = { 0 };
     bool have_vocab = false;
     char *vpath = vocab ? NULL : path_join(data, "vocab.json");
     if (ok && words) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
-    for (int k = 0; ok && have_vocab && k < n; k++) ok = member_check_vocab(&m[k], &v, vocab ? vocab : vpath, &d);
+    for (int k = 0; ok && have_vocab && k < n_all; k++)
+        ok = member_check_vocab(&m[k], &v, vocab ? vocab : vpath, &d);
     struct itr_split s;
     memset(&s, 0, sizeof s);
     bool have_split = false;
     if (ok) ok = have_split = itr_split_open(data, split, have_vocab ? &v : NULL, &s, &d);
     // A model that fixes its caption length refuses a longer caption here,
     // before anything is encoded or written.
-    for (int k = 0; ok && k < n; k++) {
+    for (int k = 0; ok && k < n_all; k++) {
         struct itr_caption_limit lim;
         itr_caption_limit(m[k].p, "encode_text", NULL, &lim);
         ok = itr_caption_limit_check(&lim, &s, &d);
@@ -1048,22 +1087,41 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     struct itr_diags d2;
     itr_diags_init(&d2);
     float *sims = NULL;
-    if (ok) {
-        struct itr_session **ss = calloc((size_t)n, sizeof *ss);
-        if (!ss) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-        for (int k = 0; k < n; k++) ss[k] = m[k].s;
-        ok = itr_eval_sims_ensemble_sessions(n, ss, &s, &eo, &sims, &d2);
-        free(ss);
-    }
-    if (ok && save) {
-        struct itr_tensor *t = itr_tensor_wrap(ITR_F32, 2, (int64_t[]){ s.n_images, s.n_captions }, sims);
-        ok = t && itr_npy_write(save, t, &d2);
-        itr_tensor_free(t);
-    }
     struct itr_recall r;
-    if (ok) ok = itr_protocol_eval(proto, sims, s.n_images, s.n_captions, &r, &d2);
+    struct itr_rerank_result rr;
+    memset(&rr, 0, sizeof rr);
+    struct itr_session **ss = calloc((size_t)n, sizeof *ss);
+    if (!ss) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    for (int k = 0; k < n; k++) ss[k] = m[k].s;
+    if (ok && save) {
+        // The full matrix, as asked; then the protocol on it.
+        ok = itr_eval_sims_ensemble_sessions(n, ss, &s, &eo, &sims, &d2);
+        if (ok) {
+            struct itr_tensor *t = itr_tensor_wrap(ITR_F32, 2, (int64_t[]){ s.n_images, s.n_captions }, sims);
+            ok = t && itr_npy_write(save, t, &d2);
+            itr_tensor_free(t);
+        }
+        if (ok) ok = itr_protocol_eval(proto, sims, s.n_images, s.n_captions, &r, &d2);
+    } else if (ok && rerank) {
+        struct itr_scorer *first = NULL, *second = NULL;
+        ok = itr_scorer_new(1, &m[n].s, &s, &eo, &first, &d2) && itr_scorer_new(n, ss, &s, &eo, &second, &d2) &&
+             itr_eval_rerank(first, second, proto, candidates, &eo, &rr, &d2);
+        r = rr.recall;
+        itr_scorer_free(first);
+        itr_scorer_free(second);
+    } else if (ok) {
+        // Streamed: ranks and top-K per query, never the whole matrix.
+        struct itr_scorer *sc = NULL;
+        struct itr_stream_result sr;
+        memset(&sr, 0, sizeof sr);
+        ok = itr_scorer_new(n, ss, &s, &eo, &sc, &d2) && itr_eval_stream(sc, proto, 10, &eo, &sr, &d2);
+        r = sr.recall;
+        itr_stream_result_free(&sr);
+        itr_scorer_free(sc);
+    }
+    free(ss);
     if (ok && json) {
-        print_recall_json(&r, proto, n);
+        print_recall_json(&r, proto, n, rerank ? &rr : NULL);
     } else if (ok) {
         if (n > 1) {
             printf("ensemble of %d models (similarities averaged):", n);
@@ -1075,14 +1133,23 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         printf("protocol: %s — split %s, %" PRId64 " images, %" PRId64 " captions%s\n", itr_protocol_name(proto),
                split, s.n_images, s.n_captions,
                proto == ITR_PROTOCOL_COCO_1K_5FOLD ? " (5 folds of 1000 images, metrics averaged)" : "");
+        if (rerank) {
+            printf("first stage: %s, every pair; its top %" PRId64 " per query re-scored (%" PRId64 " pairs)\n",
+                   m[n].plan_path, candidates, rr.pairs_rescored);
+            print_recall_table(&rr.first);
+            printf("recall ceiling at %" PRId64 " candidates: image→text %.2f%%, text→image %.2f%%\n", candidates,
+                   rr.i2t_ceiling, rr.t2i_ceiling);
+            printf("re-scored:\n");
+        }
         print_recall_table(&r);
         if (save) printf("similarities: f32 [%" PRId64 ", %" PRId64 "] -> %s\n", s.n_images, s.n_captions, save);
+        printf("peak memory: %.0f MB\n", peak_rss_mb());
     }
     free(sims);
     if (have_split) itr_split_close(&s);
     if (have_vocab) itr_vocab_free(&v);
     free(vpath);
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < n_all; k++) {
         itr_session_free(m[k].s);
         itr_program_free(m[k].p);
         itr_tensor_set_free(&m[k].w);
@@ -1290,7 +1357,8 @@ static const struct itr_cli_command commands[] = {
       "token_lengths and epoch (i64[], 0-based) come from the data; lr, step and seed from the run.\n",
       cmd_train },
     { "eval", "--data DIR --weights W.safetensors [--split S] [--vocab FILE] [--protocol P] [--json] "
-      "[--save-sims FILE.npy] [--ensemble OTHER.plan:W2]... [--tile-images N] [--tile-captions N] [--f64] [--quiet]",
+      "[--save-sims FILE.npy] [--ensemble OTHER.plan:W2]... [--rerank FIRST.plan:W1 [--candidates N]] "
+      "[--tile-images N] [--tile-captions N] [--f64] [--quiet]",
       "evaluate retrieval (R@K, medr, meanr, rsum) on a split",
       "  --data DIR                 the data set (docs/data.md): DIR/{split}_ims.npy, {split}_caps.txt\n"
       "  -w, --weights FILE         the model's parameters (safetensors)\n"
@@ -1300,8 +1368,14 @@ static const struct itr_cli_command commands[] = {
       "                             folds averaged), coco-5k (5000 images, one matrix) or all (any\n"
       "                             size); default f30k-1k for 1000 images, else all\n"
       "  --json                     print one JSON object instead of the table\n"
-      "  --save-sims FILE.npy       write the [images, captions] f32 similarity matrix\n"
+      "  --save-sims FILE.npy       write the [images, captions] f32 similarity matrix (without it,\n"
+      "                             tiles are streamed into per-query ranks: memory is the embeddings\n"
+      "                             and one tile, whatever the split's size)\n"
       "  --ensemble OTHER.plan:W2   average the similarities with another model's; repeatable\n"
+      "  --rerank FIRST.plan:W1     two stages: FIRST (a global-embedding model) scores every pair,\n"
+      "                             this plan re-scores each query's top N; prints both stages and\n"
+      "                             the first stage's recall ceiling at N\n"
+      "  --candidates N             first-stage candidates per query for --rerank (default 100)\n"
       "  --tile-images N            images per score tile (default 128)\n"
       "  --tile-captions N          captions per score tile (default 640)\n"
       "  --f64                      compute in f64\n"

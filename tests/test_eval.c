@@ -3,11 +3,14 @@
 // VSE++ — tiled scoring must equal one big tile bit for bit.
 #include "tests/test.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "ir/text.h"
 #include "runtime/eval.h"
 #include "runtime/init.h"
+#include "runtime/rank.h"
+#include "runtime/session.h"
 #include "tests/testutil.h"
 #include "tests/modeltest.h"
 
@@ -664,6 +667,172 @@ TEST(over_long_captions_are_errors) {
     itr_program_free(q);
 }
 
+// ------------------------------------------------------------ streaming, two stages
+
+static struct itr_session *session_of(const struct itr_program *p, const struct itr_tensor_set *w) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_session_options so = { 0 };
+    struct itr_session *s = itr_session_new(p, NULL, &so, &d);
+    if (s) itr_session_load(s, w, NULL, &d);
+    if (!s) diags_report("session: ", &d);
+    itr_diags_free(&d);
+    return s;
+}
+
+static struct itr_scorer *scorer_of(struct itr_session *ss, const struct itr_split *s, int64_t ti, int64_t tc) {
+    struct itr_eval_options opt = { .tile_images = ti, .tile_captions = tc, .encode_chunk = 4 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_scorer *sc = NULL;
+    if (!itr_scorer_new(1, &ss, s, &opt, &sc, &d)) diags_report("scorer: ", &d);
+    itr_diags_free(&d);
+    return sc;
+}
+
+static bool same_recall(const struct itr_recall *a, const struct itr_recall *b) {
+    return a->i2t_r1 == b->i2t_r1 && a->i2t_r5 == b->i2t_r5 && a->i2t_r10 == b->i2t_r10 && a->t2i_r1 == b->t2i_r1 &&
+           a->t2i_r5 == b->t2i_r5 && a->t2i_r10 == b->t2i_r10 && a->rsum == b->rsum && a->i2t_medr == b->i2t_medr &&
+           a->t2i_medr == b->t2i_medr && a->i2t_meanr == b->i2t_meanr && a->t2i_meanr == b->t2i_meanr;
+}
+
+// Streaming keeps ranks and top-K lists, never the matrix; on the same
+// tiles it must give exactly the full matrix's metrics, ranks and lists,
+// for a global and a pair-scoring model, tiles dividing the sizes or not.
+TEST(streamed_equals_full_matrix) {
+    const char *models[2] = { ITR_SOURCE_DIR "/models/vsepp.ir", ITR_SOURCE_DIR "/models/scan_t2i.ir" };
+    const int64_t tiles[3][2] = { { 1000, 1000 }, { 3, 7 }, { 2, 9 } };
+    for (int m = 0; m < 2; m++) {
+        struct itr_program *p = parse_small(models[m], NULL);
+        CHECK(p != NULL);
+        if (!p) continue;
+        struct itr_tensor_set w;
+        CHECK(mt_init_params(p, 5, &w));
+        struct itr_split s;
+        make_split(&s, 7);
+        int64_t ni = 7, nc = 35;
+        struct itr_session *ss = session_of(p, &w);
+        for (int t = 0; ss && t < 3; t++) {
+            float *full = sims_of(p, &w, &s, tiles[t][0], tiles[t][1], 4, false);
+            struct itr_scorer *sc = scorer_of(ss, &s, tiles[t][0], tiles[t][1]);
+            CHECK(full && sc);
+            if (!full || !sc) { free(full); itr_scorer_free(sc); continue; }
+            struct itr_recall want;
+            itr_recall_compute(full, ni, nc, &want);
+            struct itr_eval_options opt = { .tile_images = tiles[t][0], .tile_captions = tiles[t][1] };
+            struct itr_stream_result r;
+            struct itr_diags d;
+            itr_diags_init(&d);
+            CHECK(itr_eval_stream(sc, ITR_PROTOCOL_ALL, 10, &opt, &r, &d));
+            CHECK_MSG(same_recall(&want, &r.recall), "model %d tile %d: streamed metrics differ (rsum %g vs %g)", m, t,
+                      r.recall.rsum, want.rsum);
+            int64_t ri[7], rt[35];
+            oracle_ranks(full, ni, nc, ri, rt);
+            CHECK(memcmp(ri, r.i2t_rank, sizeof ri) == 0 && memcmp(rt, r.t2i_rank, sizeof rt) == 0);
+            // Top-10 per query: the rows and the columns of the matrix, sorted.
+            bool lists = true;
+            int64_t idx[35];
+            float col[7];
+            for (int64_t i = 0; i < ni; i++) {
+                itr_eval_topk(full + i * nc, nc, 10, idx);
+                lists &= memcmp(idx, r.i2t_top + i * 10, 10 * sizeof *idx) == 0;
+            }
+            for (int64_t c = 0; c < nc; c++) {
+                for (int64_t i = 0; i < ni; i++) col[i] = full[i * nc + c];
+                itr_eval_topk(col, ni, 10, idx);
+                lists &= memcmp(idx, r.t2i_top + c * 10, 7 * sizeof *idx) == 0 && r.t2i_top[c * 10 + 7] == -1;
+            }
+            CHECK_MSG(lists, "model %d tile %d: top-K lists differ from the matrix's", m, t);
+            itr_stream_result_free(&r);
+            itr_diags_free(&d);
+            itr_scorer_free(sc);
+            free(full);
+        }
+        itr_session_free(ss);
+        free_split(&s);
+        itr_tensor_set_free(&w);
+        itr_program_free(p);
+    }
+}
+
+// Two stages: candidates from the first model's top-N, re-scored by the
+// second; checked against ranks computed by brute force from both full
+// matrices. N = everything is plain evaluation of the second model.
+TEST(rerank_matches_brute_force) {
+    struct itr_program *p1 = parse_vsepp(NULL), *p2 = parse_small(ITR_SOURCE_DIR "/models/scan_t2i.ir", NULL);
+    CHECK(p1 && p2);
+    struct itr_tensor_set w1, w2;
+    CHECK(p1 && p2 && mt_init_params(p1, 11, &w1) && mt_init_params(p2, 12, &w2));
+    if (!p1 || !p2) return;
+    struct itr_split s;
+    make_split(&s, 7);
+    int64_t ni = 7, nc = 35;
+    float *a = sims_of(p1, &w1, &s, 3, 7, 4, false), *b = sims_of(p2, &w2, &s, 3, 7, 4, false);
+    struct itr_session *s1 = session_of(p1, &w1), *s2 = session_of(p2, &w2);
+    struct itr_scorer *f = s1 ? scorer_of(s1, &s, 3, 7) : NULL, *g = s2 ? scorer_of(s2, &s, 3, 7) : NULL;
+    CHECK(a && b && f && g);
+    const int64_t ns[4] = { 1, 3, 10, 100 };
+    for (int q = 0; a && b && f && g && q < 4; q++) {
+        int64_t n = ns[q], ri[7], rt[35], r1i[7], r1t[35], in_i = 0, in_t = 0;
+        oracle_ranks(a, ni, nc, r1i, r1t);
+        int64_t idx[35];
+        float col[7];
+        for (int64_t i = 0; i < ni; i++) {   // image -> text
+            int64_t m = itr_eval_topk(a + i * nc, nc, n, idx);
+            double best = -INFINITY;
+            bool any = false;
+            for (int64_t j = 0; j < m; j++)
+                if (idx[j] / K == i) { any = true; best = fmax(best, b[i * nc + idx[j]]); }
+            int64_t r = 0;
+            for (int64_t j = 0; any && j < m; j++) r += idx[j] / K != i && b[i * nc + idx[j]] >= best;
+            ri[i] = any ? r : r1i[i];
+            in_i += any;
+        }
+        for (int64_t c = 0; c < nc; c++) {   // text -> image
+            for (int64_t i = 0; i < ni; i++) col[i] = a[i * nc + c];
+            int64_t m = itr_eval_topk(col, ni, n, idx), at = -1;
+            for (int64_t j = 0; j < m; j++)
+                if (idx[j] == c / K) at = j;
+            int64_t r = 0;
+            for (int64_t j = 0; at >= 0 && j < m; j++) r += j != at && b[idx[j] * nc + c] >= b[(c / K) * nc + c];
+            rt[c] = at >= 0 ? r : r1t[c];
+            in_t += at >= 0;
+        }
+        struct itr_recall want;
+        itr_recall_from_ranks(ri, ni, rt, nc, &want);
+        struct itr_eval_options opt = { .tile_images = 3, .tile_captions = 7 };
+        struct itr_rerank_result rr;
+        struct itr_diags d;
+        itr_diags_init(&d);
+        CHECK(itr_eval_rerank(f, g, ITR_PROTOCOL_ALL, n, &opt, &rr, &d));
+        CHECK_MSG(same_recall(&want, &rr.recall), "N=%lld: re-ranked metrics differ (rsum %g vs %g)", (long long)n,
+                  rr.recall.rsum, want.rsum);
+        CHECK_NEAR(rr.i2t_ceiling, 100.0 * (double)in_i / 7, 1e-9);
+        CHECK_NEAR(rr.t2i_ceiling, 100.0 * (double)in_t / 35, 1e-9);
+        struct itr_recall first;
+        itr_recall_compute(a, ni, nc, &first);
+        CHECK(same_recall(&first, &rr.first));
+        if (n >= 35) {   // every item a candidate: the second model alone
+            struct itr_recall second;
+            itr_recall_compute(b, ni, nc, &second);
+            CHECK(same_recall(&second, &rr.recall));
+            CHECK(rr.i2t_ceiling == 100.0 && rr.t2i_ceiling == 100.0);
+        }
+        itr_diags_free(&d);
+    }
+    itr_scorer_free(f);
+    itr_scorer_free(g);
+    itr_session_free(s1);
+    itr_session_free(s2);
+    free(a);
+    free(b);
+    free_split(&s);
+    itr_tensor_set_free(&w1);
+    itr_tensor_set_free(&w2);
+    itr_program_free(p1);
+    itr_program_free(p2);
+}
+
 TEST(topk) {
     float s[7] = { 0.1f, 0.9f, NAN, 0.5f, 0.9f, -1.0f, 0.5f };
     int64_t idx[7];
@@ -691,5 +860,7 @@ int main(void) {
     RUN(fixed_caption_length_pads_and_changes_nothing);
     RUN(over_long_captions_are_errors);
     RUN(topk);
+    RUN(streamed_equals_full_matrix);
+    RUN(rerank_matches_brute_force);
     return test_summary();
 }
