@@ -88,6 +88,46 @@ contains "$ERR" "--tile-images expects a positive integer, got '0'" "tile messag
 run 0 "eval --help" "$ITR_RUN" "$P" eval --help
 contains "$OUT" "--protocol P" "help lists --protocol"
 
+# ---- two stages: a first model's top N re-scored by the evaluated plan
+run 0 "eval --rerank" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" \
+  --rerank "$P:$TMP/b.safetensors" --candidates 3 -q
+contains "$OUT" "its top 3 per query re-scored" "rerank: first stage named"
+matches "$OUT" "^recall ceiling at 3 candidates: image→text [0-9.]+%, text→image [0-9.]+%$" "rerank: ceiling"
+contains "$OUT" "re-scored:" "rerank: second table"
+run 0 "eval --rerank --json" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" \
+  --rerank "$P:$TMP/b.safetensors" --candidates 1000 --json -q
+contains "$OUT" '"candidates": 1000, "i2t_ceiling": 100, "t2i_ceiling": 100' "rerank: every item a candidate"
+# With every item a candidate, the second stage alone decides.
+sed 's/, "candidates".*/}/' "$OUT" > "$TMP/rerank_all.json"
+cmp -s "$TMP/rerank_all.json" "$TMP/json1" && pass || fail "rerank over every item equals plain eval"
+run 1 "--rerank with --save-sims" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" \
+  --rerank "$P:$TMP/b.safetensors" --save-sims "$TMP/x.npy"
+contains "$ERR" "does not combine with --rerank" "rerank + save-sims refused"
+run 1 "--rerank without weights" "$ITR_RUN" "$P" eval --data "$DATA" --weights "$TMP/a.safetensors" --rerank "$P"
+contains "$ERR" "--rerank expects FIRST.plan:WEIGHTS.safetensors" "rerank spec message"
+
+# ---- streaming: peak memory does not grow with the number of pairs. The
+# sanitizer's quarantine would keep freed tiles alive, so it is kept small.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1"
+peak() { grep -oE '^peak memory: [0-9]+ MB$' "$OUT" | grep -oE '[0-9]+'; }
+for n in 200 2000; do
+  run 0 "synthesise $n test images" "$ITR_DATA" synth "$TMP/d$n" --images 20 --dev 10 --test $n --regions 4 --dim 16 \
+    --seed 5
+  vn=$(grep -oE '"idx": *[0-9]+' "$TMP/d$n/vocab.json" | grep -oE '[0-9]+$')
+  run 0 "compile for $n" "$ITRC" compile "$SRC/models/vsepp.ir" -o "$TMP/v$n.plan" -D D=8 -D W=4 -D "V=$vn" \
+    -D img_dim=16 -D R=4
+  run 0 "init for $n" "$ITR_RUN" "$TMP/v$n.plan" init --seed 1 -o "$TMP/w$n.safetensors"
+  run 0 "streamed eval, $n images" "$ITR_RUN" "$TMP/v$n.plan" eval --data "$TMP/d$n" --weights "$TMP/w$n.safetensors" -q
+  eval "stream$n=$(peak)"
+done
+run 0 "full-matrix eval, 2000 images" "$ITR_RUN" "$TMP/v2000.plan" eval --data "$TMP/d2000" \
+  --weights "$TMP/w2000.safetensors" --save-sims "$TMP/big.npy" -q
+full2000=$(peak)
+echo "peak memory: streamed $stream200 MB (200 images), $stream2000 MB (2000 images); full matrix $full2000 MB"
+# 2000 x 10000 similarities are 80 MB; 200 x 1000 are 0.8 MB.
+check test $((stream2000 - stream200)) -lt 20 "streamed peak grows by less than 20 MB for 100x the pairs"
+check test $((full2000 - stream2000)) -gt 50 "the full matrix costs its 80 MB on top"
+
 # ---- query
 run 0 "query --text" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --text "a red qwxz cat" \
   --topk 3 -q
