@@ -143,6 +143,11 @@ TEST(matmul_batch_broadcast) {
         { "matmul_batch", NULL, "a: f32[2, 1, 3, 4], b: f32[5, 4, 2]", "return a @ b", -2, 2, 0, NULL },
         { "matmul_rank_differs", NULL, "a: f32[3, 4], b: f32[2, 4, 5]", "return a @ b", -2, 2, 0, NULL },
         { "matmul_same_operand", NULL, "a: f32[3, 3]", "return a @ transpose(a)", -2, 2, 0, NULL },
+        // Every image against every caption: each adjoint sums over the
+        // other operand's dim, folded into one contraction.
+        { "matmul_pairs", NULL, "a: f32[3, 1, 2, 4], b: f32[1, 5, 4, 2]", "return a @ b", -2, 2, 0, NULL },
+        { "matmul_pairs_batched", NULL, "a: f32[2, 3, 1, 2, 4], b: f32[2, 1, 5, 4, 3]", "return tanh(a @ b)", -2, 2, 0,
+          NULL },
         { "linear_param", "param w: f32[4, 3] = normal(0.0, 1.0)\n  param b: f32[4] = zeros",
           "x: f32[2, 3]", "return tanh(x @ transpose(w) + b)", -2, 2, 0, NULL },
     };
