@@ -487,8 +487,9 @@ static int64_t *id_range(int64_t first, int64_t n) {
 
 // Chunks are contiguous ranges, so with one feature row per image (im_div 5)
 // the mapped rows are wrapped, not copied; otherwise the data layer gathers them.
-static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first, int64_t n) {
+static struct itr_tensor *regions_chunk(const struct itr_split *s, const int64_t *pick, int64_t first, int64_t n) {
     const struct itr_tensor *ims = s->ims;
+    if (pick) return itr_split_regions(s, pick + first, (int)n);
     if (s->im_div == ITR_CAPTIONS_PER_IMAGE) {
         if (first + n > ims->shape[0]) return NULL;
         int64_t shape[3] = { n, ims->shape[1], ims->shape[2] };
@@ -505,19 +506,21 @@ static struct itr_tensor *regions_chunk(const struct itr_split *s, int64_t first
 // the split's longest caption, so that per-word encoder outputs (pair-scoring
 // models) of every chunk have one length and concatenate. Padded slots are
 // masked by the lengths.
-static bool words_chunk(const struct itr_split *s, int64_t first, int64_t n, int64_t fixed, struct itr_tensor **words,
-                        struct itr_tensor **lengths) {
-    int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_words(s, ids, (int)n, fixed > 0 ? fixed : s->max_len, words, lengths);
+static bool words_chunk(const struct itr_split *s, const int64_t *pick, int64_t first, int64_t n, int64_t fixed,
+                        struct itr_tensor **words, struct itr_tensor **lengths) {
+    int64_t *ids = pick ? NULL : id_range(first, n);
+    const int64_t *use = pick ? pick + first : ids;
+    bool ok = use && itr_split_words(s, use, (int)n, fixed > 0 ? fixed : s->max_len, words, lengths);
     free(ids);
     return ok;
 }
 
 // token features [n, W, E] and lengths [n], W as for words (the file's L).
-static bool feats_chunk(const struct itr_split *s, int64_t first, int64_t n, int64_t fixed, struct itr_tensor **feats,
-                        struct itr_tensor **lengths) {
-    int64_t *ids = id_range(first, n);
-    bool ok = ids && itr_split_token_feats(s, ids, (int)n, fixed > 0 ? fixed : s->token_feats->shape[1], feats,
+static bool feats_chunk(const struct itr_split *s, const int64_t *pick, int64_t first, int64_t n, int64_t fixed,
+                        struct itr_tensor **feats, struct itr_tensor **lengths) {
+    int64_t *ids = pick ? NULL : id_range(first, n);
+    const int64_t *use = pick ? pick + first : ids;
+    bool ok = use && itr_split_token_feats(s, use, (int)n, fixed > 0 ? fixed : s->token_feats->shape[1], feats,
                                            lengths);
     free(ids);
     return ok;
@@ -527,7 +530,8 @@ static int64_t chunk_size(const struct itr_eval_options *opt) {
     return opt && opt->encode_chunk > 0 ? opt->encode_chunk : 128;
 }
 
-static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t first, int64_t n,
+// pick: the items' ids (n of them, first ignored), or NULL for first..first+n-1.
+static bool encode_images(struct ctx *c, const struct itr_split *s, const int64_t *pick, int64_t first, int64_t n,
                           const struct itr_eval_options *opt, struct itr_tensor **full) {
     if (!s->ims || s->ims->rank != 3 || s->ims->dtype != ITR_F32) {
         itr_diag_error(c->d, ITR_NOLOC, "split '%s' has no f32 [N, R, D] region features", s->name ? s->name : "?");
@@ -541,7 +545,7 @@ static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t firs
         struct itr_tensor_set in, out;
         itr_tensor_set_init(&in);
         itr_tensor_set_init(&out);
-        struct itr_tensor *r = regions_chunk(s, first + at, m);
+        struct itr_tensor *r = pick ? regions_chunk(s, pick, at, m) : regions_chunk(s, NULL, first + at, m);
         if (!r) {
             itr_diag_error(c->d, ITR_NOLOC, "cannot take images %" PRId64 "..%" PRId64 " of split '%s' (%" PRId64
                            " feature rows; out of memory or too few rows)", first + at, first + at + m - 1,
@@ -558,7 +562,7 @@ static bool encode_images(struct ctx *c, const struct itr_split *s, int64_t firs
     return ok;
 }
 
-static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t first, int64_t n,
+static bool encode_captions(struct ctx *c, const struct itr_split *s, const int64_t *pick, int64_t first, int64_t n,
                             const struct itr_eval_options *opt, struct itr_tensor **full) {
     if (c->token_feats ? !s->token_feats || !s->token_lengths : !s->tokens || !s->lengths) {
         itr_diag_error(c->d, ITR_NOLOC, "the model's encode_text reads %s, which split '%s' does not have",
@@ -577,7 +581,8 @@ static bool encode_captions(struct ctx *c, const struct itr_split *s, int64_t fi
         itr_tensor_set_init(&out);
         struct itr_tensor *a = NULL, *b = NULL;
         int64_t fixed = c->text_limit.len;
-        ok = c->token_feats ? feats_chunk(s, first + at, m, fixed, &a, &b) : words_chunk(s, first + at, m, fixed, &a, &b);
+        int64_t from = pick ? at : first + at;
+        ok = c->token_feats ? feats_chunk(s, pick, from, m, fixed, &a, &b) : words_chunk(s, pick, from, m, fixed, &a, &b);
         if (!ok) {
             itr_diag_error(c->d, ITR_NOLOC, "out of memory for a chunk of %" PRId64 " captions", m);
             itr_tensor_free(a);
@@ -770,8 +775,8 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
     for (int k = 0; ok && k < n_models; k++)
         ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && (!check_caps || check_captions(&sc->c[k], s));
     for (int k = 0; ok && k < n_models; k++) {
-        ok = encode_images(&sc->c[k], s, img_first, n_img, opt, sc->img[k]) &&
-             encode_captions(&sc->c[k], s, cap_first, n_cap, opt, sc->txt[k]);
+        ok = encode_images(&sc->c[k], s, NULL, img_first, n_img, opt, sc->img[k]) &&
+             encode_captions(&sc->c[k], s, NULL, cap_first, n_cap, opt, sc->txt[k]);
         if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
     }
     if (!ok) {
@@ -920,6 +925,12 @@ bool itr_eval_check_compatible(const struct itr_program *a, const char *name_a, 
 
 bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split *s, const int32_t *ids, int len,
                                  const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
+    return itr_eval_query_text_items(ss, s, ids, len, NULL, s->n_images, opt, scores, d);
+}
+
+bool itr_eval_query_text_items(struct itr_session *ss, const struct itr_split *s, const int32_t *ids, int len,
+                               const int64_t *items, int64_t n_items, const struct itr_eval_options *opt,
+                               float **scores, struct itr_diags *d) {
     *scores = NULL;
     struct ctx c;
     if (!ctx_init(&c, ss, d) || !check_outs(&c)) return false;
@@ -964,8 +975,8 @@ bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split 
     }
     itr_tensor_free(w);
     itr_tensor_free(l);
-    ok = ok && encode_images(&c, s, 0, s->n_images, opt, img) && (res = alloc_sims(s->n_images, 1, d)) != NULL &&
-         score_tiles(&c, img, s->n_images, txt, 1, opt, res);
+    ok = ok && encode_images(&c, s, items, 0, n_items, opt, img) && (res = alloc_sims(n_items, 1, d)) != NULL &&
+         score_tiles(&c, img, n_items, txt, 1, opt, res);
     itr_tensor_set_free(&in);
     itr_tensor_set_free(&out);
     free_all(img, c.enc_img->n_outputs);
@@ -977,6 +988,12 @@ bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split 
 
 bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split *s, int64_t image,
                                   const struct itr_eval_options *opt, float **scores, struct itr_diags *d) {
+    return itr_eval_query_image_items(ss, s, image, NULL, s->n_captions, opt, scores, d);
+}
+
+bool itr_eval_query_image_items(struct itr_session *ss, const struct itr_split *s, int64_t image,
+                                const int64_t *items, int64_t n_items, const struct itr_eval_options *opt,
+                                float **scores, struct itr_diags *d) {
     *scores = NULL;
     if (image < 0 || image >= s->n_images) {
         itr_diag_error(d, ITR_NOLOC, "image index %" PRId64 " is out of range; split '%s' has images 0..%" PRId64,
@@ -987,8 +1004,8 @@ bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split
     if (!ctx_init(&c, ss, d) || !check_outs(&c) || !check_captions(&c, s)) return false;
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *res = NULL;
-    bool ok = encode_images(&c, s, image, 1, opt, img) && encode_captions(&c, s, 0, s->n_captions, opt, txt) &&
-              (res = alloc_sims(1, s->n_captions, d)) != NULL && score_tiles(&c, img, 1, txt, s->n_captions, opt, res);
+    bool ok = encode_images(&c, s, NULL, image, 1, opt, img) && encode_captions(&c, s, items, 0, n_items, opt, txt) &&
+              (res = alloc_sims(1, n_items, d)) != NULL && score_tiles(&c, img, 1, txt, n_items, opt, res);
     free_all(img, c.enc_img->n_outputs);
     free_all(txt, c.enc_txt->n_outputs);
     if (!ok) free(res);

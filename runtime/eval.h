@@ -127,6 +127,15 @@ bool itr_eval_query_text_session(struct itr_session *ss, const struct itr_split 
                                  const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
 bool itr_eval_query_image_session(struct itr_session *ss, const struct itr_split *s, int64_t image,
                                   const struct itr_eval_options *opt, float **scores, struct itr_diags *d);
+// The same against only the gallery items items[0..n_items) (images for a
+// text query, captions for an image query; items NULL: all of them, in
+// order): *scores[n_items]. Only those items are encoded (two-stage queries).
+bool itr_eval_query_text_items(struct itr_session *ss, const struct itr_split *s, const int32_t *ids, int len,
+                               const int64_t *items, int64_t n_items, const struct itr_eval_options *opt,
+                               float **scores, struct itr_diags *d);
+bool itr_eval_query_image_items(struct itr_session *ss, const struct itr_split *s, int64_t image,
+                                const int64_t *items, int64_t n_items, const struct itr_eval_options *opt,
+                                float **scores, struct itr_diags *d);
 
 // ------------------------------------------------------------ scoring tiles
 //

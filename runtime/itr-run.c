@@ -1165,7 +1165,8 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
 
 static int cmd_query(const char *plan, int argc, char **argv) {
     const char *weights = NULL, *gallery = NULL, *split = "test", *vocab = NULL, *text = NULL, *image_s = NULL;
-    int64_t topk = 10, image = -1;
+    int64_t topk = 10, image = -1, candidates = 100;
+    const char *rerank = NULL;
     struct exec_opts x = { 0 };
     bool f64 = false, quiet = false;
     int rc = ITR_EXIT_OK;
@@ -1183,13 +1184,22 @@ static int cmd_query(const char *plan, int argc, char **argv) {
             if (r > 0 && (!parse_int64(v, &image) || image < 0))
                 rc = usage_error("query", "--image-index expects a non-negative integer, got '%s'", v);
             image_s = v;
+        } else if (QUERY_OPT(NULL, "--rerank")) {
+            if (r > 0) {
+                const char *colon = strrchr(v, ':');
+                if (!colon || colon == v || !colon[1])
+                    rc = usage_error("query", "--rerank expects FIRST.plan:WEIGHTS.safetensors, got '%s'", v);
+                else rerank = v;
+            }
+        } else if (QUERY_OPT(NULL, "--candidates")) {
+            if (r > 0 && !parse_tile("query", "--candidates", v, &candidates)) rc = ITR_EXIT_USER;
         } else if (QUERY_OPT(NULL, "--topk")) {
             if (r > 0 && !parse_tile("query", "--topk", v, &topk)) rc = ITR_EXIT_USER;
         } else if (strcmp(argv[i], "--f64") == 0) f64 = true;
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("query", "unknown option '%s' (accepted: --weights, --gallery, --split, --vocab, --text, "
-                             "--image-index, --topk, --f64, --quiet, --backend, --threads)", argv[i]);
+                             "--image-index, --topk, --rerank, --candidates, --f64, --quiet, --backend, --threads)", argv[i]);
         else rc = usage_error("query", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef QUERY_OPT
@@ -1202,14 +1212,24 @@ static int cmd_query(const char *plan, int argc, char **argv) {
 
     struct itr_diags d;
     itr_diags_init(&d);
-    struct member mb = { .plan_path = plan, .weights_path = weights };
+    struct member mb = { .plan_path = plan, .weights_path = weights }, first = { 0 };
     bool ok = member_load(&mb, &x, f64, &d);
-    bool words = ok && reads_words(mb.p);
+    if (ok && rerank) {
+        first.spec = strdup(rerank);
+        if (!first.spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+        char *colon = strrchr(first.spec, ':');
+        *colon = 0;
+        first.plan_path = first.spec;
+        first.weights_path = colon + 1;
+        ok = member_load(&first, &x, f64, &d);
+    }
+    bool words = ok && (reads_words(mb.p) || (rerank && reads_words(first.p)));
     struct itr_vocab v = { 0 };
     bool have_vocab = false;
     char *vpath = vocab ? NULL : path_join(gallery, "vocab.json");
     if (ok && (words || text)) ok = have_vocab = itr_vocab_read(vocab ? vocab : vpath, &v, &d);
     if (ok && have_vocab) ok = member_check_vocab(&mb, &v, vocab ? vocab : vpath, &d);
+    if (ok && have_vocab && rerank) ok = member_check_vocab(&first, &v, vocab ? vocab : vpath, &d);
     struct itr_split s;
     memset(&s, 0, sizeof s);
     bool have_split = false;
@@ -1242,37 +1262,75 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     }
     struct itr_eval_options eo = { .f64 = f64, .progress = !quiet };
     float *scores = NULL;
-    if (ok) {
+    // Two stages: the first model ranks the whole gallery, this plan
+    // re-scores its top N; items[] maps the rows of scores to gallery ids.
+    int64_t *items = NULL, n_items = 0, *first_rank = NULL;
+    if (ok && rerank) {
+        float *s1 = NULL;
+        int64_t n = text ? s.n_images : s.n_captions;
+        ok = text ? itr_eval_query_text_session(first.s, &s, ids, len, &eo, &s1, &d)
+                  : itr_eval_query_image_session(first.s, &s, image, &eo, &s1, &d);
+        if (ok) {
+            items = malloc((size_t)(candidates < n ? candidates : n) * sizeof *items);
+            first_rank = malloc((size_t)(candidates < n ? candidates : n) * sizeof *first_rank);
+            if (!items || !first_rank) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+            n_items = itr_eval_topk(s1, n, candidates, items);
+            for (int64_t k = 0; k < n_items; k++) first_rank[k] = k + 1;
+            ok = text ? itr_eval_query_text_items(mb.s, &s, ids, len, items, n_items, &eo, &scores, &d)
+                      : itr_eval_query_image_items(mb.s, &s, image, items, n_items, &eo, &scores, &d);
+        }
+        free(s1);
+    } else if (ok) {
         ok = text ? itr_eval_query_text_session(mb.s, &s, ids, len, &eo, &scores, &d)
                   : itr_eval_query_image_session(mb.s, &s, image, &eo, &scores, &d);
     }
     if (ok) {
-        int64_t n = text ? s.n_images : s.n_captions;
+        int64_t gallery_n = text ? s.n_images : s.n_captions;
+        int64_t n = rerank ? n_items : gallery_n;
+        if (rerank)
+            printf("two stages: %s ranked all %" PRId64 " %s; its top %" PRId64 " re-scored by %s (column 'first': "
+                   "the first stage's rank)\n", first.plan_path, gallery_n, text ? "images" : "captions", n_items,
+                   plan);
         int64_t *idx = malloc((size_t)(topk < n ? topk : n) * sizeof *idx);
         if (!idx) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
         int64_t got = itr_eval_topk(scores, n, topk, idx);
         if (text) {
             printf("query: \"%s\" (%d tokens) against %" PRId64 " images of %s/%s\n", text, len - 2, n, gallery,
                    split);
-            printf("rank  score      image\n");
-            for (int64_t k = 0; k < got; k++) printf("%4" PRId64 "  %9.6f  %" PRId64 "\n", k + 1, scores[idx[k]], idx[k]);
+            printf("rank  score      image%s\n", rerank ? "  first" : "");
+            for (int64_t k = 0; k < got; k++) {
+                int64_t item = items ? items[idx[k]] : idx[k];
+                printf("%4" PRId64 "  %9.6f  %" PRId64, k + 1, scores[idx[k]], item);
+                if (rerank) printf("  %" PRId64, first_rank[idx[k]]);
+                printf("\n");
+            }
         } else {
             printf("query: image %" PRId64 " of %s/%s against %" PRId64 " captions (* marks its own captions)\n",
                    image, gallery, split, n);
-            printf("rank  score      caption\n");
-            for (int64_t k = 0; k < got; k++)
-                printf("%4" PRId64 "  %9.6f  %" PRId64 "%s  %s\n", k + 1, scores[idx[k]], idx[k],
-                       idx[k] / ITR_CAPTIONS_PER_IMAGE == image ? "*" : " ", s.captions ? s.captions[idx[k]] : "");
+            printf("rank  score      caption%s\n", rerank ? "  (first-stage rank)" : "");
+            for (int64_t k = 0; k < got; k++) {
+                int64_t item = items ? items[idx[k]] : idx[k];
+                printf("%4" PRId64 "  %9.6f  %" PRId64 "%s  %s", k + 1, scores[idx[k]], item,
+                       item / ITR_CAPTIONS_PER_IMAGE == image ? "*" : " ", s.captions ? s.captions[item] : "");
+                if (rerank) printf("  (%" PRId64 ")", first_rank[idx[k]]);
+                printf("\n");
+            }
         }
         free(idx);
     }
     free(scores);
+    free(items);
+    free(first_rank);
     if (have_split) itr_split_close(&s);
     if (have_vocab) itr_vocab_free(&v);
     free(vpath);
     itr_session_free(mb.s);
     itr_program_free(mb.p);
     itr_tensor_set_free(&mb.w);
+    itr_session_free(first.s);
+    itr_program_free(first.p);
+    itr_tensor_set_free(&first.w);
+    free(first.spec);
     return finish(&d, ok ? ITR_EXIT_OK : ITR_EXIT_USER);
 }
 
@@ -1384,7 +1442,7 @@ static const struct itr_cli_command commands[] = {
       "Captions 5i..5i+4 belong to image i. Ties rank the query's match last (docs/evaluation.md).\n",
       cmd_eval },
     { "query", "--weights W.safetensors --gallery DIR [--split S] [--vocab FILE] (--text \"A CAPTION\" | "
-      "--image-index K) [--topk N] [--f64] [--quiet]",
+      "--image-index K) [--topk N] [--rerank FIRST.plan:W1 [--candidates N]] [--f64] [--quiet]",
       "retrieve images for a sentence, or captions for an image",
       "  -w, --weights FILE         the model's parameters (safetensors)\n"
       "  --gallery DIR              the data set to search (DIR/{split}_ims.npy, {split}_caps.txt)\n"
@@ -1394,6 +1452,9 @@ static const struct itr_cli_command commands[] = {
       "                             vocabulary are named on stderr and mapped to <unk>\n"
       "  --image-index K            rank the split's captions for image K (its own marked '*')\n"
       "  --topk N                   how many results (default 10)\n"
+      "  --rerank FIRST.plan:W1     two stages: FIRST ranks the whole gallery, this plan re-scores\n"
+      "                             its top N (only those items are encoded and scored)\n"
+      "  --candidates N             first-stage candidates for --rerank (default 100)\n"
       EXEC_OPTS_HELP
       "Prints 'rank score index' per result (and the caption's text for --image-index).\n",
       cmd_query },

@@ -138,6 +138,20 @@ matches "$OUT" "^ +1 +-?[0-9.]+ +[0-9]+$" "query: first result"
 run 0 "query --image-index" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 2 \
   --topk 50 -q
 [ "$(grep -cE '^ +[0-9]+ +-?[0-9.]+ +[0-9]+\* ' "$OUT")" -eq 5 ] && pass || fail "query: image 2's 5 captions marked"
+# Two stages: with every image a candidate the order is this plan's own.
+run 0 "query --text, plain" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --text "a red cat" \
+  --topk 10 -q
+grep -E '^ +[0-9]+ ' "$OUT" | awk '{print $1, $2, $3}' > "$TMP/q_plain"
+run 0 "query --text --rerank" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" \
+  --text "a red cat" --topk 10 --rerank "$P:$TMP/b.safetensors" --candidates 1000 -q
+contains "$OUT" "ranked all 10 images; its top 10 re-scored" "query rerank: header"
+grep -E '^ +[0-9]+ ' "$OUT" | awk '{print $1, $2, $3}' > "$TMP/q_rerank"
+cmp -s "$TMP/q_plain" "$TMP/q_rerank" && pass || fail "query --rerank over every image keeps the plan's order"
+run 0 "query --image-index --rerank" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" \
+  --image-index 2 --topk 3 --rerank "$P:$TMP/b.safetensors" --candidates 4 -q
+contains "$OUT" "its top 4 re-scored" "query rerank: candidates"
+[ "$(grep -cE '^ +[0-9]+ +-?[0-9.]+ +[0-9]+[* ] .*\([1-4]\)$' "$OUT")" -eq 3 ] && pass || \
+  fail "query rerank: 3 rows, each with its first-stage rank among the 4 candidates"
 run 1 "query image out of range" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 10
 contains "$ERR" "image index 10 is out of range; split 'test' has images 0..9" "range message"
 run 1 "query with both" "$ITR_RUN" "$P" query --weights "$TMP/a.safetensors" --gallery "$DATA" --image-index 1 --text x
