@@ -205,6 +205,16 @@ int32_t gb_transpose(struct itr_grad_ctx *c, int32_t x, const int64_t *perm, int
     return gb_node(c, ITR_OP_TRANSPOSE, &x, 1, a);
 }
 
+int32_t gb_swap_last2(struct itr_grad_ctx *c, int32_t x) {
+    if (x < 0) return -1;
+    int rank = gb_type(c, x)->rank;
+    int64_t perm[ITR_MAX_RANK];
+    for (int i = 0; i < rank; i++) perm[i] = i;
+    perm[rank - 2] = rank - 1;
+    perm[rank - 1] = rank - 2;
+    return gb_transpose(c, x, perm, rank);
+}
+
 // ------------------------------------------------------------ the walk
 
 static bool is_float(const struct itr_graph *g, int32_t v) { return itr_dtype_is_float(g->values[v].type.dtype); }

@@ -90,6 +90,7 @@ int32_t gb_reduce(struct itr_grad_ctx *c, enum itr_op op, int32_t x, const int64
 int32_t gb_cast(struct itr_grad_ctx *c, int32_t x, enum itr_dtype dt);      // x itself if already dt
 int32_t gb_where(struct itr_grad_ctx *c, int32_t cond, int32_t a, int32_t b);
 int32_t gb_transpose(struct itr_grad_ctx *c, int32_t x, const int64_t *perm, int n);   // perm NULL: reverse
+int32_t gb_swap_last2(struct itr_grad_ctx *c, int32_t x);   // x with its last two axes swapped (a matrix transpose)
 // True when operand i's adjoint is wanted (c->need, see above).
 bool    gb_needs(const struct itr_grad_ctx *c, int i);
 

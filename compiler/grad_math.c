@@ -376,15 +376,6 @@ bool grad_min(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *d
 
 // ------------------------------------------------------------ matmul
 
-static int32_t swap_last2(struct itr_grad_ctx *c, int32_t v) {
-    int rank = gb_type(c, v)->rank;
-    int64_t perm[ITR_MAX_RANK];
-    for (int i = 0; i < rank; i++) perm[i] = i;
-    perm[rank - 2] = rank - 1;
-    perm[rank - 1] = rank - 2;
-    return gb_transpose(c, v, perm, rank);
-}
-
 // da = dy b^T, db = a^T dy, each summed over the batch dims its operand was
 // broadcast along. When b is a matrix shared by every batch row of a (a
 // projection x W), summing per-batch products a_i^T dy_i is one product of
@@ -472,14 +463,14 @@ static bool matmul_adjoint(struct itr_grad_ctx *c, const struct itr_node *n, int
 
 bool grad_matmul(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *dy, int32_t *dx) {
     int32_t a = n->inputs[0], b = n->inputs[1];
-    if (!gb_needs(c, 0) || matmul_adjoint(c, n, 0, dy[0], swap_last2(c, b), dx)) {
+    if (!gb_needs(c, 0) || matmul_adjoint(c, n, 0, dy[0], gb_swap_last2(c, b), dx)) {
         if (!gb_needs(c, 1)) return true;
         if (gb_type(c, b)->rank == 2 && gb_type(c, a)->rank > 2 && gb_type(c, dy[0])->rank == gb_type(c, a)->rank) {
             int32_t a2 = gb_rows(c, a), dy2 = gb_rows(c, dy[0]);
             if (a2 < 0 || dy2 < 0) return false;
-            return unbroadcast(c, n, 1, cmp(c, ITR_OP_MATMUL, swap_last2(c, a2), dy2), dx);
+            return unbroadcast(c, n, 1, cmp(c, ITR_OP_MATMUL, gb_swap_last2(c, a2), dy2), dx);
         }
-        return matmul_adjoint(c, n, 1, swap_last2(c, a), dy[0], dx);
+        return matmul_adjoint(c, n, 1, gb_swap_last2(c, a), dy[0], dx);
     }
     return false;
 }

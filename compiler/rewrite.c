@@ -272,15 +272,6 @@ static void gram_plan_free(struct gram_plan *pl) {
     free(pl->site_of_sum);
 }
 
-static int32_t swap_last_two(struct itr_grad_ctx *c, int32_t v) {
-    int r = gb_type(c, v)->rank;
-    int64_t perm[ITR_MAX_RANK];
-    for (int i = 0; i < r; i++) perm[i] = i;
-    perm[r - 2] = r - 1;
-    perm[r - 1] = r - 2;
-    return gb_transpose(c, v, perm, r);
-}
-
 // transpose(a) swapping the last two axes: its operand, else -1.
 static int32_t untransposed(const struct itr_graph *g, int32_t v) {
     const struct itr_node *n = producer(g, v);
@@ -302,7 +293,7 @@ static int32_t gram_emit(struct itr_grad_ctx *c, const struct itr_graph *g, cons
     int32_t P = map[mm->inputs[0]], C = map[mm->inputs[1]];
     int32_t out;
     if (s->x == s->y) {
-        int32_t G = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ C, swap_last_two(c, C) }, 2, NULL);
+        int32_t G = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ C, gb_swap_last2(c, C) }, 2, NULL);
         int32_t Q = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ P, G }, 2, NULL);
         int64_t ax = r - 1;
         out = gb_reduce(c, ITR_OP_SUM, gb_mul(c, P, Q), &ax, 1, false);
@@ -310,14 +301,14 @@ static int32_t gram_emit(struct itr_grad_ctx *c, const struct itr_graph *g, cons
         out = gb_node(c, ITR_OP_MAXIMUM, (int32_t[]){ out, gb_scalar(c, 0.0, gb_type(c, out)->dtype) }, 2, NULL);
     } else {
         int32_t X = map[s->x];
-        int32_t S = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ C, swap_last_two(c, X) }, 2, NULL);   // [.., K, L]
+        int32_t S = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ C, gb_swap_last2(c, X) }, 2, NULL);   // [.., K, L]
         int32_t alpha = untransposed(c->g, P);
         if (alpha >= 0) {
             int64_t ax = r - 2;
             out = gb_reduce(c, ITR_OP_SUM, gb_mul(c, alpha, S), &ax, 1, false);
         } else {
             int64_t ax = r - 1;
-            out = gb_reduce(c, ITR_OP_SUM, gb_mul(c, P, swap_last_two(c, S)), &ax, 1, false);
+            out = gb_reduce(c, ITR_OP_SUM, gb_mul(c, P, gb_swap_last2(c, S)), &ax, 1, false);
         }
     }
     if (out < 0) return -1;

@@ -894,6 +894,17 @@ static bool parse_tile(const char *cmd, const char *opt, const char *v, int64_t 
     return true;
 }
 
+// "PLAN:WEIGHTS" as an option's value (--ensemble, --rerank); a usage error
+// naming the option otherwise.
+static bool plan_weights_spec(const char *cmd, const char *opt, const char *what, const char *v) {
+    const char *colon = strrchr(v, ':');
+    if (colon && colon != v && colon[1]) return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s expects %s.plan:WEIGHTS.safetensors, got '%%s'", opt, what);
+    usage_error(cmd, msg, v);
+    return false;
+}
+
 // A member of an evaluation: a plan and its weights.
 struct member {
     const char *plan_path, *weights_path;
@@ -902,6 +913,16 @@ struct member {
     struct itr_tensor_set w;          // the weights' metadata (the parameters are in the session)
     struct itr_session *s;
 };
+
+// The plan and weights paths of m from a checked "PLAN:WEIGHTS" spec.
+static void member_from_spec(struct member *m, const char *spec) {
+    m->spec = strdup(spec);
+    if (!m->spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
+    char *colon = strrchr(m->spec, ':');
+    *colon = 0;
+    m->plan_path = m->spec;
+    m->weights_path = colon + 1;
+}
 
 static bool member_load(struct member *m, const struct exec_opts *x, bool f64, struct itr_diags *d) {
     struct itr_plan_info info;
@@ -980,19 +1001,11 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         else if (EVAL_OPT(NULL, "--protocol")) { if (r > 0) proto_s = v; }
         else if (EVAL_OPT(NULL, "--save-sims")) { if (r > 0) save = v; }
         else if (EVAL_OPT(NULL, "--ensemble")) {
-            if (r > 0) {
-                const char *colon = strrchr(v, ':');
-                if (!colon || colon == v || !colon[1])
-                    rc = usage_error("eval", "--ensemble expects OTHER.plan:WEIGHTS.safetensors, got '%s'", v);
-                else itr_cli_list_push(&cli, &ens, v);
-            }
+            if (r > 0 && !plan_weights_spec("eval", "--ensemble", "OTHER", v)) rc = ITR_EXIT_USER;
+            else if (r > 0) itr_cli_list_push(&cli, &ens, v);
         } else if (EVAL_OPT(NULL, "--rerank")) {
-            if (r > 0) {
-                const char *colon = strrchr(v, ':');
-                if (!colon || colon == v || !colon[1])
-                    rc = usage_error("eval", "--rerank expects FIRST.plan:WEIGHTS.safetensors, got '%s'", v);
-                else rerank = v;
-            }
+            if (r > 0 && !plan_weights_spec("eval", "--rerank", "FIRST", v)) rc = ITR_EXIT_USER;
+            else if (r > 0) rerank = v;
         } else if (EVAL_OPT(NULL, "--candidates")) {
             if (r > 0 && !parse_tile("eval", "--candidates", v, &candidates)) rc = ITR_EXIT_USER;
         } else if (EVAL_OPT(NULL, "--tile-images")) {
@@ -1032,22 +1045,8 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
     if (!m) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
     m[0].plan_path = plan;
     m[0].weights_path = weights;
-    for (int k = 1; k < n; k++) {
-        m[k].spec = strdup(ens.v[k - 1]);
-        if (!m[k].spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-        char *colon = strrchr(m[k].spec, ':');
-        *colon = 0;
-        m[k].plan_path = m[k].spec;
-        m[k].weights_path = colon + 1;
-    }
-    if (rerank) {
-        m[n].spec = strdup(rerank);
-        if (!m[n].spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-        char *colon = strrchr(m[n].spec, ':');
-        *colon = 0;
-        m[n].plan_path = m[n].spec;
-        m[n].weights_path = colon + 1;
-    }
+    for (int k = 1; k < n; k++) member_from_spec(&m[k], ens.v[k - 1]);
+    if (rerank) member_from_spec(&m[n], rerank);
     bool ok = true;
     for (int k = 0; k < n_all; k++) ok = member_load(&m[k], &x, f64, &d) && ok;
     for (int k = 1; ok && k < n; k++) ok = itr_eval_check_compatible(m[0].p, m[0].plan_path, m[k].p, m[k].plan_path, &d);
@@ -1185,12 +1184,8 @@ static int cmd_query(const char *plan, int argc, char **argv) {
                 rc = usage_error("query", "--image-index expects a non-negative integer, got '%s'", v);
             image_s = v;
         } else if (QUERY_OPT(NULL, "--rerank")) {
-            if (r > 0) {
-                const char *colon = strrchr(v, ':');
-                if (!colon || colon == v || !colon[1])
-                    rc = usage_error("query", "--rerank expects FIRST.plan:WEIGHTS.safetensors, got '%s'", v);
-                else rerank = v;
-            }
+            if (r > 0 && !plan_weights_spec("query", "--rerank", "FIRST", v)) rc = ITR_EXIT_USER;
+            else if (r > 0) rerank = v;
         } else if (QUERY_OPT(NULL, "--candidates")) {
             if (r > 0 && !parse_tile("query", "--candidates", v, &candidates)) rc = ITR_EXIT_USER;
         } else if (QUERY_OPT(NULL, "--topk")) {
@@ -1215,12 +1210,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
     struct member mb = { .plan_path = plan, .weights_path = weights }, first = { 0 };
     bool ok = member_load(&mb, &x, f64, &d);
     if (ok && rerank) {
-        first.spec = strdup(rerank);
-        if (!first.spec) { fprintf(stderr, "%s: out of memory\n", PROG); exit(ITR_EXIT_INTERNAL); }
-        char *colon = strrchr(first.spec, ':');
-        *colon = 0;
-        first.plan_path = first.spec;
-        first.weights_path = colon + 1;
+        member_from_spec(&first, rerank);
         ok = member_load(&first, &x, f64, &d);
     }
     bool words = ok && (reads_words(mb.p) || (rerank && reads_words(first.p)));

@@ -221,6 +221,22 @@ static bool stream_block(struct stream *st, const struct block *b) {
     return ok;
 }
 
+// The protocol's metrics from the ranks: per block, averaged over blocks,
+// rsum from the averaged recalls (itr_recall_folds's rule).
+static void blocks_recall(const struct block *b, int nb, const int64_t *ri, const int64_t *rt, int64_t ni, int64_t nc,
+                          struct itr_recall *out) {
+    memset(out, 0, sizeof *out);
+    for (int f = 0; f < nb; f++) {
+        struct itr_recall r;
+        itr_recall_from_ranks(ri + b[f].img0, b[f].n_img, rt + b[f].cap0, b[f].n_cap, &r);
+        if (nb == 1) *out = r;
+        else itr_recall_accumulate(out, &r, nb);
+    }
+    out->rsum = out->i2t_r1 + out->i2t_r5 + out->i2t_r10 + out->t2i_r1 + out->t2i_r5 + out->t2i_r10;
+    out->n_images = ni;
+    out->n_captions = nc;
+}
+
 static bool check_split(enum itr_protocol p, int64_t n_images, int64_t n_captions, struct itr_diags *d) {
     if (!itr_protocol_check(p, NULL, n_images, d)) return false;
     if (n_captions == ITR_CAPTIONS_PER_IMAGE * n_images) return true;
@@ -264,16 +280,7 @@ bool itr_eval_stream(struct itr_scorer *sc, enum itr_protocol p, int64_t k, cons
         out->n_images = ni;
         out->n_captions = nc;
         out->k = k;
-        for (int f = 0; f < nb; f++) {
-            struct itr_recall r;
-            itr_recall_from_ranks(st.ri + b[f].img0, b[f].n_img, st.rt + b[f].cap0, b[f].n_cap, &r);
-            if (nb == 1) out->recall = r;
-            else itr_recall_accumulate(&out->recall, &r, nb);
-        }
-        struct itr_recall *R = &out->recall;
-        R->rsum = R->i2t_r1 + R->i2t_r5 + R->i2t_r10 + R->t2i_r1 + R->t2i_r5 + R->t2i_r10;
-        R->n_images = ni;
-        R->n_captions = nc;
+        blocks_recall(b, nb, st.ri, st.rt, ni, nc, &out->recall);
         out->i2t_rank = st.ri;
         out->t2i_rank = st.rt;
         st.ri = st.rt = NULL;
@@ -363,16 +370,7 @@ bool itr_eval_rerank(struct itr_scorer *first, struct itr_scorer *second, enum i
         itr_progress_add(&pr, ki);
     }
     if (ok) {
-        for (int f = 0; f < nb; f++) {
-            struct itr_recall r;
-            itr_recall_from_ranks(ri + b[f].img0, b[f].n_img, rt + b[f].cap0, b[f].n_cap, &r);
-            if (nb == 1) out->recall = r;
-            else itr_recall_accumulate(&out->recall, &r, nb);
-        }
-        struct itr_recall *R = &out->recall;
-        R->rsum = R->i2t_r1 + R->i2t_r5 + R->i2t_r10 + R->t2i_r1 + R->t2i_r5 + R->t2i_r10;
-        R->n_images = ni;
-        R->n_captions = nc;
+        blocks_recall(b, nb, ri, rt, ni, nc, &out->recall);
         out->i2t_ceiling = ni ? 100.0 * (double)in_i / (double)ni : 0;
         out->t2i_ceiling = nc ? 100.0 * (double)in_t / (double)nc : 0;
         out->pairs_rescored = ni * ki + nc * kt;

@@ -79,4 +79,18 @@ static inline bool tu_same_shape_and_dtype(const struct itr_tensor *a, const str
     return true;
 }
 
+// Binds every symbol of p: its default where that is small, else 3; the
+// values are returned (caller frees) and set in *b (caller frees).
+static inline int64_t *tu_bind_symbols(const struct itr_program *p, struct itr_dim_bindings *b) {
+    int64_t *syms = calloc((size_t)p->n_symbols + 1, sizeof *syms);
+    itr_bindings_init(b, p);
+    for (int i = 0; i < p->n_symbols; i++) {
+        const struct itr_symbol *s = &p->symbols[i];
+        syms[i] = s->has_default && s->default_value <= 64 ? s->default_value : 3;
+        b->bound[i] = true;
+        b->value[i] = syms[i];
+    }
+    return syms;
+}
+
 #endif

@@ -68,15 +68,8 @@ static void check_model(const char *path, int *compared) {
               "%s: -O1 changed the parameters or symbols", file);
     if (p0->n_params != p1->n_params || p0->n_symbols != p1->n_symbols) goto done;
     // Symbols at their defaults where small, else 3, as tests/test_passes.c binds them.
-    int64_t *syms = calloc((size_t)p0->n_symbols + 1, sizeof *syms);
     struct itr_dim_bindings b;
-    itr_bindings_init(&b, p0);
-    for (int i = 0; i < p0->n_symbols; i++) {
-        const struct itr_symbol *s = &p0->symbols[i];
-        syms[i] = s->has_default && s->default_value <= 64 ? s->default_value : 3;
-        b.bound[i] = true;
-        b.value[i] = syms[i];
-    }
+    int64_t *syms = tu_bind_symbols(p0, &b);
     struct itr_tensor **params = calloc((size_t)p0->n_params + 1, sizeof *params);
     for (int j = 0; j < p0->n_params; j++) params[j] = tu_random_tensor(p0, &p0->params[j].type, &b, 1000 + (uint64_t)j, true);
     int entries = 0;

@@ -69,20 +69,6 @@ static bool forms_context(const struct itr_graph *g, int64_t last) {
     return false;
 }
 
-// Binds every symbol: defaults where small, else 3 (so L = 3 and lengths
-// 1..3 cover padded captions and length-1 captions).
-static int64_t *bind_symbols(const struct itr_program *p, struct itr_dim_bindings *b) {
-    int64_t *syms = calloc((size_t)p->n_symbols + 1, sizeof *syms);
-    itr_bindings_init(b, p);
-    for (int i = 0; i < p->n_symbols; i++) {
-        const struct itr_symbol *s = &p->symbols[i];
-        syms[i] = s->has_default && s->default_value <= 64 ? s->default_value : 3;
-        b->bound[i] = true;
-        b->value[i] = syms[i];
-    }
-    return syms;
-}
-
 // Integer inputs named like lengths get 1, 2, 3, 1, ...; ids stay 1.
 static void vary_lengths(const struct itr_graph *g, struct itr_tensor **in) {
     for (int i = 0; i < g->n_inputs; i++) {
@@ -109,7 +95,7 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
         return 0;
     }
     struct itr_dim_bindings b;
-    int64_t *syms = bind_symbols(p0, &b);
+    int64_t *syms = tu_bind_symbols(p0, &b);  // L = 3: lengths 1..3 cover padded and length-1 captions
     struct itr_tensor **params = calloc((size_t)p0->n_params + 1, sizeof *params);
     for (int j = 0; j < p0->n_params; j++)
         params[j] = tu_random_tensor(p0, &p0->params[j].type, &b, 2000 + (uint64_t)j, true);
