@@ -594,6 +594,58 @@ TEST(object_cache) {
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
 }
 
+// A large compile is split into parts compiled in parallel, each cached as
+// its own object: a second JIT finds every part, and the code is the same.
+TEST(object_cache_in_parts) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tests/llvm-cache-parts-%ld", ITR_BINARY_DIR, (long)getpid());
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("ITRC_NO_CACHE");
+    struct kir_kernel *ks[64];
+    int n = 0;
+    for (int op = KIR_ADD; op <= KIR_OR && n < 64; op++)
+        for (int t = 0; t < 2 && n < 64; t++) {
+            enum itr_dtype dt = t ? ITR_F64 : ITR_F32;
+            ks[n++] = ew_kernel(EW_BINARY, op, dt, is_cmp(op) ? ITR_BOOL : dt);
+        }
+    for (int op = KIR_NEG; op <= KIR_SIGMOID && n < 64; op++)
+        for (int t = 0; t < 2 && n < 64; t++) {
+            enum itr_dtype dt = t ? ITR_F64 : ITR_F32;
+            ks[n++] = ew_kernel(EW_UNARY, op, dt, dt);
+        }
+    CHECK(n >= 48);   // at least two parts of 24
+    double out[2][NF];
+    for (int pass = 0; pass < 2; pass++) {
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct itr_llvm_jit *j = itr_llvm_jit_new(&d);
+        itr_diags_free(&d);
+        CHECK(j != NULL);
+        if (!j) break;
+        itr_kernel_fn fns[64] = { 0 };
+        CHECK(compile(j, ks, n, fns));
+        CHECK_MSG(itr_llvm_last_was_cache_hit(j) == (pass == 1), "pass %d: cache hit %d", pass,
+                  itr_llvm_last_was_cache_hit(j));
+        // kernel 1: f64 add
+        double a[NF], b[NF];
+        for (int i = 0; i < NF; i++) a[i] = fa[i], b[i] = fb[i];
+        void *bufs[3] = { a, b, out[pass] };
+        int64_t dims[1] = { NF };
+        if (fns[1]) fns[1](bufs, dims, 0, 1);
+        for (int i = 0; i < NF; i++) CHECK(close_to(out[pass][i], binary_f(KIR_ADD, fa[i], fb[i]), 0));
+        itr_llvm_jit_free(j);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0);
+    // One object file per part.
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "test $(find '%s/itrc' -type f | wc -l) -ge 2", dir);
+    CHECK_MSG(system(cmd) == 0, "fewer than two cached objects in %s/itrc", dir);
+    for (int i = 0; i < n; i++) kir_kernel_free(ks[i]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
+    setenv("ITRC_NO_CACHE", "1", 1);
+}
+
 int main(void) {
     if (!itr_llvm_available()) {
         printf("skipped: built without LLVM\n");
@@ -620,6 +672,7 @@ int main(void) {
     RUN(invalid_kernels_are_clean_errors);
     RUN(rendered_ir);
     RUN(object_cache);
+    RUN(object_cache_in_parts);
     itr_llvm_jit_free(jit);
     return test_summary();
 }

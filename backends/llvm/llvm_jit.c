@@ -41,6 +41,7 @@ bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j) { (void)j; return
 #else
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -420,8 +421,8 @@ static void dump_module(const char *when, LLVMModuleRef m) {
 }
 
 // Renders, optimises and emits an object; NULL with an error in d.
-static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, struct kir_kernel *const *kernels, int n,
-                                          char **syms, struct itr_diags *d) {
+static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, LLVMTargetMachineRef tm,
+                                          struct kir_kernel *const *kernels, int n, char **syms, struct itr_diags *d) {
     LLVMContextRef c = LLVMContextCreate();
     struct diag_sink sink = { { 0 } };
     LLVMContextSetDiagnosticHandler(c, diag_handler, &sink);
@@ -438,14 +439,14 @@ static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, struct kir_ker
         // (docs/performance.md). ITRC_LLVM_PASSES overrides it, for
         // experiments with the pipeline.
         const char *passes = getenv("ITRC_LLVM_PASSES");
-        LLVMErrorRef e = LLVMRunPasses(m, passes && passes[0] ? passes : "default<O2>", j->tm, o);
+        LLVMErrorRef e = LLVMRunPasses(m, passes && passes[0] ? passes : "default<O2>", tm, o);
         LLVMDisposePassBuilderOptions(o);
         if (e) {
             llvm_error(d, e, "optimising the kernel module");
         } else {
             if (j->dump >= 1) dump_module("optimised", m);
             char *msg = NULL;
-            if (LLVMTargetMachineEmitToMemoryBuffer(j->tm, m, LLVMObjectFile, &msg, &obj) || sink.msg[0]) {
+            if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &obj) || sink.msg[0]) {
                 itr_diag_error(d, ITR_NOLOC, "internal error: LLVM: emitting the kernel object: %s",
                                sink.msg[0] ? sink.msg : msg ? msg : "");
                 if (obj) LLVMDisposeMemoryBuffer(obj);
@@ -457,6 +458,94 @@ static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, struct kir_ker
     }
     LLVMContextDispose(c);
     return obj;
+}
+
+// ---- compiling in parts, in parallel
+
+// A cold compile of a large entry (hundreds of kernels) is spent almost all
+// in LLVM's optimiser and code generator, one kernel after another. The
+// kernels are independent functions, so they are dealt round-robin into
+// parts, each compiled in its own LLVM context with its own target machine
+// on its own thread, and cached as its own object. The number of parts
+// depends only on the number of kernels, so cached objects serve any
+// machine; more parts than cores only queue.
+#define JIT_KERNELS_PER_PART 24
+#define JIT_MAX_PARTS 4
+
+static int jit_parts(int n) {
+    const char *env = getenv("ITRC_JIT_PARTS");   // 1: one module, for comparisons
+    int p = env && *env ? atoi(env) : n / JIT_KERNELS_PER_PART;
+    if (p > n) p = n;
+    return p < 1 ? 1 : p > JIT_MAX_PARTS ? JIT_MAX_PARTS : p;
+}
+
+static uint64_t part_key(uint64_t key, int part, int parts) {
+    if (parts == 1) return key;   // the key a one-part module always had
+    uint64_t x = key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(part + 1)) ^ ((uint64_t)parts << 56);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return x ^ (x >> 29);
+}
+
+struct part_job {
+    struct itr_llvm_jit *j;
+    LLVMTargetMachineRef tm;
+    struct kir_kernel **kernels;
+    char **syms;
+    int n;
+    struct itr_diags d;
+    LLVMMemoryBufferRef obj;
+};
+
+static void *part_main(void *arg) {
+    struct part_job *pj = arg;
+    pj->obj = compile_object(pj->j, pj->tm, pj->kernels, pj->n, pj->syms, &pj->d);
+    return NULL;
+}
+
+static LLVMTargetMachineRef own_target_machine(const struct itr_llvm_jit *j) {
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(j->triple, &target, &err)) {
+        LLVMDisposeMessage(err);
+        return NULL;
+    }
+    return LLVMCreateTargetMachine(target, j->triple, j->cpu, j->features, LLVMCodeGenLevelAggressive,
+                                   LLVMRelocDefault, LLVMCodeModelJITDefault);
+}
+
+// Objects for the parts not in the cache (objs[p] NULL), compiled
+// concurrently; false with the parts' errors in d.
+static bool compile_parts(struct itr_llvm_jit *j, struct part_job *jobs, int parts, LLVMMemoryBufferRef *objs,
+                          struct itr_diags *d) {
+    pthread_t tid[JIT_MAX_PARTS];
+    bool started[JIT_MAX_PARTS] = { false };
+    int todo = 0;
+    for (int p = 0; p < parts; p++) todo += objs[p] == NULL;
+    for (int p = 0; p < parts; p++) {
+        if (objs[p]) continue;
+        itr_diags_init(&jobs[p].d);
+        jobs[p].j = j;
+        // One part compiles on this thread with the JIT's own target machine.
+        jobs[p].tm = todo == 1 ? j->tm : own_target_machine(j);
+        if (!jobs[p].tm) jobs[p].tm = j->tm, todo = 1;   // cannot make one: compile serially
+        if (todo > 1 && jobs[p].tm != j->tm && pthread_create(&tid[p], NULL, part_main, &jobs[p]) == 0)
+            started[p] = true;
+        else
+            part_main(&jobs[p]);
+    }
+    bool ok = true;
+    for (int p = 0; p < parts; p++) {
+        if (objs[p]) continue;
+        if (started[p]) pthread_join(tid[p], NULL);
+        if (jobs[p].tm != j->tm) LLVMDisposeTargetMachine(jobs[p].tm);
+        for (int i = 0; i < jobs[p].d.n; i++)
+            if (jobs[p].d.items[i].sev == ITR_SEV_ERROR) itr_diag_error(d, jobs[p].d.items[i].loc, "%s", jobs[p].d.items[i].msg);
+        itr_diags_free(&jobs[p].d);
+        objs[p] = jobs[p].obj;
+        ok = ok && objs[p] != NULL;
+    }
+    return ok;
 }
 
 static bool lookup_all(struct itr_llvm_jit *j, struct kir_kernel *const *kernels, int n, char **syms,
@@ -502,35 +591,57 @@ bool itr_llvm_compile(struct itr_llvm_jit *j, struct kir_kernel *const *kernels,
         j->added = a, j->cap_added = cap;
     }
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
-    // A dump asks to see the IR, which only a compile produces: skip cache reads then.
-    LLVMMemoryBufferRef obj = j->cache_dir && !j->dump ? cache_load(j, key) : NULL;
-    if (obj) {
-        // Still check the kernels, so a hit reports what a miss would.
-        char why[512];
-        for (int i = 0; i < n; i++)
-            if (!kir_verify(kernels[i], why, sizeof why)) {
-                LLVMDisposeMemoryBuffer(obj);
-                internal_kernel_error(d, kernels[i], "is not valid kernel IR", why);
-                free_symbols(syms, n);
-                return false;
-            }
-        LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, jd, obj);   // takes obj
-        if (e) LLVMConsumeError(e);   // an unreadable cache entry: compile instead
-        else j->last_hit = true;
-    }
-    if (!j->last_hit) {
-        obj = compile_object(j, kernels, n, syms, d);
-        if (!obj) {
+    // Still check the kernels, so a cache hit reports what a miss would.
+    char why[512];
+    for (int i = 0; i < n; i++)
+        if (!kir_verify(kernels[i], why, sizeof why)) {
+            internal_kernel_error(d, kernels[i], "is not valid kernel IR", why);
             free_symbols(syms, n);
             return false;
         }
-        if (j->cache_dir) cache_store(j, key, obj);
-        LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, jd, obj);
-        if (e) {
-            free_symbols(syms, n);
-            return llvm_error(d, e, "adding the kernel object to the JIT");
+    // A dump asks to see the IR of one module, which only a compile produces:
+    // one part, and no cache reads then.
+    int parts = j->dump ? 1 : jit_parts(n);
+    struct part_job jobs[JIT_MAX_PARTS];
+    LLVMMemoryBufferRef objs[JIT_MAX_PARTS] = { NULL };
+    memset(jobs, 0, sizeof jobs);
+    for (int p = 0; p < parts; p++) {
+        jobs[p].kernels = calloc((size_t)n, sizeof *jobs[p].kernels);
+        jobs[p].syms = calloc((size_t)n, sizeof *jobs[p].syms);
+        if (!jobs[p].kernels || !jobs[p].syms) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
+    }
+    for (int i = 0; i < n; i++) {
+        struct part_job *pj = &jobs[i % parts];
+        pj->kernels[pj->n] = kernels[i];
+        pj->syms[pj->n++] = syms[i];
+    }
+    int hits = 0;
+    for (int p = 0; p < parts && j->cache_dir && !j->dump; p++) hits += (objs[p] = cache_load(j, part_key(key, p, parts))) != NULL;
+    bool ok_parts = compile_parts(j, jobs, parts, objs, d);
+    for (int p = 0; p < parts && ok_parts; p++)
+        if (j->cache_dir && p < parts && !(hits && objs[p] && jobs[p].obj == NULL)) cache_store(j, part_key(key, p, parts), objs[p]);
+    for (int p = 0; p < parts; p++) {
+        if (!ok_parts) {
+            if (objs[p]) LLVMDisposeMemoryBuffer(objs[p]);
+            continue;
+        }
+        LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, jd, objs[p]);   // takes the object
+        if (e && ok_parts) {
+            llvm_error(d, e, "adding the kernel object to the JIT");
+            ok_parts = false;
+            for (int q = p + 1; q < parts; q++) LLVMDisposeMemoryBuffer(objs[q]);
+            break;
         }
     }
+    for (int p = 0; p < parts; p++) {
+        free(jobs[p].kernels);
+        free(jobs[p].syms);
+    }
+    if (!ok_parts) {
+        free_symbols(syms, n);
+        return false;
+    }
+    j->last_hit = hits == parts;
     j->added[j->n_added++] = key;
     ok = lookup_all(j, kernels, n, syms, fns_out, d);
     free_symbols(syms, n);

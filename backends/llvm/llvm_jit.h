@@ -16,6 +16,9 @@
 //                      cache, only written.)
 //   ITRC_NO_CACHE=1    do not read or write the on-disk object cache.
 //   ITRC_LLVM_PASSES   the optimisation pipeline (default "default<O2>").
+//   ITRC_JIT_PARTS     how many parts a compile is split into (default: one
+//                      per 24 kernels, at most 4), each compiled on its own
+//                      thread and cached as its own object; 1 for one module.
 //   XDG_CACHE_HOME     the cache lives in $XDG_CACHE_HOME/itrc (default
 //                      ~/.cache/itrc); one object file per module, named by
 //                      a hash of the kernel IR, the CPU name and features,
@@ -41,8 +44,9 @@ bool itr_llvm_available(void);
 struct itr_llvm_jit *itr_llvm_jit_new(struct itr_diags *d);
 void itr_llvm_jit_free(struct itr_llvm_jit *j);
 
-// Renders kernels[0..n) into one module, verifies and optimises it, adds it
-// to the JIT and stores each kernel's entry point in fns_out[i]. A kernel
+// Renders kernels[0..n) into modules (one per part, see ITRC_JIT_PARTS),
+// verifies and optimises them in parallel, adds them to the JIT and stores
+// each kernel's entry point in fns_out[i]. A kernel
 // that fails kir_verify or LLVM's verifier is an internal error naming the
 // kernel, with the reason and the kernel's printed form; nothing is added
 // then. Compiling the same kernels again reuses the code already in the JIT.
