@@ -9,6 +9,7 @@
 
 #include "compiler/dump.h"
 #include "compiler/pipeline.h"
+#include "frontends/onnx/onnx_export.h"
 #include "frontends/onnx/onnx_import.h"
 #include "ir/bind.h"
 #include "ir/cli.h"
@@ -415,6 +416,30 @@ static int cmd_import(const char *operand, int argc, char **argv) {
     return itr_onnx_cmd_import(&cli, argc, argv);
 }
 
+// What `itrc export` exports (frontends/onnx/export_cli.c): a plan, or a .ir
+// compiled here at the default level for the reference target (the graphs are what is
+// exported, so kernels would be wasted work).
+static struct itr_program *export_load(const char *path, const char *const *defines, int n_defines,
+                                       const char *const *includes, int n_includes, struct itr_diags *d) {
+    size_t n = strlen(path);
+    if (n < 3 || strcmp(path + n - 3, ".ir") != 0) return itr_plan_read(path, NULL, d);
+    struct itr_compile_options co;
+    itr_compile_options_init(&co);
+    co.defines = defines;
+    co.n_defines = n_defines;
+    co.include_dirs = includes;
+    co.n_include_dirs = n_includes;
+    co.target = "ref";
+    struct itr_program *p = NULL;
+    itr_compile_file(path, &co, &p, NULL, d);
+    return p;
+}
+
+static int cmd_export(const char *operand, int argc, char **argv) {
+    (void)operand;
+    return itr_onnx_cmd_export(&cli, argc, argv, export_load);
+}
+
 static int cmd_compile(const char *operand, int argc, char **argv) {
     (void)operand;
     struct front_opts o = { 0 };
@@ -652,6 +677,16 @@ static const struct itr_cli_command commands[] = {
       "Files are written atomically. 'itrc compile MODEL.onnx' compiles a model directly\n"
       "(docs/onnx.md lists the supported ops).\n",
       cmd_import },
+    { "export", "FILE.plan|FILE.ir --entry NAME -o FILE.onnx [--weights W.safetensors] [-D NAME=VALUE]... [-I DIR]...",
+      "export an inference entry as an ONNX model",
+      "  -e NAME, --entry NAME      the entry point (encode_image, encode_text, score, ...)\n"
+      "  -o FILE, --output FILE     the .onnx to write (opset 17), atomically\n"
+      "  -w FILE, --weights FILE    the parameters' values (safetensors), written as initializers;\n"
+      "                             needed when the entry uses parameters\n"
+      "  -D NAME=VALUE, -I DIR      for a .ir, compiled first: as for 'itrc compile'\n"
+      "Dims the weights do not fix and the inputs carry become dynamic (dim_param); a scan\n"
+      "becomes an ONNX Scan (docs/onnx.md, \"Export\", lists the op mapping).\n",
+      cmd_export },
 };
 
 static const struct itr_cli cli = {

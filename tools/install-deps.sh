@@ -11,6 +11,9 @@ packages+=(libonnx-dev libonnx-testdata)
 # itr-convert reads checkpoints with tools/itr_convert_read.py (stdlib only;
 # PyTorch is used where installed, never required).
 packages+=(python3)
+# ONNX export (tests/cli/onnx_export.sh): ONNX's checker, and a venv into
+# which the test installs onnxruntime from PyPI.
+packages+=(python3-onnx python3-venv)
 # Fuzzing (tests/fuzz/, make fuzz): clang and its libFuzzer runtime.
 packages+=(clang-14 libclang-rt-14-dev)
 # tests/test_cuda_render.c runs the rendered CUDA C on the host, compiled as C++.

@@ -422,11 +422,14 @@ bool ox_out_known(struct ox *x, struct ox_node *n, int i, struct itr_tensor *k) 
 }
 
 bool ox_out_dims(struct ox *x, struct ox_node *n, int i, const itr_dim *dv, int nd, bool scalar, enum itr_dtype dt) {
+    // dv may belong to the value this output replaces (a malformed model
+    // that defines a name twice), which out_val frees: copy it first.
+    itr_dim *copy = malloc((size_t)(nd ? nd : 1) * sizeof *copy);
+    if (!copy) abort();
+    if (nd) memcpy(copy, dv, (size_t)nd * sizeof *dv);
     struct ox_val *v = out_val(x, n, i);
-    if (!v) return true;
-    v->dv = malloc((size_t)(nd ? nd : 1) * sizeof *v->dv);
-    if (!v->dv) abort();
-    if (nd) memcpy(v->dv, dv, (size_t)nd * sizeof *dv);
+    if (!v) { free(copy); return true; }
+    v->dv = copy;
     v->dv_n = nd;
     v->dv_scalar = scalar;
     v->dv_dtype = dt;
@@ -566,6 +569,13 @@ static bool lower_node(struct ox *x, const Onnx__NodeProto *pb) {
             ok = ox_error(x, "op '%s' is not supported by the ONNX importer (docs/onnx.md lists the supported ops)",
                           pb->op_type);
     }
+    // In a Scan body, a name the body does not define is the enclosing
+    // graph's. Those are added to the environment before any value of it is
+    // pointed at: adding may move the values.
+    for (size_t i = 0; ok && x->parent && i < pb->n_input; i++)
+        if (pb->input[i] && pb->input[i][0] && !env_find(x, pb->input[i]) && !ox_capture(x, pb->input[i]) &&
+            x->failed_reported)
+            ok = false;
     for (size_t i = 0; ok && i < pb->n_input; i++) {
         if (!pb->input[i] || !pb->input[i][0]) { n.in[i] = NULL; continue; }
         n.in[i] = env_find(x, pb->input[i]);
@@ -678,6 +688,14 @@ static bool import_model(struct ox *x, const Onnx__ModelProto *m, struct itr_onn
     }
     return true;
 }
+
+// For the Scan lowering (scan.c), which imports a body graph with the same
+// driver.
+struct ox_val *ox_env_find(struct ox *x, const char *name) { return env_find(x, name); }
+struct ox_val *ox_env_add(struct ox *x, const char *name) { return env_add(x, name); }
+void ox_env_free(struct ox *x) { env_free(x); }
+bool ox_lower_node(struct ox *x, const Onnx__NodeProto *pb) { return lower_node(x, pb); }
+void ox_ir_name(const char *s, char *buf, size_t n) { ir_name(s, false, buf, n); }
 
 struct itr_program *itr_onnx_import_bytes(const char *what, const uint8_t *buf, size_t len,
                                           const struct itr_onnx_options *o, struct itr_tensor_set *weights,

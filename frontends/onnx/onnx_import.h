@@ -3,7 +3,8 @@
 // nodes are our primitives. Each ONNX op is one row of a frontend op table
 // (frontends/onnx/ops.c) with the opset range it covers and a lowering
 // function; recurrent ops (GRU, LSTM, RNN) become `scan` nodes whose body is
-// the cell (frontends/onnx/rnn.c).
+// the cell (frontends/onnx/rnn.c), and ONNX Scan a `scan` whose body is its
+// body graph (frontends/onnx/scan.c).
 //
 // Values the graph IR wants at compile time — Reshape's shape, Slice's
 // bounds, TopK's k, reduction axes — must be constants: initializers,

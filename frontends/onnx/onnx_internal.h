@@ -59,6 +59,11 @@ struct ox {
     const char *scope;            // its name, as the IR nodes' scope
     int n_bodies;                 // scan bodies made so far
     bool failed_reported;         // an error naming the node was reported
+    // In an ONNX Scan's body (scan.c): the enclosing graph's import, and the
+    // enclosing graph's values the body reads at run time, passed to our
+    // scan as constant operands (the body's trailing inputs), in order.
+    struct ox *parent;
+    int32_t *captured; int n_captured, cap_captured;
 };
 
 // Lowering helpers (import.c). Each graph builder returns a value id of the
@@ -114,5 +119,15 @@ const struct ox_row *ox_find_row(const char *op_type, int64_t opset, const struc
 bool ox_lower_gru(struct ox *x, struct ox_node *n);
 bool ox_lower_lstm(struct ox *x, struct ox_node *n);
 bool ox_lower_rnn(struct ox *x, struct ox_node *n);
+
+// ONNX Scan (scan.c), and what it needs of the driver (import.c): the value
+// environment, one node's lowering, and names as .ir identifiers.
+bool ox_lower_scan(struct ox *x, struct ox_node *n);
+struct ox_val *ox_capture(struct ox *x, const char *name);   // an enclosing graph's value, in a body; NULL if none
+struct ox_val *ox_env_find(struct ox *x, const char *name);
+struct ox_val *ox_env_add(struct ox *x, const char *name);
+void ox_env_free(struct ox *x);
+bool ox_lower_node(struct ox *x, const Onnx__NodeProto *pb);
+void ox_ir_name(const char *s, char *buf, size_t n);
 
 #endif

@@ -1084,6 +1084,24 @@ static bool l_topk(struct ox *x, struct ox_node *n) {
     int32_t v = in_id(x, n, 0);
     if (v < 0) return false;
     int64_t k;
+    itr_dim *kd;
+    int nkd;
+    if (x->opset >= 10 && has_in(n, 1) && ox_known_dims(x, n->in[1], &kd, &nkd, NULL)) {
+        // K the whole (possibly dynamic) axis, as `itrc export` writes our
+        // sort: a stable sort, which keeps ties in index order as TopK does.
+        const struct itr_type *t = ox_type(x, v);
+        int ax;
+        bool whole = nkd == 1 && itr_axis_normalize(ox_attr_i(n, "axis", -1), t->rank, &ax) && kd[0] == t->dims[ax];
+        free(kd);
+        if (whole) {
+            struct itr_attr *a = ox_attrs(x, ITR_OP_SORT);
+            ox_set_int(x, a, ITR_OP_SORT, "axis", ax);
+            ox_set_int(x, a, ITR_OP_SORT, "descending", ox_attr_i(n, "largest", 1) != 0);
+            int32_t outs[2];
+            if (!ox_node_in(x, x->g, ITR_OP_SORT, &v, 1, a, outs)) return false;
+            return ox_out(x, n, 0, outs[0]) && ox_out(x, n, 1, outs[1]);
+        }
+    }
     if (x->opset < 10) k = ox_attr_i(n, "k", -1);
     else {
         int64_t *kk;
@@ -1398,6 +1416,8 @@ static const struct ox_row rows[] = {
     { "GlobalMaxPool", 1, ONNX_MAX_OPSET, l_global_pool, ITR_OP_MAX },
     // recurrence (frontends/onnx/rnn.c)
     F("GRU", 7, ox_lower_gru), F("LSTM", 7, ox_lower_lstm), F("RNN", 7, ox_lower_rnn),
+    // control flow (frontends/onnx/scan.c); opset 8's Scan had a batch axis
+    F("Scan", 9, ox_lower_scan),
 };
 
 const struct ox_row *ox_find_row(const char *op_type, int64_t opset, const struct ox_row **other) {

@@ -103,6 +103,12 @@ for t in add_bcast matmul_3d gemm_default_single_elem_vector_bias reshape_reduce
          expand_dim_changed scan9_sum if erf batchnorm_example; do
   cp "$nodes/test_$t/model.onnx" "$corpus/onnx/seed-$t.onnx"
 done
+# a GRU text encoder exported by itrc: a Scan whose body reads the
+# enclosing graph's values by name (frontends/onnx/scan.c)
+"$itrc" compile "$root/models/vsepp.ir" -D D=4 -D W=3 -D V=5 -D img_dim=4 --target ref -o "$tmp/vs.plan" >/dev/null
+"$run" "$tmp/vs.plan" init -o "$tmp/vs.safetensors" >/dev/null
+"$itrc" export "$tmp/vs.plan" --entry encode_text --weights "$tmp/vs.safetensors" \
+  -o "$corpus/onnx/seed-itrc-export-gru.onnx" >/dev/null
 for t in gru_seq_length top_k where_example cast_FLOAT_to_DOUBLE; do
   for f in "$nodes/test_$t"/test_data_set_0/*.pb; do
     cp "$f" "$corpus/onnx_tensor/seed-$t-$(basename "$f")"

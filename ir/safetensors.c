@@ -1,10 +1,10 @@
-// safetensors files (runtime/safetensors.h).
+// safetensors files (ir/safetensors.h).
 //
 // Reading validates the whole header before touching any data: the header
 // length against the file, each entry's dtype, shape and offsets against the
 // data section, and that no two tensors share bytes. Data is copied into
 // fresh (aligned) buffers because the format does not align tensors.
-#include "safetensors.h"
+#include "ir/safetensors.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
