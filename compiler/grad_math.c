@@ -134,6 +134,14 @@ bool grad_cos(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *d
     return chain(c, dy, dx, gb_neg(c, gb_unary(c, ITR_OP_SIN, n->inputs[0])));
 }
 
+// d acos(x) = -1/sqrt(1 - x^2): -inf at x = ±1, as torch.acos, and NaN
+// outside [-1, 1], where the forward value is NaN too.
+bool grad_acos(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *dy, int32_t *dx) {
+    int32_t x = n->inputs[0];
+    int32_t s = gb_unary(c, ITR_OP_RSQRT, gb_sub(c, scalar_like(c, 1.0, x), gb_mul(c, x, x)));
+    return chain(c, dy, dx, gb_neg(c, s));
+}
+
 bool grad_identity(struct itr_grad_ctx *c, const struct itr_node *n, const int32_t *dy, int32_t *dx) {
     (void)c;
     (void)n;

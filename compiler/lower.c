@@ -293,6 +293,7 @@ static int32_t elementwise(struct lower *L, const struct itr_node *n, const int3
         case ITR_OP_ERF: return kir_unary(k, KIR_ERF, a);
         case ITR_OP_SIN: return kir_unary(k, KIR_SIN, a);
         case ITR_OP_COS: return kir_unary(k, KIR_COS, a);
+        case ITR_OP_ACOS: return kir_unary(k, KIR_ACOS, a);
         case ITR_OP_NOT: return kir_unary(k, KIR_NOT, a);
         case ITR_OP_CAST: return kir_cast(k, t, a);
         default: return a;   // identity, stop_gradient

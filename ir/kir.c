@@ -297,12 +297,12 @@ const char *kir_op_name(enum kir_op op) {
     static const char *n[] = { "neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "recip", "tanh", "erf",
                                "sin", "cos", "sigmoid", "not",
                                "add", "sub", "mul", "div", "mod", "min", "max", "pow",
-                               "eq", "ne", "lt", "le", "gt", "ge", "and", "or" };
+                               "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "acos" };
     _Static_assert(sizeof n / sizeof *n == KIR_OP_COUNT, "kir_op names");
     return (unsigned)op < KIR_OP_COUNT ? n[op] : "?";
 }
 
-bool kir_op_is_unary(enum kir_op op) { return op <= KIR_NOT; }
+bool kir_op_is_unary(enum kir_op op) { return op <= KIR_NOT || op == KIR_ACOS; }
 
 enum kir_type kir_type_of_dtype(enum itr_dtype dt) {
     switch (dt) {

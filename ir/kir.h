@@ -68,6 +68,8 @@ enum kir_op {
     // binary
     KIR_ADD, KIR_SUB, KIR_MUL, KIR_DIV, KIR_MOD, KIR_MIN, KIR_MAX, KIR_POW,
     KIR_EQ, KIR_NE, KIR_LT, KIR_LE, KIR_GT, KIR_GE, KIR_AND, KIR_OR,
+    // unary ops added later go here: plans store kernel ops by number
+    KIR_ACOS,
     KIR_OP_COUNT
 };
 

@@ -37,6 +37,7 @@ static const struct gc_case_entry gc_cases[] = {
     { "erf", GC_MATH, "unary_ops" },
     { "sin", GC_MATH, "unary_ops" },
     { "cos", GC_MATH, "unary_ops" },
+    { "acos", GC_MATH, "unary_ops" },
     { "identity", GC_MATH, "unary_ops" },
     { "cast", GC_MATH, "unary_ops" },
     { "add", GC_MATH, "binary_ops_broadcast" },

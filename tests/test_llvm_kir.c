@@ -170,6 +170,7 @@ static double unary_f(enum kir_op op, double x) {
     case KIR_ERF: return erf(x);
     case KIR_SIN: return sin(x);
     case KIR_COS: return cos(x);
+    case KIR_ACOS: return acos(x);
     case KIR_SIGMOID: return sigmoid_ref(x);
     case KIR_NOT: return x == 0;
     default: return NAN;
@@ -220,7 +221,8 @@ TEST(float_ops) {
     enum itr_dtype fts[2] = { ITR_F32, ITR_F64 };
     for (int t = 0; t < 2; t++) {
         for (int op = KIR_NEG; op <= KIR_SIGMOID; op++) cs[n++] = (struct ew_case){ EW_UNARY, op, fts[t], fts[t] };
-        for (int op = KIR_ADD; op < KIR_OP_COUNT; op++)
+        cs[n++] = (struct ew_case){ EW_UNARY, KIR_ACOS, fts[t], fts[t] };
+        for (int op = KIR_ADD; op <= KIR_OR; op++)
             cs[n++] = (struct ew_case){ EW_BINARY, op, fts[t], is_cmp(op) ? ITR_BOOL : fts[t] };
         cs[n++] = (struct ew_case){ EW_SELECT, KIR_LT, fts[t], fts[t] };
     }
@@ -317,7 +319,7 @@ TEST(int_ops) {
     for (int t = 0; t < 2; t++) {
         enum kir_op un[4] = { KIR_NEG, KIR_ABS, KIR_SIGN, KIR_NOT };
         for (int u = 0; u < 4; u++) cs[n++] = (struct ew_case){ EW_UNARY, un[u], its[t], its[t] };
-        for (int op = KIR_ADD; op < KIR_OP_COUNT; op++)
+        for (int op = KIR_ADD; op <= KIR_OR; op++)
             if (op != KIR_POW) cs[n++] = (struct ew_case){ EW_BINARY, op, its[t], is_cmp(op) ? ITR_BOOL : its[t] };
     }
     struct kir_kernel *ks[64];

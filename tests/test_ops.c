@@ -196,6 +196,7 @@ TEST(neg_abs_sign_all_dtypes) {
 
 TEST(exp_log_sqrt_family) {
     const double pos[] = { 0.25, 1, 2, 9, 100 };
+    const double unit[] = { -1, -0.75, -0.0, 0.3, 0.999, 1 };   // acos's domain, both ends included
     for (int k = 0; k < 2; k++) {
         enum itr_dtype dt = k ? ITR_F64 : ITR_F32;
         double tol = k ? 1e-14 : 1e-6;
@@ -208,6 +209,7 @@ TEST(exp_log_sqrt_family) {
         unary_case(ITR_OP_ERF, dt, NUX, ux, erf, tol);
         unary_case(ITR_OP_SIN, dt, NUX, ux, sin, tol);
         unary_case(ITR_OP_COS, dt, NUX, ux, cos, tol);
+        unary_case(ITR_OP_ACOS, dt, 6, unit, acos, tol);
     }
     // Hand values: log 0 = -inf (no error), log of a negative is NaN, exp 0 = 1.
     struct oc c;
@@ -215,6 +217,13 @@ TEST(exp_log_sqrt_family) {
     struct itr_tensor *in = mk(ITR_F32, SHAPE(3), VALS(0, 1, -1));
     CHECK_MSG(oc_run(&c, 1, &in), "%s", c.err);
     EXPECT(c.out[0], ITR_F32, SHAPE(3), VALS(-INFINITY, 0, NAN), 0);
+    oc_free(&c);
+    itr_tensor_free(in);
+    // acos outside [-1, 1] is NaN (a value, not an error); acos(-1) = pi, acos(1) = 0.
+    oc_init(&c, ITR_OP_ACOS);
+    in = mk(ITR_F64, SHAPE(4), VALS(1.5, -1.0000001, -1, 1));
+    CHECK_MSG(oc_run(&c, 1, &in), "%s", c.err);
+    EXPECT(c.out[0], ITR_F64, SHAPE(4), VALS(NAN, NAN, M_PI, 0), 0);
     oc_free(&c);
     itr_tensor_free(in);
     // Integer operands are rejected by float-only ops.
@@ -1605,6 +1614,7 @@ static const struct op_test op_tests[] = {
     T_(RSQRT, exp_log_sqrt_family), T_(RECIPROCAL, exp_log_sqrt_family), T_(RELU, activations),
     T_(LEAKY_RELU, activations), T_(SIGMOID, activations), T_(TANH, exp_log_sqrt_family), T_(GELU, activations),
     T_(ERF, exp_log_sqrt_family), T_(SIN, exp_log_sqrt_family), T_(COS, exp_log_sqrt_family),
+    T_(ACOS, exp_log_sqrt_family),
     T_(NOT, logical_not_identity_stop_gradient), T_(IDENTITY, logical_not_identity_stop_gradient),
     T_(STOP_GRADIENT, logical_not_identity_stop_gradient), T_(CAST, cast_all_pairs),
     T_(ADD, add_broadcasts), T_(SUB, sub_mul_div_pow), T_(MUL, sub_mul_div_pow), T_(DIV, integer_ops_floor_division),

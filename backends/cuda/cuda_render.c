@@ -300,6 +300,7 @@ static bool unop(struct rctx *r, struct sb *o, enum kir_op op, enum kir_type t, 
         case KIR_ERF: sb_add(o, "%s(%s)", f32 ? "erff" : "erf", x); return true;
         case KIR_SIN: sb_add(o, "%s(%s)", f32 ? "sinf" : "sin", x); return true;
         case KIR_COS: sb_add(o, "%s(%s)", f32 ? "cosf" : "cos", x); return true;
+        case KIR_ACOS: sb_add(o, "%s(%s)", f32 ? "acosf" : "acos", x); return true;
         case KIR_SIGMOID: sb_add(o, "itr_sigmoid_%s(%s)", sfx(t), x); return true;
         default: break;
         }

@@ -33,7 +33,7 @@
 //     NaN -> 0), ref_f2i exactly; -> bool: x != 0 (NaN is true);
 //     bool -> number: 0/1; int -> int: sign-extend or wrap.
 //   integer neg/add/sub/mul wrap (no nsw), as ref's two's complement.
-//   tanh and erf call libm (tanhf/tanh, erff/erf); exp, log, sqrt, sin, cos,
+//   tanh, erf and acos call libm (tanhf/tanh, erff/erf, acosf/acos); exp, log, sqrt, sin, cos,
 //     pow and fabs are LLVM intrinsics that lower to libm or instructions.
 #ifdef ITR_HAVE_LLVM
 
@@ -265,6 +265,7 @@ static LLVMValueRef unop(struct rctx *r, enum kir_op op, enum kir_type t, LLVMVa
         case KIR_RECIP: return LLVMBuildFDiv(r->b, one, x, "");
         case KIR_TANH: return libm1(r, "tanhf", "tanh", lt, x);
         case KIR_ERF: return libm1(r, "erff", "erf", lt, x);
+        case KIR_ACOS: return libm1(r, "acosf", "acos", lt, x);
         case KIR_SIN: return intrinsic1(r, "llvm.sin", lt, x);
         case KIR_COS: return intrinsic1(r, "llvm.cos", lt, x);
         case KIR_SIGMOID: {

@@ -28,6 +28,7 @@ static double unary_f(enum itr_op op, double x, double alpha) {
     case ITR_OP_ERF: return erf(x);
     case ITR_OP_SIN: return sin(x);
     case ITR_OP_COS: return cos(x);
+    case ITR_OP_ACOS: return acos(x);                          // NaN outside [-1, 1]
     default: return x;
     }
 }
