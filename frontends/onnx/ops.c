@@ -1375,7 +1375,7 @@ static const struct ox_row rows[] = {
     // elementwise
     U("Abs", 6, ABS), U("Neg", 6, NEG), U("Exp", 6, EXP), U("Log", 6, LOG), U("Sqrt", 6, SQRT),
     U("Reciprocal", 6, RECIPROCAL), U("Relu", 6, RELU), U("Sigmoid", 6, SIGMOID), U("Tanh", 6, TANH),
-    U("Erf", 9, ERF), U("Sin", 7, SIN), U("Cos", 7, COS), U("Sign", 9, SIGN), U("Not", 1, NOT),
+    U("Erf", 9, ERF), U("Sin", 7, SIN), U("Cos", 7, COS), U("Acos", 7, ACOS), U("Sign", 9, SIGN), U("Not", 1, NOT),
     F("Identity", 1, l_identity),
     F("LeakyRelu", 6, l_activation), F("Elu", 6, l_activation), F("Selu", 6, l_activation),
     F("Celu", 12, l_activation), F("Softplus", 1, l_activation), F("Softsign", 1, l_activation),
