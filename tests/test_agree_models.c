@@ -185,6 +185,15 @@ TEST(every_model_every_entry) {
     for (struct dirent *e; dir && (e = readdir(dir));) {
         size_t n = strlen(e->d_name);
         if (n < 4 || strcmp(e->d_name + n - 3, ".ir") != 0) continue;
+#ifdef ITR_AGREE_MODEL_SUBSET
+        // The sanitizer build looks for memory errors in the executor, not
+        // for disagreements (the release build compares every model): one
+        // model per kind of graph keeps it within CI's time.
+        static const char *const subset[] = { "vsepp.ir", "scan_t2i.ir", "sgr.ir", "tern.ir", "vse_inf.ir" };
+        bool in = false;
+        for (size_t k = 0; k < sizeof subset / sizeof *subset; k++) in |= strcmp(e->d_name, subset[k]) == 0;
+        if (!in) continue;
+#endif
         char path[4096];
         snprintf(path, sizeof path, "%s/models/%s", ITR_SOURCE_DIR, e->d_name);
         check_model(path);
@@ -194,7 +203,11 @@ TEST(every_model_every_entry) {
     check_model(ITR_SOURCE_DIR "/models/demo/batch.ir");
     printf("  %d models, %d entry runs compared on %s (f32 and f64)\n", models + 1, compared_entries,
            AGREE_BACKEND_NAME);
+#ifdef ITR_AGREE_MODEL_SUBSET
+    CHECK(models == 5);
+#else
     CHECK(models >= 8);
+#endif
     CHECK(compared_entries >= 2 * 3 * models);
 }
 
