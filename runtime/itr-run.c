@@ -1402,7 +1402,8 @@ static const struct itr_cli_command commands[] = {
       "  --f64                      compute f32 values in f64 (weights keep their dtype)\n"
       EXEC_OPTS_HELP
       "The train entry's inputs are bound by name: regions, words, lengths, token_feats,\n"
-      "token_lengths and epoch (i64[], 0-based) come from the data; lr, step and seed from the run.\n",
+      "token_lengths and epoch (i64[], 0-based) come from the data, extra_regions ... extra_token_lengths\n"
+      "from as many random train captions (extra negatives); lr, step and seed from the run.\n",
       cmd_train },
     { "eval", "--data DIR --weights W.safetensors [--split S] [--vocab FILE] [--protocol P] [--json] "
       "[--save-sims FILE.npy] [--ensemble OTHER.plan:W2]... [--rerank FIRST.plan:W1 [--candidates N]] "

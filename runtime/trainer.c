@@ -141,9 +141,21 @@ void itr_epoch_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *per
 
 // ---------------------------------------------------------------- inputs
 
-enum source { SRC_REGIONS, SRC_WORDS, SRC_LENGTHS, SRC_TFEATS, SRC_TLENS, SRC_EPOCH, SRC_OPTION };
+// The extra_* sources are a second batch of the same size, of captions
+// drawn uniformly at random from the train split (and their images): DIME's
+// extra negatives (models.md §2.8). extra_X is fed as X would be.
+enum source { SRC_REGIONS, SRC_WORDS, SRC_LENGTHS, SRC_TFEATS, SRC_TLENS, SRC_EPOCH, SRC_XREGIONS, SRC_XWORDS,
+              SRC_XLENGTHS, SRC_XTFEATS, SRC_XTLENS, SRC_OPTION };
 
-static const char *const SOURCE_NAMES[] = { "regions", "words", "lengths", "token_feats", "token_lengths", "epoch" };
+static const char *const SOURCE_NAMES[] = { "regions", "words", "lengths", "token_feats", "token_lengths", "epoch",
+                                            "extra_regions", "extra_words", "extra_lengths", "extra_token_feats",
+                                            "extra_token_lengths" };
+
+// The plain source an extra_* source mirrors (itself for the others).
+static enum source plain_source(enum source k) {
+    return k >= SRC_XREGIONS && k <= SRC_XTLENS ? (k == SRC_XREGIONS ? SRC_REGIONS : (enum source)(k - SRC_XREGIONS))
+                                                 : k;
+}
 
 struct binding {
     const char *name;
@@ -169,12 +181,14 @@ static bool plan_inputs(const struct itr_graph *g, const struct itr_split *s, st
         if (k < 0) {
             itr_diag_error(d, ITR_NOLOC, "the train entry's input '%s' is not something the data provides; it "
                            "provides: regions, words, lengths, token_feats and token_lengths (when the split has "
-                           "token features) and epoch (0-based, i64[])", v->name);
+                           "token features), the same with an extra_ prefix (as many random train captions as the "
+                           "batch has, e.g. extra_regions) and epoch (0-based, i64[])", v->name);
             ok = false;
             continue;
         }
         b[i].src = (enum source)k;
-        if ((k == SRC_TFEATS || k == SRC_TLENS) && !s->token_feats) {
+        enum source pk = plain_source((enum source)k);
+        if ((pk == SRC_TFEATS || pk == SRC_TLENS) && !s->token_feats) {
             itr_diag_error(d, ITR_NOLOC, "the train entry reads '%s' but %s has no token features "
                            "(%s_caps_feats.npy, %s_caps_lens.npy)", v->name, s->dir, s->name, s->name);
             ok = false;
@@ -197,7 +211,7 @@ static bool check_feature_dims(const struct itr_program *p, const struct itr_gra
     bool ok = true;
     for (int i = 0; i < g->n_inputs; i++) {
         const struct itr_value *v = &g->values[g->inputs[i]];
-        if (strcmp(v->name, "regions") || v->type.rank != 3) continue;
+        if ((strcmp(v->name, "regions") && strcmp(v->name, "extra_regions")) || v->type.rank != 3) continue;
         const int64_t have[2] = { s->n_regions, s->feat_dim };
         const char *what[2] = { "regions per image", "feature dim" };
         for (int k = 0; k < 2; k++) {
@@ -236,44 +250,85 @@ static bool check_caption_lengths(const struct itr_program *p, const struct itr_
     bool ok = true;
     int64_t words_w = 0, feats_w = 0;
     for (int i = 0; i < g->n_inputs; i++) {
-        if (b[i].src != SRC_WORDS && b[i].src != SRC_TFEATS) continue;
+        enum source k = plain_source(b[i].src);
+        if (k != SRC_WORDS && k != SRC_TFEATS) continue;
         struct itr_caption_limit lim;
         itr_caption_limit(p, g->name, b[i].name, &lim);
-        lim.token_feats = b[i].src == SRC_TFEATS;
+        lim.token_feats = k == SRC_TFEATS;
         if (!itr_caption_limit_check(&lim, tr, d)) ok = false;
-        if (b[i].src == SRC_WORDS) words_w = lim.len;
+        if (k == SRC_WORDS) words_w = lim.len;
         else feats_w = lim.len;
     }
-    // lengths and token_lengths come from the same batch call as their tensors.
+    // lengths and token_lengths come from the same batch call as their
+    // tensors; extra captions are padded like the batch's.
     for (int i = 0; i < g->n_inputs; i++) {
-        if (b[i].src == SRC_WORDS || b[i].src == SRC_LENGTHS) b[i].width = words_w;
-        if (b[i].src == SRC_TFEATS || b[i].src == SRC_TLENS) b[i].width = feats_w;
+        enum source k = plain_source(b[i].src);
+        if (k == SRC_WORDS || k == SRC_LENGTHS) b[i].width = words_w;
+        if (k == SRC_TFEATS || k == SRC_TLENS) b[i].width = feats_w;
     }
     struct itr_caption_limit lim;
     if (itr_caption_limit(p, "encode_text", NULL, &lim) && !itr_caption_limit_check(&lim, dev, d)) ok = false;
     return ok;
 }
 
+// The longest caption among caps[0, n) and xcaps[0, n) (NULL: none), in
+// word ids (token features if feats): without a fixed caption length a
+// batch and its extra captions are padded to one width, so that a model can
+// concatenate them.
+static int64_t longest(const struct itr_split *s, bool feats, const int64_t *caps, const int64_t *xcaps, int n) {
+    int64_t m = 1;
+    for (int k = 0; k < 2; k++) {
+        const int64_t *c = k ? xcaps : caps;
+        for (int i = 0; c && i < n; i++) {
+            int64_t len = feats ? ((const int32_t *)s->token_lengths->data)[c[i]] : s->lengths[c[i]];
+            if (len > m) m = len;
+        }
+    }
+    return m;
+}
+
+// The batch of captions caps[0, n); with extra_* inputs also n extra
+// captions, uniform over the split, drawn from (seed, step) so that a resumed
+// run draws the same ones.
 static bool make_batch(const struct itr_split *s, const struct binding *b, int nb, const int64_t *caps, int n,
-                       int64_t epoch, struct itr_tensor_set *in, struct itr_diags *d) {
-    int64_t *ims = xmalloc((size_t)n * sizeof *ims);
+                       int64_t epoch, uint64_t seed, int64_t step, struct itr_tensor_set *in, struct itr_diags *d) {
+    bool extra = false;
+    for (int i = 0; i < nb; i++) extra |= b[i].src >= SRC_XREGIONS && b[i].src <= SRC_XTLENS;
+    int64_t *ims = xmalloc((size_t)n * 2 * sizeof *ims), *xcaps = NULL, *xims = ims + n;
     for (int i = 0; i < n; i++) ims[i] = caps[i] / ITR_CAPTIONS_PER_IMAGE;
+    if (extra) {
+        xcaps = xmalloc((size_t)n * sizeof *xcaps);
+        uint64_t salt = itr_rng_salt_of_name("itr.extra") + (uint64_t)step;
+        for (int i = 0; i < n; i++) {
+            int64_t c = (int64_t)(itr_rng_uniform_f64(seed, salt, (uint64_t)i) * (double)s->n_captions);
+            xcaps[i] = c < s->n_captions ? c : s->n_captions - 1;
+            xims[i] = xcaps[i] / ITR_CAPTIONS_PER_IMAGE;
+        }
+    }
     bool ok = true;
-    struct itr_tensor *w = NULL, *l = NULL, *tf = NULL, *tl = NULL;
+    struct itr_tensor *w = NULL, *l = NULL, *tf = NULL, *tl = NULL, *xw = NULL, *xl = NULL, *xtf = NULL, *xtl = NULL;
     for (int i = 0; ok && i < nb; i++) {
         struct itr_tensor *t = NULL;
-        switch (b[i].src) {
-        case SRC_REGIONS: t = itr_split_regions(s, ims, n); break;
+        enum source k = plain_source(b[i].src);
+        bool x = k != b[i].src;
+        const int64_t *cs = x ? xcaps : caps;
+        struct itr_tensor **tw = x ? &xw : &w, **tlen = x ? &xl : &l, **tfe = x ? &xtf : &tf, **tfl = x ? &xtl : &tl;
+        int64_t width = b[i].width;
+        if (width == 0 && extra && (k == SRC_WORDS || k == SRC_LENGTHS || k == SRC_TFEATS || k == SRC_TLENS))
+            width = longest(s, k == SRC_TFEATS || k == SRC_TLENS, caps, xcaps, n);
+        switch (k) {
+        case SRC_REGIONS: t = itr_split_regions(s, x ? xims : ims, n); break;
         case SRC_WORDS: case SRC_LENGTHS:
-            if (!w && !itr_split_words(s, caps, n, b[i].width, &w, &l)) { ok = false; break; }
-            t = itr_tensor_clone(b[i].src == SRC_WORDS ? w : l);
+            if (!*tw && !itr_split_words(s, cs, n, width, tw, tlen)) { ok = false; break; }
+            t = itr_tensor_clone(k == SRC_WORDS ? *tw : *tlen);
             break;
         case SRC_TFEATS: case SRC_TLENS:
-            if (!tf && !itr_split_token_feats(s, caps, n, b[i].width, &tf, &tl)) { ok = false; break; }
-            t = itr_tensor_clone(b[i].src == SRC_TFEATS ? tf : tl);
+            if (!*tfe && !itr_split_token_feats(s, cs, n, width, tfe, tfl)) { ok = false; break; }
+            t = itr_tensor_clone(k == SRC_TFEATS ? *tfe : *tfl);
             break;
         case SRC_EPOCH: t = scalar(b[i].dtype, epoch); break;
         case SRC_OPTION: continue;
+        default: break;
         }
         if (!t) {
             itr_diag_error(d, ITR_NOLOC, "cannot build the batch's '%s' from %s/%s", b[i].name, s->dir, s->name);
@@ -282,11 +337,10 @@ static bool make_batch(const struct itr_split *s, const struct binding *b, int n
         }
         itr_tensor_set_put(in, b[i].name, t);
     }
-    itr_tensor_free(w);
-    itr_tensor_free(l);
-    itr_tensor_free(tf);
-    itr_tensor_free(tl);
+    struct itr_tensor *all[8] = { w, l, tf, tl, xw, xl, xtf, xtl };
+    for (int i = 0; i < 8; i++) itr_tensor_free(all[i]);
     free(ims);
+    free(xcaps);
     return ok;
 }
 
@@ -630,6 +684,9 @@ static void report_startup(FILE *f, const struct itr_split *tr, const struct itr
         case SRC_TFEATS: from = "train_caps_feats.npy"; break;
         case SRC_TLENS: from = "train_caps_lens.npy"; break;
         case SRC_EPOCH: from = "the epoch (0-based)"; break;
+        case SRC_XREGIONS: case SRC_XWORDS: case SRC_XLENGTHS: case SRC_XTFEATS: case SRC_XTLENS:
+            from = "random train captions (extra negatives)";
+            break;
         case SRC_OPTION: from = !strcmp(b[i].name, "lr") ? "the schedule" : !strcmp(b[i].name, "step") ? "the step"
                                                                                                       : "the seed";
             break;
@@ -782,7 +839,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
             struct itr_tensor_set in, metrics;
             itr_tensor_set_init(&in);
             itr_tensor_set_init(&metrics);
-            ok = make_batch(&tr, bind, g->n_inputs, ids, n, epoch, &in, d);
+            ok = make_batch(&tr, bind, g->n_inputs, ids, n, epoch, cfg.seed, cur.step + 1, &in, d);
             lr = itr_lr_at(&cfg.lr, cur.step + 1, epoch, total);
             struct itr_train_options to = { .lr = lr, .step = cur.step + 1, .seed = cfg.seed, .f64 = o->f64,
                                             .weights_what = "the training state" };
