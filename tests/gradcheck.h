@@ -92,6 +92,13 @@ GC_API double gc_uniform(uint64_t *s, double lo, double hi) {
     return lo + (hi - lo) * (double)(gc_next_(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// A seed from a name (FNV-1a), so that each graph checked draws its own inputs.
+GC_API uint64_t gc_name_seed(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 // A tensor of the given shape: floats uniform in [lo, hi) (kept at least
 // `gap` away from 0 when gap > 0, for ops with a kink there), integers in
 // [lo, hi), bools 0/1.

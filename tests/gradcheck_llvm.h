@@ -23,4 +23,16 @@ static bool llvm_run(const struct itr_graph *g, struct itr_tensor **in, struct i
 
 #define GRADCHECK_RUN llvm_run
 
+// The main of an LLVM variant, which includes a gradient-check test with its
+// main renamed to `inner` (#define main inner ... #undef main): runs it
+// where this build has LLVM, else reports the skip.
+#define GRADCHECK_LLVM_MAIN(inner)                                                         \
+    int main(void) {                                                                       \
+        if (!itr_llvm_available()) {                                                       \
+            printf("skipped: built without LLVM (the LLVM backend is not compiled in)\n"); \
+            return test_summary();                                                         \
+        }                                                                                  \
+        return inner();                                                                    \
+    }
+
 #endif

@@ -24,6 +24,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/synth.h"
 #include "runtime/trainer.h"
+#include "tests/gradcheck.h"
 #include "tests/test.h"
 #include "tests/testutil.h"
 
@@ -82,6 +83,16 @@ static inline bool mt_init_params(const struct itr_program *p, uint64_t seed, st
 // Parses a model file with overrides, optionally compiling the training step; NULL (reported) on errors.
 static inline struct itr_program *mt_parse_model(const char *file, const char *const *ov, int n, bool compile) {
     return mt_parse_text(file, NULL, ov, n, compile);
+}
+
+// mt_parse_model with the overrides size[0, n_size) and then extra (unless NULL).
+static inline struct itr_program *mt_parse_sized(const char *file, const char *const *size, int n_size,
+                                                 const char *extra, bool compile) {
+    const char *ov[64];
+    int n = 0;
+    for (; n < n_size && n < 63; n++) ov[n] = size[n];
+    if (extra) ov[n++] = extra;
+    return mt_parse_model(file, ov, n, compile);
 }
 
 // Frees the first n tensors of t, then t.
@@ -173,6 +184,49 @@ static inline double mt_tiles_vs_full(const struct itr_program *p, struct itr_te
     return diff;
 }
 
+// mt_tiles_vs_full for a pair-scoring model p (entries encode_image,
+// encode_text, score), freshly initialised from seed 3, on ni random images
+// [ni, n_regions, img_dim] and nc captions of random word ids in [1, vocab)
+// with the given lengths in n_words slots (seed 7). Also checks that the
+// full [ni, nc] score matrix is finite (`label` names the model in the
+// message). INFINITY when a step fails (checked).
+static inline double mt_tiles_of_fresh_model(const struct itr_program *p, int64_t ni, int64_t n_regions,
+                                             int64_t img_dim, int64_t nc, int64_t n_words, int vocab,
+                                             const double *lengths, const char *label) {
+    struct itr_tensor_set set;
+    bool ok = mt_init_params(p, 3, &set);
+    CHECK(ok);
+    struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
+    for (int j = 0; ok && j < p->n_params; j++) params[j] = itr_tensor_set_get(&set, p->params[j].name);
+    uint64_t seed = 7;
+    int64_t sr[3] = { ni, n_regions, img_dim }, sw[2] = { nc, n_words }, sl[1] = { nc };
+    struct itr_tensor *regions = gc_random(ITR_F32, 3, sr, -1, 1, 0, &seed);
+    struct itr_tensor *words = gc_random(ITR_I32, 2, sw, 1, vocab, 0, &seed);
+    struct itr_tensor *lens = gc_tensor(ITR_I32, 1, sl, lengths);
+    struct itr_tensor *ri[1] = { regions }, *ti[2] = { words, lens };
+    struct itr_tensor **img = ok ? mt_run_graph(itr_program_find_graph(p, "encode_image"), ri, params, "") : NULL;
+    struct itr_tensor **cap = ok ? mt_run_graph(itr_program_find_graph(p, "encode_text"), ti, params, "") : NULL;
+    CHECK(img && cap);
+    double tile = INFINITY;
+    if (img && cap) {
+        struct itr_tensor *full = mt_score_tile(p, params, img[0], cap[0], cap[1], 0, ni, 0, nc);
+        CHECK(full && full->shape[0] == ni && full->shape[1] == nc);
+        bool finite = full != NULL;
+        for (int64_t i = 0; full && i < ni * nc; i++) finite = finite && isfinite(itr_tensor_get(full, i));
+        CHECK_MSG(finite, "%s: a score is not finite", label);
+        if (full) tile = mt_tiles_vs_full(p, params, img[0], cap[0], cap[1], full, ni, nc);
+        itr_tensor_free(full);
+    }
+    free_tensors(img, 1);
+    free_tensors(cap, 2);
+    itr_tensor_free(regions);
+    itr_tensor_free(words);
+    itr_tensor_free(lens);
+    free(params);
+    itr_tensor_set_free(&set);
+    return tile;
+}
+
 // p's parameters from the fixtures <dir><prefix><param>, indexed like p->params. names NULL: every parameter,
 // each of which must have a fixture; else only the n named ones (the others stay NULL), each of which p must have.
 static inline struct itr_tensor **mt_fixture_params(const struct itr_program *p, const char *dir, const char *prefix,
@@ -195,6 +249,16 @@ static inline struct itr_tensor **mt_fixture_params(const struct itr_program *p,
         t[j] = mt_fixture(dir, name);
     }
     return t;
+}
+
+// mt_parse_sized (not compiled) and every parameter from the fixtures
+// <dir><param>.npy into *params; NULL (failed) on errors.
+static inline struct itr_program *mt_load_sized(const char *file, const char *const *size, int n_size,
+                                                const char *extra, const char *dir, struct itr_tensor ***params) {
+    struct itr_program *p = mt_parse_sized(file, size, n_size, extra, false);
+    CHECK(p != NULL);
+    *params = p ? mt_fixture_params(p, dir, "", NULL, 0) : NULL;
+    return p;
 }
 
 // Appends to g the adjoint of its output 0 (the loss), by itr_vjp itself, as outputs "grad.<param>": with respect
@@ -259,6 +323,20 @@ static inline struct itr_graph *mt_train_with_gradients(struct itr_program *p, i
     return ok ? g : NULL;
 }
 
+// Runs p's train graph with the loss gradient of every trainable parameter
+// appended (mt_train_with_gradients; *first gets the first gradient's
+// output index, *g the graph) on inputs and params; NULL (failed) on
+// errors. The caller frees the result with free_tensors(out, (*g)->n_outputs).
+static inline struct itr_tensor **mt_run_train_with_gradients(struct itr_program *p, struct itr_tensor *const *inputs,
+                                                              struct itr_tensor *const *params, struct itr_graph **g,
+                                                              int *first) {
+    *g = mt_train_with_gradients(p, first);
+    CHECK(*g != NULL);
+    struct itr_tensor **out = *g ? mt_run_graph(*g, inputs, params, "train: ") : NULL;
+    CHECK(out != NULL);
+    return out;
+}
+
 // Whether a and b have the same rank and shape.
 static inline bool same_shape(const struct itr_tensor *a, const struct itr_tensor *b) {
     if (a->rank != b->rank) return false;
@@ -310,8 +388,117 @@ static inline double mt_expect_close(const char *dir, int indent, int width, con
     return err_rel(&e);
 }
 
-// The "all" protocol's rsum on the test split of dir with the given weights; NaN (reported) on errors.
-static inline double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
+// The loss out (a scalar) against the fixture <dir><want_name>, printed as
+// `what` with both values and checked against tol.
+static inline void mt_expect_loss(const char *dir, const char *what, const struct itr_tensor *out,
+                                  const char *want_name, double tol) {
+    struct itr_tensor *want = mt_fixture(dir, want_name);
+    double el = mt_rel_err(out, want);
+    printf("  %s %.9g (PyTorch %.9g), rel. error %.3g\n", what, itr_tensor_get(out, 0),
+           want ? itr_tensor_get(want, 0) : NAN, el);
+    CHECK_MSG(el <= tol, "%s: error %.3g", what, el);
+    itr_tensor_free(want);
+}
+
+// The loss gradients out[first + k] of mt_train_with_gradients (one per
+// trainable parameter of p, in order) against the fixtures
+// <dir>grad.<param>, on one scale for all: the largest |grad| of the model
+// (§7.14). Prints the error and the parameter where it is worst, checks
+// it against tol and that every gradient is finite; returns how many
+// gradients there are.
+static inline int mt_expect_gradients(const struct itr_program *p, struct itr_tensor *const *out, int first,
+                                      const char *dir, double tol) {
+    double num = 0, den = 0;
+    const char *worst_name = "";
+    bool finite = true;
+    int n_grads = 0;
+    for (int j = 0; j < p->n_params; j++) {
+        if (p->params[j].frozen) continue;
+        char name[160];
+        snprintf(name, sizeof name, "grad.%s", p->params[j].name);
+        struct itr_tensor *w = mt_fixture(dir, name);
+        const struct itr_tensor *a = out[first + n_grads++];
+        if (!w || !a || !same_shape(a, w)) { num = INFINITY; itr_tensor_free(w); continue; }
+        for (int64_t i = 0; i < itr_tensor_numel(w); i++) {
+            double x = itr_tensor_get(a, i), y = itr_tensor_get(w, i);
+            finite &= isfinite(x) != 0;
+            double dd = isnan(x - y) ? INFINITY : fabs(x - y);
+            if (dd > num) { num = dd; worst_name = p->params[j].name; }
+            den = fmax(den, fabs(y));
+        }
+        itr_tensor_free(w);
+    }
+    double worst = num / fmax(den, 1e-300);
+    printf("  gradients of %d parameters: max error / max |grad| %.3g (worst: %s), max |grad| %.3g\n", n_grads,
+           worst, worst_name, den);
+    CHECK_MSG(finite, "non-finite gradients");
+    CHECK_MSG(worst <= tol, "gradients: error %.3g at %s", worst, worst_name);
+    return n_grads;
+}
+
+// Output 0 of p's entry (in float64 if f64) on the reference backend, the
+// others freed; NULL (reported) when it fails.
+static inline struct itr_tensor *mt_run_entry0(const struct itr_program *p, const char *entry,
+                                               struct itr_tensor *const *inputs, struct itr_tensor *const *params,
+                                               bool f64) {
+    const struct itr_graph *g = itr_program_find_graph((struct itr_program *)p, entry);
+    CHECK_MSG(g != NULL, "no entry %s", entry);
+    if (!g) return NULL;
+    struct itr_tensor **out = mt_run_graph_as(g, inputs, params, f64, "running a graph: ");
+    if (!out) return NULL;
+    struct itr_tensor *r = out[0];
+    for (int i = 1; i < g->n_outputs; i++) itr_tensor_free(out[i]);
+    free(out);
+    return r;
+}
+
+// Caption features feats [B, L, E] with `extra` more slots, every slot at or
+// past lengths[b] holding large other values: a model that masks its
+// padding encodes both the same.
+static inline struct itr_tensor *mt_garbage_padded(const struct itr_tensor *feats, const struct itr_tensor *lengths,
+                                                   int64_t extra) {
+    int64_t B = feats->shape[0], L = feats->shape[1], E = feats->shape[2], L2 = L + extra;
+    struct itr_tensor *wide = itr_tensor_new(ITR_F32, 3, (int64_t[]){ B, L2, E });
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L2; t++)
+            for (int64_t e = 0; e < E; e++) {
+                bool valid = t < (int64_t)itr_tensor_get(lengths, b);
+                double x = valid ? itr_tensor_get(feats, (b * L + t) * E + e) : 1e3 * cos((double)(t * E + e));
+                itr_tensor_set(wide, (b * L2 + t) * E + e, x);
+            }
+    return wide;
+}
+
+// How much p's caption embeddings (entry encode_text of the fixtures
+// <dir>token_feats and <dir>token_lengths) change when every padded slot,
+// and three more, hold other large values (mt_garbage_padded): the
+// scale-relative error; *finite tells whether the embeddings are finite.
+static inline double mt_padding_change(const struct itr_program *p, struct itr_tensor *const *params, const char *dir,
+                                       bool *finite) {
+    struct itr_tensor *feats = mt_fixture(dir, "token_feats"), *lens = mt_fixture(dir, "token_lengths");
+    if (!feats || !lens) {
+        itr_tensor_free(feats);
+        itr_tensor_free(lens);
+        *finite = false;
+        return INFINITY;
+    }
+    struct itr_tensor *u = mt_run_entry0(p, "encode_text", (struct itr_tensor *[]){ feats, lens }, params, false);
+    struct itr_tensor *wide = mt_garbage_padded(feats, lens, 3);
+    struct itr_tensor *u2 = mt_run_entry0(p, "encode_text", (struct itr_tensor *[]){ wide, lens }, params, false);
+    double e = mt_rel_err(u2, u);
+    *finite = u != NULL;
+    for (int64_t i = 0; u && i < itr_tensor_numel(u); i++) *finite &= isfinite(itr_tensor_get(u, i)) != 0;
+    itr_tensor_free(u);
+    itr_tensor_free(u2);
+    itr_tensor_free(wide);
+    itr_tensor_free(feats);
+    itr_tensor_free(lens);
+    return e;
+}
+
+// The "all" protocol's recalls on the test split of dir with the given weights in *rc; false (reported) on errors.
+static inline bool mt_test_recalls(const struct itr_program *p, const char *dir, const char *weights,
+                                   struct itr_recall *rc) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_vocab v;
@@ -319,16 +506,14 @@ static inline double test_rsum(const struct itr_program *p, const char *dir, con
     struct itr_tensor_set w;
     itr_tensor_set_init(&w);
     float *sims = NULL;
-    struct itr_recall rc;
-    double rsum = NAN;
+    bool ok = false;
     char vocab[700];
     snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
     struct itr_eval_options eo = { 0 };
     if (itr_vocab_read(vocab, &v, &d)) {
         if (itr_split_open(dir, "test", &v, &s, &d)) {
-            if (itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
-                itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, &rc, &d))
-                rsum = rc.rsum;
+            ok = itr_safetensors_read(weights, &w, &d) && itr_eval_sims(p, &w, &s, &eo, &sims, &d) &&
+                 itr_protocol_eval(ITR_PROTOCOL_ALL, sims, s.n_images, s.n_captions, rc, &d);
             itr_split_close(&s);
         }
         itr_vocab_free(&v);
@@ -337,7 +522,42 @@ static inline double test_rsum(const struct itr_program *p, const char *dir, con
     free(sims);
     itr_tensor_set_free(&w);
     itr_diags_free(&d);
-    return rsum;
+    return ok;
+}
+
+// The "all" protocol's rsum on the test split of dir with the given weights; NaN (reported) on errors.
+static inline double test_rsum(const struct itr_program *p, const char *dir, const char *weights) {
+    struct itr_recall rc;
+    return mt_test_recalls(p, dir, weights, &rc) ? rc.rsum : NAN;
+}
+
+// The expected test rsum of random scores on n_images images with
+// per_image captions each: t2i R@K = K / n_images, i2t R@K = 1 − C(N − per_image, K) / C(N, K)
+// for N = n_images · per_image captions.
+static inline double mt_chance_rsum(int n_images, int per_image) {
+    double n = (double)n_images * per_image, chance = 0;
+    for (int k = 1; k <= 10; k++) {
+        double miss = 1;
+        for (int i = 0; i < k; i++) miss *= (n - per_image - i) / (n - i);
+        if (k == 1 || k == 5 || k == 10) chance += 100.0 * k / n_images + 100 * (1 - miss);
+    }
+    return chance;
+}
+
+// Trainer options for a test's run: constant-lr epochs over batches of `batch`, seed 5, no periodic checkpoints.
+static inline void mt_trainer_options(struct itr_trainer_options *o, const char *data, const char *run,
+                                      const char *fingerprint, int epochs, int batch, double lr) {
+    memset(o, 0, sizeof *o);
+    o->data_dir = data;
+    o->run_dir = run;
+    o->fingerprint = fingerprint;
+    o->epochs = epochs;
+    o->batch_size = batch;
+    o->seed = 5;
+    o->lr_given = true;
+    o->lr.kind = ITR_LR_CONSTANT;
+    o->lr.lr = lr;
+    o->checkpoint_every = -1;
 }
 
 // Trains p with o (CPU seconds in *secs), then the untrained model: the step-0 checkpoint of the same run
@@ -448,21 +668,11 @@ static inline void mt_learn_run(const struct mt_learn_options *o) {
     const char *backend = mt_use_fused_kernels(p);
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    struct itr_trainer_options to;
-    memset(&to, 0, sizeof to);
-    to.data_dir = data;
     char run[512];
     snprintf(sub, sizeof sub, "run_%s", o->label);
     snprintf(run, sizeof run, "%s", tmp_path(sub));
-    to.run_dir = run;
-    to.fingerprint = fp;
-    to.batch_size = 16;
-    to.epochs = o->epochs;
-    to.seed = 5;
-    to.lr_given = true;
-    to.lr.lr = o->lr;
-    to.lr.kind = ITR_LR_CONSTANT;
-    to.checkpoint_every = -1;
+    struct itr_trainer_options to;
+    mt_trainer_options(&to, data, run, fp, o->epochs, 16, o->lr);
     struct itr_trainer_result res;
     double secs, chance, trained;
     char run0[512];
@@ -491,6 +701,58 @@ static inline void mt_learn_with(const char *ir, const char *label, int n_train,
 
 static inline void mt_learn(const char *ir, const char *label, int n_train, int n_test, int epochs, double lr) {
     mt_learn_with(ir, label, n_train, n_test, epochs, lr, NULL, 0);
+}
+
+// What mt_learn_tokens trains: a model reading the synthetic set's
+// stand-in token features (runtime/synth.h token_dim, docs/data.md) in
+// place of a frozen text encoder's.
+struct mt_learn_tokens_options {
+    const char *ir;              // the model file
+    const char *const *size;     // its overrides
+    int n_size;
+    int regions;                 // per image (of 32 features)
+    int token_dim;
+    int epochs;                  // batches of 16, constant lr 2e-3, seed 5
+    bool fused;                  // on the llvm backend where built (mt_use_fused_kernels), else ref
+};
+
+// Trains o->ir on a seeded synthetic set (300/40/100 images, seed 11) in
+// the test's tmp_path("learn"), and checks test rsum >= 3x chance
+// (mt_chance_rsum on 100 images x 500 captions).
+static inline void mt_learn_tokens(const struct mt_learn_tokens_options *lo) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tmp_path("learn"));
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = 300;
+    so.n_dev = 40;
+    so.n_test = 100;
+    so.regions = lo->regions;
+    so.dim = 32;
+    so.seed = 11;
+    so.token_dim = lo->token_dim;
+    bool ok = mt_synth(dir, &so, NULL);
+    CHECK(ok);
+    struct itr_program *p = ok ? mt_parse_model(lo->ir, lo->size, lo->n_size, true) : NULL;
+    CHECK(p != NULL);
+    if (!p) return;
+    const char *backend = lo->fused ? mt_use_fused_kernels(p) : "ref";
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
+    struct itr_trainer_options o;
+    mt_trainer_options(&o, dir, tmp_path("learn_run"), fp, lo->epochs, 16, 2e-3);
+    struct itr_trainer_result r;
+    double secs, untrained, trained;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    // The untrained model: the step-0 checkpoint of a run killed at step 1.
+    mt_train_eval(p, &o, tmp_path("learn_init"), "", &r, &secs, &untrained, &trained, &d);
+    double chance = mt_chance_rsum(100, 5);
+    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU on %s), last loss %.4g; "
+           "chance %.2f\n", untrained, trained, r.steps, secs, backend, r.last_loss, chance);
+    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f: less than 3x chance (%.2f)", trained, chance);
+    itr_diags_free(&d);
+    itr_program_free(p);
 }
 
 #endif

@@ -26,12 +26,6 @@ static struct itr_program *load(const char *file) {
     return p;
 }
 
-static uint64_t name_seed(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 // Integer inputs of an entry, in input order: every integer input takes the
 // next `n` values of vals (its element count must be n).
 struct ints {
@@ -42,7 +36,7 @@ struct ints {
 // Random float inputs in [-1, 1) (or [lo, hi)), integer inputs from ix.
 static struct itr_tensor **make_inputs(struct itr_program *p, const char *entry, struct itr_dim_bindings *dims,
                                        const struct ints *ix, int n_ix, double lo, double hi) {
-    uint64_t seed = name_seed(entry);
+    uint64_t seed = gc_name_seed(entry);
     struct itr_tensor **in = gc_random_inputs(p, entry, dims, lo, hi, 0, &seed);
     const struct itr_graph *g = itr_program_find_graph(p, entry);
     if (!in || !g) return in;

@@ -9,10 +9,4 @@
 #include "test_gradcheck_modules.c"
 #undef main
 
-int main(void) {
-    if (!itr_llvm_available()) {
-        printf("skipped: built without LLVM (the LLVM backend is not compiled in)\n");
-        return test_summary();
-    }
-    return gradcheck_modules_main();
-}
+GRADCHECK_LLVM_MAIN(gradcheck_modules_main)

@@ -19,37 +19,14 @@ static const char *const FIXTURE_SIZE[N_SIZE] = {
 };
 
 static struct itr_program *parse_model(const char *extra) {
-    const char *ov[N_SIZE + 1];
-    for (int i = 0; i < N_SIZE; i++) ov[i] = FIXTURE_SIZE[i];
-    int n = N_SIZE;
-    if (extra) ov[n++] = extra;
-    return mt_parse_model(TERN_IR, ov, n, false);
+    return mt_parse_sized(TERN_IR, FIXTURE_SIZE, N_SIZE, extra, false);
 }
 
 static struct itr_tensor *fixture(const char *name) { return mt_fixture(FIXTURES, name); }
 
-// Every parameter of p from the fixture file of its name.
-static struct itr_tensor **fixture_params(const struct itr_program *p) {
-    return mt_fixture_params(p, FIXTURES, "", NULL, 0);
-}
-
-static struct itr_tensor **run_graph(const struct itr_graph *g, struct itr_tensor *const *inputs,
-                                     struct itr_tensor *const *params) {
-    return mt_run_graph(g, inputs, params, "running a graph: ");
-}
-
-// One output of one entry; NULL when it fails.
-static struct itr_tensor *run_entry(const struct itr_program *p, const char *entry, struct itr_tensor *const *inputs,
-                                    struct itr_tensor *const *params) {
-    const struct itr_graph *g = itr_program_find_graph((struct itr_program *)p, entry);
-    CHECK_MSG(g != NULL, "tern.ir has no entry %s", entry);
-    if (!g) return NULL;
-    struct itr_tensor **out = run_graph(g, inputs, params);
-    if (!out) return NULL;
-    struct itr_tensor *r = out[0];
-    for (int i = 1; i < g->n_outputs; i++) itr_tensor_free(out[i]);
-    free(out);
-    return r;
+// parse_model and every parameter from the fixtures in *params; NULL (failed) on errors.
+static struct itr_program *load(const char *extra, struct itr_tensor ***params) {
+    return mt_load_sized(TERN_IR, FIXTURE_SIZE, N_SIZE, extra, FIXTURES, params);
 }
 
 // ---------------------------------------------------------------- inference against PyTorch
@@ -57,13 +34,12 @@ static struct itr_tensor *run_entry(const struct itr_program *p, const char *ent
 static void check_embeddings(const char *aggregation, const char *tag) {
     char over[64], name[64];
     snprintf(over, sizeof over, "aggregation=%s", aggregation);
-    struct itr_program *p = parse_model(over);
-    CHECK(p != NULL);
+    struct itr_tensor **params;
+    struct itr_program *p = load(over, &params);
     if (!p) return;
-    struct itr_tensor **params = fixture_params(p);
     struct itr_tensor *regions = fixture("regions"), *feats = fixture("token_feats"), *lens = fixture("token_lengths");
-    struct itr_tensor *v = run_entry(p, "encode_image", (struct itr_tensor *[]){ regions }, params);
-    struct itr_tensor *u = run_entry(p, "encode_text", (struct itr_tensor *[]){ feats, lens }, params);
+    struct itr_tensor *v = mt_run_entry0(p, "encode_image", (struct itr_tensor *[]){ regions }, params, false);
+    struct itr_tensor *u = mt_run_entry0(p, "encode_text", (struct itr_tensor *[]){ feats, lens }, params, false);
     snprintf(name, sizeof name, "img_emb%s", tag);
     struct itr_tensor *want_v = fixture(name);
     snprintf(name, sizeof name, "cap_emb%s", tag);
@@ -73,7 +49,7 @@ static void check_embeddings(const char *aggregation, const char *tag) {
     CHECK_MSG(ev <= TOL_F32, "%s img_emb: error %.3g", aggregation, ev);
     CHECK_MSG(eu <= TOL_F32, "%s cap_emb: error %.3g", aggregation, eu);
     if (v && u && !*tag) {
-        struct itr_tensor *s = run_entry(p, "score", (struct itr_tensor *[]){ v, u }, params);
+        struct itr_tensor *s = mt_run_entry0(p, "score", (struct itr_tensor *[]){ v, u }, params, false);
         struct itr_tensor *want = fixture("sims");
         double es = mt_rel_err(s, want);
         printf("  first sims rel. error %.3g\n", es);
@@ -125,30 +101,12 @@ TEST(padded_positions_do_not_change_the_outputs) {
                 params[j] = fixture(p->params[j].name);
             }
         }
-        struct itr_tensor *feats = fixture("token_feats"), *lens = fixture("token_lengths");
-        struct itr_tensor *u = run_entry(p, "encode_text", (struct itr_tensor *[]){ feats, lens }, params);
         // Wider, with other values in every padded slot.
-        int64_t B = feats->shape[0], L = feats->shape[1], E = feats->shape[2], L2 = L + 3;
-        struct itr_tensor *wide = itr_tensor_new(ITR_F32, 3, (int64_t[]){ B, L2, E });
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < L2; t++)
-                for (int64_t e = 0; e < E; e++) {
-                    bool valid = t < (int64_t)itr_tensor_get(lens, b);
-                    double x = valid ? itr_tensor_get(feats, (b * L + t) * E + e) : 1e3 * cos((double)(t * E + e));
-                    itr_tensor_set(wide, (b * L2 + t) * E + e, x);
-                }
-        struct itr_tensor *u2 = run_entry(p, "encode_text", (struct itr_tensor *[]){ wide, lens }, params);
-        double e = mt_rel_err(u2, u);
+        bool finite;
+        double e = mt_padding_change(p, params, FIXTURES, &finite);
         printf("  %-5s padded vs. garbage-padded caption embeddings: rel. error %.3g\n", aggs[a], e);
         CHECK_MSG(e <= 1e-6, "%s: padding changes the embedding by %.3g", aggs[a], e);
-        bool finite = u != NULL;
-        for (int64_t i = 0; u && i < itr_tensor_numel(u); i++) finite &= isfinite(itr_tensor_get(u, i)) != 0;
         CHECK_MSG(finite, "%s: non-finite caption embedding", aggs[a]);
-        itr_tensor_free(u);
-        itr_tensor_free(u2);
-        itr_tensor_free(wide);
-        itr_tensor_free(feats);
-        itr_tensor_free(lens);
         free_tensors(params, p->n_params);
         itr_program_free(p);
     }
@@ -159,46 +117,16 @@ TEST(padded_positions_do_not_change_the_outputs) {
 // The train graph as parsed (dropout 0), with the adjoint of its loss with
 // respect to every parameter appended as outputs, by itr_vjp.
 TEST(loss_and_gradients_match_pytorch) {
-    struct itr_program *p = parse_model(NULL);
-    CHECK(p != NULL);
+    struct itr_tensor **params;
+    struct itr_program *p = load(NULL, &params);
     if (!p) return;
-    struct itr_graph *g = mt_train_with_gradients(p, NULL);
-    bool ok = g != NULL;
-    CHECK(ok);
-    struct itr_tensor **params = fixture_params(p);
     struct itr_tensor *inputs[3] = { fixture("train_regions"), fixture("token_feats"), fixture("token_lengths") };
-    struct itr_tensor **out = ok ? run_graph(g, inputs, params) : NULL;
-    CHECK(out != NULL);
+    struct itr_graph *g;
+    int first = 0;
+    struct itr_tensor **out = mt_run_train_with_gradients(p, inputs, params, &g, &first);
     if (out) {
-        struct itr_tensor *want = fixture("loss");
-        double el = mt_rel_err(out[0], want);
-        printf("  loss %.9g (PyTorch %.9g), rel. error %.3g\n", itr_tensor_get(out[0], 0),
-               want ? itr_tensor_get(want, 0) : NAN, el);
-        CHECK_MSG(el <= TOL_F32, "loss: error %.3g", el);
-        itr_tensor_free(want);
-        // One scale for every gradient: the largest of the model (§7.14).
-        double num = 0, den = 0, worst = 0;
-        const char *worst_name = "";
-        bool finite = true;
-        for (int k = 0; k < p->n_params; k++) {
-            char name[160];
-            snprintf(name, sizeof name, "grad.%s", p->params[k].name);
-            struct itr_tensor *w = fixture(name), *a = out[1 + k];
-            if (!w || !a || !same_shape(a, w)) { num = INFINITY; itr_tensor_free(w); continue; }
-            for (int64_t i = 0; i < itr_tensor_numel(w); i++) {
-                double x = itr_tensor_get(a, i), y = itr_tensor_get(w, i);
-                finite &= isfinite(x) != 0;
-                double dd = isnan(x - y) ? INFINITY : fabs(x - y);
-                if (dd > num) { num = dd; worst_name = p->params[k].name; }
-                den = fmax(den, fabs(y));
-            }
-            itr_tensor_free(w);
-        }
-        worst = num / fmax(den, 1e-300);
-        printf("  gradients of %d parameters: max error / max |grad| %.3g (worst: %s), max |grad| %.3g\n",
-               p->n_params, worst, worst_name, den);
-        CHECK_MSG(finite, "non-finite gradients");
-        CHECK_MSG(worst <= TOL_F32, "gradients: error %.3g at %s", worst, worst_name);
+        mt_expect_loss(FIXTURES, "loss", out[0], "loss", TOL_F32);
+        CHECK(mt_expect_gradients(p, out, first, FIXTURES, TOL_F32) == p->n_params);
         free_tensors(out, g->n_outputs);
     }
     for (int i = 0; i < 3; i++) itr_tensor_free(inputs[i]);
@@ -261,56 +189,9 @@ static const char *const LEARN_SIZE[] = {
 };
 
 TEST(learns_well_above_chance) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", tmp_path("learn"));
-    struct itr_synth_options so;
-    itr_synth_defaults(&so);
-    so.n_train = 300;
-    so.n_dev = 40;
-    so.n_test = 100;
-    so.regions = 4;
-    so.dim = 32;
-    so.seed = 11;
-    so.token_dim = LEARN_TOK;
-    bool ok = mt_synth(dir, &so, NULL);
-    CHECK(ok);
-    struct itr_program *p = ok ? mt_parse_model(TERN_IR, LEARN_SIZE, 13, true) : NULL;
-    CHECK(p != NULL);
-    if (!p) return;
-    const char *backend = mt_use_fused_kernels(p);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
-    struct itr_trainer_options o;
-    memset(&o, 0, sizeof o);
-    o.data_dir = dir;
-    o.run_dir = tmp_path("learn_run");
-    o.fingerprint = fp;
-    o.epochs = 12;
-    o.batch_size = 16;
-    o.seed = 5;
-    o.lr_given = true;
-    o.lr.kind = ITR_LR_CONSTANT;
-    o.lr.lr = 2e-3;
-    o.checkpoint_every = -1;
-    struct itr_trainer_result r;
-    double secs, untrained, trained;
-    // The untrained model: the step-0 checkpoint of a run killed at step 1.
-    mt_train_eval(p, &o, tmp_path("learn_init"), "", &r, &secs, &untrained, &trained, &d);
-    // Chance: the expected rsum of random scores on 100 images x 500
-    // captions. t2i: R@K = K%. i2t: R@K = 1 − C(495, K)/C(500, K).
-    double chance = 1 + 5 + 10;
-    for (int k = 1; k <= 10; k++) {
-        double miss = 1;
-        for (int i = 0; i < k; i++) miss *= (495.0 - i) / (500.0 - i);
-        if (k == 1 || k == 5 || k == 10) chance += 100 * (1 - miss);
-    }
-    printf("  learning: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%.1f s CPU on %s); chance %.2f\n",
-           untrained, trained, r.steps, secs, backend, chance);
-    CHECK_MSG(trained >= 3 * chance, "test rsum %.2f: less than 3x chance (%.2f)", trained, chance);
-    itr_diags_free(&d);
-    itr_program_free(p);
+    struct mt_learn_tokens_options o = { .ir = TERN_IR, .size = LEARN_SIZE, .n_size = 13, .regions = 4,
+                                         .token_dim = LEARN_TOK, .epochs = 12, .fused = true };
+    mt_learn_tokens(&o);
 }
 
 int main(void) {

@@ -34,11 +34,16 @@ specs=(
   "vsepp|models/vsepp.ir|-D warmup_epochs=1|10"
   "vse_inf|models/vse_inf.ir|-D warmup_epochs=1|10"
   "tern|models/tern.ir|-D d_img=64 -D img_ff=128 -D n_img_layers=2 -D ff=128 -D tok_dim=64 -D dropout_p=0 -D warmup_epochs=4|10|--lr 0.002"
+  "hrem|models/hrem.ir|-D heads=4 -D ff=64 -D tok_dim=64 -D warmup_epochs=2|10|--lr 0.002"
   "scan_t2i|models/scan_t2i.ir|-D warmup_epochs=1|$pair_epochs"
   "scan_i2t|models/scan_i2t.ir|-D warmup_epochs=1|$pair_epochs"
   "bfan|models/bfan.ir|-D warmup_epochs=1|$pair_epochs"
   "saf|models/saf.ir|-D sim_dim=16 -D warmup_epochs=$sgraf_warmup|$pair_epochs"
   "sgr|models/sgr.ir|-D sim_dim=16 -D warmup_epochs=$sgraf_warmup|$pair_epochs"
+  # The catalogue's wrapper-built models (models/modules/wrappers.ir).
+  "wrap_l2l|models/wrap_l2l.ir|-D warmup_epochs=1|$pair_epochs"
+  "wrap_g2l|models/wrap_g2l.ir|-D warmup_epochs=1|$pair_epochs"
+  "wrap_g2g|models/wrap_g2g.ir|-D warmup_epochs=1|10"
 )
 want=("$@")
 # Models (and ensembles) named on the command line, or all; zoo runs in
@@ -47,11 +52,11 @@ wanted() { [ ${#want[@]} -eq 0 ] || [[ " ${want[*]} " =~ " $1 " ]]; }
 for spec in "${specs[@]}"; do
   IFS='|' read -r name file extra epochs targs <<<"$spec"
   wanted "$name" || continue
-  if [ "$name" = tern ] && [ ! -f "$out/data/train_caps_feats.npy" ]; then
-    echo "tern: skipped, $out/data has no token features (itr-data synth --token-feats)" >&2; continue
+  if [[ "$name" =~ ^(tern|hrem)$ ]] && [ ! -f "$out/data/train_caps_feats.npy" ]; then
+    echo "$name: skipped, $out/data has no token features (itr-data synth --token-feats)" >&2; continue
   fi
   words=("${text[@]}")
-  [ "$name" = tern ] && words=()
+  [[ "$name" =~ ^(tern|hrem)$ ]] && words=()
   # shellcheck disable=SC2086
   "$itrc" compile "$file" "${common[@]}" "${words[@]}" $extra -o "$out/$name.plan" >/dev/null
   rm -rf "$out/$name"
