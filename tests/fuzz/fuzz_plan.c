@@ -76,11 +76,21 @@ static bool read_plan(const uint8_t *file, size_t len, char fp[17]) {
         check_program(p, &info);
         itr_program_free(p);
     } else if (d.n_errors == 1) {
-        const char *at = strstr(d.items[0].msg, "its program hashes to '");
-        if (at && strlen(at) >= 23 + 16) {
-            memcpy(fp, at + 23, 16);
-            fp[16] = 0;
-            only_fp = true;
+        // The message ends with "its program hashes to '<16 hex digits>'".
+        // Only that ending counts: names the message quotes are the input's
+        // and may contain the same words (a fuzzer put them in one).
+        const char *msg = d.items[0].msg, *key = "its program hashes to '";
+        size_t n = strlen(msg), k = strlen(key);
+        if (strstr(msg, "fingerprint mismatch: ") && n >= k + 17 && strncmp(msg + n - k - 17, key, k) == 0 &&
+            msg[n - 1] == '\'') {
+            const char *hex = msg + n - 17;
+            bool ok_hex = true;
+            for (int i = 0; i < 16; i++) ok_hex &= (hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f');
+            if (ok_hex) {
+                memcpy(fp, hex, 16);
+                fp[16] = 0;
+                only_fp = true;
+            }
         }
     }
     itr_diags_free(&d);
