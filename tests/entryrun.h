@@ -93,4 +93,21 @@ static inline int64_t *tu_bind_symbols(const struct itr_program *p, struct itr_d
     return syms;
 }
 
+// One random tensor per parameter of p (salts salt0 + j; positive values,
+// see tu_random_tensor), and one per input of entry g (salts salt0 + i).
+static inline struct itr_tensor **tu_random_params(const struct itr_program *p, const struct itr_dim_bindings *b,
+                                                   uint64_t salt0) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    for (int j = 0; t && j < p->n_params; j++) t[j] = tu_random_tensor(p, &p->params[j].type, b, salt0 + (uint64_t)j, true);
+    return t;
+}
+
+static inline struct itr_tensor **tu_random_inputs(const struct itr_graph *g, const struct itr_dim_bindings *b,
+                                                   uint64_t salt0) {
+    struct itr_tensor **t = calloc((size_t)g->n_inputs + 1, sizeof *t);
+    for (int i = 0; t && i < g->n_inputs; i++)
+        t[i] = tu_random_tensor(g->prog, &g->values[g->inputs[i]].type, b, salt0 + (uint64_t)i, false);
+    return t;
+}
+
 #endif

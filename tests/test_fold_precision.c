@@ -70,8 +70,7 @@ static void check_model(const char *path, int *compared) {
     // Symbols at their defaults where small, else 3, as tests/test_passes.c binds them.
     struct itr_dim_bindings b;
     int64_t *syms = tu_bind_symbols(p0, &b);
-    struct itr_tensor **params = calloc((size_t)p0->n_params + 1, sizeof *params);
-    for (int j = 0; j < p0->n_params; j++) params[j] = tu_random_tensor(p0, &p0->params[j].type, &b, 1000 + (uint64_t)j, true);
+    struct itr_tensor **params = tu_random_params(p0, &b, 1000);
     int entries = 0;
     for (int gi = 0; gi < p0->n_graphs; gi++) {
         const struct itr_graph *g0 = p0->graphs[gi];
@@ -81,9 +80,7 @@ static void check_model(const char *path, int *compared) {
                   "%s: entry '%s' lost or changed its signature at -O1", file, g0->name);
         if (!g1 || g1->n_inputs != g0->n_inputs || g1->n_outputs != g0->n_outputs) continue;
         entries++;
-        struct itr_tensor **in = calloc((size_t)g0->n_inputs + 1, sizeof *in);
-        for (int i = 0; i < g0->n_inputs; i++)
-            in[i] = tu_random_tensor(p0, &g0->values[g0->inputs[i]].type, &b, (uint64_t)(gi * 100 + i), false);
+        struct itr_tensor **in = tu_random_inputs(g0, &b, (uint64_t)gi * 100);
         for (int f64 = 0; f64 <= 1; f64++) {
             struct itr_tensor **o0 = tu_run_entry(g0, in, params, syms, f64), **o1 = tu_run_entry(g1, in, params, syms, f64);
             CHECK_MSG(o0 && o1, "%s: entry '%s' does not run in %s mode", file, g0->name, f64 ? "f64" : "f32");

@@ -96,9 +96,7 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
     }
     struct itr_dim_bindings b;
     int64_t *syms = tu_bind_symbols(p0, &b);  // L = 3: lengths 1..3 cover padded and length-1 captions
-    struct itr_tensor **params = calloc((size_t)p0->n_params + 1, sizeof *params);
-    for (int j = 0; j < p0->n_params; j++)
-        params[j] = tu_random_tensor(p0, &p0->params[j].type, &b, 2000 + (uint64_t)j, true);
+    struct itr_tensor **params = tu_random_params(p0, &b, 2000);
     int compared = 0;
     for (int gi = 0; gi < p0->n_graphs; gi++) {
         const struct itr_graph *g0 = p0->graphs[gi];
@@ -107,9 +105,7 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
         CHECK_MSG(g1 && g1->n_inputs == g0->n_inputs && g1->n_outputs == g0->n_outputs,
                   "%s: entry '%s' changed its signature", label, g0->name);
         if (!g1 || g1->n_inputs != g0->n_inputs || g1->n_outputs != g0->n_outputs) continue;
-        struct itr_tensor **in = calloc((size_t)g0->n_inputs + 1, sizeof *in);
-        for (int i = 0; i < g0->n_inputs; i++)
-            in[i] = tu_random_tensor(p0, &g0->values[g0->inputs[i]].type, &b, (uint64_t)(gi * 100 + i), false);
+        struct itr_tensor **in = tu_random_inputs(g0, &b, (uint64_t)gi * 100);
         vary_lengths(g0, in);
         struct itr_tensor **o0 = tu_run_entry(g0, in, params, syms, true), **o1 = tu_run_entry(g1, in, params, syms, true);
         CHECK_MSG(o0 && o1, "%s: entry '%s' does not run in f64", label, g0->name);
