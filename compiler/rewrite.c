@@ -245,11 +245,8 @@ static bool gram_plan(const struct itr_graph *g, const struct itr_dim_bindings *
         keep_y[y] = gram_covers(g, &u, y, pl) && gram_profitable(g, b, y, quad);
     }
     // A site whose Y survives would add work without removing any.
-    bool any = false;
-    for (int k = 0; k < pl->n; k++) {
+    for (int k = 0; k < pl->n; k++)
         if (!keep_y[pl->sites[k].y]) pl->site_of_sum[pl->sites[k].sum] = -1;
-        else any = true;
-    }
     // A product of two contexts (X is itself a rewritten Y) is left alone:
     // the dot form needs X materialised.
     for (int k = 0; k < pl->n; k++) {
@@ -261,7 +258,6 @@ static bool gram_plan(const struct itr_graph *g, const struct itr_dim_bindings *
     uses_free(&u);
     free(keep_y);
     free(decided);
-    if (!any) return false;
     for (int i = 0; i < g->n_nodes; i++)
         if (pl->site_of_sum[i] >= 0) return true;
     return false;
