@@ -3,7 +3,10 @@
 // dims and shape arithmetic folded into dim expressions, initializers as
 // parameters with their weights (and written as safetensors) or as
 // constants, the printed .ir, and a bidirectional GRU with sequence_lens
-// and dynamic dims against a direct C transcription of ONNX's equations.
+// and dynamic dims against a direct C transcription of ONNX's equations;
+// If and Loop (frontends/onnx/control.c): a known condition inlines its
+// branch, a run-time one selects with where, a Loop of a known trip count is
+// a scan checked against hand-computed values, and the refused forms.
 // The node-test conformance suite is tests/test_onnx_node.c.
 #include <math.h>
 #include <stdlib.h>
@@ -87,7 +90,7 @@ static Onnx__TensorProto *tensor(const char *name, int elem, int rank, const int
     t->dims = A((size_t)rank * sizeof(int64_t));
     int64_t n = 1;
     for (int i = 0; i < rank; i++) n *= (t->dims[i] = dims[i]);
-    size_t es = elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? 8 : 4;
+    size_t es = elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? 8 : elem == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? 1 : 4;
     t->has_raw_data = 1;
     t->raw_data.len = (size_t)n * es;
     t->raw_data.data = A(t->raw_data.len);
@@ -118,6 +121,16 @@ static Onnx__AttributeProto *attr_s(const char *name, const char *v) {
     return a;
 }
 
+static Onnx__AttributeProto *attr_g(const char *name, Onnx__GraphProto *g) {
+    Onnx__AttributeProto *a = A(sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = S(name);
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH;
+    a->g = g;
+    return a;
+}
+
 static Onnx__NodeProto *node(const char *name, const char *op, int nin, const char *const *ins, int nout,
                              const char *const *outs, int nattr, Onnx__AttributeProto *const *attrs) {
     Onnx__NodeProto *n = A(sizeof *n);
@@ -143,6 +156,28 @@ struct model_spec {
     int n_outputs; Onnx__ValueInfoProto *outputs[8];
     int n_inits; Onnx__TensorProto *inits[8];
 };
+
+// A subgraph (an If branch, a Loop body): nodes, inputs, outputs, initializers.
+static Onnx__GraphProto *subgraph(const char *name, int nn, Onnx__NodeProto *const *nodes, int ni,
+                                  Onnx__ValueInfoProto *const *ins, int no, Onnx__ValueInfoProto *const *outs, int nt,
+                                  Onnx__TensorProto *const *inits) {
+    Onnx__GraphProto *g = A(sizeof *g);
+    onnx__graph_proto__init(g);
+    g->name = S(name);
+    g->n_node = (size_t)nn;
+    g->node = A((size_t)nn * sizeof *g->node);
+    for (int i = 0; i < nn; i++) g->node[i] = nodes[i];
+    g->n_input = (size_t)ni;
+    g->input = A((size_t)ni * sizeof *g->input);
+    for (int i = 0; i < ni; i++) g->input[i] = ins[i];
+    g->n_output = (size_t)no;
+    g->output = A((size_t)no * sizeof *g->output);
+    for (int i = 0; i < no; i++) g->output[i] = outs[i];
+    g->n_initializer = (size_t)nt;
+    g->initializer = A((size_t)nt * sizeof *g->initializer);
+    for (int i = 0; i < nt; i++) g->initializer[i] = inits[i];
+    return g;
+}
 
 // The serialized model (malloc'd; *len bytes).
 static uint8_t *pack(const struct model_spec *s, size_t *len) {
@@ -191,7 +226,7 @@ static struct itr_program *import_spec(const struct model_spec *s, bool params, 
 static char *errors_of(struct itr_diags *d) { return itr_diags_summary(d); }
 
 enum { F32 = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, I64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
-       I32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32 };
+       I32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32, BOOL = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL };
 
 // Runs entry "forward" of a compiled copy of p; returns output 0 (caller frees).
 static struct itr_tensor *run1(struct itr_program *p, struct itr_tensor_set *in, struct itr_tensor_set *w,
@@ -551,6 +586,503 @@ TEST(bidirectional_gru_with_sequence_lens_and_dynamic_dims) {
     mb_free();
 }
 
+// ------------------------------------------------------------ If and Loop
+
+static int count_op(const struct itr_graph *g, enum itr_op op) {
+    int k = 0;
+    for (int i = 0; g && i < g->n_nodes; i++) k += g->nodes[i].op == op;
+    return k;
+}
+
+// If(cond) { t = x + x } else { e = -x }, both branches reading x from the
+// enclosing graph; cond_nodes compute "cond" (or it is an initializer).
+static void if_spec(struct model_spec *s, int n_cond_nodes, Onnx__NodeProto *const *cond_nodes) {
+    s->opset = 13;
+    int64_t xd[2] = { 2, 3 };
+    s->inputs[s->n_inputs++] = vi("x", F32, 2, xd, NULL);
+    s->outputs[s->n_outputs++] = vi("y", F32, 2, xd, NULL);
+    for (int i = 0; i < n_cond_nodes; i++) s->nodes[s->n_nodes++] = cond_nodes[i];
+    Onnx__NodeProto *tn = node("double", "Add", 2, (const char *[]){ "x", "x" }, 1, (const char *[]){ "t" }, 0, NULL);
+    Onnx__NodeProto *en = node("negate", "Neg", 1, (const char *[]){ "x" }, 1, (const char *[]){ "e" }, 0, NULL);
+    Onnx__GraphProto *tg = subgraph("then_g", 1, &tn, 0, NULL, 1, (Onnx__ValueInfoProto *[]){ vi("t", F32, 2, xd, NULL) }, 0, NULL);
+    Onnx__GraphProto *eg = subgraph("else_g", 1, &en, 0, NULL, 1, (Onnx__ValueInfoProto *[]){ vi("e", F32, 2, xd, NULL) }, 0, NULL);
+    s->nodes[s->n_nodes++] = node("choose", "If", 1, (const char *[]){ "cond" }, 1, (const char *[]){ "y" }, 2,
+                                  (Onnx__AttributeProto *[]){ attr_g("then_branch", tg), attr_g("else_branch", eg) });
+}
+
+static const float if_x[6] = { 1, -2, 3, 0.5f, 4, -6 };
+
+// Imports s, checks the entry has no where (and wants_neg negations), runs
+// it on if_x and checks y = scale * x.
+static void check_inlined(const struct model_spec *s, int wants_neg, float scale) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = import_spec(s, false, NULL, &d);
+    CHECK(p != NULL);
+    if (!p) { itr_diags_print(&d, stderr); itr_diags_free(&d); return; }
+    const struct itr_graph *g = itr_program_find_graph(p, "forward");
+    CHECK(p->n_graphs == 1);
+    CHECK(count_op(g, ITR_OP_WHERE) == 0);
+    CHECK(count_op(g, ITR_OP_NEG) == wants_neg);
+    CHECK(count_op(g, ITR_OP_ADD) == 1 - wants_neg);
+    struct itr_tensor_set in;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_put(&in, "x", f32_tensor(2, (int64_t[]){ 2, 3 }, if_x));
+    struct itr_tensor *y = run1(p, &in, NULL, "y");
+    CHECK(y && y->rank == 2 && y->shape[0] == 2 && y->shape[1] == 3);
+    for (int i = 0; y && i < 6; i++) CHECK_NEAR(((float *)y->data)[i], scale * if_x[i], 0);
+    itr_tensor_free(y);
+    itr_tensor_set_free(&in);
+    itr_program_free(p);
+    itr_diags_free(&d);
+}
+
+TEST(if_with_a_known_condition_inlines_the_taken_branch) {
+    // An initializer, true: the then branch.
+    struct model_spec s = { 0 };
+    bool t = true, f = false;
+    s.inits[s.n_inits++] = tensor("cond", BOOL, 0, NULL, &t);
+    if_spec(&s, 0, NULL);
+    check_inlined(&s, 0, 2);
+    mb_free();
+    // A Constant node, false: the else branch.
+    struct model_spec s2 = { 0 };
+    Onnx__AttributeProto *va = A(sizeof *va);
+    onnx__attribute_proto__init(va);
+    va->name = S("value");
+    va->has_type = 1;
+    va->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    va->t = tensor("c", BOOL, 0, NULL, &f);
+    Onnx__NodeProto *cn = node("c", "Constant", 0, NULL, 1, (const char *[]){ "cond" }, 1, &va);
+    if_spec(&s2, 1, &cn);
+    check_inlined(&s2, 1, -1);
+    mb_free();
+    // Shape arithmetic: Shape(x)[1] == 3.
+    struct model_spec s3 = { 0 };
+    int64_t one = 1, three = 3;
+    s3.inits[s3.n_inits++] = tensor("one", I64, 0, NULL, &one);
+    s3.inits[s3.n_inits++] = tensor("three", I64, 0, NULL, &three);
+    Onnx__NodeProto *sn[3] = {
+        node("shape", "Shape", 1, (const char *[]){ "x" }, 1, (const char *[]){ "sh" }, 0, NULL),
+        node("cols", "Gather", 2, (const char *[]){ "sh", "one" }, 1, (const char *[]){ "cols" }, 0, NULL),
+        node("is3", "Equal", 2, (const char *[]){ "cols", "three" }, 1, (const char *[]){ "cond" }, 0, NULL),
+    };
+    if_spec(&s3, 3, sn);
+    check_inlined(&s3, 0, 2);
+    mb_free();
+}
+
+// cond = ReduceSum(x) > 0 is known only at run time: both branches and a
+// where, right for every row of the batch either way.
+TEST(if_with_a_runtime_condition_selects_with_where) {
+    struct model_spec s = { 0 };
+    float zero = 0;
+    s.inits[s.n_inits++] = tensor("zero", F32, 0, NULL, &zero);
+    Onnx__NodeProto *cn[2] = {
+        node("total", "ReduceSum", 1, (const char *[]){ "x" }, 1, (const char *[]){ "total" }, 1,
+             (Onnx__AttributeProto *[]){ attr_i("keepdims", 0) }),
+        node("positive", "Greater", 2, (const char *[]){ "total", "zero" }, 1, (const char *[]){ "cond" }, 0, NULL),
+    };
+    if_spec(&s, 2, cn);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = import_spec(&s, false, NULL, &d);
+    CHECK(p != NULL);
+    if (!p) { itr_diags_print(&d, stderr); itr_diags_free(&d); mb_free(); return; }
+    const struct itr_graph *g = itr_program_find_graph(p, "forward");
+    CHECK(count_op(g, ITR_OP_WHERE) == 1 && count_op(g, ITR_OP_NEG) == 1);
+    char *text = itr_print_program(p);
+    struct itr_program *back = itr_parse_string("back.ir", text, strlen(text), NULL, &d);
+    char why[200] = "";
+    CHECK_MSG(back && itr_program_equal(p, back, why, sizeof why), "round trip: %s", why);
+    itr_program_free(back);
+    free(text);
+    itr_program_free(p);
+    // Sum 0.5 > 0: 2x; negated input, sum -0.5: -(-x) = x.
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        float xv[6];
+        for (int i = 0; i < 6; i++) xv[i] = (float)sign * if_x[i];
+        struct itr_program *q = import_spec(&s, false, NULL, &d);
+        struct itr_tensor_set in;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_put(&in, "x", f32_tensor(2, (int64_t[]){ 2, 3 }, xv));
+        struct itr_tensor *y = q ? run1(q, &in, NULL, "y") : NULL;
+        CHECK(y && y->rank == 2 && y->shape[0] == 2 && y->shape[1] == 3);
+        for (int i = 0; y && i < 6; i++) CHECK_NEAR(((float *)y->data)[i], sign > 0 ? 2 * xv[i] : -xv[i], 0);
+        itr_tensor_free(y);
+        itr_tensor_set_free(&in);
+        itr_program_free(q);
+    }
+    itr_diags_free(&d);
+    mb_free();
+}
+
+TEST(if_with_a_runtime_condition_needs_branches_of_one_type) {
+    struct model_spec s = { .opset = 13 };
+    int64_t xd[2] = { 2, 3 }, rd[2] = { 2, 1 };
+    s.inputs[s.n_inputs++] = vi("x", F32, 2, xd, NULL);
+    s.inputs[s.n_inputs++] = vi("c", BOOL, 0, NULL, NULL);
+    s.outputs[s.n_outputs++] = vi("y", F32, 2, xd, NULL);
+    Onnx__NodeProto *tn = node("double", "Add", 2, (const char *[]){ "x", "x" }, 1, (const char *[]){ "t" }, 0, NULL);
+    Onnx__NodeProto *en = node("rowsum", "ReduceSum", 1, (const char *[]){ "x" }, 1, (const char *[]){ "e" }, 0, NULL);
+    Onnx__GraphProto *tg = subgraph("then_g", 1, &tn, 0, NULL, 1, (Onnx__ValueInfoProto *[]){ vi("t", F32, 2, xd, NULL) }, 0, NULL);
+    Onnx__GraphProto *eg = subgraph("else_g", 1, &en, 0, NULL, 1, (Onnx__ValueInfoProto *[]){ vi("e", F32, 2, rd, NULL) }, 0, NULL);
+    s.nodes[s.n_nodes++] = node("choose", "If", 1, (const char *[]){ "c" }, 1, (const char *[]){ "y" }, 2,
+                                (Onnx__AttributeProto *[]){ attr_g("then_branch", tg), attr_g("else_branch", eg) });
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(import_spec(&s, false, NULL, &d) == NULL);
+    char *e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "m.onnx: node 0 'choose' (If, opset 13): its condition is known only at run time, so both "
+                          "branches are computed");
+    CHECK_STR_CONTAINS(e, "it is f32[2, 3] in then_branch and f32[1, 1] in else_branch");
+    free(e);
+    itr_diags_free(&d);
+    mb_free();
+}
+
+// Loop(M = 4, no condition, s0) with the body
+//   s_out = s_in + x * (i + 1)       (x from the enclosing graph)
+//   dbl   = 2 * s_out                (stacked)
+//   pick  = table[i : i + 1]         (a Slice from the iteration number)
+// and cond_out = cond_expr (Identity(cond_in) for the loop that runs M steps).
+static void loop_spec(struct model_spec *s, const char *m_name, const char *cond_name, Onnx__NodeProto *cond_node) {
+    s->opset = 13;
+    int64_t two[1] = { 2 }, four[1] = { 4 }, one1[1] = { 1 }, sd[2] = { 4, 2 }, pd[2] = { 4, 1 };
+    static const int64_t M = 4, one = 1, zero = 0;
+    static const float table[4] = { 10, 20, 30, 40 }, onef = 1, twof = 2;
+    s->inputs[s->n_inputs++] = vi("x", F32, 1, two, NULL);
+    s->inputs[s->n_inputs++] = vi("s0", F32, 1, two, NULL);
+    s->outputs[s->n_outputs++] = vi("s_final", F32, 1, two, NULL);
+    s->outputs[s->n_outputs++] = vi("doubled", F32, 2, sd, NULL);
+    s->outputs[s->n_outputs++] = vi("picked", F32, 2, pd, NULL);
+    s->inits[s->n_inits++] = tensor("M", I64, 0, NULL, &M);
+    s->inits[s->n_inits++] = tensor("table", F32, 1, four, table);
+    Onnx__NodeProto *bn[10] = {
+        node("fi", "Cast", 1, (const char *[]){ "i" }, 1, (const char *[]){ "fi" }, 1,
+             (Onnx__AttributeProto *[]){ attr_i("to", F32) }),
+        node("k", "Add", 2, (const char *[]){ "fi", "one_f" }, 1, (const char *[]){ "k" }, 0, NULL),
+        node("step", "Mul", 2, (const char *[]){ "x", "k" }, 1, (const char *[]){ "step" }, 0, NULL),
+        node("acc", "Add", 2, (const char *[]){ "s_in", "step" }, 1, (const char *[]){ "s_out" }, 0, NULL),
+        node("dbl", "Mul", 2, (const char *[]){ "s_out", "two" }, 1, (const char *[]){ "dbl" }, 0, NULL),
+        node("i1", "Add", 2, (const char *[]){ "i", "one" }, 1, (const char *[]){ "i1" }, 0, NULL),
+        node("start", "Unsqueeze", 2, (const char *[]){ "i", "axes0" }, 1, (const char *[]){ "start" }, 0, NULL),
+        node("end", "Unsqueeze", 2, (const char *[]){ "i1", "axes0" }, 1, (const char *[]){ "end" }, 0, NULL),
+        node("pick", "Slice", 3, (const char *[]){ "table", "start", "end" }, 1, (const char *[]){ "pick" }, 0, NULL),
+        cond_node ? cond_node : node("cond", "Identity", 1, (const char *[]){ "cond_in" }, 1, (const char *[]){ "cond_out" }, 0, NULL),
+    };
+    Onnx__TensorProto *bi[4] = { tensor("one_f", F32, 0, NULL, &onef), tensor("two", F32, 0, NULL, &twof),
+                                 tensor("one", I64, 0, NULL, &one), tensor("axes0", I64, 1, one1, &zero) };
+    Onnx__GraphProto *body = subgraph(
+        "body", 10, bn, 3,
+        (Onnx__ValueInfoProto *[]){ vi("i", I64, 0, NULL, NULL), vi("cond_in", BOOL, 0, NULL, NULL), vi("s_in", F32, 1, two, NULL) },
+        4,
+        (Onnx__ValueInfoProto *[]){ vi("cond_out", BOOL, 0, NULL, NULL), vi("s_out", F32, 1, two, NULL),
+                                    vi("dbl", F32, 1, two, NULL), vi("pick", F32, 1, one1, NULL) },
+        4, bi);
+    s->nodes[s->n_nodes++] = node("steps", "Loop", 3, (const char *[]){ m_name, cond_name, "s0" }, 3,
+                                  (const char *[]){ "s_final", "doubled", "picked" }, 1,
+                                  (Onnx__AttributeProto *[]){ attr_g("body", body) });
+}
+
+TEST(loop_with_a_known_trip_count_is_a_scan) {
+    struct model_spec s = { 0 };
+    loop_spec(&s, "M", "", NULL);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = import_spec(&s, false, NULL, &d);
+    CHECK(p != NULL);
+    if (!p) { itr_diags_print(&d, stderr); itr_diags_free(&d); mb_free(); return; }
+    const struct itr_graph *g = itr_program_find_graph(p, "forward");
+    CHECK(count_op(g, ITR_OP_SCAN) == 1 && count_op(g, ITR_OP_IOTA) == 1);
+    char *text = itr_print_program(p);
+    CHECK_STR_CONTAINS(text, "def loop_body0(");
+    struct itr_program *back = itr_parse_string("back.ir", text, strlen(text), NULL, &d);
+    char why[200] = "";
+    CHECK_MSG(back && itr_program_equal(p, back, why, sizeof why), "round trip: %s", why);
+    itr_program_free(back);
+    free(text);
+    itr_program_free(p);
+    // Hand-computed: after step i, s = s0 + x (1 + ... + (i + 1)).
+    const float xv[2] = { 1, -2 }, s0[2] = { 0.5f, 3 };
+    const int tri[4] = { 1, 3, 6, 10 };
+    const char *outs[3] = { "s_final", "doubled", "picked" };
+    for (int o = 0; o < 3; o++) {
+        struct itr_program *q = import_spec(&s, false, NULL, &d);
+        struct itr_tensor_set in;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_put(&in, "x", f32_tensor(1, (int64_t[]){ 2 }, xv));
+        itr_tensor_set_put(&in, "s0", f32_tensor(1, (int64_t[]){ 2 }, s0));
+        struct itr_tensor *y = q ? run1(q, &in, NULL, outs[o]) : NULL;
+        CHECK_MSG(y != NULL, "output %s", outs[o]);
+        if (y && o == 0) {
+            CHECK(y->rank == 1 && y->shape[0] == 2);
+            CHECK_NEAR(((float *)y->data)[0], 10.5, 0);
+            CHECK_NEAR(((float *)y->data)[1], -17, 0);
+        } else if (y && o == 1) {
+            CHECK(y->rank == 2 && y->shape[0] == 4 && y->shape[1] == 2);
+            for (int i = 0; i < 4 && y->rank == 2; i++)
+                for (int j = 0; j < 2; j++) CHECK_NEAR(((float *)y->data)[2 * i + j], 2 * (s0[j] + xv[j] * tri[i]), 0);
+        } else if (y) {
+            CHECK(y->rank == 2 && y->shape[0] == 4 && y->shape[1] == 1);
+            for (int i = 0; i < 4 && y->rank == 2; i++) CHECK_NEAR(((float *)y->data)[i], 10 * (i + 1), 0);
+        }
+        itr_tensor_free(y);
+        itr_tensor_set_free(&in);
+        itr_program_free(q);
+    }
+    itr_diags_free(&d);
+    mb_free();
+}
+
+// A condition known only at run time is an early exit: refused, naming the
+// node, the op and the opset.
+TEST(loop_with_a_data_dependent_condition_is_refused) {
+    // In the body: cond_out = i < 2.
+    struct model_spec s = { 0 };
+    int64_t two = 2;
+    Onnx__NodeProto *less = node("keep_going", "Less", 2, (const char *[]){ "i", "two_i" }, 1,
+                                 (const char *[]){ "cond_out" }, 0, NULL);
+    loop_spec(&s, "M", "", less);
+    s.inits[s.n_inits++] = tensor("two_i", I64, 0, NULL, &two);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(import_spec(&s, false, NULL, &d) == NULL);
+    char *e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "m.onnx: node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not "
+                          "supported: the body's condition output 'cond_out' is computed at run time");
+    free(e);
+    itr_diags_free(&d);
+    mb_free();
+    // On entry: the condition is a graph input.
+    struct model_spec s2 = { 0 };
+    loop_spec(&s2, "M", "go", NULL);
+    s2.inputs[s2.n_inputs++] = vi("go", BOOL, 0, NULL, NULL);
+    itr_diags_init(&d);
+    CHECK(import_spec(&s2, false, NULL, &d) == NULL);
+    e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not supported: its "
+                          "condition input 'go' is known only at run time");
+    free(e);
+    itr_diags_free(&d);
+    mb_free();
+    // A trip count known only at run time.
+    struct model_spec s4 = { 0 };
+    loop_spec(&s4, "m_in", "", NULL);
+    s4.inputs[s4.n_inputs++] = vi("m_in", I64, 0, NULL, NULL);
+    itr_diags_init(&d);
+    CHECK(import_spec(&s4, false, NULL, &d) == NULL);
+    e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): the trip count M ('m_in') must be known when importing");
+    free(e);
+    itr_diags_free(&d);
+    mb_free();
+    // No trip count: a while loop.
+    struct model_spec s3 = { 0 };
+    loop_spec(&s3, "", "", NULL);
+    itr_diags_init(&d);
+    CHECK(import_spec(&s3, false, NULL, &d) == NULL);
+    e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): a Loop without a trip count M (a while loop) is not supported");
+    free(e);
+    itr_diags_free(&d);
+    mb_free();
+}
+
+// PyTorch's `for i in range(x.size(0))`: M = Shape(x)[0], a dynamic dim, so
+// the scan runs N steps whatever N is. The body gathers x[i] by the run-time
+// iteration number: a running sum (the final carry) and its prefix sums.
+TEST(loop_over_a_dynamic_dim_is_a_scan_of_that_length) {
+    struct model_spec s = { .opset = 13 };
+    const char *params[] = { "N" };
+    int64_t xd[1] = { -1 };
+    static const int64_t zero = 0;
+    static const float zf = 0;
+    s.inputs[s.n_inputs++] = vi("x", F32, 1, xd, params);
+    s.outputs[s.n_outputs++] = vi("total", F32, 0, NULL, NULL);
+    s.outputs[s.n_outputs++] = vi("prefix", F32, 1, xd, params);
+    s.inits[s.n_inits++] = tensor("zero", I64, 0, NULL, &zero);
+    s.inits[s.n_inits++] = tensor("s0", F32, 0, NULL, &zf);
+    s.nodes[s.n_nodes++] = node("shape", "Shape", 1, (const char *[]){ "x" }, 1, (const char *[]){ "sh" }, 0, NULL);
+    s.nodes[s.n_nodes++] = node("n", "Gather", 2, (const char *[]){ "sh", "zero" }, 1, (const char *[]){ "n" }, 0, NULL);
+    Onnx__NodeProto *bn[3] = {
+        node("xi", "Gather", 2, (const char *[]){ "x", "i" }, 1, (const char *[]){ "xi" }, 0, NULL),
+        node("acc", "Add", 2, (const char *[]){ "s_in", "xi" }, 1, (const char *[]){ "s_out" }, 0, NULL),
+        node("keep", "Identity", 1, (const char *[]){ "s_out" }, 1, (const char *[]){ "p" }, 0, NULL),
+    };
+    Onnx__GraphProto *body = subgraph(
+        "body", 3, bn, 3,
+        (Onnx__ValueInfoProto *[]){ vi("i", I64, 0, NULL, NULL), vi("c", BOOL, 0, NULL, NULL), vi("s_in", F32, 0, NULL, NULL) },
+        3,
+        (Onnx__ValueInfoProto *[]){ vi("c", BOOL, 0, NULL, NULL), vi("s_out", F32, 0, NULL, NULL), vi("p", F32, 0, NULL, NULL) },
+        0, NULL);
+    s.nodes[s.n_nodes++] = node("steps", "Loop", 3, (const char *[]){ "n", "", "s0" }, 2,
+                                (const char *[]){ "total", "prefix" }, 1, (Onnx__AttributeProto *[]){ attr_g("body", body) });
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = import_spec(&s, false, NULL, &d);
+    CHECK(p != NULL);
+    if (!p) { itr_diags_print(&d, stderr); itr_diags_free(&d); mb_free(); return; }
+    char *text = itr_print_program(p);
+    CHECK_STR_CONTAINS(text, "iota(shape=[N])");
+    CHECK_STR_CONTAINS(text, "entry forward(x: f32[N]) -> (total, prefix)");
+    free(text);
+    itr_program_free(p);
+    const float xv[5] = { 1, 2, -4, 0.5f, 8 };
+    for (int n = 3; n <= 5; n += 2) {
+        float want = 0;
+        for (int o = 0; o < 2; o++) {
+            struct itr_program *q = import_spec(&s, false, NULL, &d);
+            struct itr_tensor_set in;
+            itr_tensor_set_init(&in);
+            itr_tensor_set_put(&in, "x", f32_tensor(1, (int64_t[]){ n }, xv));
+            struct itr_tensor *y = q ? run1(q, &in, NULL, o ? "prefix" : "total") : NULL;
+            CHECK(y != NULL);
+            if (y && o == 0) {
+                for (int i = 0; i < n; i++) want += xv[i];
+                CHECK(y->rank == 0);
+                CHECK_NEAR(((float *)y->data)[0], want, 0);
+            } else if (y) {
+                CHECK(y->rank == 1 && y->shape[0] == n);
+                float run = 0;
+                for (int i = 0; i < n && y->rank == 1; i++) {
+                    run += xv[i];
+                    CHECK_NEAR(((float *)y->data)[i], run, 0);
+                }
+            }
+            itr_tensor_free(y);
+            itr_tensor_set_free(&in);
+            itr_program_free(q);
+        }
+    }
+    itr_diags_free(&d);
+    mb_free();
+}
+
+// Slicing past the end by the iteration number: ONNX would give a shorter
+// slice (a shape that depends on data); here gather's range check reports
+// it when the step runs, rather than reading out of bounds.
+TEST(loop_slice_past_the_end_is_a_runtime_error) {
+    struct model_spec s = { 0 };
+    static const int64_t five = 5;
+    loop_spec(&s, "M5", "", NULL);
+    s.inits[s.n_inits++] = tensor("M5", I64, 0, NULL, &five);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = import_spec(&s, false, NULL, &d);
+    CHECK(p != NULL);
+    const float xv[2] = { 1, -2 }, s0[2] = { 0.5f, 3 };
+    struct itr_tensor_set in, res;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_init(&res);
+    itr_tensor_set_put(&in, "x", f32_tensor(1, (int64_t[]){ 2 }, xv));
+    itr_tensor_set_put(&in, "s0", f32_tensor(1, (int64_t[]){ 2 }, s0));
+    struct itr_compile_options co;
+    itr_compile_options_init(&co);
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    struct itr_exec_options eo = { 0 };
+    const struct itr_graph *g = p && itr_compile_program(p, &co, NULL, &d) ? itr_exec_find_entry(p, "forward", &d) : NULL;
+    CHECK(g != NULL);
+    CHECK(g && !itr_exec_run(p, g, &in, NULL, &b, &eo, &res, &d));
+    char *e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, "index 4 is out of range for axis 0 of size 4");
+    free(e);
+    itr_bindings_free(&b);
+    itr_tensor_set_free(&res);
+    itr_tensor_set_free(&in);
+    itr_program_free(p);
+    itr_diags_free(&d);
+    mb_free();
+}
+
+// Slice(table, j, j + 1) with j an input: the start is known only at run
+// time, the length (1) when importing, so it is a gather at j. A negative j
+// counts from the end; where ONNX's clamping would change the length (past
+// the end, or j = -1 whose end 0 makes it empty) the run fails.
+TEST(slice_with_a_runtime_start_and_known_length) {
+    struct model_spec s = { .opset = 13 };
+    int64_t one1[1] = { 1 }, four[1] = { 4 };
+    static const int64_t one = 1;
+    static const float table[4] = { 10, 20, 30, 40 };
+    s.inputs[s.n_inputs++] = vi("j", I64, 1, one1, NULL);
+    s.outputs[s.n_outputs++] = vi("y", F32, 1, one1, NULL);
+    s.inits[s.n_inits++] = tensor("one", I64, 0, NULL, &one);
+    s.inits[s.n_inits++] = tensor("table", F32, 1, four, table);
+    s.nodes[s.n_nodes++] = node("end", "Add", 2, (const char *[]){ "j", "one" }, 1, (const char *[]){ "e" }, 0, NULL);
+    s.nodes[s.n_nodes++] = node("pick", "Slice", 3, (const char *[]){ "table", "j", "e" }, 1, (const char *[]){ "y" }, 0, NULL);
+    const int64_t js[5] = { 1, -2, 3, 4, -1 };
+    const float want[5] = { 20, 30, 40, -1, -1 };   // -1: a run-time error
+    for (int t = 0; t < 5; t++) {
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct itr_program *p = import_spec(&s, false, NULL, &d);
+        CHECK(p != NULL);
+        if (!p) { itr_diags_print(&d, stderr); itr_diags_free(&d); break; }
+        CHECK(count_op(itr_program_find_graph(p, "forward"), ITR_OP_GATHER) == 1);
+        struct itr_tensor_set in, res;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_init(&res);
+        struct itr_tensor *jt = itr_tensor_new(ITR_I64, 1, (int64_t[]){ 1 });
+        ((int64_t *)jt->data)[0] = js[t];
+        itr_tensor_set_put(&in, "j", jt);
+        struct itr_compile_options co;
+        itr_compile_options_init(&co);
+        struct itr_dim_bindings b;
+        itr_bindings_init(&b, p);
+        struct itr_exec_options eo = { 0 };
+        const struct itr_graph *g = itr_compile_program(p, &co, NULL, &d) ? itr_exec_find_entry(p, "forward", &d) : NULL;
+        bool ran = g && itr_exec_run(p, g, &in, NULL, &b, &eo, &res, &d);
+        struct itr_tensor *y = itr_tensor_set_get(&res, "y");
+        if (want[t] >= 0) {
+            CHECK_MSG(ran && y && y->rank == 1 && y->shape[0] == 1, "j = %lld", (long long)js[t]);
+            if (ran && y) CHECK_NEAR(((float *)y->data)[0], want[t], 0);
+        } else {
+            CHECK_MSG(!ran, "j = %lld should fail", (long long)js[t]);
+            char *e = errors_of(&d);
+            CHECK_STR_CONTAINS(e, "index 4 is out of range for axis 0 of size 4");
+            free(e);
+        }
+        itr_bindings_free(&b);
+        itr_tensor_set_free(&res);
+        itr_tensor_set_free(&in);
+        itr_program_free(p);
+        itr_diags_free(&d);
+    }
+    mb_free();
+}
+
+// A condition known false on entry runs no step: the carries come out as
+// they went in and the stacked outputs are empty.
+TEST(loop_with_a_false_condition_runs_no_step) {
+    struct model_spec s = { 0 };
+    bool f = false;
+    loop_spec(&s, "M", "stop", NULL);
+    s.inits[s.n_inits++] = tensor("stop", BOOL, 0, NULL, &f);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    const float xv[2] = { 1, -2 }, s0[2] = { 0.5f, 3 };
+    const char *outs[2] = { "s_final", "doubled" };
+    for (int o = 0; o < 2; o++) {
+        struct itr_program *q = import_spec(&s, false, NULL, &d);
+        CHECK(q != NULL);
+        struct itr_tensor_set in;
+        itr_tensor_set_init(&in);
+        itr_tensor_set_put(&in, "x", f32_tensor(1, (int64_t[]){ 2 }, xv));
+        itr_tensor_set_put(&in, "s0", f32_tensor(1, (int64_t[]){ 2 }, s0));
+        struct itr_tensor *y = q ? run1(q, &in, NULL, outs[o]) : NULL;
+        CHECK_MSG(y != NULL, "output %s", outs[o]);
+        if (y && o == 0) CHECK(y->rank == 1 && ((float *)y->data)[0] == 0.5f && ((float *)y->data)[1] == 3);
+        if (y && o == 1) CHECK(y->rank == 2 && y->shape[0] == 0 && y->shape[1] == 2);
+        itr_tensor_free(y);
+        itr_tensor_set_free(&in);
+        itr_program_free(q);
+    }
+    if (itr_diags_has_errors(&d)) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    mb_free();
+}
+
 int main(void) {
     RUN(unsupported_op_names_node_and_opset);
     RUN(opset_outside_a_rows_range);
@@ -560,5 +1092,14 @@ int main(void) {
     RUN(initializers_become_parameters_with_weights);
     RUN(initializers_as_constants_need_no_weights);
     RUN(bidirectional_gru_with_sequence_lens_and_dynamic_dims);
+    RUN(if_with_a_known_condition_inlines_the_taken_branch);
+    RUN(if_with_a_runtime_condition_selects_with_where);
+    RUN(if_with_a_runtime_condition_needs_branches_of_one_type);
+    RUN(loop_with_a_known_trip_count_is_a_scan);
+    RUN(loop_with_a_data_dependent_condition_is_refused);
+    RUN(loop_with_a_false_condition_runs_no_step);
+    RUN(loop_over_a_dynamic_dim_is_a_scan_of_that_length);
+    RUN(loop_slice_past_the_end_is_a_runtime_error);
+    RUN(slice_with_a_runtime_start_and_known_length);
     return test_summary();
 }

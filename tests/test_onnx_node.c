@@ -47,6 +47,10 @@ static const struct { const char *test, *why; } excluded[] = {
     { "test_hammingwindow_symmetric_expanded", "the output length is the value of an input (a data-dependent shape)" },
     { "test_hannwindow_expanded", "the output length is the value of an input (a data-dependent shape)" },
     { "test_hannwindow_symmetric_expanded", "the output length is the value of an input (a data-dependent shape)" },
+    { "test_if_opt", "If whose branches return optionals of sequences (itrc has tensors only)" },
+    { "test_if_seq", "If whose branches return sequences (itrc has tensors only)" },
+    { "test_loop13_seq", "Loop carrying a sequence (itrc has tensors only)" },
+    { "test_loop16_seq_none", "Loop carrying an optional sequence (itrc has tensors only)" },
 };
 
 static const char *exclusion(const char *test) {

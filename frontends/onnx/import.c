@@ -584,6 +584,7 @@ static bool lower_node(struct ox *x, const Onnx__NodeProto *pb) {
     n.n_in = (int)pb->n_input;
     n.n_out = (int)pb->n_output;
     if (ok) ok = n.row->lower(x, &n);
+    if (ok) ox_track_offsets(x, &n);
     if (!ok && !x->failed_reported) ox_error(x, "could not be imported");
     x->cur = NULL;
     x->scope = NULL;

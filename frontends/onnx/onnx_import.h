@@ -4,7 +4,10 @@
 // (frontends/onnx/ops.c) with the opset range it covers and a lowering
 // function; recurrent ops (GRU, LSTM, RNN) become `scan` nodes whose body is
 // the cell (frontends/onnx/rnn.c), and ONNX Scan a `scan` whose body is its
-// body graph (frontends/onnx/scan.c).
+// body graph (frontends/onnx/scan.c). If and Loop are imported where they
+// fold (frontends/onnx/control.c): a known condition inlines its branch, a
+// run-time one selects between both with `where`, and a Loop of a known
+// trip count whose condition stays true is a `scan`.
 //
 // Values the graph IR wants at compile time — Reshape's shape, Slice's
 // bounds, TopK's k, reduction axes — must be constants: initializers,

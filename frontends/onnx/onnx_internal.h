@@ -19,6 +19,12 @@ struct ox_val {
     enum itr_dtype dv_dtype;      // i64 or i32
     int input;                    // index of the ONNX graph input, or -1
     bool init;                    // an initializer
+    // A one-element integer value known only at run time may be known to
+    // be another one's value plus a constant (a Loop's iteration number i
+    // and i + 1): then a Slice from one to the other has a known length.
+    bool has_base;
+    int32_t base;                 // graph value id of a one-element integer
+    int64_t off;                  // this value = base + off
 };
 
 struct ox_row;
@@ -64,6 +70,13 @@ struct ox {
     // scan as constant operands (the body's trailing inputs), in order.
     struct ox *parent;
     int32_t *captured; int n_captured, cap_captured;
+    // An If branch (control.c) is imported into the enclosing graph itself:
+    // the enclosing graph's values are then used directly, not captured as
+    // body inputs. depth counts the subgraphs around this one (Scan, Loop
+    // and If bodies), bounded so that a malformed model cannot recurse
+    // without end.
+    bool inline_scope;
+    int depth;
 };
 
 // Lowering helpers (import.c). Each graph builder returns a value id of the
@@ -123,6 +136,16 @@ bool ox_lower_rnn(struct ox *x, struct ox_node *n);
 // ONNX Scan (scan.c), and what it needs of the driver (import.c): the value
 // environment, one node's lowering, and names as .ir identifiers.
 bool ox_lower_scan(struct ox *x, struct ox_node *n);
+// ONNX If and Loop (control.c).
+bool ox_lower_if(struct ox *x, struct ox_node *n);
+bool ox_lower_loop(struct ox *x, struct ox_node *n);
+#define OX_MAX_DEPTH 32   // nested subgraphs
+// After a node is lowered: records base + offset relations (above) for its
+// output. ox_dynamic_slice: a Slice whose start is known only at run time
+// but whose end is start + k, as a gather of k elements; 1 done, 0 not that
+// case, -1 error (reported).
+void ox_track_offsets(struct ox *x, struct ox_node *n);
+int ox_dynamic_slice(struct ox *x, struct ox_node *n);
 struct ox_val *ox_capture(struct ox *x, const char *name);   // an enclosing graph's value, in a body; NULL if none
 struct ox_val *ox_env_find(struct ox *x, const char *name);
 struct ox_val *ox_env_add(struct ox *x, const char *name);

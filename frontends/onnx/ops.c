@@ -762,6 +762,8 @@ static bool l_slice(struct ox *x, struct ox_node *n) {
     } else {
         ok = has_in(n, 1) && has_in(n, 2);
         if (!ok) return ox_error(x, "needs starts and ends");
+        int r = ox_dynamic_slice(x, n);
+        if (r) return r > 0;
         ok = ox_need_ints(x, n->in[1], "starts", &starts, &ns) && ox_need_ints(x, n->in[2], "ends", &ends, &ne);
         if (ok && has_in(n, 3)) ok = ox_need_ints(x, n->in[3], "axes", &axes, &na);
         if (ok && has_in(n, 4)) ok = ox_need_ints(x, n->in[4], "steps", &steps, &nst);
@@ -1418,6 +1420,8 @@ static const struct ox_row rows[] = {
     F("GRU", 7, ox_lower_gru), F("LSTM", 7, ox_lower_lstm), F("RNN", 7, ox_lower_rnn),
     // control flow (frontends/onnx/scan.c); opset 8's Scan had a batch axis
     F("Scan", 9, ox_lower_scan),
+    // (frontends/onnx/control.c) where the condition or trip count is known
+    F("If", 1, ox_lower_if), F("Loop", 1, ox_lower_loop),
 };
 
 const struct ox_row *ox_find_row(const char *op_type, int64_t opset, const struct ox_row **other) {

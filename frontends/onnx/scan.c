@@ -47,6 +47,17 @@ struct ox_val *ox_capture(struct ox *x, const char *name) {
         x->failed_reported = true;
         return NULL;
     }
+    if (x->inline_scope) {   // the same graph: the value itself
+        bool hb = pv->has_base;   // read before adding: pv is the parent's, but be safe
+        int32_t base = pv->base;
+        int64_t off = pv->off;
+        struct ox_val *v = ox_env_add(x, name);
+        v->id = pid;
+        v->has_base = hb;
+        v->base = base;
+        v->off = off;
+        return v;
+    }
     struct itr_type t = px->g->values[pid].type;
     char nm[512];
     ox_ir_name(name, nm, sizeof nm);
@@ -136,6 +147,8 @@ bool ox_lower_scan(struct ox *x, struct ox_node *n) {
     bx.gp = bp;
     bx.parent = x;
     bx.n_bodies = x->n_bodies;
+    bx.depth = x->depth + 1;
+    if (bx.depth > OX_MAX_DEPTH) return ox_error(x, "subgraphs are nested more than %d deep", OX_MAX_DEPTH);
     bool ok = true;
     for (int i = 0; i < n_in && ok; i++) {
         const char *name = bp->input[i]->name;

@@ -100,8 +100,14 @@ nodes=/usr/share/libonnx-testdata/data/node
 for t in add_bcast matmul_3d gemm_default_single_elem_vector_bias reshape_reduced_dims softmax_axis_1 gather_1 \
          slice concat_2d_axis_1 gru_seq_length lstm_defaults layer_normalization_2d_axis0 transpose_default \
          reduce_mean_keepdims_example where_example cast_FLOAT_to_DOUBLE top_k range_float_type_positive_delta \
-         expand_dim_changed scan9_sum if erf batchnorm_example; do
+         expand_dim_changed scan9_sum if loop11 erf batchnorm_example; do
   cp "$nodes/test_$t/model.onnx" "$corpus/onnx/seed-$t.onnx"
+done
+# If with a run-time condition (both branches and a where), a Loop of a
+# known trip count (a scan) and one with an early exit (refused):
+# frontends/onnx/control.c, fixtures of tests/gen_onnx_control_fixtures.py
+for t in if_where loop_sum loop_early_exit; do
+  cp "$root/tests/fixtures/onnx/$t.onnx" "$corpus/onnx/seed-$t.onnx"
 done
 # a GRU text encoder exported by itrc: a Scan whose body reads the
 # enclosing graph's values by name (frontends/onnx/scan.c)
