@@ -21,7 +21,12 @@ static void *xrealloc(void *q, size_t n) {
 // HOW_GEMM_T: a transpose of the last two axes of a float matmul's result
 // that is its only reader: one GEMM writes the transposed product directly
 // ((A B)^T = B^T A^T); the matmul itself is HOW_NONE and gets no step.
-enum how { HOW_NODE, HOW_INLINE, HOW_REDUCE, HOW_MATMUL, HOW_GEMM_T, HOW_NONE };
+// HOW_ROW: a reduction over the trailing axes of its operand whose result is
+// read back over the rows it reduced (softmax, l2norm, layernorm,
+// log-sum-exp, cosine): the kernel of the value that reads it computes it
+// per row, in a pass over the row before its own loops, and it is never
+// materialised (a "row kernel"; see lower_row_kernel).
+enum how { HOW_NODE, HOW_INLINE, HOW_REDUCE, HOW_MATMUL, HOW_GEMM_T, HOW_NONE, HOW_ROW };
 
 struct lower {
     const struct itr_graph *g;
@@ -36,6 +41,12 @@ struct lower {
     int32_t *touched; int n_touched;
     int guard;            // > 0 while building operands of pad/concat: loads clamp their index
     char chain[96];       // op names of the fused chain, for the kernel's name
+    // row kernels
+    int32_t *row_let;     // per node: the let holding a HOW_ROW reduction in the kernel being built, or -1
+    int32_t *row_owner;   // per node: the kernel that computed a HOW_ROW reduction, or -1
+    int row_p;            // the row kernel's row axes (its leading loops), 0 outside one
+    int32_t row_var[ITR_MAX_RANK];   // their loop variables
+    int32_t row_fail;     // a HOW_ROW node the kernel being built could not compute per row, or -1
 };
 
 // ---------------------------------------------------------------- classification
@@ -453,9 +464,36 @@ static int32_t node_at(struct lower *L, const struct itr_node *n, const int32_t 
     }
 }
 
+static bool is_var(const struct lower *L, int32_t e, int32_t var) {
+    const struct kir_expr *x = &L->k->exprs[e];
+    return x->kind == KIR_E_VAR && x->var == var;
+}
+
+static bool is_zero(const struct lower *L, int32_t e) {
+    const struct kir_expr *x = &L->k->exprs[e];
+    return x->kind == KIR_E_CONST_INT && x->ival == 0;
+}
+
+// A HOW_ROW reduction read in the kernel being built: its per-row let, when
+// the indices are the row's (the kept axes the row loops, the reduced axes
+// kept as size 1 read at 0). Otherwise the kernel cannot compute it per row:
+// row_fail makes the caller drop the kernel and materialise the reduction.
+static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
+    const struct itr_value *val = &L->g->values[L->g->nodes[node].outputs[0]];
+    bool ok = L->row_let[node] >= 0 && L->row_p > 0;
+    for (int j = 0; ok && j < val->type.rank; j++)
+        ok = j < L->row_p ? is_var(L, idx[j], L->row_var[j]) : is_zero(L, idx[j]);
+    if (!ok) {
+        if (L->row_fail < 0) L->row_fail = node;
+        return kir_const_float(L->k, ktype(L, val->type.dtype), 0);
+    }
+    return kir_var_ref(L->k, L->row_let[node]);
+}
+
 static int32_t value_at(struct lower *L, int32_t v, const int32_t *idx) {
     const struct itr_value *val = &L->g->values[v];
     if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return load_flat(L, v, linear(L, &val->type, idx));
+    if (L->how[val->node] == HOW_ROW) return row_value_at(L, val->node, idx);
     return node_at(L, &L->g->nodes[val->node], idx);
 }
 
@@ -494,6 +532,13 @@ static int32_t loop_nest(struct lower *L, const struct itr_type *t, int rank, in
 
 static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
     struct kir_kernel *k = L->k;
+    if (L->row_fail >= 0) {   // the caller materialises row_fail and builds the kernel again
+        for (int i = 0; i < L->n_touched; i++) L->buf_of[L->touched[i]] = -1;
+        L->n_touched = 0;
+        kir_kernel_free(k);
+        L->k = NULL;
+        return;
+    }
     char name[160];
     snprintf(name, sizeof name, "k%d_%s", L->s->n_kernels, L->chain[0] ? L->chain : "copy");
     free(k->name);
@@ -518,6 +563,7 @@ static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
     st->kernel = s->n_kernels++;
     st->node = node;
     st->guard_count = -1;
+    st->guard_node = -1;
     st->n_bufs = k->n_bufs;
     st->bufs = xcalloc((size_t)k->n_bufs, sizeof *st->bufs);
     for (int i = 0; i < L->n_touched; i++) {
@@ -536,7 +582,177 @@ static int32_t out_buffer(struct lower *L, int32_t v) {
     return b;
 }
 
+// ---------------------------------------------------------------- row kernels
+
+static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
+static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
+
+// Where the reduced axes of reduction node n are a non-empty suffix of its
+// operand's axes preceded by at least one kept axis: the number of kept
+// (row) axes; otherwise 0.
+static int row_prefix(const struct lower *L, const struct itr_node *n) {
+    const struct itr_type *in = &L->g->values[n->inputs[0]].type;
+    bool red[ITR_MAX_RANK];
+    reduced_axes(L, n, red);
+    int p = 0;
+    while (p < in->rank && !red[p]) p++;
+    for (int j = p; j < in->rank; j++)
+        if (!red[j]) return 0;
+    return p < in->rank ? p : 0;
+}
+
+// The HOW_ROW reductions that the kernel of value v reaches (through values
+// computed inline, and through the operands of those reductions), in node
+// order, which is an order their passes can run in.
+static void collect_rows(struct lower *L, int32_t v, int32_t *list, int *n) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return;
+    int32_t node = val->node;
+    if (L->row_let[node] == -2) return;   // visited
+    if (L->how[node] == HOW_ROW) {
+        int at = *n;
+        while (at > 0 && list[at - 1] > node) {
+            list[at] = list[at - 1];
+            at--;
+        }
+        list[at] = node;
+        (*n)++;
+    }
+    L->row_let[node] = -2;
+    const struct itr_node *nd = &L->g->nodes[node];
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], list, n);
+}
+
+static void unmark_rows(struct lower *L, int32_t v) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v] || L->row_let[val->node] != -2) return;
+    L->row_let[val->node] = -1;
+    const struct itr_node *nd = &L->g->nodes[val->node];
+    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+}
+
+// The kernel of value v (computed by node, elementwise or movement), when it
+// reads the HOW_ROW reductions rows[0..nrows): one kernel whose leading
+// loops run over the rows; per row, one pass per reduction (its accumulation
+// over the row, bound to a let), then v's remaining loops. The reductions
+// see their operands in the order a standalone reduction kernel would, so
+// they give the same bits. A reduction that does not fit (other row axes,
+// already computed by another kernel, a second max/min whose row may be
+// empty) is left in row_fail for the caller to materialise.
+static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
+    const struct itr_type *t = &L->g->values[v].type;
+    const struct itr_node *first = &L->g->nodes[rows[0]];
+    int p = row_prefix(L, first);
+    int32_t guarded = -1;
+    itr_dim guard_cnt = -1;
+    for (int i = 0; i < nrows; i++) {
+        const struct itr_node *rn = &L->g->nodes[rows[i]];
+        const struct itr_type *in = &L->g->values[rn->inputs[0]].type;
+        bool fits = row_prefix(L, rn) == p && p <= t->rank && L->row_owner[rows[i]] < 0;
+        for (int j = 0; fits && j < p; j++) fits = in->dims[j] == t->dims[j];
+        if (fits && (rn->op == ITR_OP_MAX || rn->op == ITR_OP_MIN)) {
+            // max/min over an empty row is the reference's error: the step then
+            // runs this reduction as its node (its fused operand is empty)
+            struct itr_program *pg = (struct itr_program *)L->p;
+            itr_dim cnt = itr_dim_const(pg, 1);
+            for (int j = p; j < in->rank; j++) cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
+            int64_t c;
+            if (!dim_const(L->p, cnt, &c)) {
+                fits = guarded < 0;
+                guarded = rows[i];
+                guard_cnt = cnt;
+            } else {
+                fits = c > 0;
+            }
+        }
+        if (!fits) {
+            L->row_fail = rows[i];
+            return;
+        }
+    }
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    int32_t ob = out_buffer(L, v);
+    int32_t idx[ITR_MAX_RANK];
+    int32_t seq = k->body;
+    for (int j = 0; j < p; j++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "i%d", j);
+        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+        int32_t f;
+        if (j == 0) {
+            k->parallel_hi = dexpr(L, t->dims[0]);
+            k->parallel_dim = t->dims[0];
+            f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+        } else {
+            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[j]), KIR_LOOP_SERIAL);
+        }
+        kir_append(k, seq, f);
+        seq = kir_for_body(k, f);
+        idx[j] = kir_var_ref(k, var);
+        L->row_var[j] = var;
+    }
+    L->row_p = p;
+    for (int i = 0; i < nrows; i++) {
+        const struct itr_node *rn = &L->g->nodes[rows[i]];
+        note_op(L, rn->op);
+        bool red[ITR_MAX_RANK];
+        reduced_axes(L, rn, red);
+        int32_t ii[ITR_MAX_RANK];
+        for (int j = 0; j < p; j++) ii[j] = idx[j];
+        int32_t r = reduce_pass(L, seq, rn, red, ii);
+        const struct itr_value *rv = &L->g->values[rn->outputs[0]];
+        int32_t let = kir_add_var(k, rv->name, KIR_VAR_LET, ktype(L, rv->type.dtype));
+        kir_append(k, seq, kir_let(k, let, r));
+        L->row_let[rows[i]] = let;
+    }
+    // the rest of v's axes; size-1 ones need no loop
+    int last = -1;
+    for (int j = p; j < t->rank; j++) {
+        int64_t c;
+        if (!(dim_const(L->p, t->dims[j], &c) && c == 1)) last = j;
+    }
+    for (int j = p; j < t->rank; j++) {
+        int64_t c;
+        if (dim_const(L->p, t->dims[j], &c) && c == 1) {
+            idx[j] = kir_iconst(k, 0);
+            continue;
+        }
+        char nm[16];
+        snprintf(nm, sizeof nm, "i%d", j);
+        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+        int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[j]), j == last ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
+        kir_append(k, seq, f);
+        seq = kir_for_body(k, f);
+        idx[j] = kir_var_ref(k, var);
+    }
+    int32_t e = node_at(L, &L->g->nodes[node], idx);
+    kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
+    int step = L->s->n_steps, kernel = L->s->n_kernels;
+    finish_kernel(L, v, node);
+    for (int i = 0; i < nrows; i++) {
+        L->row_let[rows[i]] = -1;
+        if (L->row_fail < 0) L->row_owner[rows[i]] = kernel;
+    }
+    L->row_p = 0;
+    if (L->row_fail < 0 && guarded >= 0) {
+        L->s->steps[step].guard_count = guard_cnt;
+        L->s->steps[step].guard_node = guarded;
+    }
+}
+
 static void lower_inline(struct lower *L, int32_t v, int32_t node) {
+    int32_t *rows = xcalloc((size_t)L->g->n_nodes, sizeof *rows);
+    int nrows = 0;
+    const struct itr_node *nd = &L->g->nodes[node];
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], rows, &nrows);
+    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+    if (nrows > 0) {
+        lower_row_kernel(L, v, node, rows, nrows);
+        free(rows);
+        return;
+    }
+    free(rows);
     begin_kernel(L);
     const struct itr_type *t = &L->g->values[v].type;
     int32_t idx[ITR_MAX_RANK];
@@ -705,16 +921,15 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     }
     int step = L->s->n_steps;
     finish_kernel(L, v, node);
-    if (comb != KIR_ADD) guard_empty(L, step, in, red);
+    if (comb != KIR_ADD && L->row_fail < 0) guard_empty(L, step, in, red);
 }
 
-static void lower_reduce(struct lower *L, int32_t node) {
-    const struct itr_node *n = &L->g->nodes[node];
-    int32_t v = n->outputs[0];
-    const struct itr_type *res = &L->g->values[v].type, *in = &L->g->values[n->inputs[0]].type;
-    bool red[ITR_MAX_RANK] = { false };
+// The reduced-axis mask of reduction node n.
+static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red) {
+    const struct itr_type *in = &L->g->values[n->inputs[0]].type;
     const int64_t *axes;
     int na;
+    for (int i = 0; i < ITR_MAX_RANK; i++) red[i] = false;
     if (attr_ints(n, "axes", &axes, &na)) {
         for (int i = 0; i < na; i++) {
             int ax;
@@ -723,36 +938,24 @@ static void lower_reduce(struct lower *L, int32_t node) {
     } else {
         for (int i = 0; i < in->rank; i++) red[i] = true;
     }
-    bool keep = itr_node_attr_int(n, "keepdims") != 0;
-    if (in->rank > 0 && !red[in->rank - 1]) {
-        lower_reduce_outer(L, node, red, keep);
-        return;
-    }
-    begin_kernel(L);
+}
+
+// Appends to seq the accumulation of reduction node n over its reduced axes
+// (innermost one reduced) and returns its value in the result's type. ii
+// holds the operand's indices on the kept axes; the reduced ones get loops.
+static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii) {
     struct kir_kernel *k = L->k;
-    note_op(L, n->op);
-    int32_t ob = out_buffer(L, v);
-    int32_t oidx[ITR_MAX_RANK];
-    int32_t body = loop_nest(L, res, res->rank, oidx, k->body);
+    const struct itr_type *res = &L->g->values[n->outputs[0]].type, *in = &L->g->values[n->inputs[0]].type;
     enum kir_type t = ktype(L, res->dtype);
     bool fl = t == KIR_F32 || t == KIR_F64;
-    enum kir_op comb = n->op == ITR_OP_MAX ? KIR_MAX : n->op == ITR_OP_MIN ? KIR_MIN : KIR_ADD;
+    enum kir_op comb = reduce_combine(n->op);
     enum kir_type at = acc_type(t, comb);
-    int32_t init = reduce_init(L, at, comb);
     int last_red = -1;
     for (int j = 0; j < in->rank; j++)
         if (red[j]) last_red = j;
     int lanes = last_red >= 0 && fl ? REDUCE_LANES : 1;
     int32_t acc = kir_add_acc(k, "acc", at, lanes, comb);
-    kir_append(k, body, kir_acc_init(k, acc, init));
-    // input indices: kept axes from the result's loops, reduced ones from new loops
-    int32_t ii[ITR_MAX_RANK];
-    int o = 0;
-    for (int j = 0; j < in->rank; j++) {
-        if (!red[j]) ii[j] = oidx[o++];
-        else if (keep) o++;
-    }
-    int32_t seq = body;
+    kir_append(k, seq, kir_acc_init(k, acc, reduce_init(L, at, comb)));
     int32_t count = kir_iconst(k, 1);
     for (int j = 0; j < in->rank; j++) {
         if (!red[j]) continue;
@@ -797,10 +1000,38 @@ static void lower_reduce(struct lower *L, int32_t node) {
     }
     int32_t r = kir_acc_ref(k, acc, -1);
     if (n->op == ITR_OP_MEAN) r = kir_binary(k, KIR_DIV, r, kir_cast(k, at, count));
-    kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), kir_cast(k, t, r)));
+    return kir_cast(k, t, r);
+}
+
+static void lower_reduce(struct lower *L, int32_t node) {
+    const struct itr_node *n = &L->g->nodes[node];
+    int32_t v = n->outputs[0];
+    const struct itr_type *res = &L->g->values[v].type, *in = &L->g->values[n->inputs[0]].type;
+    bool red[ITR_MAX_RANK];
+    reduced_axes(L, n, red);
+    bool keep = itr_node_attr_int(n, "keepdims") != 0;
+    if (in->rank > 0 && !red[in->rank - 1]) {
+        lower_reduce_outer(L, node, red, keep);
+        return;
+    }
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    note_op(L, n->op);
+    int32_t ob = out_buffer(L, v);
+    int32_t oidx[ITR_MAX_RANK];
+    int32_t body = loop_nest(L, res, res->rank, oidx, k->body);
+    // input indices: kept axes from the result's loops, reduced ones from new loops
+    int32_t ii[ITR_MAX_RANK];
+    int o = 0;
+    for (int j = 0; j < in->rank; j++) {
+        if (!red[j]) ii[j] = oidx[o++];
+        else if (keep) o++;
+    }
+    int32_t r = reduce_pass(L, body, n, red, ii);
+    kir_append(k, body, kir_store(k, ob, linear(L, res, oidx), r));
     int step = L->s->n_steps;
     finish_kernel(L, v, node);
-    if (comb != KIR_ADD) guard_empty(L, step, in, red);
+    if (n->op != ITR_OP_SUM && n->op != ITR_OP_MEAN && L->row_fail < 0) guard_empty(L, step, in, red);
 }
 
 static void lower_matmul(struct lower *L, int32_t node) {
@@ -870,6 +1101,7 @@ static void add_node_step(struct lower *L, int32_t node) {
     st->kernel = -1;
     st->node = node;
     st->guard_count = -1;
+    st->guard_node = -1;
 }
 
 static void add_gemm_step(struct lower *L, int32_t node) {
@@ -896,7 +1128,68 @@ static void add_gemm_t_step(struct lower *L, int32_t node) {
     st->trans_b = !ta;
 }
 
+// Lowers node (its kernel or GEMM step), first materialising, each with its
+// own kernel, the row reductions that its kernel cannot compute per row.
+static void lower_node(struct lower *L, int32_t node);
+
+static void demote_row(struct lower *L, int32_t rnode) {
+    L->how[rnode] = HOW_REDUCE;
+    L->s->materialised[L->g->nodes[rnode].outputs[0]] = true;
+    lower_node(L, rnode);
+}
+
+static void lower_node(struct lower *L, int32_t node) {
+    const struct itr_node *n = &L->g->nodes[node];
+    for (;;) {
+        L->row_fail = -1;
+        switch (L->how[node]) {
+        case HOW_REDUCE: lower_reduce(L, node); break;
+        case HOW_MATMUL: lower_matmul(L, node); break;
+        case HOW_INLINE: lower_inline(L, n->outputs[0], node); break;
+        default: return;
+        }
+        if (L->row_fail < 0) return;
+        demote_row(L, L->row_fail);
+    }
+}
+
 // ---------------------------------------------------------------- the schedule
+
+// Whether reduction node i can be a HOW_ROW: a float reduction over the
+// trailing axes of its operand, read only by kernels (inline values and
+// reductions), not a graph output.
+static bool row_candidate(const struct lower *L, int32_t i, const bool *is_output, const int32_t *cons_start,
+                          const int32_t *cons) {
+    const struct itr_node *n = &L->g->nodes[i];
+    int32_t v = n->outputs[0];
+    if (!itr_dtype_is_float(L->g->values[v].type.dtype) || is_output[v] || row_prefix(L, n) == 0) return false;
+    for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
+        enum how h = L->how[cons[c]];
+        if (h != HOW_INLINE && h != HOW_REDUCE && h != HOW_ROW) return false;
+    }
+    return true;
+}
+
+// A value read by several consumers that a row kernel recomputes rather
+// than materialises: softmax's exp(x - max) feeds its row sum and the
+// division, layernorm's x - mean its variance and the output. Its readers
+// are kernels, one of them a row reduction or an inline value that a row
+// reduction reads, and there are few of them (each recomputes it).
+static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
+    if (cons_start[v + 1] - cons_start[v] > 4) return false;
+    bool feeds_row = false;
+    for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
+        int32_t cn = cons[c];
+        if (L->how[cn] == HOW_ROW) feeds_row = true;
+        else if (L->how[cn] != HOW_INLINE) return false;
+        else {
+            int32_t w = L->g->nodes[cn].outputs[0];
+            for (int32_t c2 = cons_start[w]; c2 < cons_start[w + 1]; c2++)
+                if (L->how[cons[c2]] == HOW_ROW) feeds_row = true;
+        }
+    }
+    return feeds_row;
+}
 
 struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct itr_diags *d) {
     struct lower L = { 0 };
@@ -913,7 +1206,11 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.how = xcalloc((size_t)g->n_nodes, sizeof *L.how);
     L.buf_of = xcalloc((size_t)g->n_values, sizeof *L.buf_of);
     L.touched = xcalloc((size_t)g->n_values, sizeof *L.touched);
+    L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
+    L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
+    L.row_fail = -1;
     for (int i = 0; i < g->n_values; i++) L.buf_of[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) L.row_let[i] = L.row_owner[i] = -1;
 
     for (int i = 0; i < g->n_nodes; i++) {
         L.how[i] = classify(&L, &g->nodes[i]);
@@ -941,11 +1238,39 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         if (L.how[i] == HOW_NODE)
             for (int j = 0; j < n->n_inputs; j++) s->materialised[n->inputs[j]] = true;
     }
+    // Each value's consumer nodes (a node reading a value twice is listed
+    // twice).
+    int32_t *cons_start = xcalloc((size_t)g->n_values + 1, sizeof *cons_start);
+    int32_t n_cons = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) cons_start[g->nodes[i].inputs[j] + 1]++, n_cons++;
+    for (int v = 0; v < g->n_values; v++) cons_start[v + 1] += cons_start[v];
+    int32_t *cons = xcalloc((size_t)n_cons + 1, sizeof *cons), *fill = xcalloc((size_t)g->n_values + 1, sizeof *fill);
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) {
+            int32_t v = g->nodes[i].inputs[j];
+            cons[cons_start[v] + fill[v]++] = i;
+        }
+    free(fill);
+    bool *is_output = xcalloc((size_t)g->n_values, sizeof *is_output);
+    for (int i = 0; i < g->n_outputs; i++) is_output[g->outputs[i]] = true;
+    // Row reductions, which their readers' kernels compute per row (a
+    // reduction that later turns out to be needed in memory is lowered as
+    // its own kernel after all).
+    // ITRC_NO_ROW_KERNELS=1 turns them off, to measure what they bring.
+    const char *no_rows = getenv("ITRC_NO_ROW_KERNELS");
+    bool rows_on = !(no_rows && no_rows[0] && strcmp(no_rows, "0") != 0);
+    for (int i = 0; i < g->n_nodes && rows_on; i++)
+        if (L.how[i] == HOW_REDUCE && row_candidate(&L, i, is_output, cons_start, cons)) {
+            L.how[i] = HOW_ROW;
+            s->materialised[g->nodes[i].outputs[0]] = false;
+        }
     // Sharing and contraction operands, in topological order so that
     // cheap() sees its operands' decisions.
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
-        if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]))
+        if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]) &&
+            !row_shared(&L, n->outputs[0], cons_start, cons))
             s->materialised[n->outputs[0]] = true;
         if ((L.how[i] == HOW_MATMUL || L.how[i] == HOW_NONE) && n->op == ITR_OP_MATMUL &&
             itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {
@@ -976,15 +1301,22 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
                 }
             }
             break;
-        case HOW_REDUCE: lower_reduce(&L, i); break;
+        case HOW_ROW:
+            // needed in memory after all (a contraction operand)
+            if (s->materialised[n->outputs[0]]) {
+                L.how[i] = HOW_REDUCE;
+                lower_node(&L, i);
+            }
+            break;
+        case HOW_REDUCE: lower_node(&L, i); break;
         case HOW_MATMUL:
             if (itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) add_gemm_step(&L, i);
-            else lower_matmul(&L, i);
+            else lower_node(&L, i);
             break;
         case HOW_GEMM_T: add_gemm_t_step(&L, i); break;
         case HOW_NONE: break;
         case HOW_INLINE:
-            if (s->materialised[n->outputs[0]]) lower_inline(&L, n->outputs[0], i);
+            if (s->materialised[n->outputs[0]]) lower_node(&L, i);
             break;
         }
     }
@@ -1002,7 +1334,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
             for (int b = 0; b < st->n_bufs; b++) s->last_step[st->bufs[b]] = si;
             // a guarded step may run as its node
             if (st->guard_count >= 0) {
-                const struct itr_node *n = &g->nodes[st->node];
+                const struct itr_node *n = &g->nodes[st->guard_node >= 0 ? st->guard_node : st->node];
                 for (int j = 0; j < n->n_inputs; j++) s->last_step[n->inputs[j]] = si;
             }
         }
@@ -1013,6 +1345,11 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         kir_schedule_free(s);
         s = NULL;
     }
+    free(cons_start);
+    free(cons);
+    free(is_output);
+    free(L.row_let);
+    free(L.row_owner);
     free(L.uses);
     free(L.how);
     free(L.buf_of);

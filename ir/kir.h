@@ -169,6 +169,8 @@ struct kir_step {
     int32_t node;                // NODE: the node run; KERNEL: the node whose result it computes
     itr_dim guard_count;         // KERNEL: when this dim evaluates to 0 the step runs as a NODE
                                  // instead (max/min over nothing: the reference's error); -1: none
+    int32_t guard_node;          // KERNEL with a guard: the node run when it trips (-1: `node`); a
+                                 // row-fused max/min, whose fused operand then has no elements
     struct kir_schedule *body;   // NODE of a scan: its body's schedule, which the executor runs once
                                  // per step (NULL: the reference interpreter runs the scan)
     // GEMM: the node's matmul through the contraction library: operands are

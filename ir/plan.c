@@ -604,6 +604,7 @@ static Itr__Plan__Schedule *pack_schedule(struct packer *pk, int32_t graph, bool
         y->bufs = st->bufs;
         y->node = st->node;
         y->guard_count = st->guard_count;
+        y->guard_node = st->guard_node + 1;
         y->body = st->body ? pack_schedule(pk, -1, f64, st->body) : NULL;
         y->gemm_a = st->gemm_a;
         y->gemm_b = st->gemm_b;
@@ -1413,12 +1414,14 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
         st->kernel = y->kernel;
         st->node = y->node;
         st->guard_count = y->guard_count;
+        st->guard_node = y->guard_node - 1;
         st->gemm_a = y->gemm_a;
         st->gemm_b = y->gemm_b;
         st->trans_a = y->trans_a;
         st->trans_b = y->trans_b;
         if (y->kind < KIR_STEP_KERNEL || y->kind > KIR_STEP_GEMM || y->node < 0 || y->node >= g->n_nodes ||
-            y->guard_count < -1 || y->guard_count >= p->n_dimnodes) { ok = bad(r, "schedule of '%s': bad step %zu", g->name, i); break; }
+            y->guard_count < -1 || y->guard_count >= p->n_dimnodes || y->guard_node < 0 ||
+            y->guard_node > g->n_nodes) { ok = bad(r, "schedule of '%s': bad step %zu", g->name, i); break; }
         const struct itr_node *n = &g->nodes[y->node];
         if (st->kind == KIR_STEP_KERNEL) {
             if (y->kernel < 0 || y->kernel >= s->n_kernels || (int)y->n_bufs != s->kernels[y->kernel]->n_bufs) {

@@ -456,7 +456,9 @@ static bool cuda_run(struct itr_backend_exec *x, struct itr_tensor *const *input
             as_node = eval_dim(p, dims, st->guard_count, &dok) == 0 || !dok;
         }
         if (st->kind == KIR_STEP_GEMM) ok = run_gemm(e, st, n, dims, val, owned, d);
-        else if (as_node) ok = run_node(e, n, dims, val, owned, d);
+        else if (as_node)
+            ok = run_node(e, st->kind == KIR_STEP_KERNEL && st->guard_node >= 0 ? &g->nodes[st->guard_node] : n, dims, val,
+                          owned, d);
         else ok = run_kernel(e, si, dims, val, owned, d);
         // Values whose last reader this step was (outputs live on).
         for (int v = 0; ok && v < nv; v++)

@@ -790,7 +790,8 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
         } else if (as_node && e->bodies[si]) {
             ok = run_scan(e, e->bodies[si], n, params, dims, val, owned, d);
         } else if (as_node) {
-            ok = run_node_step(e, n, dims, val, owned, d);
+            const struct itr_node *gn = st->kind == KIR_STEP_KERNEL && st->guard_node >= 0 ? &g->nodes[st->guard_node] : n;
+            ok = run_node_step(e, gn, dims, val, owned, d);
         } else {
             const struct kir_kernel *k = s->kernels[st->kernel];
             void **bufs = k->n_bufs > 32 ? xcalloc((size_t)k->n_bufs, sizeof *bufs) : bufs_small;

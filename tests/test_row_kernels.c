@@ -1,0 +1,219 @@
+// Row kernels (compiler/lower.c, docs/kernels.md "Row kernels"): the row
+// patterns of the models — softmax, masked and log softmax, l2norm, clipped
+// l2norm, log-sum-exp, cosine, layernorm — each lower to exactly one kernel,
+// and reductions that cannot be computed per row where they are read (read at
+// another row's index, read by two kernels, a graph output) get their own
+// kernel. Every case runs on the LLVM backend against the reference
+// interpreter at row lengths 1, 7, 8, 9 and 20 (lanes and their tail), in f32
+// and f64; a max over an empty row gives the reference's error.
+#include <stdlib.h>
+#include <string.h>
+
+#include "agree.h"
+#include "backends/llvm/llvm_exec.h"
+#include "backends/llvm/llvm_jit.h"
+#include "compiler/lower.h"
+#include "compiler/pipeline.h"
+#include "entryrun.h"
+#include "test.h"
+
+static const char *SRC =
+    "import \"nn.ir\"\n"
+    "model rows() {\n"
+    "  dim N, M, L\n"
+    "  entry soft(x: f32[N, L]) -> (y) { return softmax(x) }\n"
+    "  entry soft3(x: f32[N, M, L]) -> (y) { return softmax(x * 2.0) }\n"
+    "  entry msoft(x: f32[N, L], m: bool[N, L]) -> (y) { return masked_softmax(x, m) }\n"
+    "  entry lsoft(x: f32[N, L]) -> (y) { return log_softmax(x) }\n"
+    "  entry l2(x: f32[N, L]) -> (y) { return l2norm(x) }\n"
+    "  entry cl2(x: f32[N, L]) -> (y) { return clipped_l2norm(x) }\n"
+    "  entry lse(x: f32[N, L]) -> (y) { return logsumexp(x) }\n"
+    "  entry cos(a: f32[N, L], b: f32[N, L]) -> (y) { return cosine(a, b) }\n"
+    "  entry lnorm(x: f32[N, L], g: f32[L]) -> (y) {\n"
+    "    d = x - mean(x, axes=[-1], keepdims=true)\n"
+    "    return d / sqrt(mean(d * d, axes=[-1], keepdims=true) + 1e-5) * g\n"
+    "  }\n"
+    // s is read at the column's index, not the row's: its own kernel
+    "  entry cross(x: f32[N, N]) -> (y) { return x * sum(x, axes=[-1]) }\n"
+    // s read by two kernels: the first computes it per row, the second reads it from memory
+    "  entry twice(x: f32[N, L]) -> (y, z) {\n"
+    "    s = sum(x, axes=[-1], keepdims=true)\n"
+    "    return x / s, x * s\n"
+    "  }\n"
+    // a reduction that is an output is stored; its reader loads it
+    "  entry shown(x: f32[N, L]) -> (y, s) {\n"
+    "    s = max(x, axes=[-1], keepdims=true)\n"
+    "    return x - s, s\n"
+    "  }\n"
+    "}\n";
+
+struct expect {
+    const char *entry;
+    int kernels;   // kernel steps in the schedule
+};
+
+static const struct expect EXPECT[] = {
+    { "soft", 1 }, { "soft3", 1 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
+    { "cos", 1 },  { "lnorm", 1 }, { "cross", 2 }, { "twice", 3 }, { "shown", 2 },
+};
+
+static struct itr_program *compile_rows(void) {
+    struct itr_compile_options co;
+    itr_compile_options_init(&co);
+    const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
+    co.include_dirs = inc;
+    co.n_include_dirs = 1;
+    co.target = "ref";   // the test lowers the graphs itself
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = NULL;
+    if (!itr_compile_source("rows.ir", SRC, strlen(SRC), &co, &p, NULL, &d)) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    return p;
+}
+
+static int kernel_steps(const struct kir_schedule *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_steps; i++) n += s->steps[i].kind == KIR_STEP_KERNEL;
+    return n;
+}
+
+TEST(each_row_pattern_is_one_kernel) {
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    for (size_t c = 0; c < sizeof EXPECT / sizeof EXPECT[0]; c++) {
+        const struct itr_graph *g = tu_find_entry(p, EXPECT[c].entry);
+        CHECK(g != NULL);
+        if (!g) continue;
+        for (int f64 = 0; f64 < 2; f64++) {
+            struct itr_diags d;
+            itr_diags_init(&d);
+            struct kir_schedule *s = itr_lower_graph(g, f64, &d);
+            CHECK(s != NULL);
+            if (s) {
+                if (kernel_steps(s) != EXPECT[c].kernels) {
+                    kir_schedule_print(s, g, stderr);
+                    FAIL_AT("entry '%s' (%s): %d kernel steps, expected %d", g->name, f64 ? "f64" : "f32",
+                            kernel_steps(s), EXPECT[c].kernels);
+                }
+                for (int k = 0; k < s->n_kernels; k++) {
+                    char why[256];
+                    CHECK_MSG(kir_verify(s->kernels[k], why, sizeof why), "%s: %s", s->kernels[k]->name, why);
+                }
+            }
+            kir_schedule_free(s);
+            itr_diags_free(&d);
+        }
+    }
+    itr_program_free(p);
+}
+
+// Runs entry g at N = 3, M = 2 and row length len on both backends.
+static void agree_at(const struct itr_program *p, const struct itr_graph *g, int64_t len, bool f64) {
+    int64_t syms[8] = { 0 };
+    for (int i = 0; i < p->n_symbols && i < 8; i++) {
+        const char *nm = p->symbols[i].name;
+        syms[i] = strcmp(nm, "L") == 0 ? len : strcmp(nm, "M") == 0 ? 2 : 3;
+    }
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    for (int i = 0; i < p->n_symbols; i++) { b.bound[i] = true; b.value[i] = syms[i]; }
+    struct itr_tensor *in[4] = { 0 };
+    for (int i = 0; i < g->n_inputs; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 40 + (uint64_t)i, false);
+    struct itr_diags rd, ld;
+    itr_diags_init(&rd);
+    itr_diags_init(&ld);
+    struct itr_tensor *ro[4] = { 0 }, *lo[4] = { 0 };
+    struct itr_ref_options opt = { .f64 = f64 };
+    bool ref_ok = itr_ref_run(g, in, NULL, &b, &opt, ro, &rd);
+    struct kir_schedule *s = itr_lower_graph(g, f64, &ld);
+    struct itr_llvm_exe *e = s ? itr_llvm_exe_new(g, s, 2, &ld) : NULL;
+    CHECK(e != NULL);
+    bool ok = e && itr_llvm_exe_run(e, in, NULL, &b, lo, &ld);
+    if (ok != ref_ok) {
+        itr_diags_print(&rd, stderr);
+        itr_diags_print(&ld, stderr);
+        FAIL_AT("entry '%s' L=%lld (%s): the reference %s, LLVM %s", g->name, (long long)len, f64 ? "f64" : "f32",
+                ref_ok ? "ran" : "failed", ok ? "ran" : "failed");
+    } else if (!ok) {
+        char *a = itr_diags_summary(&rd), *c = itr_diags_summary(&ld);
+        CHECK_MSG(a && c && strcmp(a, c) == 0, "entry '%s' L=%lld: errors differ:\n  ref:  %s\n  llvm: %s", g->name,
+                  (long long)len, a ? a : "", c ? c : "");
+        free(a);
+        free(c);
+    } else {
+        for (int k = 0; k < g->n_outputs; k++) {
+            char why[256];
+            CHECK_MSG(agree_tensors(ro[k], lo[k], f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_OP, why, sizeof why),
+                      "entry '%s' output %d L=%lld (%s): %s", g->name, k, (long long)len, f64 ? "f64" : "f32", why);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        itr_tensor_free(ro[k]);
+        itr_tensor_free(lo[k]);
+        itr_tensor_free(in[k]);
+    }
+    itr_llvm_exe_free(e);
+    kir_schedule_free(s);
+    itr_diags_free(&rd);
+    itr_diags_free(&ld);
+    itr_bindings_free(&b);
+}
+
+TEST(row_kernels_agree_with_the_reference) {
+    if (!itr_llvm_available()) {
+        fprintf(stderr, "note: no LLVM; the runs are skipped\n");
+        return;
+    }
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    static const int64_t lens[] = { 1, 7, 8, 9, 20 };
+    for (size_t c = 0; c < sizeof EXPECT / sizeof EXPECT[0]; c++) {
+        const struct itr_graph *g = tu_find_entry(p, EXPECT[c].entry);
+        if (!g) continue;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            // cross is square: N is its row length
+            if (strcmp(g->name, "cross") == 0 && li > 0) break;
+            agree_at(p, g, lens[li], false);
+            agree_at(p, g, lens[li], true);
+        }
+    }
+    itr_program_free(p);
+}
+
+// A fused max over a row that is empty at run time: the step runs the max
+// as its node, whose error is the reference's, in both precisions.
+TEST(a_max_over_an_empty_row_reports_the_reference_error) {
+    if (!itr_llvm_available()) return;
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    const char *entries[] = { "soft", "lse", "msoft" };
+    for (int i = 0; i < 3; i++) {
+        const struct itr_graph *g = tu_find_entry(p, entries[i]);
+        CHECK(g != NULL);
+        if (!g) continue;
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct kir_schedule *s = itr_lower_graph(g, false, &d);
+        bool guarded = false;
+        for (int k = 0; s && k < s->n_steps; k++)
+            guarded |= s->steps[k].guard_count >= 0 && s->steps[k].guard_node >= 0 &&
+                       g->nodes[s->steps[k].guard_node].op == ITR_OP_MAX;
+        CHECK_MSG(guarded, "entry '%s': no step guards its fused max", g->name);
+        kir_schedule_free(s);
+        itr_diags_free(&d);
+        agree_at(p, g, 0, false);
+        agree_at(p, g, 0, true);
+    }
+    itr_program_free(p);
+}
+
+int main(void) {
+    RUN(each_row_pattern_is_one_kernel);
+    RUN(row_kernels_agree_with_the_reference);
+    RUN(a_max_over_an_empty_row_reports_the_reference_error);
+    return test_summary();
+}
