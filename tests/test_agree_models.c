@@ -2,7 +2,8 @@
 // every model in models/ (the compiled training step included) runs on the
 // LLVM backend and on the reference interpreter, f32 and f64, on the same
 // seeded inputs and parameters, at the small sizes the other model tests
-// use. f32 outputs agree to 1e-4 of max(1, max|ref|), f64 to 1e-12.
+// use. f32 outputs agree to 1e-4 of max(1, max|ref|), f64 to 1e-12. A
+// disagreement names the first diverging node (tests/agree.h agree_locate).
 #include <dirent.h>
 #include <stdlib.h>
 
@@ -69,6 +70,15 @@ static bool llvm_entry_run(const struct itr_program *p, int gi, const struct itr
 }
 #define AGREE_COMPILED_RUN llvm_entry_run
 #define AGREE_BACKEND_NAME "LLVM"
+// Where a disagreeing entry first diverges: the same inputs again on both
+// sides with observers (tests/agree.h), into dv.
+#define AGREE_LOCATE(p, gi, g, in, params, b, f64, tol, dv)                                      \
+    do {                                                                                       \
+        const struct kir_schedule *ls_ = kir_plan_kernels_find((p)->kernels, (gi), (f64));       \
+        if (ls_) agree_locate((g), (g), ls_, (in), (params), (b), (f64), (tol), (dv));          \
+        else snprintf((dv)->msg, sizeof (dv)->msg, "no %s schedule to locate the divergence in", \
+                      (f64) ? "f64" : "f32");                                                  \
+    } while (0)
 #endif
 
 static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *const *params,
@@ -107,11 +117,21 @@ static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *
                     AGREE_BACKEND_NAME);
         } else {
             compared_entries++;
+            double tol = f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_MODEL;
+            struct agree_divergence dv;
+            bool located = false;
             for (int k = 0; k < g->n_outputs; k++) {
                 char why[256];
-                if (!agree_tensors(ro[k], lo[k], f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_MODEL, why, sizeof why))
-                    FAIL_AT("%s: entry '%s' (%s), output '%s': %s", file, g->name, f64 ? "f64" : "f32",
-                            g->output_names[k], why);
+                if (agree_tensors(ro[k], lo[k], tol, why, sizeof why)) continue;
+#ifdef AGREE_LOCATE
+                if (!located) AGREE_LOCATE(p, gi, g, in, params, b, f64, tol, &dv);
+#else
+                // another backend: no observer to locate the divergence with
+                if (!located) snprintf(dv.msg, sizeof dv.msg, "(the first diverging node is located on LLVM only)");
+#endif
+                FAIL_AT("%s: entry '%s' (%s), output '%s': %s\n  %s", file, g->name, f64 ? "f64" : "f32",
+                        g->output_names[k], why, located ? "(the first diverging node: as above)" : dv.msg);
+                located = true;
             }
         }
     }

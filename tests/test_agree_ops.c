@@ -2,7 +2,8 @@
 // tests/test_ops.c (dtypes, broadcasting, empty and size-1 dims, f64 mode,
 // error cases) runs on the LLVM backend too, through the same lowering the
 // runtime uses, and must agree with the reference interpreter. An op the
-// lowering supports that no case reached fails the run.
+// lowering supports that no case reached fails the run. A disagreement
+// names the first value of the schedule that diverges (agree_locate).
 #include "agree.h"
 #include "backends/llvm/llvm_exec.h"
 #include "backends/llvm/llvm_jit.h"
@@ -56,10 +57,14 @@ static void agree_run(const struct itr_graph *g, struct itr_tensor *const *ins, 
         free(a);
         free(b);
     } else {
+        double tol = f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_OP;
         for (int i = 0; i < g->n_outputs; i++) {
             char why[256];
-            if (!agree_tensors(ref_out[i], out[i], f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_OP, why, sizeof why)) {
-                FAIL_AT("op '%s' (%s), output %d: %s", itr_op_name(n->op), f64 ? "f64" : "f32", i, why);
+            if (!agree_tensors(ref_out[i], out[i], tol, why, sizeof why)) {
+                // which value of the schedule diverges first (tests/agree.h)
+                struct agree_divergence dv;
+                agree_locate(g, g, s, ins, NULL, NULL, f64, tol, &dv);
+                FAIL_AT("op '%s' (%s), output %d: %s\n  %s", itr_op_name(n->op), f64 ? "f64" : "f32", i, why, dv.msg);
                 kir_schedule_print(itr_llvm_exe_schedule(e), g, stderr);
                 agree_failures++;
             }

@@ -143,6 +143,8 @@ struct itr_llvm_exe {
     // those step i reads last, or produces when nothing reads them (derived once from
     // the schedule's liveness, so a run does not scan every value after every step).
     int32_t *free_start, *free_vals;
+    itr_llvm_observer observe;     // itr_llvm_exe_observe; NULL: none
+    void *observe_ctx;
 };
 
 // Buckets the graph's intermediate values by the step after which they die.
@@ -264,6 +266,26 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
 }
 
 const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e) { return e->s; }
+
+void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ctx) {
+    e->observe = fn;
+    e->observe_ctx = ctx;
+}
+
+// Hands the observer what step si (run as_node or not) wrote.
+static void observe_step(const struct itr_llvm_exe *e, int si, bool as_node, struct itr_tensor *const *val) {
+    const struct kir_step *st = &e->s->steps[si];
+    const struct itr_node *n = &e->g->nodes[st->node];
+    if (st->kind == KIR_STEP_KERNEL && !as_node) {
+        const struct kir_kernel *k = e->s->kernels[st->kernel];
+        for (int b = 0; b < k->n_bufs; b++)
+            if (k->bufs[b].written && val[st->bufs[b]]) e->observe(e->observe_ctx, si, st->bufs[b], val[st->bufs[b]]);
+    } else {
+        int nout = st->kind == KIR_STEP_GEMM ? 1 : n->n_outputs;
+        for (int k = 0; k < nout; k++)
+            if (val[n->outputs[k]]) e->observe(e->observe_ctx, si, n->outputs[k], val[n->outputs[k]]);
+    }
+}
 
 static int64_t eval_dim(const struct itr_program *p, const struct itr_dim_bindings *b, itr_dim d, bool *ok) {
     int64_t v = 0;
@@ -823,6 +845,7 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
         }
         if (e->step_seconds) e->step_seconds[si] += now_seconds() - t0;
         if (!ok) break;
+        if (e->observe) observe_step(e, si, as_node, val);
         // Free what this step was the last to read, and results nobody reads.
         for (int32_t f = e->free_start[si]; f < e->free_start[si + 1]; f++) {
             int32_t v = e->free_vals[f];

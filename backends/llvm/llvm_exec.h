@@ -23,6 +23,18 @@ struct itr_llvm_exe *itr_llvm_exe_new(const struct itr_graph *g, const struct ki
 void itr_llvm_exe_free(struct itr_llvm_exe *e);
 const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e);
 
+// Observes the runs of e (NULL fn: none, the default): after each step of
+// its schedule, fn is called once for every graph value the step wrote, in
+// step order: a kernel's written buffers, a GEMM's result, the results of a
+// node run on the reference kernels (a guarded kernel run as its node
+// included) or of a scan. t is the executor's buffer, borrowed for the call;
+// in f64 runs f32 values are f64. Values computed inside a fused kernel
+// without being stored are not seen, nor are scan bodies' steps. The
+// backend-agreement harness (tests/agree.h) compares them with the reference
+// interpreter's (backends/ref/ref.h itr_ref_run_observed).
+typedef void (*itr_llvm_observer)(void *ctx, int32_t step, int32_t value, const struct itr_tensor *t);
+void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ctx);
+
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d);
 

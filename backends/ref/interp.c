@@ -157,6 +157,8 @@ static bool run_graph(struct itr_ref_exec *ex, const struct itr_graph *g, struct
             val[n->outputs[k]] = out_buf[k];
             owned[n->outputs[k]] = true;
         }
+        if (ex->observe && g == ex->observed)
+            for (int k = 0; k < n->n_outputs; k++) ex->observe(ex->observe_ctx, n->outputs[k], out_buf[k]);
         // Free what this node was the last to read, and results nobody reads.
         for (int k = 0; k < n->n_inputs; k++) {
             int32_t v = n->inputs[k];
@@ -207,17 +209,26 @@ bool ref_run_graph(struct itr_ref_exec *ex, const struct itr_graph *g, struct it
     return run_graph(ex, g, inputs, outs);
 }
 
-bool itr_ref_run(const struct itr_graph *g, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
-                 struct itr_dim_bindings *dims, const struct itr_ref_options *opt, struct itr_tensor **outputs,
-                 struct itr_diags *d) {
+bool itr_ref_run_observed(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                          struct itr_tensor *const *params, struct itr_dim_bindings *dims,
+                          const struct itr_ref_options *opt, itr_ref_observer observe, void *observe_ctx,
+                          struct itr_tensor **outputs, struct itr_diags *d) {
     struct itr_ref_options defaults = { false };
     struct itr_dim_bindings local;
     bool own_dims = !dims;
     if (own_dims) { itr_bindings_init(&local, g->prog); dims = &local; }
-    struct itr_ref_exec ex = { g, g->prog, dims, opt ? opt : &defaults, params, d };
+    struct itr_ref_exec ex = { .graph = g, .prog = g->prog, .dims = dims, .opt = opt ? opt : &defaults,
+                               .params = params, .diags = d, .observed = g, .observe = observe,
+                               .observe_ctx = observe_ctx };
     bool ok = run_graph(&ex, g, inputs, outputs);
     if (own_dims) itr_bindings_free(&local);
     return ok;
+}
+
+bool itr_ref_run(const struct itr_graph *g, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
+                 struct itr_dim_bindings *dims, const struct itr_ref_options *opt, struct itr_tensor **outputs,
+                 struct itr_diags *d) {
+    return itr_ref_run_observed(g, inputs, params, dims, opt, NULL, NULL, outputs, d);
 }
 
 bool itr_ref_run_node(const struct itr_graph *g, const struct itr_node *n, struct itr_tensor *const *in,
@@ -227,7 +238,8 @@ bool itr_ref_run_node(const struct itr_graph *g, const struct itr_node *n, struc
     struct itr_dim_bindings local;
     bool own_dims = !dims;
     if (own_dims) { itr_bindings_init(&local, g->prog); dims = &local; }
-    struct itr_ref_exec ex = { g, g->prog, dims, opt ? opt : &defaults, NULL, d };
+    struct itr_ref_exec ex = { .graph = g, .prog = g->prog, .dims = dims, .opt = opt ? opt : &defaults,
+                               .diags = d };
     // Operands must match their declared types; this also binds symbols the
     // caller left unbound.
     bool ok = true;

@@ -23,6 +23,9 @@ struct itr_ref_exec {
     const struct itr_ref_options *opt;
     struct itr_tensor *const *params;   // for body graphs that read params (may be NULL)
     struct itr_diags *diags;
+    const struct itr_graph *observed;   // the graph whose nodes observe sees (not scan bodies); NULL: none
+    itr_ref_observer observe;
+    void *observe_ctx;
 };
 
 typedef bool (*itr_ref_kernel)(struct itr_ref_exec *ex, const struct itr_node *n, struct itr_tensor *const *in,

@@ -28,6 +28,20 @@ bool itr_ref_run(const struct itr_graph *g, struct itr_tensor *const *inputs, st
                  struct itr_dim_bindings *dims, const struct itr_ref_options *opt,
                  struct itr_tensor **outputs, struct itr_diags *d);
 
+// Observes a run of itr_ref_run_observed: called after each node of graph g
+// (not of the scan bodies it runs) once for every result the node produced,
+// in node order; the node is g->values[value].node. t is borrowed and valid
+// only during the call (copy what must outlive it); in f64 runs f32 values
+// arrive as f64. The backend-agreement harness (tests/agree.h) compares them
+// with a compiled run's values to name the first node that diverges.
+typedef void (*itr_ref_observer)(void *ctx, int32_t value, const struct itr_tensor *t);
+
+// itr_ref_run with an observer (NULL: none, which is itr_ref_run).
+bool itr_ref_run_observed(const struct itr_graph *g, struct itr_tensor *const *inputs,
+                          struct itr_tensor *const *params, struct itr_dim_bindings *dims,
+                          const struct itr_ref_options *opt, itr_ref_observer observe, void *observe_ctx,
+                          struct itr_tensor **outputs, struct itr_diags *d);
+
 // Runs one node on concrete tensors (used by constant folding): outputs are
 // allocated from the node's result types evaluated with dims.
 bool itr_ref_run_node(const struct itr_graph *g, const struct itr_node *n, struct itr_tensor *const *in,
