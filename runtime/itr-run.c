@@ -717,7 +717,7 @@ static int cmd_train(const char *plan, int argc, char **argv) {
     }
     // --checkpoint-every 0 means "only at epoch ends", the library's -1 (its 0 is the default).
     o.checkpoint_every = ckpt == 0 ? -1 : ckpt > 0 ? ckpt : 0;
-    (void)workers;   // accepted so that scripts written for threaded backends run here
+    o.workers = (int)(workers < 256 ? workers : 256);   // more than batches ahead could ever help
     if (rc == ITR_EXIT_OK && lr_s) {
         char *end;
         errno = 0;
@@ -1398,7 +1398,10 @@ static const struct itr_cli_command commands[] = {
       "  --eval-split SPLIT         the split evaluated after each epoch (default dev; protocol\n"
       "                             f30k-1k for 1000 images, else all)\n"
       "  --plot                     write RUN_DIR/curves.svg (loss and dev rsum per epoch)\n"
-      "  --workers N                reserved: the ref backend is single-threaded\n"
+      "  --workers N                threads building the next batches (reading features, assembling\n"
+      "                             tensors) while the step runs, up to N batches ahead (default 1:\n"
+      "                             none, each batch is built between steps); results are bitwise the\n"
+      "                             same for any N\n"
       "  --f64                      compute f32 values in f64 (weights keep their dtype)\n"
       EXEC_OPTS_HELP
       "The train entry's inputs are bound by name: regions, words, lengths, token_feats,\n"

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -289,9 +290,12 @@ static int64_t longest(const struct itr_split *s, bool feats, const int64_t *cap
 
 // The batch of captions caps[0, n); with extra_* inputs also n extra
 // captions, uniform over the split, drawn from (seed, step) so that a resumed
-// run draws the same ones.
+// run draws the same ones. It reads only its arguments and the split
+// (which nothing writes after it is opened), so worker threads may build
+// several batches at once. fail: tests, the first tensor cannot be built.
 static bool make_batch(const struct itr_split *s, const struct binding *b, int nb, const int64_t *caps, int n,
-                       int64_t epoch, uint64_t seed, int64_t step, struct itr_tensor_set *in, struct itr_diags *d) {
+                       int64_t epoch, uint64_t seed, int64_t step, bool fail, struct itr_tensor_set *in,
+                       struct itr_diags *d) {
     bool extra = false;
     for (int i = 0; i < nb; i++) extra |= b[i].src >= SRC_XREGIONS && b[i].src <= SRC_XTLENS;
     int64_t *ims = xmalloc((size_t)n * 2 * sizeof *ims), *xcaps = NULL, *xims = ims + n;
@@ -330,6 +334,10 @@ static bool make_batch(const struct itr_split *s, const struct binding *b, int n
         case SRC_OPTION: continue;
         default: break;
         }
+        if (fail) {
+            itr_tensor_free(t);
+            t = NULL;
+        }
         if (!t) {
             itr_diag_error(d, ITR_NOLOC, "cannot build the batch's '%s' from %s/%s", b[i].name, s->dir, s->name);
             ok = false;
@@ -342,6 +350,152 @@ static bool make_batch(const struct itr_split *s, const struct binding *b, int n
     free(ims);
     free(xcaps);
     return ok;
+}
+
+// ---------------------------------------------------------------- prefetching (--workers)
+
+// The captions of batch bi of an epoch: perm[bi * B, ...), *n of them (the
+// last batch keeps the remainder).
+static const int64_t *batch_ids(const int64_t *perm, int64_t n_captions, int64_t batch_size, int64_t bi, int *n) {
+    int64_t first = bi * batch_size;
+    *n = (int)(n_captions - first < batch_size ? n_captions - first : batch_size);
+    return perm + first;
+}
+
+// The rest of an epoch's batches, built ahead by worker threads while the
+// step runs. Job j is batch first_batch + j of the epoch at global step
+// step0 + j; workers claim jobs in order and put job j in slot j % depth,
+// which is free once the loop has taken job j - depth, so at most depth
+// batches exist ahead of the step. The loop takes the jobs in order, and
+// each batch is a pure function of (seed, epoch, step, the split), so the
+// loop sees exactly the tensors, and for a batch that fails exactly the
+// diagnostics, that building it in place would give; after a failure no
+// later job is started (those already started are built and dropped).
+struct prefetch_slot {
+    bool ready, ok;
+    struct itr_tensor_set in;
+    struct itr_diags d;
+};
+
+struct prefetch {
+    // Read-only while the threads run.
+    const struct itr_split *s;
+    const struct binding *b;
+    int nb;
+    const int64_t *perm;
+    int64_t epoch, first_batch, step0, batch_size, fail_step;
+    uint64_t seed;
+    int depth, n_threads;
+    struct prefetch_slot *slots;
+    pthread_t *threads;
+    // Guarded by mu.
+    pthread_mutex_t mu;
+    pthread_cond_t can_build, built;
+    int64_t next_job, taken;   // the next job to claim; jobs the loop has taken
+    int64_t n_jobs;            // lowered to just past a job that failed: the loop stops there
+    bool stop;
+};
+
+static void *prefetch_main(void *arg) {
+    struct prefetch *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->stop && q->next_job < q->n_jobs && q->next_job >= q->taken + q->depth)
+            pthread_cond_wait(&q->can_build, &q->mu);
+        if (q->stop || q->next_job >= q->n_jobs) break;
+        int64_t j = q->next_job++;
+        pthread_mutex_unlock(&q->mu);
+        struct prefetch_slot built;
+        itr_tensor_set_init(&built.in);
+        itr_diags_init(&built.d);
+        int n;
+        const int64_t *ids = batch_ids(q->perm, q->s->n_captions, q->batch_size, q->first_batch + j, &n);
+        built.ok = make_batch(q->s, q->b, q->nb, ids, n, q->epoch, q->seed, q->step0 + j,
+                              q->step0 + j == q->fail_step, &built.in, &built.d);
+        built.ready = true;
+        pthread_mutex_lock(&q->mu);
+        q->slots[j % q->depth] = built;
+        if (!built.ok && j + 1 < q->n_jobs) q->n_jobs = j + 1;
+        pthread_cond_broadcast(&q->built);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+static void prefetch_free(struct prefetch *q) {
+    for (int i = 0; i < q->depth; i++)
+        if (q->slots[i].ready) {
+            itr_tensor_set_free(&q->slots[i].in);
+            itr_diags_free(&q->slots[i].d);
+        }
+    free(q->slots);
+    free(q->threads);
+    pthread_cond_destroy(&q->built);
+    pthread_cond_destroy(&q->can_build);
+    pthread_mutex_destroy(&q->mu);
+}
+
+// Starts up to `workers` threads on the jobs; false if none could start
+// (the caller then builds the batches itself: fewer threads, same batches).
+static bool prefetch_start(struct prefetch *q, int workers, const struct itr_split *s, const struct binding *b,
+                           int nb, const int64_t *perm, int64_t epoch, int64_t first_batch, int64_t n_jobs,
+                           int64_t step0, int64_t batch_size, uint64_t seed, int64_t fail_step) {
+    *q = (struct prefetch){ .s = s, .b = b, .nb = nb, .perm = perm, .epoch = epoch, .first_batch = first_batch,
+                            .n_jobs = n_jobs, .step0 = step0, .batch_size = batch_size, .fail_step = fail_step,
+                            .seed = seed };
+    q->depth = (int)(workers < n_jobs ? workers : n_jobs);
+    q->slots = calloc((size_t)q->depth, sizeof *q->slots);
+    q->threads = calloc((size_t)q->depth, sizeof *q->threads);
+    if (!q->slots || !q->threads) { fprintf(stderr, "itr-run: out of memory\n"); abort(); }
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->can_build, NULL);
+    pthread_cond_init(&q->built, NULL);
+    for (int t = 0; t < q->depth; t++) {
+        if (pthread_create(&q->threads[q->n_threads], NULL, prefetch_main, q) != 0) break;
+        q->n_threads++;
+    }
+    if (q->n_threads == 0) prefetch_free(q);
+    return q->n_threads > 0;
+}
+
+// The next job's batch, into in (initialised here), and its diagnostics
+// into d; step is the global step the loop is about to run, which must be
+// the job's.
+static bool prefetch_take(struct prefetch *q, int64_t step, struct itr_tensor_set *in, struct itr_diags *d) {
+    pthread_mutex_lock(&q->mu);
+    int64_t j = q->taken;
+    if (q->step0 + j != step) {
+        fprintf(stderr, "itr-run: internal error: prefetched batch of step %" PRId64 " taken at step %" PRId64 "\n",
+                q->step0 + j, step);
+        abort();
+    }
+    struct prefetch_slot *sl = &q->slots[j % q->depth];
+    while (!sl->ready) pthread_cond_wait(&q->built, &q->mu);
+    struct prefetch_slot got = *sl;
+    sl->ready = false;
+    q->taken = j + 1;
+    pthread_cond_broadcast(&q->can_build);
+    pthread_mutex_unlock(&q->mu);
+    *in = got.in;
+    for (int i = 0; i < got.d.n; i++) {
+        const struct itr_diag *g = &got.d.items[i];
+        if (g->sev == ITR_SEV_ERROR) itr_diag_error(d, g->loc, "%s", g->msg);
+        else if (g->sev == ITR_SEV_WARNING) itr_diag_warning(d, g->loc, "%s", g->msg);
+        else itr_diag_note(d, g->loc, "%s", g->msg);
+    }
+    itr_diags_free(&got.d);
+    return got.ok;
+}
+
+// Stops the workers (those mid-batch finish it first), joins them and frees
+// every batch not taken.
+static void prefetch_stop(struct prefetch *q) {
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_broadcast(&q->can_build);
+    pthread_mutex_unlock(&q->mu);
+    for (int t = 0; t < q->n_threads; t++) pthread_join(q->threads[t], NULL);
+    prefetch_free(q);
 }
 
 // ---------------------------------------------------------------- checkpoints and logs
@@ -744,7 +898,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     struct itr_tensor_set state;
     itr_tensor_set_init(&state);
     struct binding *bind = xmalloc((size_t)(g->n_inputs + 1) * sizeof *bind);
-    int64_t *perm = NULL, *ids = NULL;
+    int64_t *perm = NULL;
     bool tr_open = false, dev_open = false;
 
     struct run_config cfg = { .seed = o->seed, .batch_size = o->batch_size > 0 ? o->batch_size : 128,
@@ -818,9 +972,6 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         }
     }
     perm = xmalloc((size_t)(tr.n_captions > 0 ? tr.n_captions : 1) * sizeof *perm);
-    // A batch never holds more than the split: a huge --batch-size is one batch, not a huge allocation.
-    ids = xmalloc((size_t)(cfg.batch_size < tr.n_captions ? cfg.batch_size : tr.n_captions > 0 ? tr.n_captions : 1) *
-                  sizeof *ids);
     enum itr_protocol proto = dev.n_images == 1000 ? ITR_PROTOCOL_F30K_1K : ITR_PROTOCOL_ALL;
     double t_start = now_seconds();
     int64_t stopped_dirty = 0;   // steps since the last checkpoint when max_steps stops us
@@ -830,16 +981,32 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         itr_epoch_permutation(cfg.seed, epoch, tr.n_captions, perm);
         double t_epoch = now_seconds();
         int64_t pairs = 0, batch0 = cur.batch;
-        double lr = 0;
+        double lr = 0, batch_wait = 0;   // seconds the loop spent getting batches (building or waiting)
+        // With workers, the epoch's remaining batches (up to max_steps) are
+        // built ahead; the loop below takes them in order.
+        int64_t n_jobs = spe - cur.batch;
+        if (o->max_steps > 0 && o->max_steps - cur.step < n_jobs)
+            n_jobs = o->max_steps > cur.step ? o->max_steps - cur.step : 0;
+        struct prefetch q;
+        bool ahead = ok && o->workers > 1 && n_jobs > 1 &&
+                     prefetch_start(&q, o->workers, &tr, bind, g->n_inputs, perm, epoch, cur.batch, n_jobs,
+                                    cur.step + 1, cfg.batch_size, cfg.seed, o->fail_batch_at_step);
         for (int64_t bi = cur.batch; ok && bi < spe; bi++) {
             if (o->max_steps > 0 && cur.step >= o->max_steps) { stop = true; break; }
-            int64_t first = bi * cfg.batch_size;
-            int n = (int)(tr.n_captions - first < cfg.batch_size ? tr.n_captions - first : cfg.batch_size);
-            for (int i = 0; i < n; i++) ids[i] = perm[first + i];
+            int n;
+            const int64_t *ids = batch_ids(perm, tr.n_captions, cfg.batch_size, bi, &n);
             struct itr_tensor_set in, metrics;
-            itr_tensor_set_init(&in);
             itr_tensor_set_init(&metrics);
-            ok = make_batch(&tr, bind, g->n_inputs, ids, n, epoch, cfg.seed, cur.step + 1, &in, d);
+            double t_batch = now_seconds();
+            if (ahead) {
+                ok = prefetch_take(&q, cur.step + 1, &in, d);
+                r->batches_ahead++;
+            } else {
+                itr_tensor_set_init(&in);
+                ok = make_batch(&tr, bind, g->n_inputs, ids, n, epoch, cfg.seed, cur.step + 1,
+                                cur.step + 1 == o->fail_batch_at_step, &in, d);
+            }
+            batch_wait += now_seconds() - t_batch;
             lr = itr_lr_at(&cfg.lr, cur.step + 1, epoch, total);
             struct itr_train_options to = { .lr = lr, .step = cur.step + 1, .seed = cfg.seed, .f64 = o->f64,
                                             .weights_what = "the training state" };
@@ -890,6 +1057,7 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
                 stopped_dirty = 0;
             }
         }
+        if (ahead) prefetch_stop(&q);
         if (tty) fprintf(pf, "\n");
         if (!ok || stop) break;
 
@@ -919,9 +1087,10 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
         double secs = now_seconds() - t_epoch, rate = (double)pairs / fmax(train_s, 1e-9);
         char line[1024];
         snprintf(line, sizeof line, "{\"epoch\": %" PRId64 ", \"step\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, "
-                 "\"seconds\": %.3f, \"pairs_per_s\": %.2f, \"dev_protocol\": \"%s\", \"dev_r1\": %.2f, "
-                 "\"dev_r5\": %.2f, \"dev_r10\": %.2f, \"dev_r1i\": %.2f, \"dev_r5i\": %.2f, \"dev_r10i\": %.2f, "
-                 "\"dev_rsum\": %.2f}\n", epoch + 1, cur.step, mean_loss, lr, secs, rate, itr_protocol_name(proto),
+                 "\"seconds\": %.3f, \"pairs_per_s\": %.2f, \"batch_wait_s\": %.3f, \"dev_protocol\": \"%s\", "
+                 "\"dev_r1\": %.2f, \"dev_r5\": %.2f, \"dev_r10\": %.2f, \"dev_r1i\": %.2f, \"dev_r5i\": %.2f, "
+                 "\"dev_r10i\": %.2f, \"dev_rsum\": %.2f}\n", epoch + 1, cur.step, mean_loss, lr, secs, rate,
+                 batch_wait, itr_protocol_name(proto),
                  rc.i2t_r1, rc.i2t_r5, rc.i2t_r10, rc.t2i_r1, rc.t2i_r5, rc.t2i_r10, rc.rsum);
         if (ok) ok = append_line(jsonl_path, line, d);
         snprintf(line, sizeof line, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.3f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f\n",
@@ -947,7 +1116,6 @@ bool itr_trainer_run(const struct itr_program *p, const struct itr_trainer_optio
     r->seconds = now_seconds() - t_start;
 
     free(perm);
-    free(ids);
     free(bind);
     itr_tensor_set_free(&state);
     itr_session_free(ss);

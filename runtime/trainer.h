@@ -50,12 +50,18 @@ struct itr_trainer_options {
     const char *weights;          // start from these instead of fresh parameters
     int64_t max_steps;            // stop once the global step reaches this (0: no limit)
     bool kill_at_max_steps;       // tests: stop at max_steps writing nothing, as kill -9 would
+    int64_t fail_batch_at_step;   // tests: the batch of this global step fails to build, as unreadable data would
     int64_t checkpoint_every;     // steps between mid-epoch checkpoints (0: 200, <0: none)
     const char *eval_split;       // NULL: "dev"
     bool plot;                    // write run_dir/curves.svg
     bool f64;
     const char *backend;          // the session's backend (NULL: the default, ref)
     int threads;                  // its kernel threads (0: the backend's default)
+    // Threads that build the next batches (read features, assemble tensors)
+    // while the step runs, up to `workers` batches ahead; <= 1: the training
+    // thread builds each batch between steps. Every batch is a pure function
+    // of (seed, epoch, step), so results are bitwise the same for any value.
+    int workers;
     FILE *progress;               // start-up report and progress; NULL: silent
 };
 
@@ -66,6 +72,7 @@ struct itr_trainer_result {
     double last_loss;             // mean loss of the last complete epoch
     double seconds;               // wall time of this call's training
     bool stopped_early;           // max_steps reached before the last epoch ended
+    int64_t batches_ahead;        // batches of this call that worker threads built (0 for workers <= 1)
 };
 
 // Runs (or resumes) training; false with diagnostics on any error, a NaN or

@@ -22,7 +22,9 @@ P=$TMP/m.plan
 # ---- usage
 run 0 "train --help" "$ITR_RUN" "$P" train --help
 contains "$OUT" "--workers N" "help lists --workers"
-contains "$OUT" "reserved" "help says --workers is reserved"
+contains "$OUT" "up to N batches ahead" "help says what --workers does"
+run 1 "--workers 0" "$ITR_RUN" "$P" train --data "$TMP/data" --workers 0
+contains "$ERR" "--workers expects an integer >= 1" "--workers 0 is refused"
 run 1 "no --data" "$ITR_RUN" "$P" train
 contains "$ERR" "missing --data" "missing --data is named"
 run 1 "unknown option" "$ITR_RUN" "$P" train --data "$TMP/data" --frobnicate
@@ -43,11 +45,13 @@ check test -f "$TMP/straight/best.safetensors" "best.safetensors written"
 check test "$(wc -l <"$TMP/straight/log.jsonl")" -eq 3 "one log.jsonl line per epoch"
 check test "$(wc -l <"$TMP/straight/log.csv")" -eq 4 "log.csv: a header and one line per epoch"
 contains "$TMP/straight/log.jsonl" '"dev_rsum": ' "log.jsonl has dev rsum"
+matches "$TMP/straight/log.jsonl" '"batch_wait_s": [0-9]+\.[0-9]{3}, ' "log.jsonl has the time spent waiting for batches"
 contains "$TMP/straight/log.csv" "epoch,step,loss,lr,seconds,pairs_per_s" "log.csv header"
 contains "$TMP/straight/curves.svg" "<polyline" "curves.svg has lines"
 
-# ---- the same run killed with SIGKILL part-way, then resumed
-"$ITR_RUN" "$P" train "${COMMON[@]}" --out "$TMP/killed" >"$TMP/killed.out" 2>&1 &
+# ---- the same run killed with SIGKILL part-way, then resumed; other
+# --workers counts (the straight run used 2) give the same tensors
+"$ITR_RUN" "$P" train "${COMMON[@]}" --out "$TMP/killed" --workers 3 >"$TMP/killed.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 400); do
   step=$(grep -ao '"itr.step":"[0-9]*"' "$TMP/killed/last.safetensors" 2>/dev/null | grep -o '[0-9]*' || true)
@@ -60,7 +64,7 @@ wait "$pid" 2>/dev/null || true
 # resume below has nothing left to do and the comparison still holds).
 killed_at=$(grep -ao '"itr.step":"[0-9]*"' "$TMP/killed/last.safetensors" | grep -o '[0-9]*')
 echo "killed with last.safetensors at step $killed_at of 225"
-run 0 "resume after kill -9" "$ITR_RUN" "$P" train "${COMMON[@]}" --out "$TMP/killed" --resume
+run 0 "resume after kill -9" "$ITR_RUN" "$P" train "${COMMON[@]}" --out "$TMP/killed" --resume --workers 4
 check cmp -s <(tensor_bytes "$TMP/straight/last.safetensors") <(tensor_bytes "$TMP/killed/last.safetensors") \
   "resumed last.safetensors has the straight run's exact tensors"
 check cmp -s <(tensor_bytes "$TMP/straight/best.safetensors") <(tensor_bytes "$TMP/killed/best.safetensors") \
