@@ -164,10 +164,28 @@ static bool same_bits(const void *a, const void *b, enum kir_type t, int64_t i) 
     return memcmp((const char *)a + i * es, (const char *)b + i * es, es) == 0;
 }
 
+// f32 exp, log, tanh, erf and sigmoid are inline polynomials in the LLVM
+// renderer (docs/kernels.md) but libm calls here: within 2 ulp, not bitwise.
+static bool llvm_inline_math(enum kir_op op, enum kir_type t) {
+    return t == KIR_F32 && (op == KIR_EXP || op == KIR_LOG || op == KIR_TANH || op == KIR_ERF || op == KIR_SIGMOID);
+}
+
+static bool within_2ulp_f32(const void *a, const void *b, int64_t i) {
+    float x = ((const float *)a)[i], y = ((const float *)b)[i];
+    if (isnan(x) || isnan(y)) return isnan(x) && isnan(y);
+    uint32_t ux, uy;
+    memcpy(&ux, &x, 4), memcpy(&uy, &y, 4);
+    // A monotone map of the bits onto integers: the distance counts representable floats.
+    int64_t kx = ux >> 31 ? -(int64_t)(ux & 0x7fffffffu) : (int64_t)ux;
+    int64_t ky = uy >> 31 ? -(int64_t)(uy & 0x7fffffffu) : (int64_t)uy;
+    return llabs(kx - ky) <= 2;
+}
+
 TEST(every_op_matches_the_llvm_renderer) {
     if (!itr_llvm_available()) { printf("  skipped: built without LLVM\n"); return; }
     struct kir_kernel *ks[512];
     enum kir_type in_t[512], out_t[512];
+    bool near[512] = { false };
     int n = 0;
     static const enum kir_type types[] = { KIR_F32, KIR_F64, KIR_I32, KIR_I64, KIR_BOOL };
     char why[256];
@@ -192,6 +210,7 @@ TEST(every_op_matches_the_llvm_renderer) {
                 kir_kernel_free(k);
             } else {
                 in_t[n] = types[ti];
+                near[n] = llvm_inline_math((enum kir_op)op, types[ti]);
                 ks[n++] = k;
             }
             free(src);
@@ -246,12 +265,13 @@ TEST(every_op_matches_the_llvm_renderer) {
         fns[i](bl, NULL, 0, N_PAIRS);
         int bad = 0, first = -1;
         for (int j = 0; j < N_PAIRS; j++)
-            if (!same_bits(oc, ol, out_t[i], j)) { bad++; if (first < 0) first = j; }
+            if (near[i] ? !within_2ulp_f32(oc, ol, j) : !same_bits(oc, ol, out_t[i], j)) { bad++; if (first < 0) first = j; }
         CHECK_MSG(bad == 0, "%s: %d of %d results differ from the LLVM renderer's (first: pair %d)", ks[i]->name, bad,
                   N_PAIRS, first);
         compared++;
     }
-    printf("  %d op/type kernels agree bitwise with the LLVM renderer (%d combinations neither renders)\n", compared, skipped);
+    printf("  %d op/type kernels agree with the LLVM renderer, bitwise but for f32 exp/log/tanh/erf/sigmoid (2 ulp; "
+           "%d combinations neither renders)\n", compared, skipped);
     CHECK(compared > 100);
     itr_llvm_jit_free(jit);
     itr_diags_free(&d);

@@ -33,8 +33,11 @@
 //     NaN -> 0), ref_f2i exactly; -> bool: x != 0 (NaN is true);
 //     bool -> number: 0/1; int -> int: sign-extend or wrap.
 //   integer neg/add/sub/mul wrap (no nsw), as ref's two's complement.
-//   tanh, erf and acos call libm (tanhf/tanh, erff/erf, acosf/acos); exp, log, sqrt, sin, cos,
-//     pow and fabs are LLVM intrinsics that lower to libm or instructions.
+//   f32 exp, log, tanh, erf (and so sigmoid) are inline polynomials (see
+//     "f32 exp, log, tanh, erf" below) that vectorise and give the same bits
+//     in every lane; f64 keeps libm: tanh and erf call tanh/erf, exp and log
+//     are LLVM intrinsics. acos calls libm (acosf/acos); sqrt, sin, cos, pow
+//     and fabs are LLVM intrinsics that lower to libm or instructions.
 #ifdef ITR_HAVE_LLVM
 
 #include "backends/llvm/render.h"
@@ -137,6 +140,153 @@ static LLVMValueRef libm1(struct rctx *r, const char *f32_name, const char *f64_
 }
 
 static LLVMValueRef fconst(LLVMTypeRef t, double v) { return LLVMConstReal(t, v); }
+
+// ---- f32 exp, log, tanh, erf as inline polynomials
+//
+// LLVM 14 has no vector math library here, so llvm.exp.f32 and a tanhf call
+// stay scalar libm calls and the loop vectoriser gives up on the loop. These
+// are straight-line IR (selects, no branches, no calls; the exponent is
+// handled as integer bits through bitcasts), which the loop and SLP
+// vectorisers widen like any arithmetic. Only IEEE add/sub/mul/div, exact
+// bit operations and llvm.fmuladd are used (no fast-math flags), so an
+// element's result is the same bits in a vector lane and in the scalar
+// remainder loop: results do not depend on the vector width or on where a
+// thread's chunk starts. fmuladd is one FMA on a host with FMA (a quarter
+// fewer instructions) and a multiply and an add elsewhere; the backend
+// makes that choice per target, for scalars and vectors alike, so hosts may
+// differ in the last bit but lanes never do. Coefficients are the published Cephes single-
+// precision minimax ones (expf.c, logf.c, tanhf.c) with Cody-Waite's split
+// of ln 2 (C1 = 355/512 has 9 bits, so n * C1 is exact for |n| < 2^15).
+// Measured against double libm rounded to f32 (tests/test_llvm_math.c):
+// exp, log and tanh within 1 ulp, sigmoid and erf within 2.
+
+static LLVMValueRef f32c(struct rctx *r, float v) { return LLVMConstReal(r->t_f32, (double)v); }
+static LLVMValueRef i32c(struct rctx *r, int32_t v) { return LLVMConstInt(r->t_i32, (unsigned long long)(int64_t)v, 1); }
+static LLVMValueRef fmul(struct rctx *r, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(r->b, a, b, ""); }
+static LLVMValueRef fadd(struct rctx *r, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(r->b, a, b, ""); }
+static LLVMValueRef fsub(struct rctx *r, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(r->b, a, b, ""); }
+static LLVMValueRef f2i(struct rctx *r, LLVMValueRef x) { return LLVMBuildBitCast(r->b, x, r->t_i32, ""); }
+static LLVMValueRef i2f(struct rctx *r, LLVMValueRef x) { return LLVMBuildBitCast(r->b, x, r->t_f32, ""); }
+static LLVMValueRef fsel(struct rctx *r, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef t,
+                         LLVMValueRef f) {
+    return LLVMBuildSelect(r->b, LLVMBuildFCmp(r->b, p, a, b, ""), t, f, "");
+}
+
+// a * b + c, fused where the target has FMA (llvm.fmuladd): the backend
+// decides per target, the same way for scalars and vectors.
+static LLVMValueRef fma3(struct rctx *r, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMValueRef args[3] = { a, b, c };
+    return intrinsic(r, "llvm.fmuladd", &r->t_f32, 1, args, 3);
+}
+
+// c[0] x^(n-1) + ... + c[n-1] by Horner's rule.
+static LLVMValueRef f32_poly(struct rctx *r, LLVMValueRef x, const float *c, int n) {
+    LLVMValueRef y = f32c(r, c[0]);
+    for (int i = 1; i < n; i++) y = fma3(r, y, x, f32c(r, c[i]));
+    return y;
+}
+
+// 2^n for an i32 n in [-126, 127], built from its exponent bits.
+static LLVMValueRef f32_pow2i(struct rctx *r, LLVMValueRef n) {
+    return i2f(r, LLVMBuildShl(r->b, LLVMBuildAdd(r->b, n, i32c(r, 127), ""), i32c(r, 23), ""));
+}
+
+// exp(x) = 2^n exp(g), n = round(x / ln 2), g = x - n ln 2 in [-ln2/2, ln2/2].
+static LLVMValueRef f32_exp(struct rctx *r, LLVMValueRef x) {
+    static const float p[6] = { 1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f };
+    // Clamped so that n stays within [-159, 144]: beyond that exp is already
+    // inf or 0. The compares are false for NaN, which passes through.
+    LLVMValueRef xc = fsel(r, LLVMRealOGT, x, f32c(r, 100.0f), f32c(r, 100.0f), x);
+    xc = fsel(r, LLVMRealOLT, xc, f32c(r, -110.0f), f32c(r, -110.0f), xc);
+    // Adding 1.5 * 2^23 rounds to an integer (to nearest even) in the low
+    // mantissa bits: n as a float and as an integer without a
+    // float-to-int conversion (whose NaN case is poison in LLVM).
+    LLVMValueRef magic = f32c(r, 12582912.0f);
+    LLVMValueRef t = fma3(r, xc, f32c(r, 1.44269504088896341f), magic);
+    LLVMValueRef n = LLVMBuildSub(r->b, f2i(r, t), f2i(r, magic), "");
+    LLVMValueRef fn = fsub(r, t, magic);
+    LLVMValueRef g = fma3(r, fn, f32c(r, -0.693359375f), xc);
+    g = fma3(r, fn, f32c(r, 2.12194440e-4f), g);
+    LLVMValueRef y = fma3(r, f32_poly(r, g, p, 6), fmul(r, g, g), g);
+    y = fadd(r, y, f32c(r, 1.0f));
+    // 2^n in two normal halves: one rounding, so results in the subnormal
+    // range are rounded once, and n = 128 (x just below overflow) works.
+    LLVMValueRef n1 = LLVMBuildAShr(r->b, n, i32c(r, 1), "");
+    LLVMValueRef n2 = LLVMBuildSub(r->b, n, n1, "");
+    return fmul(r, fmul(r, y, f32_pow2i(r, n1)), f32_pow2i(r, n2));
+}
+
+// log(x) = e ln 2 + log(m), m in [sqrt(1/2), sqrt(2)), log(1 + f) by a polynomial in f.
+static LLVMValueRef f32_log(struct rctx *r, LLVMValueRef x) {
+    static const float p[9] = { 7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f,
+                                -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                                2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f };
+    // Subnormals are scaled by 2^23 into the normal range first.
+    LLVMValueRef sub = LLVMBuildFCmp(r->b, LLVMRealOLT, x, f32c(r, 1.17549435e-38f), "");
+    LLVMValueRef xs = LLVMBuildSelect(r->b, sub, fmul(r, x, f32c(r, 8388608.0f)), x, "");
+    LLVMValueRef u = f2i(r, xs);
+    LLVMValueRef e = LLVMBuildSub(r->b, LLVMBuildLShr(r->b, u, i32c(r, 23), ""), i32c(r, 126), "");
+    e = LLVMBuildSub(r->b, e, LLVMBuildSelect(r->b, sub, i32c(r, 23), i32c(r, 0), ""), "");
+    // m in [0.5, 1): the mantissa with exponent -1.
+    LLVMValueRef m = i2f(r, LLVMBuildOr(r->b, LLVMBuildAnd(r->b, u, i32c(r, 0x007fffff), ""), i32c(r, 0x3f000000), ""));
+    LLVMValueRef small = LLVMBuildFCmp(r->b, LLVMRealOLT, m, f32c(r, 0.707106781186547524f), "");
+    e = LLVMBuildSub(r->b, e, LLVMBuildZExt(r->b, small, r->t_i32, ""), "");
+    LLVMValueRef f = fsub(r, LLVMBuildSelect(r->b, small, fadd(r, m, m), m, ""), f32c(r, 1.0f));
+    LLVMValueRef fe = LLVMBuildSIToFP(r->b, e, r->t_f32, "");
+    LLVMValueRef z = fmul(r, f, f);
+    LLVMValueRef y = fmul(r, fmul(r, f32_poly(r, f, p, 9), f), z);
+    y = fma3(r, fe, f32c(r, -2.12194440e-4f), y);
+    y = fma3(r, f32c(r, -0.5f), z, y);
+    LLVMValueRef v = fma3(r, fe, f32c(r, 0.693359375f), fadd(r, f, y));
+    // log(0) = -inf (either zero), log(x < 0) = NaN, log(inf) = inf, NaN stays NaN.
+    v = fsel(r, LLVMRealOEQ, x, f32c(r, 0.0f), f32c(r, -__builtin_inff()), v);
+    v = fsel(r, LLVMRealOLT, x, f32c(r, 0.0f), f32c(r, __builtin_nanf("")), v);
+    v = fsel(r, LLVMRealOEQ, x, f32c(r, __builtin_inff()), x, v);
+    return fsel(r, LLVMRealUNO, x, x, x, v);
+}
+
+// tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above
+// (which is 1 once exp overflows), with x's sign: tanh(-0) = -0.
+static LLVMValueRef f32_tanh(struct rctx *r, LLVMValueRef x) {
+    static const float p[5] = { -5.70498872745e-3f, 2.06390887954e-2f, -5.37397155531e-2f,
+                                1.33314422036e-1f, -3.33332819422e-1f };
+    LLVMValueRef a = intrinsic1(r, "llvm.fabs", r->t_f32, x);
+    LLVMValueRef z = fmul(r, x, x);
+    LLVMValueRef s = fma3(r, fmul(r, f32_poly(r, z, p, 5), z), x, x);
+    LLVMValueRef e = f32_exp(r, fadd(r, a, a));
+    LLVMValueRef l = fsub(r, f32c(r, 1.0f), LLVMBuildFDiv(r->b, f32c(r, 2.0f), fadd(r, e, f32c(r, 1.0f)), ""));
+    LLVMValueRef v = fsel(r, LLVMRealOLT, a, f32c(r, 0.625f), s, l);
+    LLVMValueRef args[2] = { v, x };
+    return intrinsic(r, "llvm.copysign", &r->t_f32, 1, args, 2);
+}
+
+// erf on |x| clamped to 4 (beyond, erf is 1 in f32), with x's sign:
+//   |x| < 1:  x + x R(x^2), R(z) ~ erf(sqrt z) / sqrt z - 1 (the -1 keeps the
+//             rounding of the large constant term out of the result);
+//   |x| >= 1: 1 - exp(-x^2) Q(1/|x|), Q(t) ~ erfc(1/t) exp(1/t^2).
+// The coefficients are least-squares fits on Chebyshev nodes (near-minimax;
+// Q weighted by exp(-x^2), i.e. for erf's absolute error) made for this file.
+// Rounding x^2 changes exp(-x^2) by the same amount relatively (2^-24 near
+// |x| = 1, at most 2^-21 near 4), which erfc(|x|) <= 0.16 scales far below
+// an ulp of erf. Measured: within 2 ulp.
+static LLVMValueRef f32_erf(struct rctx *r, LLVMValueRef x) {
+    static const float p[8] = { -9.673761647e-06f, 1.126831371e-04f, -8.484404776e-04f, 5.221053973e-03f,
+                                -2.686543851e-02f, 1.128378263e-01f, -3.761263848e-01f, 1.128379167e+00f - 1.0f };
+    static const float q[10] = { 5.119325880e-02f, -3.319693546e-01f, 9.283888651e-01f, -1.436003894e+00f,
+                                 1.275595362e+00f, -5.510896840e-01f, 8.915950424e-03f, -9.891311596e-02f,
+                                 5.829893849e-01f, -1.523194973e-03f };
+    LLVMValueRef a = intrinsic1(r, "llvm.fabs", r->t_f32, x);
+    a = fsel(r, LLVMRealOGT, a, f32c(r, 4.0f), f32c(r, 4.0f), a);   // NaN passes
+    LLVMValueRef z = fmul(r, a, a);
+    LLVMValueRef s = fma3(r, a, f32_poly(r, z, p, 8), a);
+    // For |x| < 1 this arm divides by a small or zero a; the select drops it.
+    LLVMValueRef t = LLVMBuildFDiv(r->b, f32c(r, 1.0f), a, "");
+    LLVMValueRef l = fma3(r, LLVMBuildFNeg(r->b, f32_exp(r, LLVMBuildFNeg(r->b, z, "")), ""), f32_poly(r, t, q, 10), f32c(r, 1.0f));
+    LLVMValueRef v = fsel(r, LLVMRealOLT, a, f32c(r, 1.0f), s, l);
+    LLVMValueRef args[2] = { v, x };
+    return intrinsic(r, "llvm.copysign", &r->t_f32, 1, args, 2);
+}
 
 // ---- scalar operations on LLVM values of kir type t
 
@@ -258,18 +408,19 @@ static LLVMValueRef unop(struct rctx *r, enum kir_op op, enum kir_type t, LLVMVa
             LLVMValueRef neg = LLVMBuildSelect(r->b, LLVMBuildFCmp(r->b, LLVMRealOLT, x, zero, ""), fconst(lt, -1.0), x, "");
             return LLVMBuildSelect(r->b, LLVMBuildFCmp(r->b, LLVMRealOGT, x, zero, ""), one, neg, "");
         }
-        case KIR_EXP: return intrinsic1(r, "llvm.exp", lt, x);
-        case KIR_LOG: return intrinsic1(r, "llvm.log", lt, x);
+        case KIR_EXP: return t == KIR_F32 ? f32_exp(r, x) : intrinsic1(r, "llvm.exp", lt, x);
+        case KIR_LOG: return t == KIR_F32 ? f32_log(r, x) : intrinsic1(r, "llvm.log", lt, x);
         case KIR_SQRT: return intrinsic1(r, "llvm.sqrt", lt, x);
         case KIR_RSQRT: return LLVMBuildFDiv(r->b, one, intrinsic1(r, "llvm.sqrt", lt, x), "");
         case KIR_RECIP: return LLVMBuildFDiv(r->b, one, x, "");
-        case KIR_TANH: return libm1(r, "tanhf", "tanh", lt, x);
-        case KIR_ERF: return libm1(r, "erff", "erf", lt, x);
+        case KIR_TANH: return t == KIR_F32 ? f32_tanh(r, x) : libm1(r, "tanhf", "tanh", lt, x);
+        case KIR_ERF: return t == KIR_F32 ? f32_erf(r, x) : libm1(r, "erff", "erf", lt, x);
         case KIR_ACOS: return libm1(r, "acosf", "acos", lt, x);
         case KIR_SIN: return intrinsic1(r, "llvm.sin", lt, x);
         case KIR_COS: return intrinsic1(r, "llvm.cos", lt, x);
         case KIR_SIGMOID: {
-            LLVMValueRef e = intrinsic1(r, "llvm.exp", lt, LLVMBuildFNeg(r->b, intrinsic1(r, "llvm.fabs", lt, x), ""));
+            LLVMValueRef na = LLVMBuildFNeg(r->b, intrinsic1(r, "llvm.fabs", lt, x), "");
+            LLVMValueRef e = t == KIR_F32 ? f32_exp(r, na) : intrinsic1(r, "llvm.exp", lt, na);
             LLVMValueRef d = LLVMBuildFAdd(r->b, one, e, "");
             LLVMValueRef pos = LLVMBuildFDiv(r->b, one, d, ""), neg = LLVMBuildFDiv(r->b, e, d, "");
             return LLVMBuildSelect(r->b, LLVMBuildFCmp(r->b, LLVMRealOGE, x, zero, ""), pos, neg, "");
