@@ -44,9 +44,26 @@ struct lower {
     // row kernels
     int32_t *row_let;     // per node: the let holding a HOW_ROW reduction in the kernel being built, or -1
     int32_t *row_owner;   // per node: the kernel that computed a HOW_ROW reduction, or -1
-    int row_p;            // the row kernel's row axes (its leading loops), 0 outside one
-    int32_t row_var[ITR_MAX_RANK];   // their loop variables
+    int row_rank;         // the rank of the row kernel's reductions' operands, 0 outside one
+    bool row_kept[ITR_MAX_RANK];     // their kept (row) axes, whose loops run outermost
+    int32_t row_var[ITR_MAX_RANK];   // the loop variables of those axes
     int32_t row_fail;     // a HOW_ROW node the kernel being built could not compute per row, or -1
+    // sibling kernels (plan_siblings)
+    int32_t *sib_of;      // per node: its sibling group, or -1
+    struct sibling_group *sibs; int n_sibs;
+    int32_t *sib_let;     // per value: the let holding it in the sibling kernel being built, or -1
+    int32_t sib_var[ITR_MAX_RANK];   // that kernel's loop variables
+    bool sib_fail;        // a sibling was read at another index than the kernel's own
+};
+
+// Values of the same shape computed by one loop nest: an optimizer's
+// update of one parameter (the clipped gradient, both moments, the new
+// value) is one kernel instead of four, and a value only its siblings read
+// is never stored.
+#define SIBLINGS_MAX 8
+struct sibling_group {
+    int32_t nodes[SIBLINGS_MAX];   // in node order; the kernel runs where the last one stood
+    int n;
 };
 
 // ---------------------------------------------------------------- classification
@@ -144,18 +161,34 @@ static int32_t swap_last_two_source(const struct lower *L, int32_t v) {
     return perm[r - 2] == r - 1 && perm[r - 1] == r - 2 ? n->inputs[0] : -1;
 }
 
+// The materialised value whose memory v is, read through a chain of
+// reshapes, unsqueezes and squeezes (which change the shape, not the
+// row-major order), or -1.
+static int32_t layout_source(const struct lower *L, int32_t v) {
+    for (;;) {
+        const struct itr_value *val = &L->g->values[v];
+        if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return v;
+        const struct itr_node *n = &L->g->nodes[val->node];
+        if (n->op != ITR_OP_RESHAPE && n->op != ITR_OP_UNSQUEEZE && n->op != ITR_OP_SQUEEZE) return -1;
+        v = n->inputs[0];
+    }
+}
+
 // A float matmul goes to the contraction library when both operands can be
-// read in place: as materialised values, or through a swap of their last
-// two axes.
-static bool gemm_operand(const struct lower *L, int32_t v, int32_t *src, bool *trans) {
-    int32_t t = swap_last_two_source(L, v);
-    if (t >= 0 && (L->g->values[t].kind != ITR_VALUE_NODE || L->s->materialised[t])) {
-        *src = t;
+// read in place: as materialised values, through a swap of their last two
+// axes, or through a change of shape (view: the value whose shape the
+// memory of src is read with, -1 when it is src's own).
+static bool gemm_operand(const struct lower *L, int32_t v, int32_t *src, bool *trans, int32_t *view) {
+    int32_t t = swap_last_two_source(L, v), s;
+    if (t >= 0 && (s = layout_source(L, t)) >= 0) {
+        *src = s;
+        *view = s == t ? -1 : t;
         *trans = true;
         return true;
     }
-    if (L->g->values[v].kind != ITR_VALUE_NODE || L->s->materialised[v]) {
-        *src = v;
+    if ((s = layout_source(L, v)) >= 0) {
+        *src = s;
+        *view = s == v ? -1 : v;
         *trans = false;
         return true;
     }
@@ -480,9 +513,12 @@ static bool is_zero(const struct lower *L, int32_t e) {
 // row_fail makes the caller drop the kernel and materialise the reduction.
 static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
     const struct itr_value *val = &L->g->values[L->g->nodes[node].outputs[0]];
-    bool ok = L->row_let[node] >= 0 && L->row_p > 0;
-    for (int j = 0; ok && j < val->type.rank; j++)
-        ok = j < L->row_p ? is_var(L, idx[j], L->row_var[j]) : is_zero(L, idx[j]);
+    bool ok = L->row_let[node] >= 0 && L->row_rank > 0;
+    bool keep = val->type.rank == L->row_rank;   // else the kept axes only, in order
+    for (int j = 0, o = 0; ok && j < L->row_rank; j++) {
+        if (L->row_kept[j]) ok = is_var(L, idx[o++], L->row_var[j]);
+        else if (keep) ok = is_zero(L, idx[o++]);
+    }
     if (!ok) {
         if (L->row_fail < 0) L->row_fail = node;
         return kir_const_float(L->k, ktype(L, val->type.dtype), 0);
@@ -490,8 +526,21 @@ static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
     return kir_var_ref(L->k, L->row_let[node]);
 }
 
+// A sibling computed earlier in the same iteration of a sibling kernel: its
+// let, when read at the iteration's own index.
+static int32_t sibling_value_at(struct lower *L, int32_t v, const int32_t *idx) {
+    const struct itr_type *t = &L->g->values[v].type;
+    for (int j = 0; j < t->rank; j++)
+        if (!is_var(L, idx[j], L->sib_var[j])) {
+            L->sib_fail = true;
+            return load_flat(L, v, linear(L, t, idx));
+        }
+    return kir_var_ref(L->k, L->sib_let[v]);
+}
+
 static int32_t value_at(struct lower *L, int32_t v, const int32_t *idx) {
     const struct itr_value *val = &L->g->values[v];
+    if (L->sib_let[v] >= 0) return sibling_value_at(L, v, idx);
     if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return load_flat(L, v, linear(L, &val->type, idx));
     if (L->how[val->node] == HOW_ROW) return row_value_at(L, val->node, idx);
     return node_at(L, &L->g->nodes[val->node], idx);
@@ -506,28 +555,47 @@ static void begin_kernel(struct lower *L) {
     L->chain[0] = 0;
 }
 
-// Loops over shape t: the first dim is the parallel loop, the last the
-// vectorised one. Writes the loop index expressions to idx and returns the
-// innermost body (a SEQ).
-static int32_t loop_nest(struct lower *L, const struct itr_type *t, int rank, int32_t *idx, int32_t seq) {
+// Loops over the dims of shape t that `which` selects (NULL: all), outermost
+// first: the kernel's first loop is its parallel loop, the innermost one
+// (with vector_last) the vectorised one. With skip_units a dim of constant
+// size 1 gets no loop (its index is 0). Writes the loop index expressions to
+// idx and returns the innermost body (a SEQ).
+static int32_t loop_axes(struct lower *L, const struct itr_type *t, const bool *which, bool vector_last, bool skip_units,
+                         int32_t *idx, int32_t seq) {
     struct kir_kernel *k = L->k;
-    for (int i = 0; i < rank; i++) {
+    int64_t c;
+    int last = -1;
+    for (int i = 0; i < t->rank; i++)
+        if ((!which || which[i]) && !(skip_units && dim_const(L->p, t->dims[i], &c) && c == 1)) last = i;
+    for (int i = 0; i < t->rank; i++) {
+        if (which && !which[i]) continue;
+        if (skip_units && dim_const(L->p, t->dims[i], &c) && c == 1) {
+            idx[i] = kir_iconst(k, 0);
+            continue;
+        }
         char nm[16];
         snprintf(nm, sizeof nm, "i%d", i);
         int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
         int32_t f;
-        if (i == 0) {
-            k->parallel_hi = dexpr(L, t->dims[0]);
-            k->parallel_dim = t->dims[0];
+        if (k->parallel_hi < 0) {
+            k->parallel_hi = dexpr(L, t->dims[i]);
+            k->parallel_dim = t->dims[i];
             f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
         } else {
-            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[i]), i == rank - 1 ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
+            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[i]),
+                        vector_last && i == last ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
         }
         kir_append(k, seq, f);
         seq = kir_for_body(k, f);
         idx[i] = kir_var_ref(k, var);
     }
     return seq;
+}
+
+static int32_t loop_nest(struct lower *L, const struct itr_type *t, int rank, int32_t *idx, int32_t seq) {
+    bool which[ITR_MAX_RANK];
+    for (int i = 0; i < t->rank; i++) which[i] = i < rank;
+    return loop_axes(L, t, which, true, false, idx, seq);
 }
 
 static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
@@ -564,6 +632,7 @@ static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
     st->node = node;
     st->guard_count = -1;
     st->guard_node = -1;
+    st->gemm_view_a = st->gemm_view_b = -1;
     st->n_bufs = k->n_bufs;
     st->bufs = xcalloc((size_t)k->n_bufs, sizeof *st->bufs);
     for (int i = 0; i < L->n_touched; i++) {
@@ -587,18 +656,51 @@ static int32_t out_buffer(struct lower *L, int32_t v) {
 static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
 static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
 
-// Where the reduced axes of reduction node n are a non-empty suffix of its
-// operand's axes preceded by at least one kept axis: the number of kept
-// (row) axes; otherwise 0.
-static int row_prefix(const struct lower *L, const struct itr_node *n) {
+// Row reductions whose reduced axes are not innermost walk them with a
+// stride, per row: allowed when a row has at most this many elements (a
+// constant, or symbols at their declared defaults, like R = 36), so that
+// the lines it touches stay in L1 for the next row (SCAN's softmax over 36
+// regions, with the words innermost).
+#define ROW_STRIDED_MAX 256
+
+// d with every symbol that has a declared default at that default: the size
+// the program expects. False when some symbol has none.
+static bool dim_expected(const struct itr_program *p, itr_dim d, int64_t *v) {
+    if (dim_const(p, d, v)) return true;
+    int64_t vals[64];
+    bool bound[64];
+    int n = p->n_symbols < 64 ? p->n_symbols : 64;
+    for (int i = 0; i < n; i++) {
+        bound[i] = p->symbols[i].has_default;
+        vals[i] = p->symbols[i].default_value;
+    }
+    int32_t unbound;
+    return p->n_symbols <= 64 && itr_dim_eval(p, d, vals, bound, v, &unbound);
+}
+
+// Whether reduction node n can be computed per row: at least one kept and
+// one reduced axis, the reduced ones innermost or few. Writes the kept-axis
+// mask.
+static bool row_axes(const struct lower *L, const struct itr_node *n, bool *kept) {
     const struct itr_type *in = &L->g->values[n->inputs[0]].type;
     bool red[ITR_MAX_RANK];
     reduced_axes(L, n, red);
-    int p = 0;
-    while (p < in->rank && !red[p]) p++;
-    for (int j = p; j < in->rank; j++)
-        if (!red[j]) return 0;
-    return p < in->rank ? p : 0;
+    int nk = 0, nr = 0;
+    bool suffix = true;
+    struct itr_program *pg = (struct itr_program *)L->p;
+    itr_dim cnt = itr_dim_const(pg, 1);
+    for (int j = 0; j < in->rank; j++) {
+        kept[j] = !red[j];
+        if (red[j]) {
+            nr++;
+            cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
+        } else {
+            nk++;
+            if (nr > 0) suffix = false;
+        }
+    }
+    int64_t c;
+    return nk > 0 && nr > 0 && (suffix || (dim_expected(L->p, cnt, &c) && c <= ROW_STRIDED_MAX));
 }
 
 // The HOW_ROW reductions that the kernel of value v reaches (through values
@@ -641,21 +743,32 @@ static void unmark_rows(struct lower *L, int32_t v) {
 // empty) is left in row_fail for the caller to materialise.
 static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
     const struct itr_type *t = &L->g->values[v].type;
-    const struct itr_node *first = &L->g->nodes[rows[0]];
-    int p = row_prefix(L, first);
+    const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
+    bool kept[ITR_MAX_RANK];
+    row_axes(L, &L->g->nodes[rows[0]], kept);
+    // v either has the operands' shape on the kept axes (the rest its own
+    // loops) or is one value per row (its axes the kept ones, in order)
+    int nk = 0;
+    for (int j = 0; j < in0->rank; j++) nk += kept[j];
+    bool per_row = t->rank == nk && t->rank < in0->rank;
+    bool fits_v = per_row || t->rank == in0->rank;
+    for (int j = 0, o = 0; fits_v && j < in0->rank; j++)
+        if (kept[j]) fits_v = t->dims[per_row ? o++ : j] == in0->dims[j];
     int32_t guarded = -1;
     itr_dim guard_cnt = -1;
     for (int i = 0; i < nrows; i++) {
         const struct itr_node *rn = &L->g->nodes[rows[i]];
         const struct itr_type *in = &L->g->values[rn->inputs[0]].type;
-        bool fits = row_prefix(L, rn) == p && p <= t->rank && L->row_owner[rows[i]] < 0;
-        for (int j = 0; fits && j < p; j++) fits = in->dims[j] == t->dims[j];
+        bool k2[ITR_MAX_RANK];
+        bool fits = fits_v && row_axes(L, rn, k2) && in->rank == in0->rank && L->row_owner[rows[i]] < 0;
+        for (int j = 0; fits && j < in->rank; j++) fits = k2[j] == kept[j] && (!kept[j] || in->dims[j] == in0->dims[j]);
         if (fits && (rn->op == ITR_OP_MAX || rn->op == ITR_OP_MIN)) {
             // max/min over an empty row is the reference's error: the step then
             // runs this reduction as its node (its fused operand is empty)
             struct itr_program *pg = (struct itr_program *)L->p;
             itr_dim cnt = itr_dim_const(pg, 1);
-            for (int j = p; j < in->rank; j++) cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
+            for (int j = 0; j < in->rank; j++)
+                if (!kept[j]) cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
             int64_t c;
             if (!dim_const(L->p, cnt, &c)) {
                 fits = guarded < 0;
@@ -673,33 +786,26 @@ static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int
     begin_kernel(L);
     struct kir_kernel *k = L->k;
     int32_t ob = out_buffer(L, v);
-    int32_t idx[ITR_MAX_RANK];
-    int32_t seq = k->body;
-    for (int j = 0; j < p; j++) {
-        char nm[16];
-        snprintf(nm, sizeof nm, "i%d", j);
-        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
-        int32_t f;
-        if (j == 0) {
-            k->parallel_hi = dexpr(L, t->dims[0]);
-            k->parallel_dim = t->dims[0];
-            f = kir_for(k, var, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
-        } else {
-            f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[j]), KIR_LOOP_SERIAL);
-        }
-        kir_append(k, seq, f);
-        seq = kir_for_body(k, f);
-        idx[j] = kir_var_ref(k, var);
-        L->row_var[j] = var;
+    int32_t idx[ITR_MAX_RANK], rowidx[ITR_MAX_RANK];
+    // the row loops hold the passes: none of them is the vectorised one
+    bool vkept[ITR_MAX_RANK];
+    for (int j = 0; j < t->rank; j++) vkept[j] = per_row || kept[j];
+    int32_t seq = loop_axes(L, t, vkept, false, false, idx, k->body);
+    for (int j = 0, o = 0; j < in0->rank; j++) {
+        L->row_kept[j] = kept[j];
+        if (!kept[j]) continue;
+        rowidx[j] = idx[per_row ? o++ : j];
+        L->row_var[j] = k->exprs[rowidx[j]].var;
     }
-    L->row_p = p;
+    L->row_rank = in0->rank;
     for (int i = 0; i < nrows; i++) {
         const struct itr_node *rn = &L->g->nodes[rows[i]];
         note_op(L, rn->op);
         bool red[ITR_MAX_RANK];
         reduced_axes(L, rn, red);
         int32_t ii[ITR_MAX_RANK];
-        for (int j = 0; j < p; j++) ii[j] = idx[j];
+        for (int j = 0; j < in0->rank; j++)
+            if (kept[j]) ii[j] = rowidx[j];
         int32_t r = reduce_pass(L, seq, rn, red, ii);
         const struct itr_value *rv = &L->g->values[rn->outputs[0]];
         int32_t let = kir_add_var(k, rv->name, KIR_VAR_LET, ktype(L, rv->type.dtype));
@@ -707,24 +813,10 @@ static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int
         L->row_let[rows[i]] = let;
     }
     // the rest of v's axes; size-1 ones need no loop
-    int last = -1;
-    for (int j = p; j < t->rank; j++) {
-        int64_t c;
-        if (!(dim_const(L->p, t->dims[j], &c) && c == 1)) last = j;
-    }
-    for (int j = p; j < t->rank; j++) {
-        int64_t c;
-        if (dim_const(L->p, t->dims[j], &c) && c == 1) {
-            idx[j] = kir_iconst(k, 0);
-            continue;
-        }
-        char nm[16];
-        snprintf(nm, sizeof nm, "i%d", j);
-        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
-        int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, t->dims[j]), j == last ? KIR_LOOP_VECTOR : KIR_LOOP_SERIAL);
-        kir_append(k, seq, f);
-        seq = kir_for_body(k, f);
-        idx[j] = kir_var_ref(k, var);
+    if (!per_row) {
+        bool rest[ITR_MAX_RANK];
+        for (int j = 0; j < t->rank; j++) rest[j] = !kept[j];
+        seq = loop_axes(L, t, rest, true, true, idx, seq);
     }
     int32_t e = node_at(L, &L->g->nodes[node], idx);
     kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
@@ -734,7 +826,7 @@ static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int
         L->row_let[rows[i]] = -1;
         if (L->row_fail < 0) L->row_owner[rows[i]] = kernel;
     }
-    L->row_p = 0;
+    L->row_rank = 0;
     if (L->row_fail < 0 && guarded >= 0) {
         L->s->steps[step].guard_count = guard_cnt;
         L->s->steps[step].guard_node = guarded;
@@ -1102,6 +1194,7 @@ static void add_node_step(struct lower *L, int32_t node) {
     st->node = node;
     st->guard_count = -1;
     st->guard_node = -1;
+    st->gemm_view_a = st->gemm_view_b = -1;
 }
 
 static void add_gemm_step(struct lower *L, int32_t node) {
@@ -1109,8 +1202,8 @@ static void add_gemm_step(struct lower *L, int32_t node) {
     struct kir_step *st = &L->s->steps[L->s->n_steps - 1];
     const struct itr_node *n = &L->g->nodes[node];
     st->kind = KIR_STEP_GEMM;
-    gemm_operand(L, n->inputs[0], &st->gemm_a, &st->trans_a);
-    gemm_operand(L, n->inputs[1], &st->gemm_b, &st->trans_b);
+    gemm_operand(L, n->inputs[0], &st->gemm_a, &st->trans_a, &st->gemm_view_a);
+    gemm_operand(L, n->inputs[1], &st->gemm_b, &st->trans_b, &st->gemm_view_b);
 }
 
 static void add_gemm_t_step(struct lower *L, int32_t node) {
@@ -1118,14 +1211,16 @@ static void add_gemm_t_step(struct lower *L, int32_t node) {
     add_node_step(L, node);
     struct kir_step *st = &L->s->steps[L->s->n_steps - 1];
     st->kind = KIR_STEP_GEMM;
-    int32_t a, b;
+    int32_t a, b, va, vb;
     bool ta, tb;
-    gemm_operand(L, mm->inputs[0], &a, &ta);
-    gemm_operand(L, mm->inputs[1], &b, &tb);
+    gemm_operand(L, mm->inputs[0], &a, &ta, &va);
+    gemm_operand(L, mm->inputs[1], &b, &tb, &vb);
     st->gemm_a = b;
     st->trans_a = !tb;
+    st->gemm_view_a = vb;
     st->gemm_b = a;
     st->trans_b = !ta;
+    st->gemm_view_b = va;
 }
 
 // Lowers node (its kernel or GEMM step), first materialising, each with its
@@ -1153,6 +1248,161 @@ static void lower_node(struct lower *L, int32_t node) {
     }
 }
 
+// ---------------------------------------------------------------- sibling kernels
+
+static bool reaches_rows(struct lower *L, int32_t node) {
+    int32_t *rows = xcalloc((size_t)L->g->n_nodes, sizeof *rows);
+    int nrows = 0;
+    const struct itr_node *nd = &L->g->nodes[node];
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], rows, &nrows);
+    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+    free(rows);
+    return nrows > 0;
+}
+
+// The materialised values that the kernel computing v reads (through the
+// values it computes inline), at most cap of them.
+static void kernel_reads(const struct lower *L, int32_t v, int32_t *stamp, int32_t cur, int32_t *out, int *n, int cap) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || stamp[v] == cur) return;
+    stamp[v] = cur;
+    if (L->s->materialised[v]) {
+        if (*n < cap) out[(*n)++] = v;
+        return;
+    }
+    const struct itr_node *nd = &L->g->nodes[val->node];
+    for (int j = 0; j < nd->n_inputs; j++) kernel_reads(L, nd->inputs[j], stamp, cur, out, n, cap);
+}
+
+// Whether node c, which reads a value of sibling group gi, runs after the
+// group's kernel (which runs where node `last` stood) or inside it.
+static bool sibling_reader_ok(const struct lower *L, int32_t c, int gi, int32_t last, const int32_t *cons_start,
+                              const int32_t *cons, int depth) {
+    if (c >= last || L->sib_of[c] == gi) return true;
+    int32_t w = L->g->nodes[c].outputs[0];
+    if (depth > 4 || L->how[c] != HOW_INLINE || L->s->materialised[w]) return false;
+    for (int32_t k = cons_start[w]; k < cons_start[w + 1]; k++)
+        if (!sibling_reader_ok(L, cons[k], gi, last, cons_start, cons, depth + 1)) return false;
+    return true;
+}
+
+// Whether node c, a reader of a value of sibling group gi, is computed only
+// inside the group's kernel (a sibling, or inline for siblings only).
+static bool sibling_reader_inside(const struct lower *L, int32_t c, int gi, const int32_t *cons_start,
+                                  const int32_t *cons, int depth) {
+    if (L->sib_of[c] == gi) return true;
+    int32_t w = L->g->nodes[c].outputs[0];
+    if (depth > 4 || L->how[c] != HOW_INLINE || L->s->materialised[w]) return false;
+    for (int32_t k = cons_start[w]; k < cons_start[w + 1]; k++)
+        if (!sibling_reader_inside(L, cons[k], gi, cons_start, cons, depth + 1)) return false;
+    return cons_start[w] < cons_start[w + 1];
+}
+
+static bool same_shape(const struct itr_type *a, const struct itr_type *b) {
+    if (a->rank != b->rank) return false;
+    for (int j = 0; j < a->rank; j++)
+        if (a->dims[j] != b->dims[j]) return false;
+    return true;
+}
+
+// Groups the values that inline kernels materialise: a value joins the group
+// of a value of the same shape that its kernel reads, when every other
+// reader of the group's values runs inside the group's kernel or after it
+// (the kernel runs where the group's last value stood).
+static void plan_siblings(struct lower *L, const int32_t *cons_start, const int32_t *cons) {
+    const struct itr_graph *g = L->g;
+    bool *member_ok = xcalloc((size_t)g->n_nodes + 1, sizeof *member_ok);
+    int32_t *stamp = xcalloc((size_t)g->n_values + 1, sizeof *stamp);
+    for (int i = 0; i < g->n_nodes; i++) {
+        int32_t w = g->nodes[i].outputs[0];
+        if (L->how[i] != HOW_INLINE || !L->s->materialised[w] || reaches_rows(L, i)) continue;
+        member_ok[i] = true;
+        int32_t reads[32];
+        int nr = 0;
+        const struct itr_node *nd = &g->nodes[i];
+        for (int j = 0; j < nd->n_inputs; j++) kernel_reads(L, nd->inputs[j], stamp, i + 1, reads, &nr, 32);
+        int32_t best = -1;
+        for (int r = 0; r < nr; r++) {
+            const struct itr_value *uv = &g->values[reads[r]];
+            int32_t u = uv->node;
+            if (!member_ok[u] || !same_shape(&uv->type, &g->values[w].type) || u <= best) continue;
+            best = u;
+        }
+        if (best < 0) continue;
+        int gi = L->sib_of[best];
+        if (gi < 0) {
+            if (L->n_sibs % 16 == 0) L->sibs = xrealloc(L->sibs, (size_t)(L->n_sibs + 16) * sizeof *L->sibs);
+            gi = L->n_sibs++;
+            L->sibs[gi].n = 1;
+            L->sibs[gi].nodes[0] = best;
+            L->sib_of[best] = gi;
+        }
+        struct sibling_group *G = &L->sibs[gi];
+        bool ok = G->n < SIBLINGS_MAX;
+        L->sib_of[i] = gi;   // as a member while checking
+        for (int m = 0; ok && m < G->n; m++) {
+            int32_t x = g->nodes[G->nodes[m]].outputs[0];
+            for (int32_t k = cons_start[x]; ok && k < cons_start[x + 1]; k++)
+                ok = sibling_reader_ok(L, cons[k], gi, i, cons_start, cons, 0);
+        }
+        if (ok) G->nodes[G->n++] = i;
+        else {
+            L->sib_of[i] = -1;
+            if (G->n == 1) {   // a group that never formed
+                L->sib_of[G->nodes[0]] = -1;
+                L->n_sibs--;
+            }
+        }
+    }
+    free(member_ok);
+    free(stamp);
+}
+
+// One kernel for sibling group gi, at its last value's place: one loop nest
+// over their shape whose body computes each value in node order, binds it to
+// a let the later ones read, and stores the values read outside the group.
+// When a sibling is read at another index than the iteration's own, each
+// value gets its own kernel instead.
+static void lower_siblings(struct lower *L, int gi, const bool *is_output, const int32_t *cons_start,
+                           const int32_t *cons) {
+    const struct sibling_group *G = &L->sibs[gi];
+    const struct itr_graph *g = L->g;
+    const struct itr_type *t = &g->values[g->nodes[G->nodes[0]].outputs[0]].type;
+    bool stored[SIBLINGS_MAX];
+    L->sib_fail = false;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    int32_t idx[ITR_MAX_RANK];
+    int32_t body = loop_nest(L, t, t->rank, idx, k->body);
+    for (int j = 0; j < t->rank; j++) L->sib_var[j] = k->exprs[idx[j]].var;
+    for (int m = 0; m < G->n; m++) {
+        const struct itr_node *n = &g->nodes[G->nodes[m]];
+        int32_t v = n->outputs[0];
+        const struct itr_value *val = &g->values[v];
+        int32_t e = node_at(L, n, idx);
+        int32_t let = kir_add_var(k, val->name, KIR_VAR_LET, ktype(L, val->type.dtype));
+        kir_append(k, body, kir_let(k, let, e));
+        stored[m] = is_output[v];
+        for (int32_t c = cons_start[v]; !stored[m] && c < cons_start[v + 1]; c++)
+            stored[m] = !sibling_reader_inside(L, cons[c], gi, cons_start, cons, 0);
+        if (stored[m]) kir_append(k, body, kir_store(k, out_buffer(L, v), linear(L, t, idx), kir_var_ref(k, let)));
+        L->sib_let[v] = let;
+    }
+    int32_t last = G->nodes[G->n - 1];
+    bool failed = L->sib_fail || L->row_fail >= 0;
+    if (failed) L->row_fail = L->row_fail >= 0 ? L->row_fail : 0;   // makes finish_kernel drop the kernel
+    finish_kernel(L, g->nodes[last].outputs[0], last);
+    for (int m = 0; m < G->n; m++) L->sib_let[g->nodes[G->nodes[m]].outputs[0]] = -1;
+    L->sib_fail = false;
+    L->row_fail = -1;
+    if (failed) {
+        for (int m = 0; m < G->n; m++) lower_node(L, G->nodes[m]);
+        return;
+    }
+    for (int m = 0; m < G->n; m++)
+        if (!stored[m]) L->s->materialised[g->nodes[G->nodes[m]].outputs[0]] = false;
+}
+
 // ---------------------------------------------------------------- the schedule
 
 // Whether reduction node i can be a HOW_ROW: a float reduction over the
@@ -1162,7 +1412,8 @@ static bool row_candidate(const struct lower *L, int32_t i, const bool *is_outpu
                           const int32_t *cons) {
     const struct itr_node *n = &L->g->nodes[i];
     int32_t v = n->outputs[0];
-    if (!itr_dtype_is_float(L->g->values[v].type.dtype) || is_output[v] || row_prefix(L, n) == 0) return false;
+    bool kept[ITR_MAX_RANK];
+    if (!itr_dtype_is_float(L->g->values[v].type.dtype) || is_output[v] || !row_axes(L, n, kept)) return false;
     for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
         enum how h = L->how[cons[c]];
         if (h != HOW_INLINE && h != HOW_REDUCE && h != HOW_ROW) return false;
@@ -1175,20 +1426,55 @@ static bool row_candidate(const struct lower *L, int32_t i, const bool *is_outpu
 // division, layernorm's x - mean its variance and the output. Its readers
 // are kernels, one of them a row reduction or an inline value that a row
 // reduction reads, and there are few of them (each recomputes it).
+// Whether HOW_ROW node a's rows are node b's: one kernel can host both.
+static bool same_rows(const struct lower *L, int32_t a, int32_t b) {
+    const struct itr_type *ta = &L->g->values[L->g->nodes[a].inputs[0]].type,
+                          *tb = &L->g->values[L->g->nodes[b].inputs[0]].type;
+    bool ka[ITR_MAX_RANK], kb[ITR_MAX_RANK];
+    if (ta->rank != tb->rank || !row_axes(L, &L->g->nodes[a], ka) || !row_axes(L, &L->g->nodes[b], kb)) return false;
+    for (int j = 0; j < ta->rank; j++)
+        if (ka[j] != kb[j] || (ka[j] && ta->dims[j] != tb->dims[j])) return false;
+    return true;
+}
+
+// Whether the value of v, computed inline, reaches HOW_ROW reductions of
+// other rows than `rows` (through values computed inline; depth-limited).
+static bool upstream_rows_differ(const struct lower *L, int32_t v, int32_t rows, int depth) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return false;
+    int32_t n = val->node;
+    if (L->how[n] == HOW_ROW) return !same_rows(L, n, rows);
+    if (depth > 32 || L->how[n] != HOW_INLINE) return depth > 32;
+    for (int j = 0; j < L->g->nodes[n].n_inputs; j++)
+        if (upstream_rows_differ(L, L->g->nodes[n].inputs[j], rows, depth + 1)) return true;
+    return false;
+}
+
 static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
     if (cons_start[v + 1] - cons_start[v] > 4) return false;
-    bool feeds_row = false;
+    int32_t row = -1;   // a row reduction that reads v, directly or through one inline value
     for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
         int32_t cn = cons[c];
-        if (L->how[cn] == HOW_ROW) feeds_row = true;
+        if (L->how[cn] == HOW_ROW) row = cn;
         else if (L->how[cn] != HOW_INLINE) return false;
         else {
             int32_t w = L->g->nodes[cn].outputs[0];
             for (int32_t c2 = cons_start[w]; c2 < cons_start[w + 1]; c2++)
-                if (L->how[cons[c2]] == HOW_ROW) feeds_row = true;
+                if (L->how[cons[c2]] == HOW_ROW) row = cons[c2];
         }
     }
-    return feeds_row;
+    if (row < 0) return false;
+    // Only for rows that are innermost: a value shared by a strided row
+    // (over a middle axis) is cheaper stored than recomputed in each pass,
+    // and its other readers (a transpose for a GEMM) would need it stored.
+    bool red[ITR_MAX_RANK];
+    reduced_axes(L, &L->g->nodes[row], red);
+    const struct itr_type *in = &L->g->values[L->g->nodes[row].inputs[0]].type;
+    if (in->rank == 0 || !red[in->rank - 1]) return false;
+    // v computed again in each pass of that row's kernel must not need
+    // reductions over other rows, which that kernel cannot host (SCAN's
+    // logits, normalised over the words, then a softmax over the regions)
+    return !upstream_rows_differ(L, v, row, 0);
 }
 
 struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct itr_diags *d) {
@@ -1209,6 +1495,10 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
     L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
     L.row_fail = -1;
+    L.sib_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.sib_of);
+    L.sib_let = xcalloc((size_t)g->n_values + 1, sizeof *L.sib_let);
+    for (int i = 0; i < g->n_nodes; i++) L.sib_of[i] = -1;
+    for (int i = 0; i < g->n_values; i++) L.sib_let[i] = -1;
     for (int i = 0; i < g->n_values; i++) L.buf_of[i] = -1;
     for (int i = 0; i < g->n_nodes; i++) L.row_let[i] = L.row_owner[i] = -1;
 
@@ -1277,9 +1567,9 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
             // the library reads operands in memory: materialise what is not
             // (the source of a last-two-axes transpose, or the operand)
             for (int j = 0; j < n->n_inputs; j++) {
-                int32_t src;
+                int32_t src, view;
                 bool tr;
-                if (gemm_operand(&L, n->inputs[j], &src, &tr)) continue;
+                if (gemm_operand(&L, n->inputs[j], &src, &tr, &view)) continue;
                 int32_t t = swap_last_two_source(&L, n->inputs[j]);
                 s->materialised[t >= 0 ? t : n->inputs[j]] = true;
             }
@@ -1288,6 +1578,8 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
                 if (!cheap(&L, n->inputs[j])) s->materialised[n->inputs[j]] = true;
         }
     }
+    const char *no_sibs = getenv("ITRC_NO_SIBLING_KERNELS");
+    if (!(no_sibs && no_sibs[0] && strcmp(no_sibs, "0") != 0)) plan_siblings(&L, cons_start, cons);
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
         switch (L.how[i]) {
@@ -1316,7 +1608,12 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         case HOW_GEMM_T: add_gemm_t_step(&L, i); break;
         case HOW_NONE: break;
         case HOW_INLINE:
-            if (s->materialised[n->outputs[0]]) lower_node(&L, i);
+            if (L.sib_of[i] >= 0) {
+                const struct sibling_group *G = &L.sibs[L.sib_of[i]];
+                if (G->nodes[G->n - 1] == i) lower_siblings(&L, L.sib_of[i], is_output, cons_start, cons);
+            } else if (s->materialised[n->outputs[0]]) {
+                lower_node(&L, i);
+            }
             break;
         }
     }
@@ -1350,6 +1647,9 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     free(is_output);
     free(L.row_let);
     free(L.row_owner);
+    free(L.sib_of);
+    free(L.sib_let);
+    free(L.sibs);
     free(L.uses);
     free(L.how);
     free(L.buf_of);

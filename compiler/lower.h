@@ -14,10 +14,13 @@
 //     value or a constant source).
 //   - A reduction computes its operand inline (its elementwise prologue
 //     fuses) with a lane-split accumulator; mean divides by the count.
-//   - A reduction over trailing axes that is read back over its rows
+//   - A reduction (over trailing axes, or over a few others) that is read back over its rows
 //     (softmax, l2norm, layernorm, log-sum-exp, cosine) is computed per row
 //     inside its reader's kernel, a pass over the row before the reader's
 //     own loops: one kernel per row pattern.
+//   - Materialised values of one shape whose kernels read each other (an
+//     optimizer's update of one parameter) are one kernel, "siblings"; a
+//     value only its siblings read is not stored.
 //   - A float matmul is a GEMM step: the contraction library reads both
 //     operands in memory, a transpose of the last two axes becomes its
 //     trans flag and broadcast batch dims a stride of 0, so neither copies;

@@ -293,3 +293,21 @@ bool itr_eval_shape(const struct itr_dim_bindings *b, const struct itr_program *
     }
     return true;
 }
+
+const struct itr_tensor *itr_view_as(const struct itr_graph *g, const struct itr_tensor *t, int32_t value,
+                                     const struct itr_dim_bindings *b, struct itr_tensor *out, struct itr_diags *d) {
+    if (value < 0) return t;
+    const struct itr_value *v = &g->values[value];
+    *out = *t;
+    out->owns_data = false;
+    out->rank = v->type.rank;
+    char what[200];
+    snprintf(what, sizeof what, "value '%s'", v->name ? v->name : "?");
+    if (!itr_eval_shape(b, g->prog, &v->type, out->shape, what, d)) return NULL;
+    if (itr_tensor_numel(out) != itr_tensor_numel(t)) {
+        itr_diag_error(d, v->loc, "internal error: '%s' viewed with %lld elements of a buffer of %lld", v->name,
+                       (long long)itr_tensor_numel(out), (long long)itr_tensor_numel(t));
+        return NULL;
+    }
+    return out;
+}

@@ -41,5 +41,11 @@ void itr_bind_defaults(struct itr_dim_bindings *b, const struct itr_program *p);
 // unbound symbol (what says whose type it is).
 bool itr_eval_shape(const struct itr_dim_bindings *b, const struct itr_program *p, const struct itr_type *t,
                     int64_t *shape, const char *what, struct itr_diags *d);
+// t's memory read with the shape of graph value `value` (a reshape,
+// unsqueeze or squeeze of t, which keep the row-major order): out, a header
+// that borrows t's data; t itself when value is -1. NULL + diagnostic when
+// the element counts differ.
+const struct itr_tensor *itr_view_as(const struct itr_graph *g, const struct itr_tensor *t, int32_t value,
+                                     const struct itr_dim_bindings *b, struct itr_tensor *out, struct itr_diags *d);
 
 #endif

@@ -645,9 +645,11 @@ void kir_schedule_print(const struct kir_schedule *s, const struct itr_graph *g,
             continue;
         }
         if (st->kind == KIR_STEP_GEMM) {
-            fprintf(f, "  step %d: gemm %s = %s%s x %s%s\n", i, g->values[n->outputs[0]].name,
-                    g->values[st->gemm_a].name, st->trans_a ? "^T" : "", g->values[st->gemm_b].name,
-                    st->trans_b ? "^T" : "");
+            fprintf(f, "  step %d: gemm %s = %s%s%s%s x %s%s%s%s\n", i, g->values[n->outputs[0]].name,
+                    g->values[st->gemm_a].name, st->gemm_view_a >= 0 ? " as " : "",
+                    st->gemm_view_a >= 0 ? g->values[st->gemm_view_a].name : "", st->trans_a ? "^T" : "",
+                    g->values[st->gemm_b].name, st->gemm_view_b >= 0 ? " as " : "",
+                    st->gemm_view_b >= 0 ? g->values[st->gemm_view_b].name : "", st->trans_b ? "^T" : "");
             continue;
         }
         const struct kir_kernel *k = s->kernels[st->kernel];

@@ -178,6 +178,10 @@ struct kir_step {
     // swapped (a transpose never copies); batch dims broadcast with stride 0.
     int32_t gemm_a, gemm_b;
     bool trans_a, trans_b;
+    // GEMM: the value whose shape an operand is read with, when gemm_a (b)
+    // is read through a reshape, unsqueeze or squeeze (the same memory in
+    // another shape, so no copy); -1: the operand's own shape.
+    int32_t gemm_view_a, gemm_view_b;
 };
 
 struct kir_schedule {

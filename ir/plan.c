@@ -605,6 +605,8 @@ static Itr__Plan__Schedule *pack_schedule(struct packer *pk, int32_t graph, bool
         y->node = st->node;
         y->guard_count = st->guard_count;
         y->guard_node = st->guard_node + 1;
+        y->gemm_view_a = st->gemm_view_a + 1;
+        y->gemm_view_b = st->gemm_view_b + 1;
         y->body = st->body ? pack_schedule(pk, -1, f64, st->body) : NULL;
         y->gemm_a = st->gemm_a;
         y->gemm_b = st->gemm_b;
@@ -1415,13 +1417,16 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
         st->node = y->node;
         st->guard_count = y->guard_count;
         st->guard_node = y->guard_node - 1;
+        st->gemm_view_a = y->gemm_view_a - 1;
+        st->gemm_view_b = y->gemm_view_b - 1;
         st->gemm_a = y->gemm_a;
         st->gemm_b = y->gemm_b;
         st->trans_a = y->trans_a;
         st->trans_b = y->trans_b;
         if (y->kind < KIR_STEP_KERNEL || y->kind > KIR_STEP_GEMM || y->node < 0 || y->node >= g->n_nodes ||
             y->guard_count < -1 || y->guard_count >= p->n_dimnodes || y->guard_node < 0 ||
-            y->guard_node > g->n_nodes) { ok = bad(r, "schedule of '%s': bad step %zu", g->name, i); break; }
+            y->guard_node > g->n_nodes || y->gemm_view_a < 0 || y->gemm_view_a > g->n_values || y->gemm_view_b < 0 ||
+            y->gemm_view_b > g->n_values) { ok = bad(r, "schedule of '%s': bad step %zu", g->name, i); break; }
         const struct itr_node *n = &g->nodes[y->node];
         if (st->kind == KIR_STEP_KERNEL) {
             if (y->kernel < 0 || y->kernel >= s->n_kernels || (int)y->n_bufs != s->kernels[y->kernel]->n_bufs) {

@@ -1,11 +1,21 @@
-// Row kernels (compiler/lower.c, docs/kernels.md "Row kernels"): the row
-// patterns of the models — softmax, masked and log softmax, l2norm, clipped
-// l2norm, log-sum-exp, cosine, layernorm — each lower to exactly one kernel,
-// and reductions that cannot be computed per row where they are read (read at
-// another row's index, read by two kernels, a graph output) get their own
-// kernel. Every case runs on the LLVM backend against the reference
-// interpreter at row lengths 1, 7, 8, 9 and 20 (lanes and their tail), in f32
-// and f64; a max over an empty row gives the reference's error.
+// Fusion beyond one value per kernel (compiler/lower.c, docs/kernels.md).
+//
+// Row kernels: the row patterns of the models — softmax, masked and log
+// softmax, l2norm, clipped l2norm, log-sum-exp, cosine, layernorm — each
+// lower to exactly one kernel, and reductions that cannot be computed per
+// row where they are read (read at another row's index, read by two
+// kernels, a graph output) get their own kernel.
+//
+// Sibling kernels: values of one shape that one loop nest computes together
+// (an Adam update: clipped gradient, both moments, the new parameter) are
+// one kernel, and a value only its siblings read is not stored; a sibling
+// read at another index, or a reader that runs between the siblings, keeps
+// them apart.
+//
+// Every case runs on the LLVM backend against the reference interpreter at
+// row lengths 1, 7, 8, 9 and 20 (lanes and their tail), in f32 and f64; a
+// max over an empty row gives the reference's error. A softmax over a middle
+// axis is two kernels when its rows are short and of constant length.
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +33,10 @@ static const char *SRC =
     "  dim N, M, L\n"
     "  entry soft(x: f32[N, L]) -> (y) { return softmax(x) }\n"
     "  entry soft3(x: f32[N, M, L]) -> (y) { return softmax(x * 2.0) }\n"
+    // over a middle axis: per row when the rows are short and constant (here
+    // 6), the shared exp stored (two kernels); with rows of any length, four
+    "  entry softr(x: f32[N, 6, L]) -> (y) { return softmax(x, axis=1) }\n"
+    "  entry softm(x: f32[N, M, L]) -> (y) { return softmax(x, axis=1) }\n"
     "  entry msoft(x: f32[N, L], m: bool[N, L]) -> (y) { return masked_softmax(x, m) }\n"
     "  entry lsoft(x: f32[N, L]) -> (y) { return log_softmax(x) }\n"
     "  entry l2(x: f32[N, L]) -> (y) { return l2norm(x) }\n"
@@ -45,6 +59,28 @@ static const char *SRC =
     "    s = max(x, axes=[-1], keepdims=true)\n"
     "    return x - s, s\n"
     "  }\n"
+    // siblings: one kernel; the clipped gradient g2 is never stored
+    "  entry adam(p: f32[N, L], m: f32[N, L], v: f32[N, L], g: f32[N, L], lr: f32[]) -> (p2, m2, v2) {\n"
+    "    g2 = g * 0.5\n"
+    "    m2 = m * 0.9 + g2 * 0.1\n"
+    "    v2 = v * 0.999 + g2 * g2 * 0.001\n"
+    "    return p - lr * m2 / (sqrt(v2) + 1e-8), m2, v2\n"
+    "  }\n"
+    // a sibling read at the transposed index: two kernels
+    "  entry transposed(x: f32[N, N]) -> (y) {\n"
+    "    a = exp(x)\n"
+    "    return a + transpose(a)\n"
+    "  }\n"
+    // a reader between the siblings (the sum): three kernels
+    // GEMM operands read through unsqueezes: views of the inputs, no copies
+    "  entry pairs(x: f32[N, M, L], y: f32[N, M, L]) -> (s) {\n"
+    "    return unsqueeze(x, axes=[1]) @ transpose(unsqueeze(y, axes=[0]), perm=[0, 1, 3, 2])\n"
+    "  }\n"
+    "  entry between(x: f32[N, L]) -> (y, r) {\n"
+    "    a = exp(x)\n"
+    "    r = sum(a * a)\n"
+    "    return a * 2.0 + a, r\n"
+    "  }\n"
     "}\n";
 
 struct expect {
@@ -53,8 +89,9 @@ struct expect {
 };
 
 static const struct expect EXPECT[] = {
-    { "soft", 1 }, { "soft3", 1 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
-    { "cos", 1 },  { "lnorm", 1 }, { "cross", 2 }, { "twice", 3 }, { "shown", 2 },
+    { "soft", 1 }, { "soft3", 1 }, { "softr", 2 }, { "softm", 4 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
+    { "cos", 1 },  { "lnorm", 1 }, { "cross", 2 }, { "twice", 3 }, { "shown", 2 }, { "adam", 1 },
+    { "transposed", 2 }, { "between", 3 }, { "pairs", 0 },
 };
 
 static struct itr_program *compile_rows(void) {
@@ -119,12 +156,13 @@ static void agree_at(const struct itr_program *p, const struct itr_graph *g, int
     struct itr_dim_bindings b;
     itr_bindings_init(&b, p);
     for (int i = 0; i < p->n_symbols; i++) { b.bound[i] = true; b.value[i] = syms[i]; }
-    struct itr_tensor *in[4] = { 0 };
-    for (int i = 0; i < g->n_inputs; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 40 + (uint64_t)i, false);
+    struct itr_tensor *in[8] = { 0 };
+    CHECK(g->n_inputs <= 8 && g->n_outputs <= 8);
+    for (int i = 0; i < g->n_inputs && i < 8; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 40 + (uint64_t)i, false);
     struct itr_diags rd, ld;
     itr_diags_init(&rd);
     itr_diags_init(&ld);
-    struct itr_tensor *ro[4] = { 0 }, *lo[4] = { 0 };
+    struct itr_tensor *ro[8] = { 0 }, *lo[8] = { 0 };
     struct itr_ref_options opt = { .f64 = f64 };
     bool ref_ok = itr_ref_run(g, in, NULL, &b, &opt, ro, &rd);
     struct kir_schedule *s = itr_lower_graph(g, f64, &ld);
@@ -149,7 +187,7 @@ static void agree_at(const struct itr_program *p, const struct itr_graph *g, int
                       "entry '%s' output %d L=%lld (%s): %s", g->name, k, (long long)len, f64 ? "f64" : "f32", why);
         }
     }
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 8; k++) {
         itr_tensor_free(ro[k]);
         itr_tensor_free(lo[k]);
         itr_tensor_free(in[k]);
@@ -174,8 +212,8 @@ TEST(row_kernels_agree_with_the_reference) {
         const struct itr_graph *g = tu_find_entry(p, EXPECT[c].entry);
         if (!g) continue;
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-            // cross is square: N is its row length
-            if (strcmp(g->name, "cross") == 0 && li > 0) break;
+            // square ones: N is their row length
+            if ((strcmp(g->name, "cross") == 0 || strcmp(g->name, "transposed") == 0) && li > 0) break;
             agree_at(p, g, lens[li], false);
             agree_at(p, g, lens[li], true);
         }
@@ -211,8 +249,62 @@ TEST(a_max_over_an_empty_row_reports_the_reference_error) {
     itr_program_free(p);
 }
 
+// The Adam-like update stores its three results and not the clipped
+// gradient that only its siblings read.
+TEST(a_value_only_siblings_read_is_not_stored) {
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    const struct itr_graph *g = tu_find_entry(p, "adam");
+    CHECK(g != NULL);
+    if (g) {
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct kir_schedule *s = itr_lower_graph(g, false, &d);
+        CHECK(s != NULL && s->n_kernels == 1);
+        if (s && s->n_kernels == 1) {
+            int written = 0;
+            for (int b = 0; b < s->kernels[0]->n_bufs; b++) written += s->kernels[0]->bufs[b].written;
+            CHECK_MSG(written == 3, "the sibling kernel writes %d buffers, expected 3 (p2, m2, v2)", written);
+            int stored = 0;
+            for (int v = 0; v < g->n_values; v++) stored += g->values[v].kind == ITR_VALUE_NODE && s->materialised[v];
+            CHECK_MSG(stored == 3, "%d node values materialised, expected 3", stored);
+        }
+        kir_schedule_free(s);
+        itr_diags_free(&d);
+    }
+    itr_program_free(p);
+}
+
+// The pair-scoring product reads both operands through their unsqueezes:
+// one GEMM step, no copy kernels, both operands views.
+TEST(gemm_operands_are_read_through_shape_changes) {
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    const struct itr_graph *g = tu_find_entry(p, "pairs");
+    CHECK(g != NULL);
+    if (g) {
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct kir_schedule *s = itr_lower_graph(g, false, &d);
+        CHECK(s != NULL && s->n_steps == 1 && s->steps[0].kind == KIR_STEP_GEMM);
+        if (s && s->n_steps == 1) {
+            const struct kir_step *st = &s->steps[0];
+            CHECK(st->gemm_a == g->inputs[0] && st->gemm_b == g->inputs[1]);
+            CHECK(st->gemm_view_a >= 0 && g->values[st->gemm_view_a].type.rank == 4);
+            CHECK(st->gemm_view_b >= 0 && st->trans_b);
+        }
+        kir_schedule_free(s);
+        itr_diags_free(&d);
+    }
+    itr_program_free(p);
+}
+
 int main(void) {
+    RUN(gemm_operands_are_read_through_shape_changes);
     RUN(each_row_pattern_is_one_kernel);
+    RUN(a_value_only_siblings_read_is_not_stored);
     RUN(row_kernels_agree_with_the_reference);
     RUN(a_max_over_an_empty_row_reports_the_reference_error);
     return test_summary();

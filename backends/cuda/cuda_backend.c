@@ -300,7 +300,10 @@ static bool run_node(const struct cuda_exe *e, const struct itr_node *n, struct 
 static bool run_gemm(const struct cuda_exe *e, const struct kir_step *st, const struct itr_node *n,
                      struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, struct itr_diags *d) {
     if (!cublas_load(d)) return false;
-    const struct itr_tensor *A = val[st->gemm_a], *B = val[st->gemm_b];
+    struct itr_tensor view_a, view_b;
+    const struct itr_tensor *A = itr_view_as(e->g, val[st->gemm_a], st->gemm_view_a, dims, &view_a, d);
+    const struct itr_tensor *B = itr_view_as(e->g, val[st->gemm_b], st->gemm_view_b, dims, &view_b, d);
+    if (!A || !B) return false;
     int32_t ov = n->outputs[0];
     struct itr_tensor *C = alloc_value(e->g, ov, e->s->f64, dims, d);
     if (!C) return false;

@@ -587,7 +587,10 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
 // the operands' batch dims broadcast (numpy rules, right-aligned).
 static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
                      struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, struct itr_diags *d) {
-    const struct itr_tensor *A = val[st->gemm_a], *B = val[st->gemm_b];
+    struct itr_tensor view_a, view_b;
+    const struct itr_tensor *A = itr_view_as(e->g, val[st->gemm_a], st->gemm_view_a, dims, &view_a, d);
+    const struct itr_tensor *B = itr_view_as(e->g, val[st->gemm_b], st->gemm_view_b, dims, &view_b, d);
+    if (!A || !B) return false;
     int32_t ov = n->outputs[0];
     struct itr_tensor *C = alloc_value(e->g, &e->g->values[ov], e->s->f64, dims, d);
     if (!C) return false;
