@@ -656,51 +656,23 @@ static int32_t out_buffer(struct lower *L, int32_t v) {
 static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
 static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
 
-// Row reductions whose reduced axes are not innermost walk them with a
-// stride, per row: allowed when a row has at most this many elements (a
-// constant, or symbols at their declared defaults, like R = 36), so that
-// the lines it touches stay in L1 for the next row (SCAN's softmax over 36
-// regions, with the words innermost).
-#define ROW_STRIDED_MAX 256
-
-// d with every symbol that has a declared default at that default: the size
-// the program expects. False when some symbol has none.
-static bool dim_expected(const struct itr_program *p, itr_dim d, int64_t *v) {
-    if (dim_const(p, d, v)) return true;
-    int64_t vals[64];
-    bool bound[64];
-    int n = p->n_symbols < 64 ? p->n_symbols : 64;
-    for (int i = 0; i < n; i++) {
-        bound[i] = p->symbols[i].has_default;
-        vals[i] = p->symbols[i].default_value;
-    }
-    int32_t unbound;
-    return p->n_symbols <= 64 && itr_dim_eval(p, d, vals, bound, v, &unbound);
-}
-
 // Whether reduction node n can be computed per row: at least one kept and
-// one reduced axis, the reduced ones innermost or few. Writes the kept-axis
-// mask.
+// one reduced axis, the reduced ones innermost. (Rows over a middle axis,
+// walked with a stride, measured twice as slow as the column-block
+// reductions they would replace: SCAN's softmax over regions.) Writes the
+// kept-axis mask.
 static bool row_axes(const struct lower *L, const struct itr_node *n, bool *kept) {
     const struct itr_type *in = &L->g->values[n->inputs[0]].type;
     bool red[ITR_MAX_RANK];
     reduced_axes(L, n, red);
     int nk = 0, nr = 0;
-    bool suffix = true;
-    struct itr_program *pg = (struct itr_program *)L->p;
-    itr_dim cnt = itr_dim_const(pg, 1);
     for (int j = 0; j < in->rank; j++) {
         kept[j] = !red[j];
-        if (red[j]) {
-            nr++;
-            cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
-        } else {
-            nk++;
-            if (nr > 0) suffix = false;
-        }
+        if (red[j]) nr++;
+        else if (nr > 0) return false;
+        else nk++;
     }
-    int64_t c;
-    return nk > 0 && nr > 0 && (suffix || (dim_expected(L->p, cnt, &c) && c <= ROW_STRIDED_MAX));
+    return nk > 0 && nr > 0;
 }
 
 // The HOW_ROW reductions that the kernel of value v reaches (through values
@@ -1464,13 +1436,6 @@ static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_sta
         }
     }
     if (row < 0) return false;
-    // Only for rows that are innermost: a value shared by a strided row
-    // (over a middle axis) is cheaper stored than recomputed in each pass,
-    // and its other readers (a transpose for a GEMM) would need it stored.
-    bool red[ITR_MAX_RANK];
-    reduced_axes(L, &L->g->nodes[row], red);
-    const struct itr_type *in = &L->g->values[L->g->nodes[row].inputs[0]].type;
-    if (in->rank == 0 || !red[in->rank - 1]) return false;
     // v computed again in each pass of that row's kernel must not need
     // reductions over other rows, which that kernel cannot host (SCAN's
     // logits, normalised over the words, then a softmax over the regions)

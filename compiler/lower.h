@@ -14,7 +14,7 @@
 //     value or a constant source).
 //   - A reduction computes its operand inline (its elementwise prologue
 //     fuses) with a lane-split accumulator; mean divides by the count.
-//   - A reduction (over trailing axes, or over a few others) that is read back over its rows
+//   - A reduction over trailing axes that is read back over its rows
 //     (softmax, l2norm, layernorm, log-sum-exp, cosine) is computed per row
 //     inside its reader's kernel, a pass over the row before the reader's
 //     own loops: one kernel per row pattern.
