@@ -109,6 +109,20 @@ static struct itr_program *compile_rows(void) {
     return p;
 }
 
+// The f32 schedule of entry `name` of the test program (NULL: reported).
+static struct kir_schedule *lower_entry(const struct itr_program *p, const char *name, const struct itr_graph **g) {
+    *g = tu_find_entry(p, name);
+    CHECK_MSG(*g != NULL, "no entry '%s'", name);
+    if (!*g) return NULL;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct kir_schedule *s = itr_lower_graph(*g, false, &d);
+    if (!s) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    CHECK(s != NULL);
+    return s;
+}
+
 static int kernel_steps(const struct kir_schedule *s) {
     int n = 0;
     for (int i = 0; i < s->n_steps; i++) n += s->steps[i].kind == KIR_STEP_KERNEL;
@@ -230,19 +244,15 @@ TEST(a_max_over_an_empty_row_reports_the_reference_error) {
     if (!p) return;
     const char *entries[] = { "soft", "lse", "msoft" };
     for (int i = 0; i < 3; i++) {
-        const struct itr_graph *g = tu_find_entry(p, entries[i]);
-        CHECK(g != NULL);
+        const struct itr_graph *g;
+        struct kir_schedule *s = lower_entry(p, entries[i], &g);
         if (!g) continue;
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct kir_schedule *s = itr_lower_graph(g, false, &d);
         bool guarded = false;
         for (int k = 0; s && k < s->n_steps; k++)
             guarded |= s->steps[k].guard_count >= 0 && s->steps[k].guard_node >= 0 &&
                        g->nodes[s->steps[k].guard_node].op == ITR_OP_MAX;
         CHECK_MSG(guarded, "entry '%s': no step guards its fused max", g->name);
         kir_schedule_free(s);
-        itr_diags_free(&d);
         agree_at(p, g, 0, false);
         agree_at(p, g, 0, true);
     }
@@ -255,24 +265,18 @@ TEST(a_value_only_siblings_read_is_not_stored) {
     struct itr_program *p = compile_rows();
     CHECK(p != NULL);
     if (!p) return;
-    const struct itr_graph *g = tu_find_entry(p, "adam");
-    CHECK(g != NULL);
-    if (g) {
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct kir_schedule *s = itr_lower_graph(g, false, &d);
-        CHECK(s != NULL && s->n_kernels == 1);
-        if (s && s->n_kernels == 1) {
-            int written = 0;
-            for (int b = 0; b < s->kernels[0]->n_bufs; b++) written += s->kernels[0]->bufs[b].written;
-            CHECK_MSG(written == 3, "the sibling kernel writes %d buffers, expected 3 (p2, m2, v2)", written);
-            int stored = 0;
-            for (int v = 0; v < g->n_values; v++) stored += g->values[v].kind == ITR_VALUE_NODE && s->materialised[v];
-            CHECK_MSG(stored == 3, "%d node values materialised, expected 3", stored);
-        }
-        kir_schedule_free(s);
-        itr_diags_free(&d);
+    const struct itr_graph *g;
+    struct kir_schedule *s = lower_entry(p, "adam", &g);
+    CHECK(s == NULL || s->n_kernels == 1);
+    if (s && s->n_kernels == 1) {
+        int written = 0;
+        for (int b = 0; b < s->kernels[0]->n_bufs; b++) written += s->kernels[0]->bufs[b].written;
+        CHECK_MSG(written == 3, "the sibling kernel writes %d buffers, expected 3 (p2, m2, v2)", written);
+        int stored = 0;
+        for (int v = 0; v < g->n_values; v++) stored += g->values[v].kind == ITR_VALUE_NODE && s->materialised[v];
+        CHECK_MSG(stored == 3, "%d node values materialised, expected 3", stored);
     }
+    kir_schedule_free(s);
     itr_program_free(p);
 }
 
@@ -282,22 +286,16 @@ TEST(gemm_operands_are_read_through_shape_changes) {
     struct itr_program *p = compile_rows();
     CHECK(p != NULL);
     if (!p) return;
-    const struct itr_graph *g = tu_find_entry(p, "pairs");
-    CHECK(g != NULL);
-    if (g) {
-        struct itr_diags d;
-        itr_diags_init(&d);
-        struct kir_schedule *s = itr_lower_graph(g, false, &d);
-        CHECK(s != NULL && s->n_steps == 1 && s->steps[0].kind == KIR_STEP_GEMM);
-        if (s && s->n_steps == 1) {
-            const struct kir_step *st = &s->steps[0];
-            CHECK(st->gemm_a == g->inputs[0] && st->gemm_b == g->inputs[1]);
-            CHECK(st->gemm_view_a >= 0 && g->values[st->gemm_view_a].type.rank == 4);
-            CHECK(st->gemm_view_b >= 0 && st->trans_b);
-        }
-        kir_schedule_free(s);
-        itr_diags_free(&d);
+    const struct itr_graph *g;
+    struct kir_schedule *s = lower_entry(p, "pairs", &g);
+    CHECK(s == NULL || (s->n_steps == 1 && s->steps[0].kind == KIR_STEP_GEMM));
+    if (s && s->n_steps == 1) {
+        const struct kir_step *st = &s->steps[0];
+        CHECK(st->gemm_a == g->inputs[0] && st->gemm_b == g->inputs[1]);
+        CHECK(st->gemm_view_a >= 0 && g->values[st->gemm_view_a].type.rank == 4);
+        CHECK(st->gemm_view_b >= 0 && st->trans_b);
     }
+    kir_schedule_free(s);
     itr_program_free(p);
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "backends/llvm/llvm_jit.h"
+#include "testjit.h"
 #include "ir/diag.h"
 #include "ir/kir.h"
 #include "tests/test.h"
@@ -303,17 +304,11 @@ int main(void) {
         printf("skipped: built without LLVM\n");
         return test_summary();
     }
-    setenv("ITRC_NO_CACHE", "1", 1);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    jit = itr_llvm_jit_new(&d);
+    jit = tu_uncached_jit();
     if (!jit) {
-        itr_diags_print(&d, stderr);
-        itr_diags_free(&d);
         printf("0 passed, 1 failed\n");
         return 1;
     }
-    itr_diags_free(&d);
     for (int f = 0; f < NFN; f++) kernels[f] = unary_kernel(fn_op[f]);
     if (!compile(jit, kernels, NFN, fns)) {
         for (int f = 0; f < NFN; f++) kir_kernel_free(kernels[f]);

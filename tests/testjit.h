@@ -1,0 +1,22 @@
+// The JIT that the kernel-level tests (test_llvm_kir, test_llvm_math) share.
+#ifndef ITR_TEST_TESTJIT_H
+#define ITR_TEST_TESTJIT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backends/llvm/llvm_jit.h"
+
+// A JIT without the on-disk object cache, so that every test really
+// compiles its kernels; NULL (the reason printed) when it cannot start.
+static inline struct itr_llvm_jit *tu_uncached_jit(void) {
+    setenv("ITRC_NO_CACHE", "1", 1);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_llvm_jit *j = itr_llvm_jit_new(&d);
+    if (!j) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    return j;
+}
+
+#endif
