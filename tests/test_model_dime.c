@@ -419,6 +419,7 @@ TEST(hinge_with_extra_negatives) {
 #define LEARN_TOK 16
 
 static void learn(const char *dir, int epochs, double lr) {
+    // Sizes, data and schedule: docs/models.md "DIME", "Learning test".
     char label[32], path[512];
     snprintf(label, sizeof label, "dime_%s", dir);
     snprintf(path, sizeof path, ITR_SOURCE_DIR "/models/dime_%s.ir", dir);
@@ -427,7 +428,7 @@ static void learn(const char *dir, int epochs, double lr) {
     snprintf(data, sizeof data, "%s", tmp_path(sub));
     struct itr_synth_options so;
     itr_synth_defaults(&so);
-    so.n_train = 200;
+    so.n_train = 400;
     so.n_dev = 20;
     so.n_test = 50;
     so.regions = 4;
@@ -475,9 +476,9 @@ static void learn(const char *dir, int epochs, double lr) {
     printf("  %s D=16: test rsum %.2f untrained, %.2f after %" PRId64 " steps (%d epochs, B=8, Adam %g, sum hinge, "
            "extra negatives), R@1 %.1f + %.1f; %.1f s CPU on %s, last loss %.4g; chance rsum %.2f, R@1 sum 4\n",
            label, untrained, trained, r.steps, epochs, lr, rc.i2t_r1, rc.t2i_r1, secs, backend, r.last_loss, chance);
-    // At this size the result moves with the data order: i2t reached rsum
-    // 158.8 with seed 5 and 110.8 with seed 6 (docs/models.md, "DIME"), so
-    // the bounds are 2x chance on R@1 and 1.75x on rsum.
+    // The bounds, 2x chance on R@1 and 1.75x on rsum, hold on data-order
+    // seeds 5-8 with a margin (docs/models.md, "DIME": i2t rsum 176-215,
+    // t2i 132-162; the test runs seed 5).
     CHECK_MSG(r1 >= 2 * 4.0, "%s: test R@1 sum %.1f, less than 2x chance (4)", label, r1);
     CHECK_MSG(trained >= 1.75 * chance, "%s: test rsum %.2f, less than 1.75x chance (%.2f)", label, trained, chance);
     itr_diags_free(&d);
@@ -485,12 +486,14 @@ static void learn(const char *dir, int epochs, double lr) {
 }
 
 // i2t steps are cheaper (4 regions per image against 15 word slots per
-// caption in t2i), so it gets more epochs in the same budget. Measured
-// (seed 5): i2t at lr 2e-3 x 6 epochs 158.8, at 5e-3 x 4 epochs 117.6-157.2
-// (it moved with the summation order of a rebuilt step); t2i at 5e-3 x 2
-// epochs 126.0-172.8, at 2e-3 x 3 epochs only 85.6.
-TEST(i2t_learns_well_above_chance) { learn("i2t", 6, 2e-3); }
-TEST(t2i_learns_well_above_chance) { learn("t2i", 2, 5e-3); }
+// caption in t2i), so it gets more epochs in the same budget. On the earlier
+// 200-image set the model overfitted (training loss still falling while dev
+// and test fell) and the result moved with the data order: i2t (lr 2e-3 x 6
+// epochs) 110.8-165.2, t2i (5e-3 x 2) 83.2-145.6 over seeds 5-8, failing
+// the bounds on 1 and 2 of them. Twice the training images at the same
+// number of steps fixed both (docs/models.md, "DIME", the sweep).
+TEST(i2t_learns_well_above_chance) { learn("i2t", 3, 3e-3); }
+TEST(t2i_learns_well_above_chance) { learn("t2i", 1, 5e-3); }
 
 int main(void) {
     if (!tmpdir_create("dime")) return 1;

@@ -137,6 +137,7 @@ static const char PARTS[] =
     "  entry trip_coco(s: f32[A, C], pos: bool[A, C], u1: f32[A, C], u2: f32[C, A]) -> (loss) {\n"
     "    return dw_triplet(s, pos, u1, u2, nonzero_cutoff=1.9)\n"
     "  }\n"
+    "  entry vse(s: f32[A, A], pos: bool[A, A], use_max: f32[]) -> (loss) { return hrem_vse(s, pos, use_max) }\n"
     "  entry maxk(x: f32[B, L, 6], lengths: i32[B]) -> (y) { return hrem_maxk_pool(x, lengths) }\n"
     "  entry fragment(x: f32[B, L, 8], lengths: i32[B]) -> (y) { return frag(x, lengths) }\n"
     "}\n";
@@ -347,6 +348,27 @@ TEST(module_gradients_match_finite_differences) {
         CHECK_MSG(ok && r.n_checked == 25, "dw_triplet: %s", gc_describe(&r));
         for (int i = 0; i < 4; i++) itr_tensor_free(in[i]);
     }
+    // hrem_vse (the `vse` option), both forms, with a repeated image
+    // (pairs 0 and 2 positive for each other) on random scores.
+    for (int form = 0; form < 2; form++) {
+        struct itr_program *q = parse_parts();   // a check extends the graph it runs: a fresh one each
+        if (!q) break;
+        int64_t sa[2] = { 5, 5 };
+        double pd[25], um = form;
+        for (int i = 0; i < 25; i++) pd[i] = i / 5 == i % 5 || i == 2 || i == 10;
+        struct itr_tensor *in[3] = { gc_random(ITR_F64, 2, sa, -0.3, 0.9, 0, &seed), gc_tensor(ITR_BOOL, 2, sa, pd),
+                                     gc_tensor(ITR_F64, 0, NULL, &um) };
+        struct gc_options o = gc_defaults();
+        const char *wrt[] = { "s" };
+        o.wrt = wrt;
+        o.n_wrt = 1;
+        struct gc_result r;
+        bool ok = gc_check(q, "vse", in, NULL, &o, &r);
+        printf("  hrem_vse (%s): %s\n", form ? "max" : "sum", gc_describe(&r));
+        CHECK_MSG(ok && r.n_checked == 25, "hrem_vse: %s", gc_describe(&r));
+        for (int i = 0; i < 3; i++) itr_tensor_free(in[i]);
+        itr_program_free(q);
+    }
     const char *entries[2] = { "maxk", "fragment" };
     const int64_t width[2] = { 6, 8 };
     for (int e = 0; e < 2; e++) {
@@ -409,6 +431,193 @@ TEST(criterion_gradients_match_finite_differences) {
     itr_program_free(p);
 }
 
+// ---------------------------------------------------------------- the `vse` loss option
+
+// HREM's `vse` hinge by hand from S = V Uᵀ [b, b]: negatives leave out the
+// pairs marked in mask; the sum form or the hardest negative per query.
+static double vse_ref(const double *S, const bool *mask, int b, bool max_violation) {
+    double sum = 0, hard = 0;
+    for (int i = 0; i < b; i++) {
+        double row = 0, col = 0;
+        for (int j = 0; j < b; j++) {
+            double cs = mask[i * b + j] ? 0 : fmax(0, 0.2 + S[i * b + j] - S[i * b + i]);   // image i the query
+            double cim = mask[j * b + i] ? 0 : fmax(0, 0.2 + S[j * b + i] - S[i * b + i]);  // caption i the query
+            sum += cs + cim;
+            row = fmax(row, cs);
+            col = fmax(col, cim);
+        }
+        hard += row + col;
+    }
+    return max_violation ? hard : sum;
+}
+
+// The train entry's loss at this epoch (out[0]); NAN on failure.
+static double train_loss(struct itr_program *p, struct itr_tensor *const *params, int64_t epoch) {
+    struct itr_tensor *in[5] = { fixture("train_regions"), fixture("token_feats"), fixture("token_lengths"),
+                                 scalar_i64(epoch), fixture("trip_u") };
+    const struct itr_graph *g = itr_program_find_graph(p, "train");
+    struct itr_tensor **out = g ? mt_run_graph(g, in, params, "train: ") : NULL;
+    double l = out ? itr_tensor_get(out[0], 0) : NAN;
+    if (out) free_tensors(out, g->n_outputs);
+    for (int i = 0; i < 5; i++) itr_tensor_free(in[i]);
+    return l;
+}
+
+// `-D loss=vse` (HREM's hinge in place of the triplet, base and relation
+// losses alike) against a hand computation from the model's own scores. With
+// the image BatchNorm's weight at 0 its output is its bias in training and in
+// inference alike, and dropout is 0, so encode_image / encode_text of the
+// training batch give the training step's V and U exactly. Two of the batch's
+// pairs share an image: `vse` leaves them out of each other's negatives
+// (mask_repeat), which moves the loss by at least the margin. Epoch 0: sum
+// form; epoch 1 (vse_mean_warmup_epochs 1): max violation; both before the
+// instance level (warmup_epochs 3). From epoch 3 the relation losses and the
+// regulariser, all ≥ 0, add to the base, and the instance-level parameters
+// get gradients.
+TEST(vse_loss_from_the_models_scores) {
+    for (int repeat = 1; repeat >= 0; repeat--) {
+        const char *size[N_SIZE + 2];
+        int n = 0;
+        for (int i = 0; i < N_SIZE; i++)
+            if (strncmp(FIXTURE_SIZE[i], "warmup_epochs=", 14) != 0 && strncmp(FIXTURE_SIZE[i], "mask_repeat=", 12) != 0)
+                size[n++] = FIXTURE_SIZE[i];
+        size[n++] = "warmup_epochs=3";
+        size[n++] = repeat ? "mask_repeat=true" : "mask_repeat=false";
+        struct itr_tensor **params;
+        struct itr_program *p = mt_load_sized(HREM_IR, size, n, "loss=vse", FIXTURES, &params);
+        if (!p) return;
+        int bn = itr_program_find_param(p, "img_bn.weight");
+        CHECK(bn >= 0);
+        if (bn < 0) break;
+        for (int64_t i = 0; i < itr_tensor_numel(params[bn]); i++) itr_tensor_set(params[bn], i, 0.0);
+        struct itr_tensor *regions = fixture("train_regions"), *feats = fixture("token_feats"),
+                          *lens = fixture("token_lengths");
+        struct itr_tensor *v = mt_run_entry0(p, "encode_image", (struct itr_tensor *[]){ regions }, params, false);
+        struct itr_tensor *u = mt_run_entry0(p, "encode_text", (struct itr_tensor *[]){ feats, lens }, params, false);
+        CHECK(v && u && v->shape[0] == 4 && u->shape[0] == 4);
+        if (v && u && v->shape[0] == 4 && u->shape[0] == 4) {
+            enum { b = 4 };
+            int64_t dim = v->shape[1], per = itr_tensor_numel(regions) / b;
+            double S[b * b];
+            bool same[b * b], diag[b * b];
+            for (int i = 0; i < b; i++)
+                for (int j = 0; j < b; j++) {
+                    double acc = 0;
+                    for (int64_t k = 0; k < dim; k++) acc += itr_tensor_get(v, i * dim + k) * itr_tensor_get(u, j * dim + k);
+                    S[i * b + j] = acc;
+                    bool eq = true;
+                    for (int64_t k = 0; k < per && eq; k++)
+                        eq = itr_tensor_get(regions, i * per + k) == itr_tensor_get(regions, j * per + k);
+                    same[i * b + j] = eq;
+                    diag[i * b + j] = i == j;
+                }
+            int shared = 0;
+            for (int i = 0; i < b * b; i++) shared += same[i] && !diag[i];
+            CHECK_MSG(shared == 2, "the fixture batch has one pair of pairs sharing an image, not %d / 2", shared);
+            const bool *mask = repeat ? same : diag;
+            double want_sum = vse_ref(S, mask, b, false), want_max = vse_ref(S, mask, b, true);
+            double l0 = train_loss(p, params, 0), l1 = train_loss(p, params, 1), l3 = train_loss(p, params, 3);
+            printf("  vse, mask_repeat=%s: loss %.7g (sum form; by hand %.7g), %.7g (max violation; %.7g), "
+                   "%.7g with the instance level\n", repeat ? "true" : "false", l0, want_sum, l1, want_max, l3);
+            CHECK_MSG(fabs(l0 - want_sum) <= 1e-5 * fmax(1, fabs(want_sum)), "sum form %.9g, by hand %.9g", l0,
+                      want_sum);
+            CHECK_MSG(fabs(l1 - want_max) <= 1e-5 * fmax(1, fabs(want_max)), "max violation %.9g, by hand %.9g", l1,
+                      want_max);
+            CHECK_MSG(l3 > l1 + 1e-3, "with the instance level %.9g, not above the base %.9g", l3, l1);
+            if (repeat) {
+                // Masking the other caption of the same image matters: the
+                // diagonal-only hinge differs by at least the margin here.
+                double other = vse_ref(S, diag, b, false);
+                printf("  the same hinge with only the diagonal masked: %.7g\n", other);
+                CHECK(other - want_sum >= 0.2 - 1e-6);
+            }
+        }
+        itr_tensor_free(v);
+        itr_tensor_free(u);
+        itr_tensor_free(regions);
+        itr_tensor_free(feats);
+        itr_tensor_free(lens);
+        if (repeat) {
+            // Gradients after the warm-up: all finite, and the relation
+            // losses reach every instance-level parameter.
+            struct itr_tensor *inputs[5] = { fixture("train_regions"), fixture("token_feats"), fixture("token_lengths"),
+                                             scalar_i64(3), fixture("trip_u") };
+            struct itr_graph *g;
+            int first = 0;
+            struct itr_tensor **out = mt_run_train_with_gradients(p, inputs, params, &g, &first);
+            int k = 0, inst = 0, inst_nonzero = 0, finite = 0, trained = 0;
+            for (int j = 0; out && j < p->n_params; j++) {
+                if (p->params[j].frozen) continue;
+                const struct itr_tensor *a = out[first + k++];
+                bool nz = false, fin = true;
+                for (int64_t i = 0; i < itr_tensor_numel(a); i++) {
+                    double x = itr_tensor_get(a, i);
+                    nz |= x != 0.0;
+                    fin &= isfinite(x);
+                }
+                trained++;
+                finite += fin;
+                if (strncmp(p->params[j].name, "inst.", 5) == 0) inst++, inst_nonzero += nz;
+            }
+            printf("  vse after the warm-up: %d gradients, %d finite; %d of %d instance-level ones nonzero\n", trained,
+                   finite, inst_nonzero, inst);
+            CHECK(out && trained == 54 && finite == trained && inst == 20 && inst_nonzero == 20);
+            if (out) free_tensors(out, g->n_outputs);
+            for (int i = 0; i < 5; i++) itr_tensor_free(inputs[i]);
+        }
+        free_tensors(params, p->n_params);
+        itr_program_free(p);
+    }
+}
+
+// The `vse` option's training step through the trainer: one epoch of a small
+// synthetic set (10 steps of 16 pairs, the sum form, then dev evaluation).
+// A loss name outside trip / vse is a compile error naming them.
+TEST(vse_option_trains_and_bad_names_fail) {
+    struct itr_synth_options so;
+    itr_synth_defaults(&so);
+    so.n_train = 32;
+    so.n_dev = 8;
+    so.n_test = 8;
+    so.regions = 12;
+    so.dim = 32;
+    so.seed = 11;
+    so.token_dim = 16;
+    char data[512];
+    snprintf(data, sizeof data, "%s", tmp_path("vse_data"));
+    bool ok = mt_synth(data, &so, NULL);
+    CHECK(ok);
+    const char *size[] = { "D=16", "heads=2", "ff=16", "img_dim=32", "tok_dim=16", "R=12", "dropout_p=0", "loss=vse" };
+    struct itr_program *p = ok ? mt_parse_model(HREM_IR, size, 8, true) : NULL;
+    CHECK(p != NULL);
+    if (p) {
+        char fp[17];
+        snprintf(fp, sizeof fp, "%016" PRIx64, itr_program_hash(p));
+        struct itr_trainer_options o;
+        mt_trainer_options(&o, data, tmp_path("vse_run"), fp, 1, 16, 2e-3);
+        struct itr_trainer_result r;
+        struct itr_diags d;
+        itr_diags_init(&d);
+        bool trained = itr_trainer_run(p, &o, &r, &d);
+        if (!trained) diags_report("vse training: ", &d);
+        printf("  vse: %" PRId64 " steps, mean loss %.4g, dev rsum %.1f\n", r.steps, r.last_loss, r.last_rsum);
+        CHECK(trained && r.steps == 10 && r.epochs_done == 1 && isfinite(r.last_loss) && r.last_loss > 0);
+        itr_diags_free(&d);
+        itr_program_free(p);
+    }
+    const char *bad[] = { "loss=hinge" };
+    struct itr_parse_options po = { .overrides = bad, .n_overrides = 1 };
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *q = itr_parse_file(HREM_IR, &po, &d);
+    bool named = false;
+    for (int i = 0; i < d.n; i++) named |= strstr(d.items[i].msg, "hrem_loss_is_one_of_trip_vse") != NULL;
+    printf("  loss=hinge: %d errors, the choices named: %s\n", d.n_errors, named ? "yes" : "no");
+    CHECK_MSG((q == NULL || itr_diags_has_errors(&d)) && named, "loss=hinge: no error naming trip and vse");
+    if (q) itr_program_free(q);
+    itr_diags_free(&d);
+}
+
 // ---------------------------------------------------------------- options
 
 // The full-size defaults and the variants compile their training step;
@@ -417,6 +626,7 @@ TEST(criterion_gradients_match_finite_differences) {
 TEST(configurations_compile) {
     const char *const sets[][2] = {
         { NULL, NULL }, { "mask_repeat=false", NULL }, { "nonzero_cutoff=1.9", "mask_weight=1.5" },
+        { "loss=vse", NULL }, { "loss=vse", "mask_repeat=false" },
     };
     for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
         int n = sets[k][0] ? (sets[k][1] ? 2 : 1) : 0;
@@ -457,6 +667,8 @@ int main(void) {
     RUN(dw_triplet_draws_follow_the_weights);
     RUN(module_gradients_match_finite_differences);
     RUN(criterion_gradients_match_finite_differences);
+    RUN(vse_loss_from_the_models_scores);
+    RUN(vse_option_trains_and_bad_names_fail);
     RUN(configurations_compile);
 #ifndef ITR_SANITIZER_BUILD
     // Learning is a numerical property, checked in the release build; under
