@@ -12,7 +12,8 @@ import sys
 
 ORDER = ["vsepp_train_step", "scan_t2i_train_step", "scan_t2i_score", "scan_i2t_score", "sgr_score", "saf_score",
          "bfan_score", "vsepp_encode_image", "vsepp_encode_text", "jit_load_vsepp_train_cold",
-         "jit_load_vsepp_train_cached", "jit_load_scan_t2i_score_cold", "jit_load_scan_t2i_score_cached"]
+         "jit_load_vsepp_train_cached", "jit_load_scan_t2i_score_cold", "jit_load_scan_t2i_score_cached",
+         "jit_load_tern_train_cold", "jit_load_tern_train_cached"]
 
 
 def speed(rec):
