@@ -225,6 +225,18 @@ static struct itr_program *import_spec(const struct model_spec *s, bool params, 
 
 static char *errors_of(struct itr_diags *d) { return itr_diags_summary(d); }
 
+// Importing s fails, and the message contains want (and also, when given).
+static void import_fails_with(const struct model_spec *s, const char *want, const char *also) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    CHECK(import_spec(s, false, NULL, &d) == NULL);
+    char *e = errors_of(&d);
+    CHECK_STR_CONTAINS(e, want);
+    if (also) CHECK_STR_CONTAINS(e, also);
+    free(e);
+    itr_diags_free(&d);
+}
+
 enum { F32 = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, I64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
        I32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32, BOOL = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL };
 
@@ -270,14 +282,7 @@ TEST(unsupported_op_names_node_and_opset) {
     s.outputs[s.n_outputs++] = vi("y", F32, 2, dims, NULL);
     s.nodes[s.n_nodes++] = node("relu0", "Relu", 1, (const char *[]){ "x" }, 1, (const char *[]){ "h" }, 0, NULL);
     s.nodes[s.n_nodes++] = node("my_hardmax", "Hardmax", 1, (const char *[]){ "h" }, 1, (const char *[]){ "y" }, 0, NULL);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = import_spec(&s, false, NULL, &d);
-    CHECK(p == NULL);
-    char *e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "m.onnx: node 1 'my_hardmax' (Hardmax, opset 13): op 'Hardmax' is not supported");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s, "m.onnx: node 1 'my_hardmax' (Hardmax, opset 13): op 'Hardmax' is not supported", NULL);
     mb_free();
 }
 
@@ -289,13 +294,7 @@ TEST(opset_outside_a_rows_range) {
     s.outputs[s.n_outputs++] = vi("y", F32, 2, dims, NULL);
     s.inits[s.n_inits++] = tensor("scale", F32, 1, one, sc);
     s.nodes[s.n_nodes++] = node("ln", "LayerNormalization", 2, (const char *[]){ "x", "scale" }, 1, (const char *[]){ "y" }, 0, NULL);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    CHECK(import_spec(&s, false, NULL, &d) == NULL);
-    char *e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "node 0 'ln' (LayerNormalization, opset 13): op 'LayerNormalization' is supported for opsets 17 to 17, not opset 13");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s, "node 0 'ln' (LayerNormalization, opset 13): op 'LayerNormalization' is supported for opsets 17 to 17, not opset 13", NULL);
     mb_free();
 }
 
@@ -306,13 +305,7 @@ TEST(shape_operand_must_be_known) {
     s.inputs[s.n_inputs++] = vi("shape", I64, 1, two, NULL);
     s.outputs[s.n_outputs++] = vi("y", F32, 2, dims, NULL);
     s.nodes[s.n_nodes++] = node("r", "Reshape", 2, (const char *[]){ "x", "shape" }, 1, (const char *[]){ "y" }, 0, NULL);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    CHECK(import_spec(&s, false, NULL, &d) == NULL);
-    char *e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "(Reshape, opset 13): the target shape ('shape') must be known when importing");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s, "(Reshape, opset 13): the target shape ('shape') must be known when importing", NULL);
     mb_free();
 }
 
@@ -729,15 +722,8 @@ TEST(if_with_a_runtime_condition_needs_branches_of_one_type) {
     Onnx__GraphProto *eg = subgraph("else_g", 1, &en, 0, NULL, 1, (Onnx__ValueInfoProto *[]){ vi("e", F32, 2, rd, NULL) }, 0, NULL);
     s.nodes[s.n_nodes++] = node("choose", "If", 1, (const char *[]){ "c" }, 1, (const char *[]){ "y" }, 2,
                                 (Onnx__AttributeProto *[]){ attr_g("then_branch", tg), attr_g("else_branch", eg) });
-    struct itr_diags d;
-    itr_diags_init(&d);
-    CHECK(import_spec(&s, false, NULL, &d) == NULL);
-    char *e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "m.onnx: node 0 'choose' (If, opset 13): its condition is known only at run time, so both "
-                          "branches are computed");
-    CHECK_STR_CONTAINS(e, "it is f32[2, 3] in then_branch and f32[1, 1] in else_branch");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s, "m.onnx: node 0 'choose' (If, opset 13): its condition is known only at run time, so both "
+                          "branches are computed", "it is f32[2, 3] in then_branch and f32[1, 1] in else_branch");
     mb_free();
 }
 
@@ -845,47 +831,26 @@ TEST(loop_with_a_data_dependent_condition_is_refused) {
                                  (const char *[]){ "cond_out" }, 0, NULL);
     loop_spec(&s, "M", "", less);
     s.inits[s.n_inits++] = tensor("two_i", I64, 0, NULL, &two);
-    struct itr_diags d;
-    itr_diags_init(&d);
-    CHECK(import_spec(&s, false, NULL, &d) == NULL);
-    char *e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "m.onnx: node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not "
-                          "supported: the body's condition output 'cond_out' is computed at run time");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s, "m.onnx: node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not "
+                          "supported: the body's condition output 'cond_out' is computed at run time", NULL);
     mb_free();
     // On entry: the condition is a graph input.
     struct model_spec s2 = { 0 };
     loop_spec(&s2, "M", "go", NULL);
     s2.inputs[s2.n_inputs++] = vi("go", BOOL, 0, NULL, NULL);
-    itr_diags_init(&d);
-    CHECK(import_spec(&s2, false, NULL, &d) == NULL);
-    e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not supported: its "
-                          "condition input 'go' is known only at run time");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s2, "node 0 'steps' (Loop, opset 13): Loop with a data-dependent condition is not supported: its "
+                          "condition input 'go' is known only at run time", NULL);
     mb_free();
     // A trip count known only at run time.
     struct model_spec s4 = { 0 };
     loop_spec(&s4, "m_in", "", NULL);
     s4.inputs[s4.n_inputs++] = vi("m_in", I64, 0, NULL, NULL);
-    itr_diags_init(&d);
-    CHECK(import_spec(&s4, false, NULL, &d) == NULL);
-    e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): the trip count M ('m_in') must be known when importing");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s4, "node 0 'steps' (Loop, opset 13): the trip count M ('m_in') must be known when importing", NULL);
     mb_free();
     // No trip count: a while loop.
     struct model_spec s3 = { 0 };
     loop_spec(&s3, "", "", NULL);
-    itr_diags_init(&d);
-    CHECK(import_spec(&s3, false, NULL, &d) == NULL);
-    e = errors_of(&d);
-    CHECK_STR_CONTAINS(e, "node 0 'steps' (Loop, opset 13): a Loop without a trip count M (a while loop) is not supported");
-    free(e);
-    itr_diags_free(&d);
+    import_fails_with(&s3, "node 0 'steps' (Loop, opset 13): a Loop without a trip count M (a while loop) is not supported", NULL);
     mb_free();
 }
 
