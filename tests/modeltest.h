@@ -560,6 +560,51 @@ static inline void mt_trainer_options(struct itr_trainer_options *o, const char 
     o->checkpoint_every = -1;
 }
 
+// A data set and the model compiled for it, with the fingerprint its runs
+// check (the training-loop tests).
+struct mt_run_fixture {
+    char dir[512];
+    struct itr_program *p;
+    char fingerprint[17];
+};
+
+// The training-loop tests' run: batches of 16, 2 epochs, seed 5, the lr
+// halved each epoch after 3 warm-up steps, a checkpoint every 3 steps.
+static inline void mt_loop_options(struct itr_trainer_options *o, const struct mt_run_fixture *f, const char *run) {
+    memset(o, 0, sizeof *o);
+    o->data_dir = f->dir;
+    o->run_dir = tmp_path(run);
+    o->fingerprint = f->fingerprint;
+    o->batch_size = 16;
+    o->epochs = 2;
+    o->seed = 5;
+    o->lr.kind = ITR_LR_STEP;
+    o->lr.step_epochs = 1;
+    o->lr.gamma = 0.5;
+    o->lr.warmup_steps = 3;
+    o->checkpoint_every = 3;
+}
+
+// Reads a checkpoint into s; false (the reason printed) when it cannot.
+static inline bool mt_read_checkpoint(const char *path, struct itr_tensor_set *s) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_safetensors_read(path, s, &d);
+    if (!ok) diags_report("reading a checkpoint: ", &d);
+    itr_diags_free(&d);
+    return ok;
+}
+
+// DIR/NAME, in one of four buffers used in turn, so that one call can take
+// several.
+static inline const char *mt_path_in(const char *dir, const char *name) {
+    static char buf[4][700];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 // Trains p with o (CPU seconds in *secs), then the untrained model: the step-0 checkpoint of the same run
 // killed after step 1 in run0; test rsums of both from o->data_dir.
 static inline void mt_train_eval(const struct itr_program *p, const struct itr_trainer_options *o, const char *run0,

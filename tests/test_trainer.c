@@ -5,13 +5,6 @@
 
 #define VSEPP_IR ITR_SOURCE_DIR "/models/vsepp.ir"
 
-// A data set and the tiny VSE++ compiled for its sizes.
-struct fixture {
-    char dir[512];
-    struct itr_program *p;
-    char fingerprint[17];
-};
-
 static struct itr_program *compile_vsepp(int regions, int dim, int vocab) {
     char r[32], i[32], v[32];
     snprintf(r, sizeof r, "R=%d", regions);
@@ -22,7 +15,7 @@ static struct itr_program *compile_vsepp(int regions, int dim, int vocab) {
 }
 
 static int g_dim = 16;
-static bool fixture_make(struct fixture *f, const char *name, int64_t n_train, int64_t n_dev, int64_t n_test,
+static bool fixture_make(struct mt_run_fixture *f, const char *name, int64_t n_train, int64_t n_dev, int64_t n_test,
                          uint64_t seed) {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", tmp_path(name));
@@ -41,40 +34,16 @@ static bool fixture_make(struct fixture *f, const char *name, int64_t n_train, i
     return f->p != NULL;
 }
 
-static void options(struct itr_trainer_options *o, const struct fixture *f, const char *run) {
-    memset(o, 0, sizeof *o);
-    o->data_dir = f->dir;
-    o->run_dir = tmp_path(run);
-    o->fingerprint = f->fingerprint;
-    o->batch_size = 16;
-    o->epochs = 2;
-    o->seed = 5;
-    o->lr.kind = ITR_LR_STEP;
-    o->lr.step_epochs = 1;
-    o->lr.gamma = 0.5;
-    o->lr.warmup_steps = 3;
-    o->checkpoint_every = 3;
-}
-
-static bool train(const struct fixture *f, const struct itr_trainer_options *o, struct itr_trainer_result *r,
+static bool train(const struct mt_run_fixture *f, const struct itr_trainer_options *o, struct itr_trainer_result *r,
                   struct itr_diags *d) {
     bool ok = itr_trainer_run(f->p, o, r, d);
-    return ok;
-}
-
-static bool read_set(const char *path, struct itr_tensor_set *s) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_safetensors_read(path, s, &d);
-    if (!ok) diags_report("reading a checkpoint: ", &d);
-    itr_diags_free(&d);
     return ok;
 }
 
 // Every tensor of a is in b with the same bytes, and they hold as many.
 static bool same_tensors(const char *pa, const char *pb) {
     struct itr_tensor_set a, b;
-    bool ok = read_set(pa, &a) && read_set(pb, &b);
+    bool ok = mt_read_checkpoint(pa, &a) && mt_read_checkpoint(pb, &b);
     if (!ok) return false;
     ok = a.n == b.n && a.n > 0;
     for (int k = 0; ok && k < a.n; k++) {
@@ -87,15 +56,7 @@ static bool same_tensors(const char *pa, const char *pb) {
     return ok;
 }
 
-static char *path_in(const char *dir, const char *name) {
-    static char buf[2][700];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static struct fixture small;   // 20 train images: 100 captions, 7 batches of 16 (the last one of 4)
+static struct mt_run_fixture small;   // 20 train images: 100 captions, 7 batches of 16 (the last one of 4)
 
 // ---------------------------------------------------------------- resume
 
@@ -104,18 +65,18 @@ TEST(resume_after_kill_is_bitwise_exact) {
     struct itr_trainer_result straight, killed, resumed;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &small, "straight");
+    mt_loop_options(&o, &small, "straight");
     CHECK(train(&small, &o, &straight, &d));
     CHECK(straight.steps == 14 && straight.epochs_done == 2);
 
     // Killed after 4 steps of epoch 2: the last checkpoint is step 9 (every 3).
-    options(&o, &small, "killed");
+    mt_loop_options(&o, &small, "killed");
     o.max_steps = 11;
     o.kill_at_max_steps = true;
     CHECK(train(&small, &o, &killed, &d));
     CHECK(killed.stopped_early && killed.steps == 11);
     struct itr_tensor_set s;
-    if (read_set(path_in(o.run_dir, "last.safetensors"), &s)) {
+    if (mt_read_checkpoint(mt_path_in(o.run_dir, "last.safetensors"), &s)) {
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.step"), "9");
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.batch"), "2");
         itr_tensor_set_free(&s);
@@ -128,13 +89,13 @@ TEST(resume_after_kill_is_bitwise_exact) {
     CHECK(train(&small, &o, &resumed, &d));
     if (itr_diags_has_errors(&d)) diags_report("", &d);
     CHECK(resumed.steps == 14 && resumed.epochs_done == 2);
-    CHECK(same_tensors(path_in(tmp_path("straight"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
-    CHECK(same_tensors(path_in(tmp_path("straight"), "best.safetensors"), path_in(o.run_dir, "best.safetensors")));
+    CHECK(same_tensors(mt_path_in(tmp_path("straight"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
+    CHECK(same_tensors(mt_path_in(tmp_path("straight"), "best.safetensors"), mt_path_in(o.run_dir, "best.safetensors")));
     CHECK(resumed.last_loss == straight.last_loss);
     CHECK(resumed.last_rsum == straight.last_rsum);
     // Each epoch is logged once, however the run was interrupted.
     size_t n;
-    uint8_t *log = slurp(path_in(o.run_dir, "log.jsonl"), &n);
+    uint8_t *log = slurp(mt_path_in(o.run_dir, "log.jsonl"), &n);
     int lines = 0;
     for (size_t i = 0; i < n; i++) lines += log[i] == '\n';
     CHECK(lines == 2);
@@ -147,7 +108,7 @@ TEST(resume_after_max_steps_is_bitwise_exact) {
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &small, "maxsteps");
+    mt_loop_options(&o, &small, "maxsteps");
     o.max_steps = 4;   // mid-epoch 1, off the checkpoint cadence: the stop writes one
     CHECK(train(&small, &o, &r, &d));
     CHECK(r.stopped_early && r.steps == 4 && r.epochs_done == 0);
@@ -155,7 +116,7 @@ TEST(resume_after_max_steps_is_bitwise_exact) {
     o.resume = true;
     CHECK(train(&small, &o, &r, &d));
     if (itr_diags_has_errors(&d)) diags_report("", &d);
-    CHECK(same_tensors(path_in(tmp_path("straight"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
+    CHECK(same_tensors(mt_path_in(tmp_path("straight"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
     itr_diags_free(&d);
 }
 
@@ -164,7 +125,7 @@ TEST(refuses_foreign_and_corrupt_checkpoints) {
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &small, "straight");
+    mt_loop_options(&o, &small, "straight");
     o.resume = true;
     o.fingerprint = "0123456789abcdef";
     CHECK(!train(&small, &o, &r, &d));
@@ -174,19 +135,19 @@ TEST(refuses_foreign_and_corrupt_checkpoints) {
 
     // A fresh run into a directory that holds one is refused too.
     diags_reset(&d);
-    options(&o, &small, "straight");
+    mt_loop_options(&o, &small, "straight");
     CHECK(!train(&small, &o, &r, &d));
     CHECK_DIAGS_CONTAIN(&d, "--resume");
 
     // Truncated: the safetensors reader's error, naming the file.
     diags_reset(&d);
     size_t n;
-    uint8_t *buf = slurp(path_in(tmp_path("straight"), "last.safetensors"), &n);
-    options(&o, &small, "corrupt");
+    uint8_t *buf = slurp(mt_path_in(tmp_path("straight"), "last.safetensors"), &n);
+    mt_loop_options(&o, &small, "corrupt");
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", o.run_dir);
     CHECK(system(cmd) == 0);
-    write_bytes(path_in(o.run_dir, "last.safetensors"), buf, n / 2);
+    write_bytes(mt_path_in(o.run_dir, "last.safetensors"), buf, n / 2);
     free(buf);
     o.resume = true;
     CHECK(!train(&small, &o, &r, &d));
@@ -194,7 +155,7 @@ TEST(refuses_foreign_and_corrupt_checkpoints) {
 
     // Nothing to resume.
     diags_reset(&d);
-    options(&o, &small, "never_ran");
+    mt_loop_options(&o, &small, "never_ran");
     o.resume = true;
     CHECK(!train(&small, &o, &r, &d));
     CHECK_DIAGS_CONTAIN(&d, "nothing to resume");
@@ -206,7 +167,7 @@ TEST(nan_loss_stops_and_keeps_the_last_good_checkpoint) {
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &small, "nan");
+    mt_loop_options(&o, &small, "nan");
     o.lr_given = true;
     // An infinite lr makes step 1's parameters infinite, so step 2's loss is NaN.
     o.lr.lr = INFINITY;
@@ -216,7 +177,7 @@ TEST(nan_loss_stops_and_keeps_the_last_good_checkpoint) {
     CHECK_DIAGS_CONTAIN(&d, "training stopped at epoch");
     CHECK_DIAGS_CONTAIN(&d, "not finite");
     struct itr_tensor_set s;
-    if (read_set(path_in(o.run_dir, "last.safetensors"), &s)) {
+    if (mt_read_checkpoint(mt_path_in(o.run_dir, "last.safetensors"), &s)) {
         int64_t step = -1;
         const char *m = itr_tensor_set_get_meta(&s, "itr.step");
         if (m) step = strtoll(m, NULL, 10);
@@ -247,18 +208,18 @@ TEST(nan_loss_names_epoch_and_step) {
     for (size_t i = data; i + 4 <= n; i += 4) memcpy(buf + i, nan_f32, 4);
     write_bytes(ims, buf, n);
     free(buf);
-    struct fixture f = small;
+    struct mt_run_fixture f = small;
     snprintf(f.dir, sizeof f.dir, "%s", tmp_path("nan_data"));
     struct itr_trainer_options o;
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &f, "nan_loss");
+    mt_loop_options(&o, &f, "nan_loss");
     CHECK(!train(&f, &o, &r, &d));
     CHECK_DIAGS_CONTAIN(&d, "training stopped at epoch 1, step 1");
     CHECK_DIAGS_CONTAIN(&d, "not finite");
     struct itr_tensor_set s;
-    if (read_set(path_in(o.run_dir, "last.safetensors"), &s)) {
+    if (mt_read_checkpoint(mt_path_in(o.run_dir, "last.safetensors"), &s)) {
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.step"), "0");
         itr_tensor_set_free(&s);
     }
@@ -273,7 +234,7 @@ TEST(feature_dim_mismatch_names_both) {
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &small, "dims");
+    mt_loop_options(&o, &small, "dims");
     CHECK(!itr_trainer_run(p, &o, &r, &d));
     CHECK_DIAGS_CONTAIN(&d, "feature dim 16");
     CHECK_DIAGS_CONTAIN(&d, "feature dim 24");
@@ -284,7 +245,7 @@ TEST(feature_dim_mismatch_names_both) {
 // ---------------------------------------------------------------- learning
 
 TEST(learns_well_above_chance) {
-    struct fixture f;
+    struct mt_run_fixture f;
     // 32-dim features: at 16 the synthetic concepts are too noisy for a
     // 16-dim VSE++ to separate within the test's budget.
     g_dim = 32;
@@ -294,7 +255,7 @@ TEST(learns_well_above_chance) {
     struct itr_trainer_result r;
     struct itr_diags d;
     itr_diags_init(&d);
-    options(&o, &f, "learn_run");
+    mt_loop_options(&o, &f, "learn_run");
     // Small batches: the max-violation hinge collapses to a constant
     // embedding from scratch at B = 64 (VSE++'s known need for warm-up);
     // at B = 16 it gets past that plateau in a few epochs.

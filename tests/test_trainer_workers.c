@@ -37,13 +37,7 @@ static const char EXTRA_IR[] =
     "  optimizer adam(lr=0.002, clip_grad_norm=2.0)\n"
     "}\n";
 
-struct fixture {
-    char dir[512];
-    struct itr_program *p;
-    char fingerprint[17];
-};
-
-static bool fixture_make(struct fixture *f, const char *name, bool extra) {
+static bool fixture_make(struct mt_run_fixture *f, const char *name, bool extra) {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", tmp_path(name));
     struct itr_synth_options so;
@@ -69,37 +63,9 @@ static bool fixture_make(struct fixture *f, const char *name, bool extra) {
     return f->p != NULL;
 }
 
-static void options(struct itr_trainer_options *o, const struct fixture *f, const char *run, int workers) {
-    memset(o, 0, sizeof *o);
-    o->data_dir = f->dir;
-    o->run_dir = tmp_path(run);
-    o->fingerprint = f->fingerprint;
-    o->batch_size = 16;
-    o->epochs = 2;
-    o->seed = 5;
-    o->lr.kind = ITR_LR_STEP;
-    o->lr.step_epochs = 1;
-    o->lr.gamma = 0.5;
-    o->lr.warmup_steps = 3;
-    o->checkpoint_every = 3;
+static void options(struct itr_trainer_options *o, const struct mt_run_fixture *f, const char *run, int workers) {
+    mt_loop_options(o, f, run);
     o->workers = workers;
-}
-
-static char *path_in(const char *dir, const char *name) {
-    static char buf[4][700];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static bool read_set(const char *path, struct itr_tensor_set *s) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_safetensors_read(path, s, &d);
-    if (!ok) diags_report("reading a checkpoint: ", &d);
-    itr_diags_free(&d);
-    return ok;
 }
 
 static bool g_expect_different;   // quiet about differences
@@ -107,8 +73,8 @@ static bool g_expect_different;   // quiet about differences
 // Both files hold the same tensors, bitwise, and the same cursor.
 static bool same_checkpoint(const char *pa, const char *pb) {
     struct itr_tensor_set a, b;
-    if (!read_set(pa, &a)) return false;
-    if (!read_set(pb, &b)) {
+    if (!mt_read_checkpoint(pa, &a)) return false;
+    if (!mt_read_checkpoint(pb, &b)) {
         itr_tensor_set_free(&a);
         return false;
     }
@@ -134,7 +100,7 @@ static bool same_checkpoint(const char *pa, const char *pb) {
 // run; the loss, lr and dev recalls must not).
 static char *log_without_times(const char *run_dir) {
     size_t n;
-    uint8_t *buf = slurp(path_in(run_dir, "log.jsonl"), &n);
+    uint8_t *buf = slurp(mt_path_in(run_dir, "log.jsonl"), &n);
     if (!buf) return NULL;
     char *out = calloc(n + 1, 1), *w = out;
     const char *s = (const char *)buf, *end = s + n;
@@ -171,10 +137,10 @@ static int temp_files(const char *dir) {
     return n;
 }
 
-static struct fixture plain, extra;
+static struct mt_run_fixture plain, extra;
 
 // Trains f with `workers` into run; the result in *r, false (reported) on failure.
-static bool train(const struct fixture *f, const struct itr_trainer_options *o, struct itr_trainer_result *r) {
+static bool train(const struct mt_run_fixture *f, const struct itr_trainer_options *o, struct itr_trainer_result *r) {
     struct itr_diags d;
     itr_diags_init(&d);
     bool ok = itr_trainer_run(f->p, o, r, &d);
@@ -183,7 +149,7 @@ static bool train(const struct fixture *f, const struct itr_trainer_options *o, 
     return ok;
 }
 
-static void check_same_for_workers(const struct fixture *f, const char *tag, const int *workers, int n) {
+static void check_same_for_workers(const struct mt_run_fixture *f, const char *tag, const int *workers, int n) {
     char base[64];
     snprintf(base, sizeof base, "%s_w%d", tag, workers[0]);
     struct itr_trainer_options o;
@@ -206,9 +172,9 @@ static void check_same_for_workers(const struct fixture *f, const char *tag, con
                   r0.last_loss);
         CHECK_MSG(r.best_rsum == r0.best_rsum, "workers %d: best rsum %.17g vs %.17g", workers[i], r.best_rsum,
                   r0.best_rsum);
-        CHECK_MSG(same_checkpoint(path_in(tmp_path(base), "last.safetensors"), path_in(o.run_dir, "last.safetensors")),
+        CHECK_MSG(same_checkpoint(mt_path_in(tmp_path(base), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")),
                   "workers %d: last.safetensors differs", workers[i]);
-        CHECK_MSG(same_checkpoint(path_in(tmp_path(base), "best.safetensors"), path_in(o.run_dir, "best.safetensors")),
+        CHECK_MSG(same_checkpoint(mt_path_in(tmp_path(base), "best.safetensors"), mt_path_in(o.run_dir, "best.safetensors")),
                   "workers %d: best.safetensors differs", workers[i]);
         CHECK_MSG(same_logs(tmp_path(base), o.run_dir), "workers %d: log.jsonl differs", workers[i]);
     }
@@ -232,7 +198,7 @@ TEST(extra_negatives_same_for_any_workers) {
     o.seed = 6;
     CHECK(train(&extra, &o, &r));
     g_expect_different = true;
-    CHECK(!same_checkpoint(path_in(tmp_path("extra_w1"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
+    CHECK(!same_checkpoint(mt_path_in(tmp_path("extra_w1"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
     g_expect_different = false;
 }
 
@@ -267,8 +233,8 @@ TEST(batch_error_stops_at_its_batch) {
         }
         CHECK_MSG(msgs[0] && msgs[1] && !strcmp(msgs[0], msgs[1]), "the messages differ:\n%s\n%s",
                   msgs[0] ? msgs[0] : "-", msgs[1] ? msgs[1] : "-");
-        CHECK(same_checkpoint(path_in(tmp_path(runs[0]), "last.safetensors"),
-                              path_in(tmp_path(runs[1]), "last.safetensors")));
+        CHECK(same_checkpoint(mt_path_in(tmp_path(runs[0]), "last.safetensors"),
+                              mt_path_in(tmp_path(runs[1]), "last.safetensors")));
         free(msgs[0]);
         free(msgs[1]);
     }
@@ -287,7 +253,7 @@ TEST(resume_with_workers_is_exact) {
     CHECK(train(&plain, &o, &r));
     CHECK(r.stopped_early && r.steps == 11);
     struct itr_tensor_set s;
-    if (read_set(path_in(o.run_dir, "last.safetensors"), &s)) {
+    if (mt_read_checkpoint(mt_path_in(o.run_dir, "last.safetensors"), &s)) {
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.step"), "9");
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.batch"), "2");
         itr_tensor_set_free(&s);
@@ -299,8 +265,8 @@ TEST(resume_with_workers_is_exact) {
     CHECK(train(&plain, &o, &r));
     CHECK(r.steps == 14 && r.epochs_done == 2);
     CHECK(r.batches_ahead == 5);   // the 5 steps after the checkpoint at step 9
-    CHECK(same_checkpoint(path_in(tmp_path("plain_w1"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
-    CHECK(same_checkpoint(path_in(tmp_path("plain_w1"), "best.safetensors"), path_in(o.run_dir, "best.safetensors")));
+    CHECK(same_checkpoint(mt_path_in(tmp_path("plain_w1"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
+    CHECK(same_checkpoint(mt_path_in(tmp_path("plain_w1"), "best.safetensors"), mt_path_in(o.run_dir, "best.safetensors")));
     CHECK(same_logs(tmp_path("plain_w1"), o.run_dir));
 
     // --max-steps mid-epoch 1 off the checkpoint cadence: the stop's
@@ -309,7 +275,7 @@ TEST(resume_with_workers_is_exact) {
     o.max_steps = 4;
     CHECK(train(&plain, &o, &r));
     CHECK(r.stopped_early && r.steps == 4);
-    if (read_set(path_in(o.run_dir, "last.safetensors"), &s)) {
+    if (mt_read_checkpoint(mt_path_in(o.run_dir, "last.safetensors"), &s)) {
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.step"), "4");
         CHECK_STR_CONTAINS(itr_tensor_set_get_meta(&s, "itr.batch"), "4");
         itr_tensor_set_free(&s);
@@ -317,13 +283,13 @@ TEST(resume_with_workers_is_exact) {
     o.max_steps = 0;
     o.resume = true;
     CHECK(train(&plain, &o, &r));
-    CHECK(same_checkpoint(path_in(tmp_path("plain_w1"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
+    CHECK(same_checkpoint(mt_path_in(tmp_path("plain_w1"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
 }
 
 // The compiled step runs its own kernel threads; the batch workers beside
 // them change nothing.
 TEST(same_run_on_the_llvm_backend) {
-    struct fixture f;
+    struct mt_run_fixture f;
     if (!fixture_make(&f, "llvm_data", false)) { FAIL_AT("cannot make the data"); return; }
     const char *backend = mt_use_fused_kernels(f.p);
     if (strcmp(backend, "llvm")) {
@@ -340,7 +306,7 @@ TEST(same_run_on_the_llvm_backend) {
     o.threads = 2;
     CHECK(train(&f, &o, &r));
     CHECK(r.steps == 14 && r.last_loss == r0.last_loss);
-    CHECK(same_checkpoint(path_in(tmp_path("llvm_w1"), "last.safetensors"), path_in(o.run_dir, "last.safetensors")));
+    CHECK(same_checkpoint(mt_path_in(tmp_path("llvm_w1"), "last.safetensors"), mt_path_in(o.run_dir, "last.safetensors")));
     CHECK(same_logs(tmp_path("llvm_w1"), o.run_dir));
     itr_program_free(f.p);
 }
