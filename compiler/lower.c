@@ -48,6 +48,7 @@ struct lower {
     bool row_kept[ITR_MAX_RANK];     // their kept (row) axes, whose loops run outermost
     int32_t row_var[ITR_MAX_RANK];   // the loop variables of those axes
     int32_t row_fail;     // a HOW_ROW node the kernel being built could not compute per row, or -1
+    int32_t *rows;        // per node: kernel_rows' result (one buffer, never in use twice)
     // sibling kernels (plan_siblings)
     int32_t *sib_of;      // per node: its sibling group, or -1
     struct sibling_group *sibs; int n_sibs;
@@ -600,7 +601,9 @@ static int32_t loop_nest(struct lower *L, const struct itr_type *t, int rank, in
 
 static void finish_kernel(struct lower *L, int32_t out_value, int32_t node) {
     struct kir_kernel *k = L->k;
-    if (L->row_fail >= 0) {   // the caller materialises row_fail and builds the kernel again
+    // The caller materialises row_fail and builds the kernel again, or
+    // builds the siblings one kernel each.
+    if (L->row_fail >= 0 || L->sib_fail) {
         for (int i = 0; i < L->n_touched; i++) L->buf_of[L->touched[i]] = -1;
         L->n_touched = 0;
         kir_kernel_free(k);
@@ -805,18 +808,22 @@ static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int
     }
 }
 
-static void lower_inline(struct lower *L, int32_t v, int32_t node) {
-    int32_t *rows = xcalloc((size_t)L->g->n_nodes, sizeof *rows);
+// The HOW_ROW reductions that node's kernel reaches, in node order, into
+// L->rows; returns how many.
+static int kernel_rows(struct lower *L, int32_t node) {
     int nrows = 0;
     const struct itr_node *nd = &L->g->nodes[node];
-    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], rows, &nrows);
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], L->rows, &nrows);
     for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+    return nrows;
+}
+
+static void lower_inline(struct lower *L, int32_t v, int32_t node) {
+    int nrows = kernel_rows(L, node);
     if (nrows > 0) {
-        lower_row_kernel(L, v, node, rows, nrows);
-        free(rows);
+        lower_row_kernel(L, v, node, L->rows, nrows);
         return;
     }
-    free(rows);
     begin_kernel(L);
     const struct itr_type *t = &L->g->values[v].type;
     int32_t idx[ITR_MAX_RANK];
@@ -1222,16 +1229,6 @@ static void lower_node(struct lower *L, int32_t node) {
 
 // ---------------------------------------------------------------- sibling kernels
 
-static bool reaches_rows(struct lower *L, int32_t node) {
-    int32_t *rows = xcalloc((size_t)L->g->n_nodes, sizeof *rows);
-    int nrows = 0;
-    const struct itr_node *nd = &L->g->nodes[node];
-    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], rows, &nrows);
-    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
-    free(rows);
-    return nrows > 0;
-}
-
 // The materialised values that the kernel computing v reads (through the
 // values it computes inline), at most cap of them.
 static void kernel_reads(const struct lower *L, int32_t v, int32_t *stamp, int32_t cur, int32_t *out, int *n, int cap) {
@@ -1287,7 +1284,7 @@ static void plan_siblings(struct lower *L, const int32_t *cons_start, const int3
     int32_t *stamp = xcalloc((size_t)g->n_values + 1, sizeof *stamp);
     for (int i = 0; i < g->n_nodes; i++) {
         int32_t w = g->nodes[i].outputs[0];
-        if (L->how[i] != HOW_INLINE || !L->s->materialised[w] || reaches_rows(L, i)) continue;
+        if (L->how[i] != HOW_INLINE || !L->s->materialised[w] || kernel_rows(L, i) > 0) continue;
         member_ok[i] = true;
         int32_t reads[32];
         int nr = 0;
@@ -1362,8 +1359,7 @@ static void lower_siblings(struct lower *L, int gi, const bool *is_output, const
     }
     int32_t last = G->nodes[G->n - 1];
     bool failed = L->sib_fail || L->row_fail >= 0;
-    if (failed) L->row_fail = L->row_fail >= 0 ? L->row_fail : 0;   // makes finish_kernel drop the kernel
-    finish_kernel(L, g->nodes[last].outputs[0], last);
+    finish_kernel(L, g->nodes[last].outputs[0], last);   // drops the kernel when failed
     for (int m = 0; m < G->n; m++) L->sib_let[g->nodes[G->nodes[m]].outputs[0]] = -1;
     L->sib_fail = false;
     L->row_fail = -1;
@@ -1459,6 +1455,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.touched = xcalloc((size_t)g->n_values, sizeof *L.touched);
     L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
     L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
+    L.rows = xcalloc((size_t)g->n_nodes + 1, sizeof *L.rows);
     L.row_fail = -1;
     L.sib_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.sib_of);
     L.sib_let = xcalloc((size_t)g->n_values + 1, sizeof *L.sib_let);
@@ -1612,6 +1609,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     free(is_output);
     free(L.row_let);
     free(L.row_owner);
+    free(L.rows);
     free(L.sib_of);
     free(L.sib_let);
     free(L.sibs);
