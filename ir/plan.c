@@ -1336,7 +1336,7 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
         for (size_t j = 0; ok && j < pk->n_vars; j++) {
             const Itr__Plan__KirVar *v = pk->vars[j];
             if (v->kind < 0 || v->kind > KIR_VAR_ACC || v->type < 0 || v->type >= KIR_TYPE_COUNT || v->combine < 0 ||
-                v->combine >= KIR_OP_COUNT || v->lanes < 1 || v->lanes > 64) { ok = bad(r, "kernel %s: bad variable", k->name); break; }
+                v->combine >= KIR_OP_COUNT || v->lanes < 1 || v->lanes > KIR_MAX_LANES) { ok = bad(r, "kernel %s: bad variable", k->name); break; }
             if (v->kind == KIR_VAR_ACC) kir_add_acc(k, v->name, (enum kir_type)v->type, v->lanes, (enum kir_op)v->combine);
             else kir_add_var(k, v->name, (enum kir_var_kind)v->kind, (enum kir_type)v->type);
         }

@@ -16,6 +16,11 @@
 // row lengths 1, 7, 8, 9 and 20 (lanes and their tail), in f32 and f64; a
 // max over an empty row gives the reference's error. A softmax over a middle
 // axis stays four kernels.
+//
+// Column reductions (the innermost axis kept): one kernel whose chunks of
+// columns have an accumulator lane per column, of the documented width, and
+// that agrees with the reference at widths around the chunk and vector
+// sizes, with and without an outer parallel axis.
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +88,18 @@ static const char *SRC =
     "  }\n"
     "}\n";
 
+// Column reductions: kept innermost axis, with (colsum, colmax, wide3) and
+// without (batch, wide) a kept outer axis for the parallel loop.
+static const char *SRC_COLS =
+    "model cols() {\n"
+    "  dim N, M, L\n"
+    "  entry colsum(x: f32[N, M, L]) -> (y) { return sum(x, axes=[1]) }\n"
+    "  entry colmax(x: f32[N, M, L]) -> (y) { return max(x * 2.0, axes=[1], keepdims=true) }\n"
+    "  entry batch(x: f32[M, L]) -> (y) { return sum(x * x, axes=[0]) }\n"
+    "  entry wide(x: f32[M, 1030]) -> (y) { return mean(x, axes=[0]) }\n"
+    "  entry wide3(x: f32[N, M, 1030]) -> (y) { return min(exp(x), axes=[1]) }\n"
+    "}\n";
+
 struct expect {
     const char *entry;
     int kernels;   // kernel steps in the schedule
@@ -94,7 +111,7 @@ static const struct expect EXPECT[] = {
     { "transposed", 2 }, { "between", 3 }, { "pairs", 0 },
 };
 
-static struct itr_program *compile_rows(void) {
+static struct itr_program *compile_src(const char *src) {
     struct itr_compile_options co;
     itr_compile_options_init(&co);
     const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
@@ -104,10 +121,12 @@ static struct itr_program *compile_rows(void) {
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_program *p = NULL;
-    if (!itr_compile_source("rows.ir", SRC, strlen(SRC), &co, &p, NULL, &d)) itr_diags_print(&d, stderr);
+    if (!itr_compile_source("rows.ir", src, strlen(src), &co, &p, NULL, &d)) itr_diags_print(&d, stderr);
     itr_diags_free(&d);
     return p;
 }
+
+static struct itr_program *compile_rows(void) { return compile_src(SRC); }
 
 // The f32 schedule of entry `name` of the test program (NULL: reported).
 static struct kir_schedule *lower_entry(const struct itr_program *p, const char *name, const struct itr_graph **g) {
@@ -299,11 +318,63 @@ TEST(gemm_operands_are_read_through_shape_changes) {
     itr_program_free(p);
 }
 
+// The accumulator of the one kernel of entry `name`: its lanes, and the
+// parallel loop's trip count at the test's bindings (-1: none).
+static void column_kernel(const struct itr_program *p, const char *name, int *lanes, int64_t *chunks) {
+    const struct itr_graph *g;
+    struct kir_schedule *s = lower_entry(p, name, &g);
+    *lanes = -1;
+    *chunks = -1;
+    CHECK_MSG(s == NULL || (s->n_kernels == 1 && kernel_steps(s) == 1), "entry '%s': not one kernel", name);
+    if (s && s->n_kernels == 1) {
+        const struct kir_kernel *k = s->kernels[0];
+        for (int v = 0; v < k->n_vars; v++)
+            if (k->vars[v].kind == KIR_VAR_ACC) *lanes = k->vars[v].lanes;
+        int64_t c;
+        if (k->parallel_dim >= 0 && itr_dim_is_const(p, k->parallel_dim, &c)) *chunks = c;
+    }
+    kir_schedule_free(s);
+}
+
+TEST(column_reductions_stream_chunks_of_columns) {
+    struct itr_program *p = compile_src(SRC_COLS);
+    CHECK(p != NULL);
+    if (!p) return;
+    int lanes;
+    int64_t chunks;
+    // no kept outer axis: 1030 columns in 8 chunks of 136 (whole vectors), the chunks in parallel
+    column_kernel(p, "wide", &lanes, &chunks);
+    CHECK_MSG(lanes == 136 && chunks == 8, "wide: %d lanes, %lld chunks; expected 136 and 8", lanes, (long long)chunks);
+    // a kept outer axis runs in parallel: the widest chunk
+    column_kernel(p, "wide3", &lanes, &chunks);
+    CHECK_MSG(lanes == 512, "wide3: %d lanes, expected 512", lanes);
+    // symbolic columns without an outer axis: 64-column chunks
+    column_kernel(p, "batch", &lanes, &chunks);
+    CHECK_MSG(lanes == 64, "batch: %d lanes, expected 64", lanes);
+    column_kernel(p, "colsum", &lanes, &chunks);
+    CHECK_MSG(lanes == 512, "colsum: %d lanes, expected 512", lanes);
+    if (itr_llvm_available()) {
+        static const int64_t lens[] = { 1, 7, 8, 9, 20, 63, 64, 65, 513, 700 };
+        const char *entries[] = { "colsum", "colmax", "batch", "wide", "wide3" };
+        for (int e = 0; e < 5; e++) {
+            const struct itr_graph *g = tu_find_entry(p, entries[e]);
+            CHECK(g != NULL);
+            for (size_t li = 0; g && li < sizeof lens / sizeof lens[0]; li++) {
+                if (e >= 3 && li > 0) break;   // fixed width
+                agree_at(p, g, lens[li], false);
+                agree_at(p, g, lens[li], true);
+            }
+        }
+    }
+    itr_program_free(p);
+}
+
 int main(void) {
     RUN(gemm_operands_are_read_through_shape_changes);
     RUN(each_row_pattern_is_one_kernel);
     RUN(a_value_only_siblings_read_is_not_stored);
     RUN(row_kernels_agree_with_the_reference);
     RUN(a_max_over_an_empty_row_reports_the_reference_error);
+    RUN(column_reductions_stream_chunks_of_columns);
     return test_summary();
 }

@@ -494,7 +494,11 @@ static bool stmt(struct rctx *r, int32_t id) {
         open_block(r);
         const char *v = operand(r, s->value);
         if (!v) return false;
-        for (int l = 0; l < k->vars[s->var].lanes; l++) line(r, "v%d[%d] = %s;", s->var, l, v);
+        int lanes = k->vars[s->var].lanes;
+        // Wide accumulators (a column-reduction chunk) get a loop, not a line per lane.
+        if (lanes > 16) line(r, "for (int l = 0; l < %d; l++) v%d[l] = %s;", lanes, s->var, v);
+        else
+            for (int l = 0; l < lanes; l++) line(r, "v%d[%d] = %s;", s->var, l, v);
         close_block(r);
         return true;
     }

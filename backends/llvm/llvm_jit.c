@@ -61,7 +61,7 @@ bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j) { (void)j; return
 #include "backends/llvm/render.h"
 
 // Part of the cache key: bump when the rendering of any construct changes.
-#define ITR_LLVM_RENDER_VERSION "itrc-llvm-render-4"
+#define ITR_LLVM_RENDER_VERSION "itrc-llvm-render-5"
 
 struct itr_llvm_jit {
     LLVMOrcLLJITRef jit;

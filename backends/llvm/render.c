@@ -623,8 +623,31 @@ static bool stmt(struct rctx *r, int32_t id) {
     case KIR_S_ACC_INIT: {
         LLVMValueRef v = expr(r, s->value);
         if (!v) return false;
-        for (int l = 0; l < k->vars[s->var].lanes; l++)
-            LLVMBuildStore(r->b, v, acc_lane_ptr(r, s->var, LLVMConstInt(r->t_i64, (unsigned)l, 0)));
+        int lanes = k->vars[s->var].lanes;
+        if (lanes <= RENDER_UNROLL_MAX) {
+            for (int l = 0; l < lanes; l++)
+                LLVMBuildStore(r->b, v, acc_lane_ptr(r, s->var, LLVMConstInt(r->t_i64, (unsigned)l, 0)));
+            return true;
+        }
+        // A wide accumulator (a column-reduction chunk): a vectorised loop
+        // rather than thousands of stores for the optimiser to merge.
+        LLVMBasicBlockRef pre = LLVMGetInsertBlock(r->b);
+        LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(r->c, r->fn, "init.head");
+        LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(r->c, r->fn, "init.body");
+        LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(r->c, r->fn, "init.exit");
+        LLVMBuildBr(r->b, head);
+        LLVMPositionBuilderAtEnd(r->b, head);
+        LLVMValueRef iv = LLVMBuildPhi(r->b, r->t_i64, "init.lane");
+        LLVMBuildCondBr(r->b, LLVMBuildICmp(r->b, LLVMIntSLT, iv, LLVMConstInt(r->t_i64, (unsigned)lanes, 0), ""), body,
+                        exit);
+        LLVMPositionBuilderAtEnd(r->b, body);
+        LLVMBuildStore(r->b, v, acc_lane_ptr(r, s->var, iv));
+        LLVMValueRef next = LLVMBuildAdd(r->b, iv, LLVMConstInt(r->t_i64, 1, 0), "");
+        LLVMValueRef in_v[2] = { LLVMConstInt(r->t_i64, 0, 0), next };
+        LLVMBasicBlockRef in_b[2] = { pre, body };
+        LLVMAddIncoming(iv, in_v, in_b, 2);
+        set_loop_md(r, LLVMBuildBr(r->b, head), "llvm.loop.vectorize.enable");
+        LLVMPositionBuilderAtEnd(r->b, exit);
         return true;
     }
     case KIR_S_ACC_UPDATE: {
