@@ -6,7 +6,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ir/fileio.h"
 #include "runtime/data.h"
@@ -289,6 +291,22 @@ struct itr_tensor *itr_split_regions(const struct itr_split *s, const int64_t *i
         memcpy((float *)t->data + (int64_t)i * row_elems, src + image_ids[i] * stride * row_elems,
                (size_t)row_elems * sizeof(float));
     return t;
+}
+
+void itr_split_release_regions(const struct itr_split *s, int64_t first, int64_t n) {
+    if (!s->ims || s->ims->owns_data || s->ims->rank != 3 || n <= 0 || first < 0) return;
+    int64_t stride = ITR_CAPTIONS_PER_IMAGE / s->im_div, rows = s->ims->shape[0];
+    int64_t r0 = first * stride, r1 = (first + n) * stride;
+    if (r1 > rows) r1 = rows;
+    if (r0 >= r1) return;
+    size_t row = (size_t)(s->n_regions * s->feat_dim) * sizeof(float);
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    // Only whole pages inside the range: a neighbour's rows stay mapped.
+    uintptr_t a = (uintptr_t)s->ims->data + (size_t)r0 * row, b = (uintptr_t)s->ims->data + (size_t)r1 * row;
+    a = (a + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    b = b / (uintptr_t)page * (uintptr_t)page;
+    if (a < b) (void)madvise((void *)a, b - a, MADV_DONTNEED);   // advice only: a failure costs nothing
 }
 
 // width 0: the batch's longest caption; else exactly width, and false if a

@@ -78,6 +78,12 @@ void itr_split_memory(const struct itr_split *s, int64_t *mapped_bytes, int64_t 
 // than width makes the call fail, so check the split first
 // (itr_caption_limit_check, runtime/eval.h).
 struct itr_tensor *itr_split_regions(const struct itr_split *s, const int64_t *image_ids, int n);
+// Tells the kernel that the mapped features of images first..first+n-1 will
+// not be read again soon, so a pass over a large split (evaluation encodes
+// each image once) does not keep the whole file resident. Later reads map
+// the pages in again; nothing happens when the features were read into
+// memory instead of mapped.
+void itr_split_release_regions(const struct itr_split *s, int64_t first, int64_t n);
 bool itr_split_words(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,
                      struct itr_tensor **words, struct itr_tensor **lengths);
 bool itr_split_token_feats(const struct itr_split *s, const int64_t *caption_ids, int n, int64_t width,

@@ -474,7 +474,10 @@ static bool append_rows(struct ctx *c, const struct itr_graph *g, struct itr_ten
 }
 
 static void free_all(struct itr_tensor **ts, int n) {
-    for (int k = 0; k < n; k++) itr_tensor_free(ts[k]);
+    for (int k = 0; k < n; k++) {
+        itr_tensor_free(ts[k]);
+        ts[k] = NULL;
+    }
 }
 
 // Ids first, first+1, ..., first+n-1 for the data layer's batch builders.
@@ -554,6 +557,7 @@ static bool encode_images(struct ctx *c, const struct itr_split *s, const int64_
         } else {
             itr_tensor_set_put(&in, input_name(c->enc_img, 0), r);
             ok = run_entry(c, c->enc_img, &in, &out) && append_rows(c, c->enc_img, &out, at, m, n, full);
+            if (!pick) itr_split_release_regions(s, first + at, m);
         }
         itr_tensor_set_free(&in);
         itr_tensor_set_free(&out);
@@ -626,8 +630,13 @@ struct itr_scorer {
     int n;                                  // members (an ensemble averages their scores)
     struct ctx *c;                          // per member
     struct itr_tensor *(*img)[MAX_OUTS];    // per member: encode_image's outputs for every image
-    struct itr_tensor *(*txt)[MAX_OUTS];    // per member: encode_text's outputs for every caption
+    struct itr_tensor *(*txt)[MAX_OUTS];    // per member: encode_text's outputs for every caption, or for
+                                            // captions win0..win0+nwin-1 only (windowed)
     int64_t n_images, n_captions;
+    bool windowed;                          // captions encoded tile by tile (caption_cache_bytes)
+    int64_t win0, nwin;
+    const struct itr_split *split;          // windowed: where captions come from
+    struct itr_eval_options opt;            // windowed: how they are encoded (no progress)
     double *acc;                            // ensemble accumulator, one tile
     int64_t acc_cap;
     struct itr_diags *d;
@@ -687,8 +696,17 @@ static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, i
     bool ok = true;
     for (int q = 0; ok && q < nim; q++)
         ok = (img[q] = img_ids ? rows_gather(sc->img[k][q], img_ids, ni) : rows_view(sc->img[k][q], i0, ni)) != NULL;
-    for (int q = 0; ok && q < nt; q++)
-        ok = (txt[q] = cap_ids ? rows_gather(sc->txt[k][q], cap_ids, nc) : rows_view(sc->txt[k][q], c0, nc)) != NULL;
+    if (ok && sc->windowed && cap_ids) {
+        // Scattered captions: encoded for this block alone (the set takes them).
+        if (!encode_captions(c, sc->split, cap_ids, 0, nc, &sc->opt, txt)) {
+            free_all(img, nim);
+            return false;
+        }
+    } else {
+        int64_t base = sc->windowed ? sc->win0 : 0;
+        for (int q = 0; ok && q < nt; q++)
+            ok = (txt[q] = cap_ids ? rows_gather(sc->txt[k][q], cap_ids, nc) : rows_view(sc->txt[k][q], c0 - base, nc)) != NULL;
+    }
     if (!ok) {
         itr_diag_error(sc->d, ITR_NOLOC, "out of memory for a tile of %" PRId64 " x %" PRId64, ni, nc);
         free_all(img, nim);
@@ -700,8 +718,23 @@ static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, i
 
 // An ensemble's block: the members' scores summed in f64 in member order and
 // divided once, so a tile holds exactly what the full matrix holds.
+// Windowed: the captions c0..c0+nc-1 encoded, by every member, unless the
+// window already holds them.
+static bool caption_window(struct itr_scorer *sc, int64_t c0, int64_t nc) {
+    if (c0 >= sc->win0 && c0 + nc <= sc->win0 + sc->nwin) return true;
+    sc->nwin = 0;
+    for (int k = 0; k < sc->n; k++) {
+        free_all(sc->txt[k], sc->c[k].enc_txt->n_outputs);
+        if (!encode_captions(&sc->c[k], sc->split, NULL, c0, nc, &sc->opt, sc->txt[k])) return false;
+    }
+    sc->win0 = c0;
+    sc->nwin = nc;
+    return true;
+}
+
 static bool scorer_block(struct itr_scorer *sc, const int64_t *img_ids, int64_t i0, int64_t ni,
                          const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
+    if (sc->windowed && !cap_ids && !caption_window(sc, c0, nc)) return false;
     if (sc->n == 1) return member_block(sc, 0, img_ids, i0, ni, cap_ids, c0, nc, out);
     int64_t n = ni * nc;
     if (n > sc->acc_cap) {
@@ -774,10 +807,31 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
     bool ok = true;
     for (int k = 0; ok && k < n_models; k++)
         ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && (!check_caps || check_captions(&sc->c[k], s));
+    // The first chunk of captions tells what all of them would take.
+    int64_t probe = n_cap < chunk_size(opt) ? n_cap : chunk_size(opt), bytes = 0;
+    struct itr_eval_options quiet = { 0 };
+    if (opt) quiet = *opt;
+    quiet.progress = false;
     for (int k = 0; ok && k < n_models; k++) {
         ok = encode_images(&sc->c[k], s, NULL, img_first, n_img, opt, sc->img[k]) &&
-             encode_captions(&sc->c[k], s, NULL, cap_first, n_cap, opt, sc->txt[k]);
+             (cap_first != 0 || probe == 0 || encode_captions(&sc->c[k], s, NULL, 0, probe, &quiet, sc->txt[k]));
+        for (int q = 0; ok && cap_first == 0 && probe > 0 && q < sc->c[k].enc_txt->n_outputs; q++)
+            bytes += (int64_t)itr_tensor_nbytes(sc->txt[k][q]);
         if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
+    }
+    int64_t budget = opt && opt->caption_cache_bytes > 0 ? opt->caption_cache_bytes : (int64_t)1 << 30;
+    if (ok && cap_first == 0 && probe > 0 && bytes / probe > budget / n_cap) {
+        sc->windowed = true;   // the probe is the first window
+        sc->win0 = 0;
+        sc->nwin = probe;
+        sc->split = s;
+        sc->opt = quiet;
+    } else {
+        for (int k = 0; ok && k < n_models; k++) {
+            if (cap_first == 0 && probe > 0) free_all(sc->txt[k], sc->c[k].enc_txt->n_outputs);
+            ok = encode_captions(&sc->c[k], s, NULL, cap_first, n_cap, opt, sc->txt[k]);
+            if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
+        }
     }
     if (!ok) {
         itr_scorer_free(sc);
@@ -813,10 +867,11 @@ static bool score_all(struct itr_scorer *sc, const struct itr_eval_options *opt,
     struct itr_progress pr;
     itr_progress_start(&pr, opt && opt->progress && (n_img > ti || n_txt > tc), "scoring pairs", n_img * n_txt);
     bool ok = true;
-    for (int64_t i0 = 0; ok && i0 < n_img; i0 += ti) {
-        int64_t mi = n_img - i0 < ti ? n_img - i0 : ti;
-        for (int64_t c0 = 0; ok && c0 < n_txt; c0 += tc) {
-            int64_t mc = n_txt - c0 < tc ? n_txt - c0 : tc;
+    // Captions outermost: a windowed scorer encodes each caption tile once.
+    for (int64_t c0 = 0; ok && c0 < n_txt; c0 += tc) {
+        int64_t mc = n_txt - c0 < tc ? n_txt - c0 : tc;
+        for (int64_t i0 = 0; ok && i0 < n_img; i0 += ti) {
+            int64_t mi = n_img - i0 < ti ? n_img - i0 : ti;
             ok = itr_scorer_tile(sc, i0, mi, c0, mc, tile);
             for (int64_t r = 0; ok && r < mi; r++)
                 memcpy(sims + (i0 + r) * n_txt + c0, tile + r * mc, (size_t)mc * sizeof *tile);

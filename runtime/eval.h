@@ -86,6 +86,11 @@ bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct i
 struct itr_eval_options {
     int64_t tile_images, tile_captions;   // score tile (0: 128 x 640)
     int64_t encode_chunk;                 // items per encode call (0: 128)
+    // Caption encodings larger than this (all captions, all members) are not
+    // kept: the scorer encodes the captions of one tile when scoring reaches
+    // them, so memory does not grow with the caption count (0: 1 GiB;
+    // INT64_MAX: always keep them, for random access such as re-ranking).
+    int64_t caption_cache_bytes;
     bool progress;                        // progress bar on stderr when it is a terminal
     bool f64;
 };

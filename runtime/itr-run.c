@@ -1012,12 +1012,17 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
             if (r > 0 && !parse_tile("eval", "--tile-images", v, &eo.tile_images)) rc = ITR_EXIT_USER;
         } else if (EVAL_OPT(NULL, "--tile-captions")) {
             if (r > 0 && !parse_tile("eval", "--tile-captions", v, &eo.tile_captions)) rc = ITR_EXIT_USER;
+        } else if (EVAL_OPT(NULL, "--caption-cache-mb")) {
+            int64_t mb = 0;
+            if (r > 0 && !parse_tile("eval", "--caption-cache-mb", v, &mb)) rc = ITR_EXIT_USER;
+            else if (r > 0) eo.caption_cache_bytes = mb > (INT64_MAX >> 20) ? INT64_MAX : mb << 20;
         } else if (strcmp(argv[i], "--json") == 0) json = true;
         else if (strcmp(argv[i], "--f64") == 0) f64 = true;
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("eval", "unknown option '%s' (accepted: --data, --split, --weights, --vocab, --protocol, "
-                             "--json, --save-sims, --ensemble, --rerank, --candidates, --tile-images, --tile-captions, --f64, "
+                             "--json, --save-sims, --ensemble, --rerank, --candidates, --tile-images, --tile-captions, "
+                             "--caption-cache-mb, --f64, "
                              "--quiet, --backend, --threads)", argv[i]);
         else rc = usage_error("eval", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
@@ -1103,7 +1108,10 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
         if (ok) ok = itr_protocol_eval(proto, sims, s.n_images, s.n_captions, &r, &d2);
     } else if (ok && rerank) {
         struct itr_scorer *first = NULL, *second = NULL;
-        ok = itr_scorer_new(1, &m[n].s, &s, &eo, &first, &d2) && itr_scorer_new(n, ss, &s, &eo, &second, &d2) &&
+        // The second stage scores scattered candidates: every caption stays encoded.
+        struct itr_eval_options keep = eo;
+        keep.caption_cache_bytes = INT64_MAX;
+        ok = itr_scorer_new(1, &m[n].s, &s, &eo, &first, &d2) && itr_scorer_new(n, ss, &s, &keep, &second, &d2) &&
              itr_eval_rerank(first, second, proto, candidates, &eo, &rr, &d2);
         r = rr.recall;
         itr_scorer_free(first);
@@ -1410,7 +1418,7 @@ static const struct itr_cli_command commands[] = {
       cmd_train },
     { "eval", "--data DIR --weights W.safetensors [--split S] [--vocab FILE] [--protocol P] [--json] "
       "[--save-sims FILE.npy] [--ensemble OTHER.plan:W2]... [--rerank FIRST.plan:W1 [--candidates N]] "
-      "[--tile-images N] [--tile-captions N] [--f64] [--quiet]",
+      "[--tile-images N] [--tile-captions N] [--caption-cache-mb N] [--f64] [--quiet]",
       "evaluate retrieval (R@K, medr, meanr, rsum) on a split",
       "  --data DIR                 the data set (docs/data.md): DIR/{split}_ims.npy, {split}_caps.txt\n"
       "  -w, --weights FILE         the model's parameters (safetensors)\n"
@@ -1430,6 +1438,9 @@ static const struct itr_cli_command commands[] = {
       "  --candidates N             first-stage candidates per query for --rerank (default 100)\n"
       "  --tile-images N            images per score tile (default 128)\n"
       "  --tile-captions N          captions per score tile (default 640)\n"
+      "  --caption-cache-mb N       keep every caption's encoding only when they take at most N MB\n"
+      "                             (default 1024); above, each caption tile is encoded when scoring\n"
+      "                             reaches it (streamed: twice; --save-sims: once)\n"
       "  --f64                      compute in f64\n"
       "  -q, --quiet                no progress on stderr\n"
       EXEC_OPTS_HELP

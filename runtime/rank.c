@@ -170,10 +170,12 @@ static bool stream_block(struct stream *st, const struct block *b) {
     struct held *h = NULL;
     int64_t nh = 0, caph = 0;
     bool ok = true;
-    for (int64_t i0 = b->img0; ok && i0 < ie; i0 += ti) {
-        int64_t mi = ie - i0 < ti ? ie - i0 : ti;
-        for (int64_t c0 = b->cap0; ok && c0 < ce; c0 += tc) {
-            int64_t mc = ce - c0 < tc ? ce - c0 : tc;
+    // Captions outermost in both passes: a windowed scorer (eval.h,
+    // caption_cache_bytes) encodes each caption tile once per pass.
+    for (int64_t c0 = b->cap0; ok && c0 < ce; c0 += tc) {
+        int64_t mc = ce - c0 < tc ? ce - c0 : tc;
+        for (int64_t i0 = b->img0; ok && i0 < ie; i0 += ti) {
+            int64_t mi = ie - i0 < ti ? ie - i0 : ti;
             if (!holds_positives(i0, mi, c0, mc)) continue;
             if (nh == caph) {
                 caph = caph ? 2 * caph : 16;
@@ -207,10 +209,10 @@ static bool stream_block(struct stream *st, const struct block *b) {
         itr_diag_error(st->d, ITR_NOLOC, "out of memory for a %" PRId64 " x %" PRId64 " tile", ti, tc);
         ok = false;
     }
-    for (int64_t i0 = b->img0; ok && i0 < ie; i0 += ti) {
-        int64_t mi = ie - i0 < ti ? ie - i0 : ti;
-        for (int64_t c0 = b->cap0; ok && c0 < ce; c0 += tc) {
-            int64_t mc = ce - c0 < tc ? ce - c0 : tc;
+    for (int64_t c0 = b->cap0; ok && c0 < ce; c0 += tc) {
+        int64_t mc = ce - c0 < tc ? ce - c0 : tc;
+        for (int64_t i0 = b->img0; ok && i0 < ie; i0 += ti) {
+            int64_t mi = ie - i0 < ti ? ie - i0 : ti;
             if (holds_positives(i0, mi, c0, mc)) continue;
             ok = itr_scorer_tile(st->sc, i0, mi, c0, mc, tile);
             if (ok) count_tile(st, i0, mi, c0, mc, tile);
