@@ -930,8 +930,11 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
         if (!parallel_done) c = (c + COLUMN_CHUNKS_WANTED - 1) / COLUMN_CHUNKS_WANTED;
         c = (c + 7) / 8 * 8;   // whole vectors
         width = c < 8 ? 8 : c < width ? c : width;
-    } else if (!parallel_done) {
-        width = 64;
+    } else {
+        // A symbolic width is usually a caption's words (SCAN's softmax over
+        // regions of [images, captions, regions, words]): the accumulator
+        // is initialised whole for every row, so keep it near that size.
+        width = parallel_done ? 16 : 64;
     }
     int32_t ncol = dexpr(L, cols);
     int32_t w = kir_iconst(k, width);
