@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ir/memplan.h"
 #include "runtime/exec.h"
 #include "runtime/session.h"
 
@@ -821,6 +822,11 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
     }
     int64_t budget = opt && opt->caption_cache_bytes > 0 ? opt->caption_cache_bytes : (int64_t)1 << 30;
     if (ok && cap_first == 0 && probe > 0 && bytes / probe > budget / n_cap) {
+        char need[32], have[32];
+        itr_format_bytes(bytes / probe * n_cap, need, sizeof need);
+        itr_format_bytes(budget, have, sizeof have);
+        itr_diag_note(d, ITR_NOLOC, "the captions' encodings would take %s, more than the caption cache (%s, "
+                      "--caption-cache-mb): each caption tile is encoded when scoring reaches it", need, have);
         sc->windowed = true;   // the probe is the first window
         sc->win0 = 0;
         sc->nwin = probe;
