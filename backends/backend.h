@@ -44,6 +44,11 @@ struct itr_backend {
     // when it cannot run on this machine (cuda without a driver or a GPU).
     bool (*open)(struct itr_diags *d);
 
+    // Optional (NULL: the backend has no devices to choose from). Picks the
+    // device later opens use (itr-run --device N), before the first open;
+    // false with the reason in d when the backend is already open on another.
+    bool (*select_device)(int ordinal, struct itr_diags *d);
+
     // Prepares graph g of program p for runs with options o. Returns NULL
     // with a diagnostic when the backend cannot run g (an op it lacks, a
     // compile error); the caller reports it and stops.

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cuda/cuda_plan.h"
 #include "compiler/dump.h"
 #include "compiler/pipeline.h"
 #include "frontends/onnx/onnx_export.h"
@@ -14,6 +15,7 @@
 #include "ir/bind.h"
 #include "ir/cli.h"
 #include "ir/dataset.h"
+#include "ir/devcode.h"
 #include "ir/kir.h"
 #include "ir/plan.h"
 #include "ir/text.h"
@@ -516,7 +518,8 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
                             "removed, %d scan bodies removed\n", rep.nodes_before, rep.nodes_after, st->iterations,
                     st->folded, st->merged, st->rewritten, st->removed, st->removed_graphs);
         }
-        bool with_kernels = strcmp(target, "llvm") == 0;
+        bool cuda = strcmp(target, "cuda") == 0;
+        bool with_kernels = cuda || strcmp(target, "llvm") == 0;
         struct kir_plan_kernels kernels = { 0 };
         if (with_kernels && !itr_compile_kernels(p, &kernels, &d)) {
             itr_diags_print(&d, stderr);
@@ -527,9 +530,27 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
             free(plan_path);
             return ITR_EXIT_INTERNAL;
         }
+        // --target cuda: every schedule's kernels compiled for the GPU too
+        // (backends/cuda/cuda_plan.h). A unit NVRTC rejects is our bug.
+        struct itr_devcode code = { 0 };
+        struct itr_cuda_compile_stats cst = { 0 };
+        if (cuda && !itr_cuda_compile_plan(p, &kernels, 0, &code, &cst, &d)) {
+            itr_diags_print(&d, stderr);
+            fprintf(stderr, "%s compile: internal error: compiling the kernels for CUDA failed; please report it\n", PROG);
+            itr_devcode_free(&code);
+            kir_plan_kernels_free(&kernels);
+            itr_diags_free(&d);
+            itr_program_free(p);
+            front_free(&o);
+            free(plan_path);
+            return ITR_EXIT_INTERNAL;
+        }
         p->kernels = with_kernels ? &kernels : NULL;
+        p->devcode = cuda ? &code : NULL;
         if (!itr_plan_write(p, target, dest, &d)) rc = ITR_EXIT_USER;
-        p->kernels = NULL;   // kernels is this function's
+        p->kernels = NULL;   // kernels and code are this function's
+        p->devcode = NULL;
+        itr_devcode_free(&code);
         itr_diags_print(&d, stderr);
         if (rc == ITR_EXIT_OK) {
             printf("wrote %s: %d entr%s, %d nodes, target %s", dest, count_entries(p),
@@ -540,6 +561,10 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
                     if (!kernels.items[i].f64) nk += kernels.items[i].s->n_kernels;
                 printf(", %d fused kernels", nk);
             }
+            if (cuda)
+                printf(", CUDA code for %d schedules (%d units on %d threads): %.1f MiB of cubins, %.1f MiB of PTX",
+                       cst.schedules, cst.units, cst.threads, (double)cst.cubin_bytes / (1 << 20),
+                       (double)cst.ptx_bytes / (1 << 20));
             printf("\n");
         }
         kir_plan_kernels_free(&kernels);
@@ -557,6 +582,20 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
 }
 
 // ------------------------------------------------------------ dump
+
+// The CUDA code a --target cuda plan carries: per schedule, each image's size.
+static void dump_devcode(const struct itr_program *p) {
+    if (!p->devcode || !p->devcode->n) return;
+    printf("\ncuda code (%d schedules):\n", p->devcode->n);
+    for (int i = 0; i < p->devcode->n; i++) {
+        const struct itr_devcode_unit *u = &p->devcode->items[i];
+        printf("  %s (%s):", p->graphs[u->graph]->name, u->f64 ? "f64" : "f32");
+        for (int k = 0; k < u->n_images; k++)
+            printf("%s %s %s %zu bytes", k ? "," : "", u->images[k].arch,
+                   strncmp(u->images[k].arch, "sm_", 3) == 0 ? "cubin" : "PTX", u->images[k].size);
+        printf("\n");
+    }
+}
 
 static int cmd_dump(const char *operand, int argc, char **argv) {
     (void)operand;
@@ -590,9 +629,10 @@ static int cmd_dump(const char *operand, int argc, char **argv) {
     }
     if (p && rc == ITR_EXIT_OK) {
         itr_dump_plan(stdout, file, p, &info);
+        dump_devcode(p);
         if (!itr_dump_memory_plan(stdout, p, &b, &d)) rc = ITR_EXIT_USER;   // e.g. a --dim making a size negative
         if (kernels) {
-            if (!p->kernels) printf("\nkernels: none (the plan's target is %s; compile with --target llvm)\n", info.target);
+            if (!p->kernels) printf("\nkernels: none (the plan's target is %s; compile with --target llvm or cuda)\n", info.target);
             for (int i = 0; p->kernels && i < p->kernels->n; i++) {
                 const struct kir_plan_schedule *ks = &p->kernels->items[i];
                 printf("\n");
@@ -639,13 +679,15 @@ static const struct itr_cli_command commands[] = {
       "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The output parses back to the same program.\n",
       cmd_print },
-    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|ref] [-O0|-O1|-O2] [--no-rewrite gram|reassoc|all] [-v] [-I DIR]... [-D NAME=VALUE]... "
+    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|cuda|ref] [-O0|-O1|-O2] [--no-rewrite gram|reassoc|all] [-v] [-I DIR]... [-D NAME=VALUE]... "
       "[--data DIR]",
       "compile a model into a plan",
       "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
       "  --target T                 llvm: also fuse and lower every entry to kernels, which itr-run\n"
-      "                             JIT-compiles (the default where LLVM is present); ref: the\n"
-      "                             graphs only, for the reference interpreter (cuda is reserved)\n"
+      "                             JIT-compiles (the default where LLVM is present); cuda: the\n"
+      "                             same kernels, also compiled by NVRTC to cubins for sm_80 and\n"
+      "                             sm_90 and to PTX, which itr-run --backend cuda loads; ref: the\n"
+      "                             graphs only, for the reference interpreter\n"
       "  -O0                        no graph simplification\n"
       "  -O1                        constant folding, CSE, DCE, exact algebraic identities; outputs\n"
       "                             bit-for-bit those of -O0\n"
@@ -659,10 +701,11 @@ static const struct itr_cli_command commands[] = {
     { "dump", "FILE.plan [--dim NAME=VALUE]... [--kernels]", "print a plan readably",
       "  --dim NAME=VALUE           bind a dim for the memory plan (default: the plan's defaults);\n"
       "                             repeatable\n"
-      "  --kernels                  also print the fused kernels and schedules (target llvm)\n"
+      "  --kernels                  also print the fused kernels and schedules (targets llvm, cuda)\n"
       "Prints the header (format and compiler versions, fingerprint, target), symbols, parameters\n"
       "with their initialisers and sizes, entry points with their signatures, every graph, one\n"
-      "node per line, and the memory plan: the arena bytes each entry point needs per run.\n",
+      "node per line, and the memory plan: the arena bytes each entry point needs per run. A\n"
+      "--target cuda plan also lists its CUDA code: each schedule's cubins and PTX, with sizes.\n",
       cmd_dump },
     { "ops", "[--markdown]", "the op reference, generated from the op table",
       "  --markdown                 print the table docs/ops.md embeds\n",

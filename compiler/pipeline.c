@@ -4,14 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backends/cuda/cuda_nvrtc.h"
 #include "compiler/lower.h"
 #include "ir/text.h"
 
-struct target { const char *name; bool available; };
+struct target { const char *name; bool (*available)(void); };
+static bool always(void) { return true; }
 static const struct target targets[] = {
-    { "ref", true },     // the reference interpreter runs the graphs as they are
-    { "llvm", true },    // fused kernels (ir/kir.h) for the CPU, JIT-compiled by itr-run
-    { "cuda", false },   // reserved: GPU kernels through NVRTC
+    { "ref", always },    // the reference interpreter runs the graphs as they are
+    { "llvm", always },   // fused kernels (ir/kir.h) for the CPU, JIT-compiled by itr-run
+    { "cuda", itr_nvrtc_available },   // the same kernels, also compiled for the GPU (backends/cuda/cuda_plan.h)
 };
 
 // The best target this build can run: llvm where CMake found LLVM 14
@@ -48,12 +50,12 @@ const char *itr_compile_target_error(const char *target, char *buf, size_t n) {
     for (size_t k = 0; k < sizeof targets / sizeof *targets; k++)
         if (strcmp(targets[k].name, target) == 0) t = &targets[k];
     if (!t) {
-        snprintf(buf, n, "unknown target '%s' (known targets: ref, llvm; cuda is reserved for a later release)",
-                 target);
+        snprintf(buf, n, "unknown target '%s' (known targets: ref, llvm, cuda)", target);
         return buf;
     }
-    if (!t->available) {
-        snprintf(buf, n, "target '%s' is not available yet (available: ref, llvm)", target);
+    if (!t->available()) {
+        snprintf(buf, n, "target '%s' needs NVRTC, which this build lacks (the CUDA toolkit was not found when it "
+                 "was configured); available: ref, llvm", target);
         return buf;
     }
     return NULL;

@@ -58,8 +58,9 @@ struct itr_compile_report {
 void itr_compile_options_init(struct itr_compile_options *o);
 
 // NULL when this build can compile for target; otherwise the reason, written
-// to buf ("unknown target 'x' (known targets: ...)", "target 'llvm' is not
-// available yet (available: ref)") and returned.
+// to buf ("unknown target 'x' (known targets: ...)", "target 'cuda' needs
+// NVRTC, which this build lacks ...") and returned. Target cuda: the
+// caller also compiles the kernels (backends/cuda/cuda_plan.h).
 const char *itr_compile_target_error(const char *target, char *buf, size_t n);
 
 // Parses, elaborates and compiles the file at path. On success *out is the

@@ -321,9 +321,13 @@ struct itr_program {
     // Fused kernels of a kernel target (ir/kir.h): set by `itrc compile
     // --target llvm` and read back from its plans; NULL otherwise. Owned.
     struct kir_plan_kernels *kernels;
+    // Their compiled device code (ir/devcode.h): set by `itrc compile
+    // --target cuda` and read back from its plans; NULL otherwise. Owned.
+    struct itr_devcode *devcode;
 };
 
 struct kir_plan_kernels;
+struct itr_devcode;
 struct itr_program *itr_program_new(void);
 void     itr_program_free(struct itr_program *p);
 int32_t  itr_program_add_symbol(struct itr_program *p, const char *name, int64_t def, bool has_def, struct itr_loc loc);

@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "fileio.h"
+#include "ir/devcode.h"
 #include "ir/kir.h"
 #include "ir/plan.pb-c.h"
 
@@ -622,6 +623,20 @@ static Itr__Plan__Schedule *pack_schedule(struct packer *pk, int32_t graph, bool
     return x;
 }
 
+// A schedule's device code (target cuda); the bytes stay the program's.
+static void pack_images(struct packer *pk, Itr__Plan__Schedule *x, const struct itr_devcode_unit *u) {
+    if (!u || !u->n_images) return;
+    x->n_images = (size_t)u->n_images;
+    x->images = NEW_ARRAY(pk, Itr__Plan__DeviceImage *, u->n_images);
+    for (int i = 0; i < u->n_images; i++) {
+        Itr__Plan__DeviceImage *y = NEW(pk, Itr__Plan__DeviceImage, itr__plan__device_image__init);
+        y->arch = (char *)u->images[i].arch;
+        y->image.data = u->images[i].data;
+        y->image.len = u->images[i].size;
+        x->images[i] = y;
+    }
+}
+
 static bool pack_impl(const struct itr_program *p, const char *target, const struct kir_plan_kernels *kernels,
                       uint8_t **buf, size_t *len, struct itr_diags *d) {
     *buf = NULL;
@@ -704,8 +719,10 @@ static bool pack_impl(const struct itr_program *p, const char *target, const str
     if (kernels) {
         m.n_schedules = (size_t)kernels->n;
         m.schedules = NEW_ARRAY(&pk, Itr__Plan__Schedule *, kernels->n);
-        for (int i = 0; i < kernels->n; i++)
+        for (int i = 0; i < kernels->n; i++) {
             m.schedules[i] = pack_schedule(&pk, kernels->items[i].graph, kernels->items[i].f64, kernels->items[i].s);
+            pack_images(&pk, m.schedules[i], itr_devcode_find(p->devcode, kernels->items[i].graph, kernels->items[i].f64));
+        }
     }
 
     if (!pk.ok) { itr_arena_free(pk.a); return false; }
@@ -1303,6 +1320,7 @@ static void copy_info(struct itr_plan_info *info, const Itr__Plan__Plan *m) {
 static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Schedule *x, const struct itr_graph *g,
                                           int depth) {
     if (depth > 16) { bad(r, "schedule of '%s': scans nest too deeply", g->name); return NULL; }
+    if (depth > 0 && x->n_images) { bad(r, "schedule of '%s': a scan body carries device code", g->name); return NULL; }
     const struct itr_program *p = r->p;
     struct kir_schedule *s = calloc(1, sizeof *s);
     if (!s) { bad(r, "out of memory"); return NULL; }
@@ -1460,6 +1478,30 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
     return s;
 }
 
+// Schedule i's device code into the program's devcode, each image checked
+// (ir/devcode.h); an error names the plan, the schedule and the image.
+static bool read_images(struct reader *r, const Itr__Plan__Schedule *x, size_t i) {
+    const char *name = r->p->graphs[x->graph]->name;
+    const char *prec = x->f64 ? "f64" : "f32";
+    if (x->n_images > ITR_DEVCODE_MAX_IMAGES)
+        return bad(r, "schedule %zu (entry '%s', %s): %zu device images (at most %d)", i, name, prec, x->n_images,
+                   ITR_DEVCODE_MAX_IMAGES);
+    if (itr_devcode_find(r->p->devcode, x->graph, x->f64))
+        return bad(r, "schedule %zu (entry '%s', %s): a second schedule with device code for it", i, name, prec);
+    if (!r->p->devcode && !(r->p->devcode = calloc(1, sizeof *r->p->devcode))) return bad(r, "out of memory");
+    for (size_t j = 0; j < x->n_images; j++) {
+        const Itr__Plan__DeviceImage *y = x->images[j];
+        const char *arch = y->arch ? y->arch : "";
+        char why[160];
+        if (itr_devcode_image_error(arch, y->image.data, y->image.len, why, sizeof why))
+            return bad(r, "schedule %zu (entry '%s', %s): device image %zu: %s", i, name, prec, j, why);
+        if (!itr_devcode_add(r->p->devcode, x->graph, x->f64, arch, y->image.data, y->image.len))
+            return bad(r, "schedule %zu (entry '%s', %s): device image %zu: a second %s image (or out of memory)", i,
+                       name, prec, j, arch);
+    }
+    return true;
+}
+
 static bool read_schedules(struct reader *r, struct kir_plan_kernels *k) {
     const Itr__Plan__Plan *m = r->m;
     for (size_t i = 0; i < m->n_schedules; i++) {
@@ -1468,6 +1510,7 @@ static bool read_schedules(struct reader *r, struct kir_plan_kernels *k) {
         struct kir_schedule *s = read_schedule(r, x, r->p->graphs[x->graph], 0);
         if (!s) return false;
         kir_plan_kernels_add(k, x->graph, x->f64, s);
+        if (x->n_images && !read_images(r, x, i)) return false;
     }
     return true;
 }

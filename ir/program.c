@@ -1,4 +1,5 @@
 // Programs, graphs and the op table's run-time form (ir.h).
+#include "ir/devcode.h"
 #include "ir/kir.h"
 #include "ir.h"
 
@@ -342,6 +343,10 @@ void itr_program_free(struct itr_program *p) {
     if (p->kernels) {
         kir_plan_kernels_free(p->kernels);
         free(p->kernels);
+    }
+    if (p->devcode) {
+        itr_devcode_free(p->devcode);
+        free(p->devcode);
     }
     itr_arena_free(p->arena);
 }

@@ -58,12 +58,16 @@ static bool parse_int64(const char *s, int64_t *out);
 struct exec_opts {
     const char *backend;   // NULL: the default
     int threads;           // 0: the backend's default
+    int device;            // --device N + 1 (0: not given): the cuda backend's GPU
+    const char *cmd;       // the command, for the usage error of --device without --backend cuda
 };
 
 #define EXEC_OPTS_HELP                                                                              \
     "  --backend NAME             run on this backend (default: llvm for a plan with kernels where\n" \
     "                             LLVM is present, else ref; 'itr-run --help' lists them)\n" \
-    "  --threads N                threads the backend may use (the ref backend uses one)\n"
+    "  --threads N                threads the backend may use (the ref backend uses one)\n" \
+    "  --device N                 with --backend cuda: the GPU to run on (default 0, or\n" \
+    "                             ITRC_CUDA_DEVICE)\n"
 
 // 1: matched (stored in x), 0: neither option, -1: an error (reported).
 static int opt_exec(const char *cmd, int argc, char **argv, int *i, struct exec_opts *x) {
@@ -79,6 +83,26 @@ static int opt_exec(const char *cmd, int argc, char **argv, int *i, struct exec_
             return -1;
         }
         x->backend = v;
+        x->cmd = cmd;
+        if (x->device && strcmp(v, "cuda") != 0) {
+            usage_error(cmd, "--device applies to --backend cuda only, not '%s'", v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = opt_value(cmd, argc, argv, i, NULL, "--device", &v)) != 0) {
+        if (r < 0) return -1;
+        int64_t n;
+        x->cmd = cmd;
+        if (!parse_int64(v, &n) || n < 0 || n > 1024) {
+            usage_error(cmd, "--device expects a GPU number from 0 to 1024, got '%s'", v);
+            return -1;
+        }
+        if (x->backend && strcmp(x->backend, "cuda") != 0) {
+            usage_error(cmd, "--device applies to --backend cuda only, not '%s'", x->backend);
+            return -1;
+        }
+        x->device = (int)n + 1;
         return 1;
     }
     if ((r = opt_value(cmd, argc, argv, i, NULL, "--threads", &v)) != 0) {
@@ -94,10 +118,23 @@ static int opt_exec(const char *cmd, int argc, char **argv, int *i, struct exec_
     return 0;
 }
 
+// --device N: only with --backend cuda (a usage error otherwise, also when
+// no --backend was given), handed to the backend before it opens.
+static bool exec_device(const struct exec_opts *x, struct itr_diags *d) {
+    if (!x->device) return true;
+    if (!x->backend) {
+        usage_error(x->cmd, "%s", "--device applies to --backend cuda only; add --backend cuda");
+        return false;
+    }
+    const struct itr_backend *be = itr_backend_find(x->backend, d);
+    return be && be->select_device && be->select_device(x->device - 1, d);
+}
+
 // The command's session on p (the backend name was checked when parsed).
 static struct itr_session *open_session(const struct itr_program *p, const struct exec_opts *x, bool f64,
                                         struct itr_diags *d) {
     struct itr_session_options so = { .f64 = f64, .threads = x->threads };
+    if (!exec_device(x, d)) return NULL;
     return itr_session_new(p, x->backend, &so, d);
 }
 
@@ -386,7 +423,7 @@ static int cmd_run(const char *plan, int argc, char **argv) {
         } else if (strcmp(argv[i], "--f64") == 0) {
             f64 = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = usage_error("run", "unknown option '%s' (accepted: --in, --weights, --dim, --out, --f64, --backend, --threads)", argv[i]);
+            rc = usage_error("run", "unknown option '%s' (accepted: --in, --weights, --dim, --out, --f64, --backend, --threads, --device)", argv[i]);
         } else if (entry) {
             rc = usage_error("run", "unexpected extra argument '%s'", argv[i]);
         } else {
@@ -470,7 +507,7 @@ static int cmd_init(const char *plan, int argc, char **argv) {
         } else if ((r = opt_dim("init", argc, argv, &i, &dims)) != 0) {
             if (r < 0) rc = ITR_EXIT_USER;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = usage_error("init", "unknown option '%s' (accepted: --seed, -o/--output, --dim, --backend, --threads)", argv[i]);
+            rc = usage_error("init", "unknown option '%s' (accepted: --seed, -o/--output, --dim, --backend, --threads, --device)", argv[i]);
         } else {
             rc = usage_error("init", "unexpected argument '%s'", argv[i]);
         }
@@ -572,7 +609,7 @@ static int cmd_step(const char *plan, int argc, char **argv) {
             f64 = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             rc = usage_error("step", "unknown option '%s' (accepted: --in, --weights, --out, --lr, --step, --seed, "
-                             "--dim, --f64, --backend, --threads)", argv[i]);
+                             "--dim, --f64, --backend, --threads, --device)", argv[i]);
         } else {
             rc = usage_error("step", "unexpected argument '%s'", argv[i]);
         }
@@ -749,6 +786,7 @@ static int cmd_train(const char *plan, int argc, char **argv) {
         o.progress = stderr;
         o.backend = x.backend;
         o.threads = x.threads;
+        ok = exec_device(&x, &d);
     }
     struct itr_trainer_result res;
     if (ok) ok = itr_trainer_run(p, &o, &res, &d);
@@ -1023,7 +1061,7 @@ static int cmd_eval(const char *plan, int argc, char **argv) {
             rc = usage_error("eval", "unknown option '%s' (accepted: --data, --split, --weights, --vocab, --protocol, "
                              "--json, --save-sims, --ensemble, --rerank, --candidates, --tile-images, --tile-captions, "
                              "--caption-cache-mb, --f64, "
-                             "--quiet, --backend, --threads)", argv[i]);
+                             "--quiet, --backend, --threads, --device)", argv[i]);
         else rc = usage_error("eval", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef EVAL_OPT
@@ -1202,7 +1240,7 @@ static int cmd_query(const char *plan, int argc, char **argv) {
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) quiet = true;
         else if (argv[i][0] == '-' && argv[i][1])
             rc = usage_error("query", "unknown option '%s' (accepted: --weights, --gallery, --split, --vocab, --text, "
-                             "--image-index, --topk, --rerank, --candidates, --f64, --quiet, --backend, --threads)", argv[i]);
+                             "--image-index, --topk, --rerank, --candidates, --f64, --quiet, --backend, --threads, --device)", argv[i]);
         else rc = usage_error("query", "unexpected argument '%s'", argv[i]);
         if (r < 0) rc = ITR_EXIT_USER;
 #undef QUERY_OPT

@@ -1,8 +1,10 @@
 // The cuda backend in the backend vtable (backends/backend.h,
 // docs/backends.md "CUDA"): the fused kernels a plan carries (p->kernels,
-// `itrc compile --target llvm`), rendered to CUDA C, compiled by NVRTC for
-// the device's architecture when an entry is prepared, loaded with the
-// driver API and launched on the device's primary context (default stream).
+// `itrc compile --target llvm` or `cuda`), rendered to CUDA C and compiled
+// by NVRTC for the device's architecture when an entry is prepared, or, for
+// a plan compiled with --target cuda, its cubin or PTX for the device
+// (backends/cuda/cuda_plan.h); loaded with the driver API and launched on
+// the device's primary context (default stream).
 //
 // Steps of a schedule (ir/kir.h):
 //   KERNEL  one launch, one thread per parallel iteration (cuda_render.h);
@@ -28,8 +30,10 @@
 #include "backends/backend.h"
 #include "backends/cuda/cuda_driver.h"
 #include "backends/cuda/cuda_nvrtc.h"
+#include "backends/cuda/cuda_plan.h"
 #include "backends/cuda/cuda_render.h"
 #include "backends/ref/ref.h"
+#include "ir/devcode.h"
 #include "ir/kir.h"
 
 static void *xcalloc(size_t n, size_t size) {
@@ -167,59 +171,71 @@ static void exe_free(struct cuda_exe *e) {
     free(e);
 }
 
-// The schedule's kernels as one unit, compiled for this device and loaded.
-static bool load_kernels(struct cuda_exe *e, struct itr_diags *d) {
+// The schedule's kernels as one module: the plan's image for this device
+// when it carries one (itrc compile --target cuda), else the unit compiled
+// here by NVRTC for the device's sm_XY.
+static bool load_kernels(struct cuda_exe *e, const struct itr_devcode_unit *dc, struct itr_diags *d) {
     const struct kir_schedule *s = e->s;
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     if (!s->n_kernels) return true;
-    const char **names = xcalloc((size_t)s->n_kernels, sizeof *names);
-    int *first = xcalloc((size_t)s->n_kernels, sizeof *first);
-    for (int i = 0; i < s->n_kernels; i++) names[i] = s->kernels[i]->name;
     char why[512], unit[200], arch[32];
-    char *src = itr_cuda_render_unit((const struct kir_kernel *const *)s->kernels, names, s->n_kernels, first, why, sizeof why);
-    bool ok = src != NULL;
-    if (!ok) itr_diag_error(d, ITR_NOLOC, "cuda backend: entry '%s': %s", e->g->name, why);
     snprintf(unit, sizeof unit, "entry '%s' (%s)", e->g->name, s->f64 ? "f64" : "f32");
     snprintf(arch, sizeof arch, "sm_%d%d", dev->cc_major, dev->cc_minor);
+    const char *archs[ITR_DEVCODE_MAX_IMAGES];
+    for (int i = 0; dc && i < dc->n_images; i++) archs[i] = dc->images[i].arch;
+    int pick = dc ? itr_cuda_pick_image(dev->cc_major, dev->cc_minor, archs, dc->n_images) : -1;
+    struct itr_cuda_unit u = { 0 };
     struct itr_nvrtc_output out = { 0 };
-    struct itr_nvrtc_kernels map = { names, first, s->n_kernels };
-    if (ok) ok = itr_nvrtc_compile(src, unit, arch, &map, &out, d);
+    const void *image = NULL;
+    bool ok = true;
+    if (pick >= 0) {
+        image = dc->images[pick].data;
+        snprintf(arch, sizeof arch, "%s", dc->images[pick].arch);
+    } else {
+        if (!itr_nvrtc_available()) {
+            itr_diag_error(d, ITR_NOLOC, "cuda backend: %s: the plan carries no code for %s and this build has no "
+                           "NVRTC to compile it (compile the plan with 'itrc compile --target cuda' where the CUDA "
+                           "toolkit is installed); use --backend llvm or ref", unit, arch);
+            return false;
+        }
+        ok = itr_cuda_unit_render(s, &u, why, sizeof why);
+        if (!ok) itr_diag_error(d, ITR_NOLOC, "cuda backend: entry '%s': %s", e->g->name, why);
+        struct itr_nvrtc_kernels map = { u.names, u.first_line, u.n };
+        if (ok) ok = itr_nvrtc_compile(u.src, unit, arch, &map, &out, d);
+        image = out.cubin;
+    }
     if (ok) {
         char log[4096] = "";
         int opts[2] = { 5 /* CU_JIT_ERROR_LOG_BUFFER */, 6 /* CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES */ };
         void *vals[2] = { log, (void *)(uintptr_t)sizeof log };
-        itr_cu_result r = dev->api->cuModuleLoadDataEx(&e->mod, out.cubin, 2, opts, vals);
+        itr_cu_result r = dev->api->cuModuleLoadDataEx(&e->mod, image, 2, opts, vals);
         ok = cu_ok(r, d, "loading the %s kernels of %s", arch, unit);
         if (!ok && log[0]) itr_diag_note(d, ITR_NOLOC, "the driver's log: %s", log);
     }
     for (int i = 0; ok && i < s->n_kernels; i++)
-        ok = cu_ok(dev->api->cuModuleGetFunction(&e->fns[i], e->mod, names[i]), d, "kernel %s of %s", names[i], unit);
+        ok = cu_ok(dev->api->cuModuleGetFunction(&e->fns[i], e->mod, s->kernels[i]->name), d, "kernel %s of %s",
+                   s->kernels[i]->name, unit);
     itr_nvrtc_output_free(&out);
-    free(src);
-    free(names);
-    free(first);
+    itr_cuda_unit_free(&u);
     return ok;
 }
 
 static struct itr_backend_exec *cuda_prepare(const struct itr_program *p, const struct itr_graph *g,
                                              const struct itr_backend_options *o, struct itr_diags *d) {
     if (!cuda_open(d)) return NULL;
-    if (!itr_nvrtc_available()) {
-        itr_diag_error(d, ITR_NOLOC, "cuda backend: this build has no NVRTC (configure it with the CUDA toolkit "
-                       "installed); use --backend llvm or ref");
-        return NULL;
-    }
     bool f64 = o && o->f64;
-    const struct kir_schedule *s = kir_plan_kernels_find(p->kernels, graph_index(p, g), f64);
+    int gi = graph_index(p, g);
+    const struct kir_schedule *s = kir_plan_kernels_find(p->kernels, gi, f64);
     if (!s) {
         itr_diag_error(d, ITR_NOLOC, "cuda backend: the plan has no %s kernels for entry '%s'; compile it with "
-                       "'itrc compile --target llvm', or run it with --backend ref", f64 ? "f64" : "f32", g->name);
+                       "'itrc compile --target cuda' (or llvm), or run it with --backend ref", f64 ? "f64" : "f32",
+                       g->name);
         return NULL;
     }
     struct cuda_exe *e = xcalloc(1, sizeof *e);
     e->g = g;
     e->s = s;
-    if (!load_kernels(e, d)) {
+    if (!load_kernels(e, itr_devcode_find(p->devcode, gi, f64), d)) {
         exe_free(e);
         return NULL;
     }
@@ -504,9 +520,10 @@ static bool cuda_run(struct itr_backend_exec *x, struct itr_tensor *const *input
 
 const struct itr_backend itr_backend_cuda = {
     .name = "cuda",
-    .description = "fused kernels compiled by NVRTC for an NVIDIA GPU (plans compiled with --target llvm)",
+    .description = "fused kernels for an NVIDIA GPU (plans compiled with --target cuda, or llvm and NVRTC)",
     .host_memory = false,
     .open = cuda_open,
+    .select_device = itr_cuda_select_device,
     .prepare = cuda_prepare,
     .run = cuda_run,
     .release = cuda_release,

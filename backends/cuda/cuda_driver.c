@@ -12,6 +12,7 @@ static struct itr_cuda_device device;
 static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool opened;
 static char open_error[512];   // the first failure, repeated to every later caller
+static int selected = -1;      // itr_cuda_select_device's ordinal; -1: ITRC_CUDA_DEVICE or 0
 
 // Names of the results a user meets before the driver can name them itself
 // (the stub library and a driver without GPUs answer here), from cuda.h.
@@ -98,7 +99,8 @@ static bool init_device(void) {
     if ((r = api.cuDeviceGetCount(&count)) != 0) return fail_call("cuDeviceGetCount", r);
     const char *env = getenv("ITRC_CUDA_DEVICE");
     int ordinal = 0;
-    if (env && env[0]) {
+    if (selected >= 0) ordinal = selected;
+    else if (env && env[0]) {
         char *end;
         long v = strtol(env, &end, 10);
         if (*end || v < 0 || v > 1024) {
@@ -121,6 +123,19 @@ static bool init_device(void) {
     if ((r = api.cuCtxSetCurrent(device.ctx)) != 0) return fail_call("cuCtxSetCurrent", r);
     device.api = &api;
     return true;
+}
+
+bool itr_cuda_select_device(int ordinal, struct itr_diags *d) {
+    pthread_mutex_lock(&open_mu);
+    // After a failed open the open's own error repeats; only a device that
+    // is open and another one is a conflict.
+    bool ok = !opened || !device.api || device.ordinal == ordinal;
+    int was = device.ordinal;
+    if (!opened) selected = ordinal;
+    pthread_mutex_unlock(&open_mu);
+    if (!ok) itr_diag_error(d, ITR_NOLOC, "cuda backend: cannot use device %d: the driver was already opened for "
+                            "device %d in this process", ordinal, was);
+    return ok;
 }
 
 const struct itr_cuda_device *itr_cuda_open(struct itr_diags *d) {

@@ -11,7 +11,8 @@
 // Environment:
 //   ITRC_LIBCUDA        the driver library to open instead of libcuda.so.1
 //                       (tests point it at the toolkit's stub library)
-//   ITRC_CUDA_DEVICE    the device ordinal to use (default 0)
+//   ITRC_CUDA_DEVICE    the device ordinal to use (default 0) when
+//                       itr_cuda_select_device (itr-run --device N) was not called
 #ifndef ITR_CUDA_DRIVER_H
 #define ITR_CUDA_DRIVER_H
 
@@ -84,6 +85,10 @@ struct itr_cuda_device {
 //   "cuda backend: cuInit failed: CUDA_ERROR_NO_DEVICE (no NVIDIA GPU is visible)"
 //   "cuda backend: no device 3 (this machine has 1)"
 const struct itr_cuda_device *itr_cuda_open(struct itr_diags *d);
+
+// The device the first itr_cuda_open opens (it wins over ITRC_CUDA_DEVICE).
+// False with an error in d when the driver is already open on another one.
+bool itr_cuda_select_device(int ordinal, struct itr_diags *d);
 
 // "CUDA_ERROR_OUT_OF_MEMORY (2)": the driver's name for r when it can give
 // one, else the number. buf has at least 64 bytes.

@@ -31,6 +31,65 @@ else
   contains "$ERR" "$NO_DRIVER" "run --f64: the no-driver message"
 fi
 
+# --device N: the GPU of --backend cuda. Without a driver, the same message;
+# a number that is none, or --device with another backend (or none), is a
+# usage error.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  run 1 "info --backend cuda --device 1" "$ITR_RUN" "$P" info --backend cuda --device 1
+  check test "$(cat "$ERR")" = "$NO_DRIVER" "--device: exactly the no-driver message"
+  run 1 "run --device 0 --backend cuda" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" \
+    --weights "$TMP/w.safetensors" --out "$TMP/out" --device 0 --backend cuda
+  contains "$ERR" "$NO_DRIVER" "run --device: the no-driver message"
+  check test ! -e "$TMP/out" "run --device: no outputs written"
+fi
+run 1 "--device -1" "$ITR_RUN" "$P" info --backend cuda --device -1
+contains "$ERR" "itr-run info: --device expects a GPU number from 0 to 1024, got '-1'" "--device -1 refused"
+run 1 "--device x" "$ITR_RUN" "$P" run encode --backend cuda --device x
+contains "$ERR" "itr-run run: --device expects a GPU number from 0 to 1024, got 'x'" "--device x refused"
+run 1 "--device with --backend ref" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" \
+  --weights "$TMP/w.safetensors" --out "$TMP/out_dev" --device 0 --backend ref
+contains "$ERR" "itr-run run: --device applies to --backend cuda only, not 'ref'" "--device with ref refused"
+check test ! -e "$TMP/out_dev" "--device with ref: nothing written"
+run 1 "--backend llvm before --device" "$ITR_RUN" "$P" info --backend llvm --device 0
+contains "$ERR" "--device applies to --backend cuda only, not 'llvm'" "--device after llvm refused"
+run 1 "--device without --backend" "$ITR_RUN" "$P" init --seed 1 -o "$TMP/w3.safetensors" --device 0
+contains "$ERR" "itr-run init: --device applies to --backend cuda only; add --backend cuda" "--device alone refused"
+check test ! -e "$TMP/w3.safetensors" "--device alone: no weights written"
+run 1 "eval --backend ref --device 0" "$ITR_RUN" "$P" eval --backend ref --device 0
+contains "$ERR" "itr-run eval: --device applies to --backend cuda only, not 'ref'" "eval takes --device"
+
+# itrc compile --target cuda: the plan carries each schedule's cubins for
+# sm_80 and sm_90 and its PTX, listed by itrc dump; without NVRTC the target
+# is refused (tests/cli/itrc.sh).
+CP=$TMP/small_cuda.plan
+if "$ITRC" compile --target cuda "$IR/cli_small.ir" -o "$CP" >"$OUT" 2>"$ERR"; then
+  pass
+  contains "$OUT" "target cuda" "compile --target cuda: the target"
+  matches "$OUT" "CUDA code for [1-9][0-9]* schedules" "compile --target cuda: the schedules compiled"
+  run 0 "dump the cuda plan" "$ITRC" dump "$CP"
+  matches "$OUT" "target: +cuda$" "dump: the target"
+  matches "$OUT" "^  encode \(f32\): sm_80 cubin [1-9][0-9]* bytes, sm_90 cubin [1-9][0-9]* bytes, compute_80 PTX [1-9][0-9]* bytes$" \
+    "dump: encode's images with their sizes"
+  matches "$OUT" "^  encode \(f64\): sm_80 cubin" "dump: the f64 schedule too"
+  # The same kernels as a --target llvm plan: its CPU run is bitwise that plan's.
+  run 0 "a cuda plan runs on llvm" "$ITR_RUN" "$CP" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" \
+    --out "$TMP/out_cp" --backend llvm
+  run 0 "an llvm plan on llvm" "$ITR_RUN" "$P" run encode --in x="$TMP/in/x.npy" --weights "$TMP/w.safetensors" \
+    --out "$TMP/out_llvm" --backend llvm
+  check cmp -s "$TMP/out_cp/emb.npy" "$TMP/out_llvm/emb.npy" "the cuda plan's llvm run equals the llvm plan's"
+  if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+    run 1 "the cuda plan on --backend cuda" "$ITR_RUN" "$CP" info --backend cuda --device 0
+    check test "$(cat "$ERR")" = "$NO_DRIVER" "the cuda plan: the no-driver message"
+  fi
+  # A plan cut short: a clear error, no crash.
+  head -c "$(( $(stat -c %s "$CP") / 2 ))" "$CP" >"$TMP/cut.plan"
+  run 1 "dump a truncated cuda plan" "$ITRC" dump "$TMP/cut.plan"
+  contains "$ERR" "truncated plan" "a truncated cuda plan is named"
+else
+  contains "$ERR" "target 'cuda' needs NVRTC, which this build lacks" "compile --target cuda without NVRTC"
+  check test ! -e "$CP" "no plan without NVRTC"
+fi
+
 # A driver library that is not there, and the toolkit's stub library (what a
 # container without the driver's files mounted has): named, no crash.
 ITRC_LIBCUDA=$TMP/missing/libcuda.so.1 run 1 "ITRC_LIBCUDA pointing nowhere" "$ITR_RUN" "$P" info --backend cuda
