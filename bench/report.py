@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 
-ORDER = ["vsepp_train_step", "scan_t2i_train_step", "scan_t2i_score", "scan_i2t_score", "sgr_score", "saf_score",
+ORDER = ["vsepp_train_step", "scan_t2i_train_step", "vseinf_train_step", "tern_train_step", "scan_t2i_score", "scan_i2t_score", "sgr_score", "saf_score",
          "bfan_score", "vsepp_encode_image", "vsepp_encode_text", "jit_load_vsepp_train_cold",
          "jit_load_vsepp_train_cached", "jit_load_scan_t2i_score_cold", "jit_load_scan_t2i_score_cached",
          "jit_load_tern_train_cold", "jit_load_tern_train_cached"]
@@ -124,9 +124,12 @@ def main():
             "loadavg_at_end": a.load, "peer_env": a.peer_env, "versions": versions}
     print(f"machine: {meta['cpu']}, {meta['cores']} cores; peers: {a.peer_env} {json.dumps(versions)}; "
           f"load average at the end: {a.load}")
-    with open(a.out, "w") as f:
+    # temp + rename: a run stopped half-way leaves the previous results whole
+    tmp = f"{a.out}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         json.dump({"meta": meta, "table": rows, "records": recs}, f, indent=1)
         f.write("\n")
+    os.replace(tmp, a.out)
     return 0
 
 

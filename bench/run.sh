@@ -13,6 +13,9 @@
 #   BENCH_PEERS=eager,compile,onnxruntime   peers to run; BENCH_PEERS=none skips them
 #   BENCH_NO_BUILD=1        do not build (use BUILD_DIR as it is)
 #   BENCH_THREADS=2         threads for every side
+#   BENCH_LIMIT=S           bench_itrc stops a (workload, backend) after S seconds,
+#                           JIT included (default 120; TERN's step at batch 128
+#                           needs more on a 2-core machine)
 # Peers run in bench/.venv (bench/setup-peers.sh makes it); without it they
 # run on Debian's python3-torch (1.13, no torch.compile) where installed, and
 # the report says which ran.
@@ -75,7 +78,7 @@ PY
     for script in train encode score; do
         echo "== peers: $script.py ($peer_env)"
         (cd "$here/peers" && "$py" "$script.py" --peers "$peers" ${only:+--only "$only"} --budget "$budget") \
-            2> >(grep -v -E 'Warning|warn\(|^\s*$|_generic_rnn|return _' >&2) | tee -a "$tmp/records.jsonl" || \
+            2> >(grep -v -E 'Warning|warn\(|^\s*$|^\s*check\($|_generic_rnn|return _' >&2) | tee -a "$tmp/records.jsonl" || \
             echo "bench: $script.py failed" >&2
     done
 fi
@@ -83,6 +86,7 @@ fi
 # ---- itrc
 echo "== itrc: bench_itrc"
 "$exe" --threads "$threads" --budget "$budget" ${BENCH_BACKENDS:+--backends "$BENCH_BACKENDS"} ${only:+--only "$only"} \
+    ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} \
     | tee -a "$tmp/records.jsonl" || echo "bench: bench_itrc failed" >&2
 
 # ---- the table

@@ -23,6 +23,7 @@ except RuntimeError:
     pass
 
 R, IMG_DIM, D, W, V, L, B = 36, 2048, 1024, 300, 10000, 12, 128
+TOK_DIM = 768   # TERN's frozen-encoder token features: BERT base's width (models/tern.ir tok_dim)
 TORCH_VERSION = torch.__version__.split("+")[0]
 EAGER = f"torch-{TORCH_VERSION}-eager"
 COMPILE = f"torch-{TORCH_VERSION}-compile"
