@@ -1249,6 +1249,58 @@ TEST(sort_stable) {
     itr_tensor_free(x);
 }
 
+// Lines of every length around the short-line insertion sort's limit (64)
+// and beyond it (qsort), with many ties and NaNs: the output is the line in
+// the documented order (value, NaN largest, ties by index), whatever the
+// algorithm.
+TEST(sort_order_at_every_length) {
+    static const int64_t lens[] = { 1, 2, 36, 63, 64, 65, 200 };
+    enum itr_dtype dts[2] = { ITR_F32, ITR_I64 };
+    uint64_t seed = 7;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (int d = 0; d < 2; d++)
+            for (int desc = 0; desc < 2; desc++) {
+                int64_t len = lens[li];
+                // [3, len, 2]: lines along the middle axis, strided like GPO's
+                struct itr_tensor *x = itr_tensor_new(dts[d], 3, (int64_t[]){ 3, len, 2 });
+                for (int64_t q = 0; q < 3 * len * 2; q++) {
+                    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                    int r = (int)(seed >> 59);   // 0..31: many ties
+                    itr_tensor_set(x, q, dts[d] == ITR_F32 && r == 31 ? NAN : (double)(r % 9) - 4);
+                }
+                struct oc c;
+                oc_init(&c, ITR_OP_SORT);
+                set_int(&c, "axis", 1);
+                set_int(&c, "descending", desc);
+                CHECK(run1(&c, x));
+                for (int64_t o = 0; c.out[0] && o < 3; o++)
+                    for (int64_t in = 0; in < 2; in++) {
+                        bool *seen = calloc((size_t)len, 1), ok = true;
+                        for (int64_t p = 0; p < len && ok; p++) {
+                            int64_t at = (o * len + p) * 2 + in;
+                            int64_t id = ((int64_t *)c.out[1]->data)[at];
+                            ok = id >= 0 && id < len && !seen[id];
+                            if (!ok) break;
+                            seen[id] = true;
+                            double v = itr_tensor_get(c.out[0], at), xv = itr_tensor_get(x, (o * len + id) * 2 + in);
+                            ok = (isnan(v) && isnan(xv)) || v == xv;
+                            if (ok && p > 0) {
+                                int64_t prev_id = ((int64_t *)c.out[1]->data)[at - 2];
+                                double u = itr_tensor_get(c.out[0], at - 2);
+                                int cmp = isnan(u) || isnan(v) ? isnan(u) - isnan(v) : (u > v) - (u < v);
+                                if (desc) cmp = -cmp;
+                                ok = cmp < 0 || (cmp == 0 && prev_id < id);
+                            }
+                        }
+                        CHECK_MSG(ok, "sort of a line of %lld (%s, %s) out of order", (long long)len,
+                                  itr_dtype_name(dts[d]), desc ? "descending" : "ascending");
+                        free(seen);
+                    }
+                oc_free(&c);
+                itr_tensor_free(x);
+            }
+}
+
 TEST(topk) {
     struct itr_tensor *x = mk(ITR_F32, SHAPE(2, 5), VALS(1, 9, 3, 9, 2, 0, -1, 4, 4, 4));
     struct oc c;
@@ -1627,7 +1679,7 @@ static const struct op_test op_tests[] = {
     T_(EXPAND, expand), T_(SQUEEZE, reshape_squeeze_unsqueeze), T_(UNSQUEEZE, reshape_squeeze_unsqueeze),
     T_(SLICE, slice_numpy_clamping), T_(CONCAT, concat), T_(PAD, pad), T_(GATHER, gather),
     T_(SCATTER_ADD, scatter_add), T_(TAKE_ALONG, take_along_axis), T_(SCATTER_ADD_ALONG, scatter_add_along_axis),
-    T_(SORT, sort_stable), T_(TOPK, topk), T_(CONSTANT, constant), T_(FULL, full), T_(IOTA, iota),
+    T_(SORT, sort_stable), T_(SORT, sort_order_at_every_length), T_(TOPK, topk), T_(CONSTANT, constant), T_(FULL, full), T_(IOTA, iota),
     T_(RANDOM_UNIFORM, random_uniform), T_(RANDOM_NORMAL, random_normal), T_(RANDOM_BERNOULLI, random_bernoulli),
     T_(SCAN, scan_running_max),
 };

@@ -41,6 +41,30 @@ static int desc_i(const void *x, const void *y) {
     return c ? c : by_pos(a, b);
 }
 
+// Whether a goes before b in the order the comparators above define.
+static inline bool goes_before(const struct sort_item *a, const struct sort_item *b, bool is_float, bool descending) {
+    int c = is_float ? cmp_f(a->f, b->f) : (a->i > b->i) - (a->i < b->i);
+    if (descending) c = -c;
+    return c < 0 || (c == 0 && a->pos < b->pos);
+}
+
+// Short lines (GPO sorts 36 regions per feature, 131 K lines a batch) by
+// insertion with the comparison inlined: several times faster than qsort's
+// indirect calls there. The order is the same strict total order, so the
+// result is too.
+#define SHORT_LINE 64
+static void sort_short(struct sort_item *items, int64_t len, bool is_float, bool descending) {
+    for (int64_t p = 1; p < len; p++) {
+        struct sort_item x = items[p];
+        int64_t q = p;
+        while (q > 0 && goes_before(&x, &items[q - 1], is_float, descending)) {
+            items[q] = items[q - 1];
+            q--;
+        }
+        items[q] = x;
+    }
+}
+
 // Sorts every line of x along ax and writes the first k of each into vals
 // and idx (shaped like x with k along ax).
 static bool sort_lines(struct itr_ref_exec *ex, const struct itr_node *n, const struct itr_tensor *x, int ax,
@@ -70,7 +94,8 @@ static bool sort_lines(struct itr_ref_exec *ex, const struct itr_node *n, const 
                 if (is_float) items[p].f = ld_f(x, base + p * inner);
                 else items[p].i = ld_i(x, base + p * inner);
             }
-            qsort(items, (size_t)len, sizeof *items, cmp);
+            if (len <= SHORT_LINE) sort_short(items, len, is_float, descending);
+            else qsort(items, (size_t)len, sizeof *items, cmp);
             int64_t obase = o * k * inner + in;
             for (int64_t p = 0; p < k; p++) {
                 cp_elem(vals, obase + p * inner, x, base + items[p].pos * inner);
