@@ -597,8 +597,8 @@ TEST(object_cache) {
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
 }
 
-// A large compile is split into parts compiled in parallel, each cached as
-// its own object: a second JIT finds every part, and the code is the same.
+// A large compile is spread over threads, each distinct body cached as its
+// own object: a second JIT finds every one, and the code is the same.
 TEST(object_cache_in_parts) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/tests/llvm-cache-parts-%ld", ITR_BINARY_DIR, (long)getpid());
@@ -639,7 +639,7 @@ TEST(object_cache_in_parts) {
         itr_llvm_jit_free(j);
     }
     CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0);
-    // One object file per part.
+    // One object file per distinct body.
     char cmd[700];
     snprintf(cmd, sizeof cmd, "test $(find '%s/itrc' -type f | wc -l) -ge 2", dir);
     CHECK_MSG(system(cmd) == 0, "fewer than two cached objects in %s/itrc", dir);

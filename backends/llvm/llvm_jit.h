@@ -1,5 +1,5 @@
 // The LLVM backend's renderer and JIT (backends.md §3, §6): kernel IR
-// (ir/kir.h) becomes one LLVM module per itr_llvm_compile call, built with
+// (ir/kir.h) becomes one LLVM module per distinct kernel body, built with
 // the LLVM 14 C API, optimised at O2 for the host CPU (loop and SLP
 // vectorisation on) and run by ORC LLJIT.
 //
@@ -12,17 +12,19 @@
 // Environment:
 //   ITRC_DUMP_LLVM=1   print each module's optimised LLVM IR to stderr;
 //   ITRC_DUMP_LLVM=2   also print it as rendered, before optimisation.
-//                      (A dump compiles: objects are then not read from the
-//                      cache, only written.)
+//                      (A dump compiles one module of every new body, with
+//                      the kernels' own names; the cache is not used then.)
 //   ITRC_NO_CACHE=1    do not read or write the on-disk object cache.
 //   ITRC_LLVM_PASSES   the optimisation pipeline (default "default<O2>").
-//   ITRC_JIT_PARTS     how many parts a compile is split into (default: one
-//                      per 24 kernels, at most 4), each compiled on its own
-//                      thread and cached as its own object; 1 for one module.
+//   ITRC_JIT_THREADS   how many threads compile (default: the online CPUs,
+//                      at most 16); the objects do not depend on it.
+//   ITRC_JIT_TIMES=1   print each compile's CPU time per phase (render,
+//                      optimise, codegen, load and link) to stderr.
 //   XDG_CACHE_HOME     the cache lives in $XDG_CACHE_HOME/itrc (default
-//                      ~/.cache/itrc); one object file per module, named by
-//                      a hash of the kernel IR, the CPU name and features,
-//                      the LLVM version and the renderer's version.
+//                      ~/.cache/itrc); one object file per distinct kernel
+//                      body, named by a hash of the body (names left out),
+//                      the CPU name and features, the LLVM version, the
+//                      renderer's version and ITRC_LLVM_PASSES.
 #ifndef ITR_LLVM_JIT_H
 #define ITR_LLVM_JIT_H
 
@@ -44,12 +46,14 @@ bool itr_llvm_available(void);
 struct itr_llvm_jit *itr_llvm_jit_new(struct itr_diags *d);
 void itr_llvm_jit_free(struct itr_llvm_jit *j);
 
-// Renders kernels[0..n) into modules (one per part, see ITRC_JIT_PARTS),
-// verifies and optimises them in parallel, adds them to the JIT and stores
-// each kernel's entry point in fns_out[i]. A kernel
-// that fails kir_verify or LLVM's verifier is an internal error naming the
-// kernel, with the reason and the kernel's printed form; nothing is added
-// then. Compiling the same kernels again reuses the code already in the JIT.
+// Renders each distinct body of kernels[0..n) (kernels equal but for their
+// names share one) into its own module, verifies, optimises and emits them
+// on a pool of threads (or loads them from the cache), adds them to the JIT
+// and stores each kernel's entry point in fns_out[i]; kernels with one body
+// get the same entry point. A kernel that fails kir_verify or LLVM's
+// verifier is an internal error naming the kernel, with the reason and the
+// kernel's printed form; nothing is added then. A body already in the JIT
+// (from any earlier compile) is reused, not compiled again.
 bool itr_llvm_compile(struct itr_llvm_jit *j, struct kir_kernel *const *kernels, int n, itr_kernel_fn *fns_out,
                       struct itr_diags *d);
 
@@ -59,7 +63,7 @@ bool itr_llvm_compile(struct itr_llvm_jit *j, struct kir_kernel *const *kernels,
 char *itr_llvm_render_ir(struct kir_kernel *const *kernels, int n, struct itr_diags *d);
 
 // Where the last itr_llvm_compile got its code, for tests and timing:
-// true when the object came from the on-disk cache.
+// true when every body it had to add came from the on-disk cache.
 bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j);
 
 #endif
