@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/kir.h"
 #include "ir/memplan.h"
 
 void itr_format_double(double v, char *buf, size_t n) {
@@ -350,6 +351,16 @@ bool itr_dump_memory_plan(FILE *f, const struct itr_program *p, const struct itr
             fprintf(f, "  %-*s  peak %" PRId64 " bytes", (int)width, g->name, m->arena_bytes);
             if (m->arena_bytes >= 1024) fprintf(f, " (%s)", human);
             fprintf(f, ", %d buffer%s\n", m->n_buffers, m->n_buffers == 1 ? "" : "s");
+            // The LLVM executor's arena: the same packing over the f32
+            // schedule, where fused values take no space (docs/memplan.md).
+            const struct kir_schedule *ks = kir_plan_kernels_find(p->kernels, i, false);
+            int64_t exec_peak;
+            if (ks && itr_memplan_schedule_peak_bytes(p, g, ks, b, &exec_peak, NULL, NULL)) {
+                itr_format_bytes(exec_peak, human, sizeof human);
+                fprintf(f, "  %-*s  llvm executor arena %" PRId64 " bytes", (int)width, "", exec_peak);
+                if (exec_peak >= 1024) fprintf(f, " (%s)", human);
+                fputc('\n', f);
+            }
         } else {
             bool any = false;
             fprintf(f, "  %-*s  unbound:", (int)width, g->name);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/kir.h"
+
 static void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
     if (!p) { fprintf(stderr, "itrc: out of memory\n"); abort(); }
@@ -90,7 +92,8 @@ static int64_t align_up(int64_t x) { return (x + ITR_MEMPLAN_ALIGN - 1) / ITR_ME
 
 // Bytes of a value of type t, aligned. 0: unbound (marked) or error (reported), with *ok false.
 static int64_t type_bytes(const struct itr_program *p, const struct itr_graph *g, const struct itr_type *t,
-                          const struct itr_dim_bindings *b, bool *unbound, struct itr_diags *d, bool *ok) {
+                          const struct itr_dim_bindings *b, bool *unbound, struct itr_diags *d, bool *ok,
+                          bool *missing_out) {
     int64_t total = (int64_t)itr_dtype_size(t->dtype);
     bool missing = false;
     for (int i = 0; i < t->rank; i++) {
@@ -117,6 +120,7 @@ static int64_t type_bytes(const struct itr_program *p, const struct itr_graph *g
     }
     if (missing) {
         *ok = false;
+        if (missing_out) *missing_out = true;
         return 0;
     }
     return align_up(total);
@@ -158,24 +162,23 @@ static int cmp_extent(const void *x, const void *y) {
 // Greedy placement: buffers are taken in the given order; each goes into
 // the smallest gap, among the already placed buffers that are live at the
 // same time, that holds it, or above all of them. Returns the arena size.
-static int64_t place(struct itr_memplan *m, int (*order_cmp)(const void *, const void *)) {
-    int n = m->n_buffers;
+static int64_t place(struct itr_memplan_buffer *bufs, int n, int (*order_cmp)(const void *, const void *)) {
     struct order_key *order = xcalloc((size_t)n, sizeof *order);
     int *placed = xcalloc((size_t)n, sizeof *placed);
     struct extent *conflict = xcalloc((size_t)n, sizeof *conflict);
     int n_order = 0, n_placed = 0;
     for (int i = 0; i < n; i++) {
-        const struct itr_memplan_buffer *b = &m->buffers[i];
-        m->buffers[i].offset = 0;
+        const struct itr_memplan_buffer *b = &bufs[i];
+        bufs[i].offset = 0;
         if (b->bytes > 0) order[n_order++] = (struct order_key){ b->bytes, b->first, b->last - b->first, i };
     }
     qsort(order, (size_t)n_order, sizeof *order, order_cmp);
     int64_t arena = 0;
     for (int k = 0; k < n_order; k++) {
-        struct itr_memplan_buffer *b = &m->buffers[order[k].idx];
+        struct itr_memplan_buffer *b = &bufs[order[k].idx];
         int nc = 0;
         for (int j = 0; j < n_placed; j++) {
-            const struct itr_memplan_buffer *c = &m->buffers[placed[j]];
+            const struct itr_memplan_buffer *c = &bufs[placed[j]];
             if (live_together(b, c)) conflict[nc++] = (struct extent){ c->offset, c->offset + c->bytes };
         }
         qsort(conflict, (size_t)nc, sizeof *conflict, cmp_extent);
@@ -203,15 +206,15 @@ static int64_t place(struct itr_memplan *m, int (*order_cmp)(const void *, const
 // optimal (the problem is NP-hard); together they stay within a few percent
 // of the live peak on every model (docs/memplan.md).
 static void assign_offsets(struct itr_memplan *m) {
-    int64_t by_span = place(m, cmp_by_span);
-    int64_t by_size = place(m, cmp_by_size);
-    if (by_span < by_size) by_size = place(m, cmp_by_span);   // redo the winner: offsets are in the buffers
+    int64_t by_span = place(m->buffers, m->n_buffers, cmp_by_span);
+    int64_t by_size = place(m->buffers, m->n_buffers, cmp_by_size);
+    if (by_span < by_size) by_size = place(m->buffers, m->n_buffers, cmp_by_span);   // redo the winner: offsets are in the buffers
     m->arena_bytes = by_size;
 }
 
 // The most bytes live at one node: what any placement needs at least.
 static int64_t live_peak(const struct itr_memplan *m) {
-    int n_nodes = m->graph->n_nodes;
+    int n_nodes = m->schedule ? m->schedule->n_steps : m->graph->n_nodes;
     int64_t *delta = xcalloc((size_t)n_nodes + 2, sizeof *delta);
     for (int i = 0; i < m->n_buffers; i++) {
         delta[m->buffers[i].first] += m->buffers[i].bytes;
@@ -226,16 +229,43 @@ static int64_t live_peak(const struct itr_memplan *m) {
     return peak;
 }
 
+// A schedule plan's value: f32 held as f64 in an f64 schedule, and never
+// under ITR_MEMPLAN_ALIGN bytes (the executor gives an empty tensor 64 bytes
+// so that the clamped loads of pad and concat stay inside it).
+static int64_t schedule_value_bytes(const struct itr_memplan *m, int32_t v, const struct itr_dim_bindings *b,
+                                    bool *unbound, struct itr_diags *d, bool *ok, bool *missing) {
+    struct itr_type t = m->graph->values[v].type;
+    if (m->schedule->f64 && t.dtype == ITR_F32) t.dtype = ITR_F64;
+    int64_t bytes = type_bytes(m->prog, m->graph, &t, b, unbound, d, ok, missing);
+    return *ok && bytes < ITR_MEMPLAN_ALIGN ? ITR_MEMPLAN_ALIGN : bytes;
+}
+
 bool itr_memplan_bind(struct itr_memplan *m, const struct itr_dim_bindings *b, bool *unbound, struct itr_diags *d) {
     const struct itr_program *p = m->prog;
     const struct itr_graph *g = m->graph;
     bool ok = true;
     m->bound = false;
+    m->n_unsized = 0;
     for (int i = 0; i < m->n_buffers; i++) {
         struct itr_memplan_buffer *buf = &m->buffers[i];
-        bool one = true;
-        if (buf->value >= 0) {
-            buf->bytes = type_bytes(p, g, &g->values[buf->value].type, b, unbound, d, &one);
+        bool one = true, missing = false;
+        if (buf->value >= 0 && m->schedule) {
+            buf->bytes = schedule_value_bytes(m, buf->value, b, unbound, d, &one, &missing);
+            // Left out of the arena, not an error: the executor allocates it.
+            if (missing) {
+                m->n_unsized++;
+                one = true;
+            }
+        } else if (buf->value >= 0) {
+            buf->bytes = type_bytes(p, g, &g->values[buf->value].type, b, unbound, d, &one, NULL);
+        } else if (m->schedule) {
+            // The body's outputs are allocated per step, outside its arena.
+            buf->bytes = 0;
+            one = itr_memplan_bind(buf->body, b, unbound, d);
+            if (one) {
+                buf->bytes = buf->body->arena_bytes;
+                m->n_unsized += buf->body->n_unsized;
+            }
         } else {
             // Scan workspace: the body's arena for one step, and the carries
             // that step hands to the next (the body's first n_carry inputs).
@@ -246,7 +276,7 @@ bool itr_memplan_bind(struct itr_memplan *m, const struct itr_dim_bindings *b, b
             int nc = (int)itr_node_attr_int(&g->nodes[buf->node], "n_carry");
             for (int k = 0; k < nc && k < body->n_inputs; k++) {
                 bool c = true;
-                int64_t cb = type_bytes(p, body, &body->values[body->inputs[k]].type, b, unbound, d, &c);
+                int64_t cb = type_bytes(p, body, &body->values[body->inputs[k]].type, b, unbound, d, &c, NULL);
                 if (!c) one = false;
                 else if (cb > INT64_MAX / 2 - buf->bytes) {
                     if (d) itr_diag_error(d, ITR_NOLOC, "memory plan of '%s': a workspace size overflows 64 bits",
@@ -287,9 +317,10 @@ bool itr_memplan_verify(const struct itr_memplan *m, char *why, size_t n) {
             const struct itr_memplan_buffer *b = &m->buffers[j];
             if (!a->bytes || !b->bytes || !live_together(a, b)) continue;
             if (a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes) {
-                snprintf(why, n, "%s: %s [%" PRId64 ", +%" PRId64 ") live at nodes %d..%d overlaps %s [%" PRId64
-                         ", +%" PRId64 ") live at nodes %d..%d", g->name, an, a->offset, a->bytes, a->first, a->last,
-                         b->value >= 0 ? g->values[b->value].name : "(scan workspace)", b->offset, b->bytes,
+                const char *at = m->schedule ? "steps" : "nodes";
+                snprintf(why, n, "%s: %s [%" PRId64 ", +%" PRId64 ") live at %s %d..%d overlaps %s [%" PRId64
+                         ", +%" PRId64 ") live at %s %d..%d", g->name, an, a->offset, a->bytes, at, a->first, a->last,
+                         b->value >= 0 ? g->values[b->value].name : "(scan workspace)", b->offset, b->bytes, at,
                          b->first, b->last);
                 return false;
             }
@@ -311,6 +342,103 @@ bool itr_memplan_peak_bytes(const struct itr_program *p, const struct itr_graph 
     itr_diags_init(&local);
     struct itr_memplan *m = itr_memplan_build(p, g, d ? d : &local);
     bool ok = m && itr_memplan_bind(m, b, unbound, d);
+    if (ok) *peak = m->arena_bytes;
+    itr_memplan_free(m);
+    itr_diags_free(&local);
+    return ok;
+}
+
+// ------------------------------------------------------------ schedule plans
+
+struct itr_memplan *itr_memplan_build_schedule(const struct itr_program *p, const struct itr_graph *g,
+                                               const struct kir_schedule *s, struct itr_diags *d) {
+    if (s->n_values != g->n_values) {
+        itr_diag_error(d, g->loc, "memory plan of '%s': the schedule has %d values, the graph %d", g->name,
+                       s->n_values, g->n_values);
+        return NULL;
+    }
+    struct itr_memplan *m = xcalloc(1, sizeof *m);
+    m->prog = p;
+    m->graph = g;
+    m->schedule = s;
+    int nv = g->n_values;
+    // The first and last step writing each value, and whether the first
+    // writer is one whose result the executor allocates.
+    int32_t *first = xcalloc((size_t)nv, sizeof *first), *last_w = xcalloc((size_t)nv, sizeof *last_w);
+    bool *by_exec = xcalloc((size_t)nv, sizeof *by_exec), *is_output = xcalloc((size_t)nv, sizeof *is_output);
+    for (int v = 0; v < nv; v++) first[v] = last_w[v] = -1;
+#define WRITES(v_, exec_)                                                     \
+    do {                                                                      \
+        int32_t w_ = (v_);                                                    \
+        if (w_ < 0 || w_ >= nv) break;                                        \
+        if (first[w_] < 0) { first[w_] = si; by_exec[w_] = (exec_); }         \
+        last_w[w_] = si;                                                      \
+    } while (0)
+    bool ok = true;
+    for (int si = 0; si < s->n_steps; si++) {
+        const struct kir_step *st = &s->steps[si];
+        const struct itr_node *n = st->node >= 0 && st->node < g->n_nodes ? &g->nodes[st->node] : NULL;
+        if (st->kind == KIR_STEP_KERNEL) {
+            const struct kir_kernel *k = st->kernel >= 0 && st->kernel < s->n_kernels ? s->kernels[st->kernel] : NULL;
+            for (int b = 0; k && b < k->n_bufs && b < st->n_bufs; b++)
+                if (k->bufs[b].written) WRITES(st->bufs[b], true);
+        } else if (st->kind == KIR_STEP_GEMM && n && n->n_outputs > 0) {
+            WRITES(n->outputs[0], true);
+        } else if (n) {
+            for (int k = 0; k < n->n_outputs; k++) WRITES(n->outputs[k], st->body != NULL);
+        }
+    }
+#undef WRITES
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] >= 0 && g->outputs[k] < nv) is_output[g->outputs[k]] = true;
+    m->buffers = xcalloc((size_t)nv + (size_t)s->n_steps + 1, sizeof *m->buffers);
+    for (int v = 0; v < nv; v++) {
+        if (g->values[v].kind != ITR_VALUE_NODE || first[v] < 0 || !by_exec[v] || is_output[v] ||
+            s->last_step[v] >= s->n_steps)
+            continue;
+        int32_t last = s->last_step[v] > last_w[v] ? s->last_step[v] : last_w[v];
+        m->buffers[m->n_buffers++] = (struct itr_memplan_buffer){
+            .value = v, .node = first[v], .first = first[v], .last = last };
+    }
+    for (int si = 0; si < s->n_steps && ok; si++) {
+        const struct kir_step *st = &s->steps[si];
+        if (st->kind != KIR_STEP_NODE || !st->body) continue;
+        const struct itr_attr *ba = st->node >= 0 && st->node < g->n_nodes ? itr_node_attr(&g->nodes[st->node], "body")
+                                                                           : NULL;
+        const struct itr_graph *body = ba && ba->kind == ITR_ATTR_GRAPH ? ba->u.graph : NULL;
+        struct itr_memplan *bm = body ? itr_memplan_build_schedule(p, body, st->body, d) : NULL;
+        if (!bm) {
+            if (!body) itr_diag_error(d, g->loc, "memory plan of '%s': scan step %d has no body graph", g->name, si);
+            ok = false;
+            break;
+        }
+        m->buffers[m->n_buffers++] = (struct itr_memplan_buffer){
+            .value = -1, .node = si, .first = si, .last = si, .body = bm };
+    }
+    free(first);
+    free(last_w);
+    free(by_exec);
+    free(is_output);
+    if (!ok) {
+        itr_memplan_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+const struct itr_memplan_buffer *itr_memplan_find(const struct itr_memplan *m, int32_t value) {
+    for (int i = 0; i < m->n_buffers; i++)
+        if (m->buffers[i].value == value) return &m->buffers[i];
+    return NULL;
+}
+
+bool itr_memplan_schedule_peak_bytes(const struct itr_program *p, const struct itr_graph *g,
+                                     const struct kir_schedule *s, const struct itr_dim_bindings *b, int64_t *peak,
+                                     bool *unbound, struct itr_diags *d) {
+    struct itr_diags local;
+    itr_diags_init(&local);
+    struct itr_memplan *m = itr_memplan_build_schedule(p, g, s, d ? d : &local);
+    bool ok = m && itr_memplan_bind(m, b, unbound, d) && m->n_unsized == 0;
     if (ok) *peak = m->arena_bytes;
     itr_memplan_free(m);
     itr_diags_free(&local);

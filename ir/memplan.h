@@ -52,10 +52,17 @@ struct itr_memplan {
     const struct itr_program *prog;
     const struct itr_graph *graph;
     struct itr_memplan_buffer *buffers; int n_buffers;
+    // A schedule plan (itr_memplan_build_schedule): first/last and `node`
+    // are step indices of this schedule, f32 values are sized as f64 in an
+    // f64 schedule, and every sized buffer takes at least ITR_MEMPLAN_ALIGN
+    // bytes (the executor's floor for empty tensors). NULL: a graph plan.
+    const struct kir_schedule *schedule;
     // Under the current binding:
     bool bound;
     int64_t arena_bytes;   // the arena's size: the peak this graph needs while it runs
     int64_t live_bytes;    // the most bytes live at one node (a lower bound of arena_bytes)
+    int n_unsized;         // schedule plans: buffers whose size needs a dim the binding leaves
+                           // unbound (bytes 0: not in the arena), in this plan and its bodies
 };
 
 // Liveness and sizes of g (an entry or a scan body of p). NULL, with a
@@ -80,6 +87,34 @@ bool itr_memplan_verify(const struct itr_memplan *m, char *why, size_t n);
 // an error (reported in d, may be NULL).
 bool itr_memplan_peak_bytes(const struct itr_program *p, const struct itr_graph *g, const struct itr_dim_bindings *b,
                             int64_t *peak, bool *unbound, struct itr_diags *d);
+
+// ---- schedule plans: the LLVM executor's arena (docs/memplan.md, "Schedule plans")
+//
+// The same packing over a kernel schedule (ir/kir.h) instead of the graph's
+// nodes: a buffer is a materialised value that the executor itself
+// allocates, i.e. whose first writer is a KERNEL step, a GEMM step or a scan
+// with a compiled body, live from that step to the last step that reads or
+// writes it. Not planned: inputs and parameters (the caller's), the entry's
+// outputs (handed to the caller, who frees them), and values a NODE step
+// produces first (the reference kernels allocate those). A scan step with a
+// compiled body gets a workspace live only at that step: the body's own
+// schedule plan, in which the body's outputs (a carry, a stacked slice) are
+// not planned either, since they outlive one step.
+//
+// itr_memplan_bind binds a schedule plan like a graph plan, except that a
+// buffer whose size needs an unbound dim is left out of the arena (bytes 0,
+// counted in n_unsized, its symbols flagged in unbound) instead of failing
+// the bind: the executor allocates it when it is written.
+struct kir_schedule;
+struct itr_memplan *itr_memplan_build_schedule(const struct itr_program *p, const struct itr_graph *g,
+                                               const struct kir_schedule *s, struct itr_diags *d);
+// The buffer of value v in plan m, or NULL when v is not planned.
+const struct itr_memplan_buffer *itr_memplan_find(const struct itr_memplan *m, int32_t value);
+// itr_memplan_peak_bytes for schedule s of g: false when a planned value's
+// size needs an unbound dim (flagged in unbound) or on an error.
+bool itr_memplan_schedule_peak_bytes(const struct itr_program *p, const struct itr_graph *g,
+                                     const struct kir_schedule *s, const struct itr_dim_bindings *b, int64_t *peak,
+                                     bool *unbound, struct itr_diags *d);
 
 // "1536 bytes", "1.50 KiB", "12.3 MiB", "118 MiB": short form for reports.
 void itr_format_bytes(int64_t bytes, char *buf, size_t n);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "backends/backend.h"
+#include "ir/kir.h"
 #include "ir/memplan.h"
 #include "ir/plan.h"
 #include "ir/cli.h"
@@ -887,6 +888,12 @@ static int cmd_info(const char *plan, int argc, char **argv) {
             char bytes[32];
             itr_format_bytes(peak, bytes, sizeof bytes);
             printf("; memory plan: peak %s at the default dims", bytes);
+            // The LLVM executor's arena over the f32 schedule (docs/memplan.md).
+            const struct kir_schedule *ks = kir_plan_kernels_find(p->kernels, i, false);
+            if (ks && itr_memplan_schedule_peak_bytes(p, g, ks, &b, &peak, NULL, NULL)) {
+                itr_format_bytes(peak, bytes, sizeof bytes);
+                printf(" (llvm executor arena %s)", bytes);
+            }
         } else {
             printf("; memory plan: needs");
             for (int k = 0; k < p->n_symbols && k < 256; k++)

@@ -14,6 +14,28 @@
 #include "backends/cpu/gemm.h"
 #include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
+#include "ir/memplan.h"
+
+// In AddressSanitizer builds the arena's free bytes are poisoned, so that a
+// read of a value after its planned lifetime (by C code: the reference
+// kernels, memcpy) is reported, and a value's bytes are filled with 0xff
+// (NaN as a float) when it is placed, so that a kernel relying on fresh (zeroed) memory
+// shows up as a wrong result instead of passing by luck.
+#if defined(__SANITIZE_ADDRESS__)
+#define ITR_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ITR_ARENA_ASAN 1
+#endif
+#endif
+#ifdef ITR_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (size_t)(n))
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (size_t)(n))
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 static void *xcalloc(size_t n, size_t size) {
     void *q = calloc(n ? n : 1, size);
@@ -127,6 +149,45 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
     pthread_mutex_unlock(&p->mu);
 }
 
+// ---------------------------------------------------------------- the arena
+
+// The memory of a top-level executable's runs (docs/memplan.md, "Schedule
+// plans"): one block holding every planned intermediate value at the
+// offsets of the schedule plan bound to the run's dims, and the GEMM's pack
+// buffers. Both grow when a larger binding comes and are reused by every
+// later run, so a run of a repeated binding allocates only its outputs and
+// what the reference kernels allocate. Scan bodies use a slice of it (their
+// workspace) and the same pack buffers. A run that finds the arena taken
+// (the same executable run from two threads at once) allocates per value,
+// as with ITRC_NO_EXEC_ARENA=1.
+struct arena {
+    pthread_mutex_t mu;            // held for a whole run
+    char *mem;
+    int64_t cap;
+    int64_t grows;                 // times mem was (re)allocated
+    int64_t runs;                  // runs that used it
+    // The binding the plan is bound to: every symbol's (bound, value).
+    bool key_valid, plan_ok;
+    int key_n;
+    bool *key_bound;
+    int64_t *key_value;
+    char *scratch[3];              // GEMM pack buffers: A, B, C
+    size_t scratch_cap[3];
+    int64_t scratch_grows;
+};
+
+// What a run allocates from: base is this executable's part of the arena
+// (NULL: every value allocated on its own), ar the arena whose pack
+// buffers it may use (NULL: malloc per call).
+struct run_ctx {
+    char *base;
+    struct arena *ar;
+    // A scan body's run: per output of the graph, memory to write it into
+    // (NULL: none) and its bytes; the scan reuses it every step.
+    struct itr_tensor *const *into;
+    const int64_t *into_cap;
+};
+
 // ---------------------------------------------------------------- executables
 
 struct itr_llvm_exe {
@@ -145,6 +206,13 @@ struct itr_llvm_exe {
     int32_t *free_start, *free_vals;
     itr_llvm_observer observe;     // itr_llvm_exe_observe; NULL: none
     void *observe_ctx;
+    // The schedule plan: owned by a top-level executable; a scan body's is
+    // its parent's workspace plan for that step. NULL: none (values are
+    // allocated one by one).
+    struct itr_memplan *plan;
+    int32_t *slot;                 // per value: its buffer in plan, or -1
+    int32_t *ws;                   // per step: the scan workspace's buffer in plan, or -1
+    struct arena *arena;           // top-level executables only; NULL with ITRC_NO_EXEC_ARENA=1
 };
 
 // Buckets the graph's intermediate values by the step after which they die.
@@ -172,9 +240,24 @@ static void plan_frees(struct itr_llvm_exe *e) {
     free(step_of_node);
 }
 
-// A scan body's executable shares its parent's JIT and thread pool.
+// Indexes plan (may be NULL) by value and by scan step.
+static void index_plan(struct itr_llvm_exe *e, struct itr_memplan *plan) {
+    e->plan = plan;
+    e->slot = xcalloc((size_t)e->g->n_values, sizeof *e->slot);
+    e->ws = xcalloc((size_t)e->s->n_steps, sizeof *e->ws);
+    for (int v = 0; v < e->g->n_values; v++) e->slot[v] = -1;
+    for (int i = 0; i < e->s->n_steps; i++) e->ws[i] = -1;
+    for (int i = 0; plan && i < plan->n_buffers; i++) {
+        const struct itr_memplan_buffer *b = &plan->buffers[i];
+        if (b->value >= 0 && b->value < e->g->n_values) e->slot[b->value] = i;
+        else if (b->value < 0 && b->node >= 0 && b->node < e->s->n_steps) e->ws[b->node] = i;
+    }
+}
+
+// A scan body's executable shares its parent's JIT and thread pool, and
+// its plan is the parent plan's workspace for that step.
 static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct kir_schedule *s, struct itr_llvm_jit *jit,
-                                      struct pool *pool, bool owns, struct itr_diags *d) {
+                                      struct pool *pool, bool owns, struct itr_memplan *plan, struct itr_diags *d) {
     struct itr_llvm_exe *e = xcalloc(1, sizeof *e);
     e->g = g;
     e->s = s;
@@ -184,6 +267,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
     plan_frees(e);
+    index_plan(e, plan);
     const char *prof = getenv("ITRC_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
@@ -193,7 +277,8 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     for (int i = 0; i < s->n_steps; i++) {
         if (!s->steps[i].body) continue;
         const struct itr_attr *ba = itr_node_attr(&g->nodes[s->steps[i].node], "body");
-        e->bodies[i] = exe_build(ba->u.graph, s->steps[i].body, jit, pool, false, d);
+        struct itr_memplan *bp = plan && e->ws[i] >= 0 ? plan->buffers[e->ws[i]].body : NULL;
+        e->bodies[i] = exe_build(ba->u.graph, s->steps[i].body, jit, pool, false, bp, d);
         if (!e->bodies[i]) {
             itr_llvm_exe_free(e);
             return NULL;
@@ -206,8 +291,97 @@ struct itr_llvm_exe *itr_llvm_exe_new(const struct itr_graph *g, const struct ki
                                       struct itr_diags *d) {
     struct itr_llvm_jit *jit = itr_llvm_jit_new(d);
     if (!jit) return NULL;
-    // On failure exe_build has freed the JIT and the pool.
-    return exe_build(g, s, jit, threads > 1 ? pool_new(threads) : NULL, true, d);
+    // Without a plan (ITRC_NO_EXEC_ARENA=1, for A/B measurements, or a
+    // schedule the planner rejects) every value is allocated on its own.
+    const char *no = getenv("ITRC_NO_EXEC_ARENA");
+    struct itr_memplan *plan = NULL;
+    if (!(no && no[0] && strcmp(no, "0") != 0)) {
+        struct itr_diags local;
+        itr_diags_init(&local);
+        plan = itr_memplan_build_schedule(g->prog, g, s, &local);
+        itr_diags_free(&local);
+    }
+    // On failure exe_build has freed the JIT, the pool and the plan.
+    struct itr_llvm_exe *e = exe_build(g, s, jit, threads > 1 ? pool_new(threads) : NULL, true, plan, d);
+    if (e && plan) {
+        e->arena = xcalloc(1, sizeof *e->arena);
+        pthread_mutex_init(&e->arena->mu, NULL);
+    }
+    return e;
+}
+
+static void arena_free(struct arena *ar) {
+    if (!ar) return;
+    pthread_mutex_destroy(&ar->mu);
+    ARENA_UNPOISON(ar->mem, ar->cap);
+    free(ar->mem);
+    for (int i = 0; i < 3; i++) free(ar->scratch[i]);
+    free(ar->key_bound);
+    free(ar->key_value);
+    free(ar);
+}
+
+// The arena for a run of top-level executable e under dims (taken with its
+// lock held): the plan is bound again when the binding differs from the last
+// one, and the memory grows when the plan needs more. NULL: this run
+// allocates per value (a size the plan cannot evaluate, out of memory).
+static char *arena_prepare(struct itr_llvm_exe *e, struct arena *ar, const struct itr_dim_bindings *dims) {
+    bool same = ar->key_valid && ar->key_n == dims->n;
+    for (int i = 0; same && i < dims->n; i++)
+        same = ar->key_bound[i] == dims->bound[i] && (!dims->bound[i] || ar->key_value[i] == dims->value[i]);
+    if (!same) {
+        ar->plan_ok = itr_memplan_bind(e->plan, dims, NULL, NULL);
+#ifdef ITR_ARENA_ASAN
+        char why[512];
+        if (ar->plan_ok && !itr_memplan_verify(e->plan, why, sizeof why)) {
+            fprintf(stderr, "itrc: internal error: the executor's memory plan is wrong: %s\n", why);
+            abort();
+        }
+#endif
+        if (ar->key_n != dims->n) {
+            free(ar->key_bound);
+            free(ar->key_value);
+            ar->key_bound = xcalloc((size_t)dims->n + 1, sizeof *ar->key_bound);
+            ar->key_value = xcalloc((size_t)dims->n + 1, sizeof *ar->key_value);
+            ar->key_n = dims->n;
+        }
+        for (int i = 0; i < dims->n; i++) {
+            ar->key_bound[i] = dims->bound[i];
+            ar->key_value[i] = dims->value[i];
+        }
+        ar->key_valid = true;
+    }
+    if (!ar->plan_ok) return NULL;
+    int64_t need = e->plan->arena_bytes;
+    if (need > ar->cap) {
+        ARENA_UNPOISON(ar->mem, ar->cap);
+        free(ar->mem);
+        ar->cap = 0;
+        ar->mem = aligned_alloc(ITR_MEMPLAN_ALIGN, (size_t)need);   // need is a multiple of the alignment
+        if (!ar->mem) return NULL;
+        ar->cap = need;
+        ar->grows++;
+    }
+    if (!ar->mem) return NULL;
+    ARENA_POISON(ar->mem, ar->cap);
+    ar->runs++;
+    return ar->mem;
+}
+
+const struct itr_memplan *itr_llvm_exe_plan(const struct itr_llvm_exe *e) { return e->plan; }
+
+void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_arena_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!e->arena) return;
+    struct arena *ar = e->arena;
+    pthread_mutex_lock(&ar->mu);
+    out->plan_bytes = ar->plan_ok && e->plan->bound ? e->plan->arena_bytes : 0;
+    out->capacity = ar->cap;
+    out->grows = ar->grows;
+    out->runs = ar->runs;
+    for (int i = 0; i < 3; i++) out->scratch_bytes += (int64_t)ar->scratch_cap[i];
+    out->scratch_grows = ar->scratch_grows;
+    pthread_mutex_unlock(&ar->mu);
 }
 
 static double now_seconds(void) {
@@ -258,9 +432,13 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     free(e->free_start);
     free(e->free_vals);
     free(e->fns);
+    free(e->slot);
+    free(e->ws);
     if (e->owns) {
         pool_free(e->pool);
         itr_llvm_jit_free(e->jit);
+        itr_memplan_free(e->plan);
+        arena_free(e->arena);
     }
     free(e);
 }
@@ -294,22 +472,32 @@ static int64_t eval_dim(const struct itr_program *p, const struct itr_dim_bindin
     return v;
 }
 
-// A tensor for value v with room for at least 64 bytes, so that the clamped
-// loads of pad and concat stay inside even an empty buffer.
-static struct itr_tensor *alloc_value(const struct itr_graph *g, const struct itr_value *v, bool f64,
-                                      const struct itr_dim_bindings *b, struct itr_diags *d) {
-    int64_t shape[ITR_MAX_RANK];
+// The shape, dtype and bytes (at least 64, so that the clamped loads of pad
+// and concat stay inside even an empty buffer) of value v under b.
+static bool value_layout(const struct itr_graph *g, const struct itr_value *v, bool f64,
+                         const struct itr_dim_bindings *b, int64_t *shape, enum itr_dtype *dt, size_t *bytes,
+                         struct itr_diags *d) {
     char what[200];
     snprintf(what, sizeof what, "value '%s'", v->name ? v->name : "?");
-    if (!itr_eval_shape(b, g->prog, &v->type, shape, what, d)) return NULL;
-    enum itr_dtype dt = f64 && v->type.dtype == ITR_F32 ? ITR_F64 : v->type.dtype;
+    if (!itr_eval_shape(b, g->prog, &v->type, shape, what, d)) return false;
+    *dt = f64 && v->type.dtype == ITR_F32 ? ITR_F64 : v->type.dtype;
     int64_t n;
     if (!itr_shape_numel(v->type.rank, shape, &n) || n > INT64_MAX / 8) {
         itr_diag_error(d, v->loc, "value '%s' is too large to allocate", v->name);
-        return NULL;
+        return false;
     }
-    size_t bytes = (size_t)n * itr_dtype_size(dt);
-    if (bytes < 64) bytes = 64;
+    *bytes = (size_t)n * itr_dtype_size(*dt);
+    if (*bytes < 64) *bytes = 64;
+    return true;
+}
+
+// A tensor of its own for value v.
+static struct itr_tensor *alloc_value(const struct itr_graph *g, const struct itr_value *v, bool f64,
+                                      const struct itr_dim_bindings *b, struct itr_diags *d) {
+    int64_t shape[ITR_MAX_RANK];
+    enum itr_dtype dt;
+    size_t bytes;
+    if (!value_layout(g, v, f64, b, shape, &dt, &bytes, d)) return NULL;
     void *data = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!data) {
         itr_diag_error(d, v->loc, "out of memory allocating '%s' (%zu bytes)", v->name, bytes);
@@ -323,6 +511,51 @@ static struct itr_tensor *alloc_value(const struct itr_graph *g, const struct it
     }
     t->owns_data = true;
     return t;
+}
+
+// A tensor for value vi of e: at its place in the arena when the run has
+// one and the plan gives vi a place that holds it, else of its own.
+static struct itr_tensor *new_value(const struct itr_llvm_exe *e, const struct run_ctx *rc, int32_t vi,
+                                    const struct itr_dim_bindings *b, struct itr_diags *d) {
+    const struct itr_value *v = &e->g->values[vi];
+    for (int k = 0; rc->into && k < e->g->n_outputs; k++) {
+        if (e->g->outputs[k] != vi || !rc->into[k]) continue;
+        int64_t shape[ITR_MAX_RANK];
+        enum itr_dtype dt;
+        size_t bytes;
+        if (!value_layout(e->g, v, e->s->f64, b, shape, &dt, &bytes, d)) return NULL;
+        if ((int64_t)bytes > rc->into_cap[k]) break;
+        struct itr_tensor *t = itr_tensor_wrap(dt, v->type.rank, shape, rc->into[k]->data);
+        if (!t) itr_diag_error(d, v->loc, "out of memory allocating '%s'", v->name);
+        return t;
+    }
+    if (!rc->base || e->slot[vi] < 0) return alloc_value(e->g, v, e->s->f64, b, d);
+    const struct itr_memplan_buffer *pb = &e->plan->buffers[e->slot[vi]];
+    int64_t shape[ITR_MAX_RANK];
+    enum itr_dtype dt;
+    size_t bytes;
+    if (!value_layout(e->g, v, e->s->f64, b, shape, &dt, &bytes, d)) return NULL;
+    // The plan sized it from the same dims; a dim bound later in the run
+    // (bytes 0) or any disagreement falls back to an allocation.
+    if ((int64_t)bytes > pb->bytes) return alloc_value(e->g, v, e->s->f64, b, d);
+    char *data = rc->base + pb->offset;
+    ARENA_UNPOISON(data, pb->bytes);
+#ifdef ITR_ARENA_ASAN
+    memset(data, 0xff, (size_t)pb->bytes);
+#endif
+    struct itr_tensor *t = itr_tensor_wrap(dt, v->type.rank, shape, data);
+    if (!t) itr_diag_error(d, v->loc, "out of memory allocating '%s'", v->name);
+    return t;
+}
+
+// Frees a value's tensor; one in the arena only gives its bytes back.
+static void release_value(const struct itr_llvm_exe *e, const struct run_ctx *rc, int32_t vi, struct itr_tensor *t) {
+    if (!t) return;
+    if (!t->owns_data && rc->base && e->slot[vi] >= 0) {
+        const struct itr_memplan_buffer *pb = &e->plan->buffers[e->slot[vi]];
+        if (t->data == rc->base + pb->offset) ARENA_POISON(t->data, pb->bytes);
+    }
+    itr_tensor_free(t);
 }
 
 static char *value_what(const struct itr_value *v, char *buf, size_t n) {
@@ -494,8 +727,24 @@ static void transpose_block(char *dst, const char *src, int64_t rows, int64_t co
     }
 }
 
+// Pack buffer i (0: A, 1: B, 2: C) of at least `bytes`: the arena's, grown
+// when too small, or (no arena) a fresh one that *own receives.
+static char *pack_buffer(struct arena *ar, int i, size_t bytes, char **own) {
+    if (!bytes) bytes = 1;
+    if (!ar) return *own = malloc(bytes);
+    if (ar->scratch_cap[i] < bytes) {
+        free(ar->scratch[i]);
+        ar->scratch_cap[i] = 0;
+        if (!(ar->scratch[i] = malloc(bytes))) return NULL;
+        ar->scratch_cap[i] = bytes;
+        ar->scratch_grows++;
+    }
+    return ar->scratch[i];
+}
+
 static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tensor *B, struct itr_tensor *C,
-                              bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, int pool_threads) {
+                              bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, int pool_threads,
+                              struct arena *ar) {
     int ra = A->rank, rb = B->rank, nb = C->rank - 2;
     int64_t sa[ITR_MAX_RANK] = { 0 }, sb[ITR_MAX_RANK] = { 0 }, sc[ITR_MAX_RANK] = { 0 };
     struct fold_dims both = { 0 }, aonly = { 0 }, bonly = { 0 };
@@ -528,13 +777,12 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
     bool b_trans = nbb == 1 ? trans_b : true;
     // C: written in place when its rows (A's dims, m) are consecutive.
     bool c_direct = nbb == 1 && fold_consecutive(&aonly, sc, m * nn);
-    char *ap = a_direct ? NULL : malloc((size_t)(M * k) * es);
-    char *bp = b_direct ? NULL : malloc((size_t)(N * k) * es);
-    char *cp = c_direct ? NULL : malloc((size_t)(M * N) * es);
+    char *own[3] = { NULL, NULL, NULL };
+    char *ap = a_direct ? NULL : pack_buffer(ar, 0, (size_t)(M * k) * es, &own[0]);
+    char *bp = b_direct ? NULL : pack_buffer(ar, 1, (size_t)(N * k) * es, &own[1]);
+    char *cp = c_direct ? NULL : pack_buffer(ar, 2, (size_t)(M * N) * es, &own[2]);
     if ((!a_direct && !ap) || (!b_direct && !bp) || (!c_direct && !cp)) {
-        free(ap);
-        free(bp);
-        free(cp);
+        for (int i = 0; i < 3; i++) free(own[i]);
         return false;
     }
     int threads = (double)M * (double)N * (double)k >= GEMM_PARALLEL_MIN_MACS ? pool_threads : 1;
@@ -577,22 +825,21 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
                 }
             }
     }
-    free(ap);
-    free(bp);
-    free(cp);
+    for (int i = 0; i < 3; i++) free(own[i]);
     return true;
 }
 
 // A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
 // the operands' batch dims broadcast (numpy rules, right-aligned).
-static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
-                     struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, struct itr_diags *d) {
+static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
+                     const struct itr_node *n, struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned,
+                     struct itr_diags *d) {
     struct itr_tensor view_a, view_b;
     const struct itr_tensor *A = itr_view_as(e->g, val[st->gemm_a], st->gemm_view_a, dims, &view_a, d);
     const struct itr_tensor *B = itr_view_as(e->g, val[st->gemm_b], st->gemm_view_b, dims, &view_b, d);
     if (!A || !B) return false;
     int32_t ov = n->outputs[0];
-    struct itr_tensor *C = alloc_value(e->g, &e->g->values[ov], e->s->f64, dims, d);
+    struct itr_tensor *C = new_value(e, ctx, ov, dims, d);
     if (!C) return false;
     int ra = A->rank, rb = B->rank, rc = C->rank;
     int64_t m = st->trans_a ? A->shape[ra - 1] : A->shape[ra - 2];
@@ -600,7 +847,7 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
     int64_t kb = st->trans_b ? B->shape[rb - 1] : B->shape[rb - 2];
     int64_t nn = st->trans_b ? B->shape[rb - 2] : B->shape[rb - 1];
     if (k != kb || C->shape[rc - 2] != m || C->shape[rc - 1] != nn) {
-        itr_tensor_free(C);
+        release_value(e, ctx, ov, C);
         return node_error(n, d, "internal error: gemm operands [%lld x %lld] and [%lld x %lld] do not give the result",
                           (long long)m, (long long)k, (long long)kb, (long long)nn);
     }
@@ -615,7 +862,8 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
         batch = 1;
         nbatch = 0;
     }
-    if (batch > 1 && gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool ? e->pool->n : 1)) {
+    if (batch > 1 &&
+        gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool ? e->pool->n : 1, ctx->ar)) {
         val[ov] = C;
         owned[ov] = true;
         return true;
@@ -657,9 +905,15 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct kir_step *st, co
 // A scan with a compiled body, with the semantics (and messages) of the
 // reference's ref_scan. Slices along a leading axis are views into the
 // scanned operand; others are gathered into one buffer reused every step.
-static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *body, const struct itr_node *n,
-                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **val,
-                     bool *owned, struct itr_diags *d) {
+static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc, struct itr_tensor *const *inputs,
+                    struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
+                    struct itr_diags *d);
+
+// The body runs in the scan's workspace in the arena (its own plan's
+// offsets, reused every step); its outputs are allocated per step.
+static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int si, const struct itr_llvm_exe *body,
+                     const struct itr_node *n, struct itr_tensor *const *params, struct itr_dim_bindings *dims,
+                     struct itr_tensor **val, bool *owned, struct itr_diags *d) {
     const struct itr_graph *bg = body->g;
     int nc = (int)itr_node_attr_int(n, "n_carry"), ns = (int)itr_node_attr_int(n, "n_scan");
     int64_t axis = itr_node_attr_int(n, "axis");
@@ -682,9 +936,60 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
     bool ok = true;
     struct itr_tensor **out = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *out);
     for (int i = 0; i < nb_out && ok; i++) {
-        out[i] = alloc_value(e->g, &e->g->values[n->outputs[i]], e->s->f64, dims, d);
+        out[i] = new_value(e, rc, n->outputs[i], dims, d);
         if (!out[i]) ok = false;
     }
+    // What the body writes its outputs into, allocated once for the scan:
+    // each carry alternates between two buffers (the step reads one and
+    // writes the other); a stacked output is written straight into its
+    // slice of the result where the slice is contiguous (the scan runs along
+    // the leading axis), else into one staging buffer copied out per step.
+    struct itr_tensor **into = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *into);
+    struct itr_tensor **spare = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *spare);
+    int64_t *into_cap = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *into_cap);
+    bool *direct = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *direct);
+    // (Not with ITRC_NO_EXEC_ARENA=1, or when another thread holds the
+    // arena: the body then allocates its outputs every step, as before.)
+    for (int i = 0; i < nb_out && ok && rc->ar; i++) {
+        int64_t shape[ITR_MAX_RANK];
+        int rank;
+        enum itr_dtype dt = out[i]->dtype;
+        if (i < nc) {
+            rank = in[i]->rank;
+            memcpy(shape, in[i]->shape, sizeof shape);
+            dt = in[i]->dtype;
+        } else {
+            int ax = norm_axis(axis, out[i]->rank);
+            rank = out[i]->rank - 1;
+            for (int k = 0, r = 0; k < out[i]->rank; k++)
+                if (k != ax) shape[r++] = out[i]->shape[k];
+            struct lane l = lane_of(out[i], ax);
+            direct[i] = l.outer == 1 && l.inner >= 64;
+            if (direct[i]) {
+                into[i] = itr_tensor_wrap(dt, rank, shape, out[i]->data);
+                into_cap[i] = (int64_t)l.inner;
+                continue;
+            }
+        }
+        int64_t numel;
+        if (!itr_shape_numel(rank, shape, &numel)) continue;   // the body's own output will not fit: none
+        into_cap[i] = numel * (int64_t)itr_dtype_size(dt) < 64 ? 64 : numel * (int64_t)itr_dtype_size(dt);
+        for (int c = 0; c < (i < nc ? 2 : 1); c++) {
+            struct itr_tensor **slot = c ? &spare[i] : &into[i];
+            void *data = aligned_alloc(64, (size_t)(into_cap[i] + 63) / 64 * 64);
+            *slot = data ? itr_tensor_wrap(dt, rank, shape, data) : NULL;
+            if (*slot) (*slot)->owns_data = true;
+            else free(data);
+        }
+        if (i < nc && (!into[i] || !spare[i])) {   // out of memory: the body allocates it per step
+            itr_tensor_free(into[i]);
+            itr_tensor_free(spare[i]);
+            into[i] = spare[i] = NULL;
+        }
+    }
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap };
+    if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
+        body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
     struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
     struct itr_tensor **step_out = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *step_out);
     struct itr_tensor **carry = xcalloc((size_t)(nc ? nc : 1), sizeof *carry);
@@ -705,6 +1010,10 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
     for (int64_t st = 0; st < len && ok; st++) {
         int64_t t = reverse ? len - 1 - st : st;
         for (int i = 0; i < nc; i++) step_in[i] = carry[i];
+        for (int i = 0; i < nb_out; i++) {
+            struct lane l = direct[i] ? lane_of(out[i], norm_axis(axis, out[i]->rank)) : (struct lane){ 0, 0, 0 };
+            if (direct[i]) into[i]->data = (char *)out[i]->data + (size_t)t * l.inner;
+        }
         for (int i = nc; i < nc + ns; i++) {
             struct lane l = lane_of(in[i], norm_axis(axis, in[i]->rank));
             if (view[i]) step_in[i]->data = (char *)in[i]->data + (size_t)t * l.inner;
@@ -713,7 +1022,7 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
                     memcpy((char *)step_in[i]->data + (size_t)o * l.inner,
                            (const char *)in[i]->data + (size_t)(o * l.len + t) * l.inner, l.inner);
         }
-        if (!itr_llvm_exe_run((struct itr_llvm_exe *)body, step_in, params, dims, step_out, d)) {
+        if (!exe_run((struct itr_llvm_exe *)body, &body_rc, step_in, params, dims, step_out, d)) {
             itr_diag_note(d, n->loc, "in step %lld of the scan over '%s'", (long long)t, bg->name);
             ok = false;
             break;
@@ -725,8 +1034,12 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
                 shape_str(in[i], b, sizeof b);
                 ok = node_error(n, d, "step %lld: new carry %d has shape %s, the carry has %s", (long long)t, i, a, b);
             }
-            if (st > 0) itr_tensor_free(carry[i]);
+            if (st > 0) itr_tensor_free(carry[i]);   // in a carry buffer: only the tensor
             carry[i] = step_out[i];
+            // the next step writes the other buffer
+            struct itr_tensor *x = into[i];
+            into[i] = spare[i];
+            spare[i] = x;
         }
         for (int i = nc; i < nb_out; i++) {
             struct itr_tensor *y = out[i];
@@ -740,7 +1053,8 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
                 shape_str(y, b, sizeof b);
                 ok = node_error(n, d, "step %lld: output %d of shape %s does not stack into %s", (long long)t, i, a, b);
             }
-            if (ok) {
+            // written in place (direct) unless the body could not use the slice
+            if (ok && !(direct[i] && step_out[i]->data == into[i]->data)) {
                 struct lane l = lane_of(y, ax);
                 for (int64_t o = 0; o < l.outer; o++)
                     memcpy((char *)y->data + (size_t)(o * l.len + t) * l.inner,
@@ -772,9 +1086,18 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
             val[n->outputs[i]] = out[i];
             owned[n->outputs[i]] = true;
         } else {
-            itr_tensor_free(out[i]);
+            release_value(e, rc, n->outputs[i], out[i]);
         }
     }
+    for (int i = 0; i < nb_out; i++) {
+        if (direct[i] && into[i]) into[i]->data = NULL;   // a view into the result
+        itr_tensor_free(into[i]);
+        itr_tensor_free(spare[i]);
+    }
+    free(into);
+    free(spare);
+    free(into_cap);
+    free(direct);
     free(view);
     free(step_in);
     free(step_out);
@@ -786,6 +1109,23 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct itr_llvm_exe *bo
 
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d) {
+    // The same executable run from two threads at once: the second run
+    // allocates per value rather than wait.
+    struct arena *ar = e->arena && pthread_mutex_trylock(&e->arena->mu) == 0 ? e->arena : NULL;
+    struct run_ctx rc = { .ar = ar };
+    bool ok = exe_run(e, &rc, inputs, params, dims, outputs, d);
+    if (ar) {
+        ARENA_POISON(ar->mem, ar->cap);
+        pthread_mutex_unlock(&ar->mu);
+    }
+    return ok;
+}
+
+// A run of e; a top-level executable (e->owns) holding the arena (rc->ar)
+// prepares it once the dims are bound, a scan body gets its base in rc.
+static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct itr_tensor *const *inputs,
+                    struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
+                    struct itr_diags *d) {
     const struct itr_graph *g = e->g;
     const struct itr_program *p = g->prog;
     const struct kir_schedule *s = e->s;
@@ -797,6 +1137,8 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
     bool *owned = xcalloc((size_t)nv, sizeof *owned), *given = xcalloc((size_t)nv, sizeof *given);
     for (int k = 0; k < g->n_outputs; k++) outputs[k] = NULL;
     bool ok = bind_inputs(e, inputs, params, dims, val, owned, d);
+    struct run_ctx rcv = *rc_in, *rc = &rcv;
+    if (ok && e->owns && rc->ar && e->plan) rc->base = arena_prepare(e, rc->ar, dims);
 
     void *bufs_small[32];
     int64_t dims_small[32];
@@ -811,9 +1153,9 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
             as_node = eval_dim(p, dims, st->guard_count, &dok) == 0 || !dok;
         }
         if (st->kind == KIR_STEP_GEMM) {
-            ok = run_gemm(e, st, n, dims, val, owned, d);
+            ok = run_gemm(e, rc, st, n, dims, val, owned, d);
         } else if (as_node && e->bodies[si]) {
-            ok = run_scan(e, e->bodies[si], n, params, dims, val, owned, d);
+            ok = run_scan(e, rc, si, e->bodies[si], n, params, dims, val, owned, d);
         } else if (as_node) {
             const struct itr_node *gn = st->kind == KIR_STEP_KERNEL && st->guard_node >= 0 ? &g->nodes[st->guard_node] : n;
             ok = run_node_step(e, gn, dims, val, owned, d);
@@ -824,7 +1166,7 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
             for (int b = 0; b < k->n_bufs && ok; b++) {
                 int32_t v = st->bufs[b];
                 if (k->bufs[b].written && !val[v]) {
-                    val[v] = alloc_value(g, &g->values[v], s->f64, dims, d);
+                    val[v] = new_value(e, rc, v, dims, d);
                     owned[v] = val[v] != NULL;
                     if (!val[v]) ok = false;
                 }
@@ -852,7 +1194,7 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
         // Free what this step was the last to read, and results nobody reads.
         for (int32_t f = e->free_start[si]; f < e->free_start[si + 1]; f++) {
             int32_t v = e->free_vals[f];
-            if (owned[v]) { itr_tensor_free(val[v]); val[v] = NULL; owned[v] = false; }
+            if (owned[v]) { release_value(e, rc, v, val[v]); val[v] = NULL; owned[v] = false; }
         }
     }
     for (int k = 0; k < g->n_outputs && ok; k++) {
@@ -862,7 +1204,10 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
             ok = false;
             break;
         }
-        if (owned[v] && !given[v]) {
+        // A tensor in the arena is copied out (the plan leaves the entry's
+        // outputs out of it; this keeps the caller's tensors its own anyway).
+        bool in_place = rc->into && rc->into[k] && val[v]->data == rc->into[k]->data;
+        if (owned[v] && !given[v] && (val[v]->owns_data || in_place)) {
             outputs[k] = val[v];
             given[v] = true;
         } else {
@@ -880,7 +1225,7 @@ bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, 
             outputs[k] = NULL;
         }
     for (int v = 0; v < nv; v++)
-        if (owned[v] && (!given[v] || !ok)) itr_tensor_free(val[v]);
+        if (owned[v] && (!given[v] || !ok)) release_value(e, rc, v, val[v]);
     free(val);
     free(owned);
     free(given);

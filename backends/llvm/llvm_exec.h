@@ -35,6 +35,27 @@ const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e);
 typedef void (*itr_llvm_observer)(void *ctx, int32_t step, int32_t value, const struct itr_tensor *t);
 void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ctx);
 
+// The arena (docs/memplan.md, "Schedule plans"): every intermediate value
+// the executor allocates itself lives at its offset in the schedule's memory
+// plan, bound to the run's dims (again only when they change), in one block
+// that grows when a binding needs more and is reused by every later run; the
+// GEMM's pack buffers likewise. Scan bodies run in their workspace inside it.
+// ITRC_NO_EXEC_ARENA=1 (read when the executable is made) allocates every
+// value on its own instead, as before the arena, for A/B measurements.
+struct itr_llvm_arena_stats {
+    int64_t plan_bytes;      // the plan's arena under the last run's dims (0: none)
+    int64_t capacity;        // bytes held for the arena
+    int64_t grows;           // times the arena was allocated or grown
+    int64_t runs;            // runs that used it
+    int64_t scratch_bytes;   // GEMM pack buffers held
+    int64_t scratch_grows;   // times a pack buffer was allocated or grown
+};
+void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_arena_stats *out);
+// The schedule plan (NULL with ITRC_NO_EXEC_ARENA=1), bound to the last
+// run's dims: for tests (itr_memplan_verify).
+struct itr_memplan;
+const struct itr_memplan *itr_llvm_exe_plan(const struct itr_llvm_exe *e);
+
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d);
 
