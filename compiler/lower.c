@@ -869,6 +869,19 @@ static enum kir_type acc_type(enum kir_type t, enum kir_op comb) {
     return t == KIR_F32 && comb == KIR_ADD ? KIR_F64 : t;
 }
 
+// A serial loop "rJ" over reduced axis j of operand type `in`, appended to
+// seq, its index in ii[j]; returns the loop's body.
+static int32_t reduced_axis_loop(struct lower *L, int32_t seq, const struct itr_type *in, int j, int32_t *ii) {
+    struct kir_kernel *k = L->k;
+    char nm[16];
+    snprintf(nm, sizeof nm, "r%d", j);
+    int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
+    int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
+    kir_append(k, seq, f);
+    ii[j] = kir_var_ref(k, var);
+    return kir_for_body(k, f);
+}
+
 // Widest column chunk of a reduction that keeps its innermost axis.
 #define COLUMN_CHUNK_MAX 512
 // With the column chunks as the parallel loop, aim for at least this many
@@ -957,16 +970,8 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     int32_t acc = kir_add_acc(k, "acc", at, (int)width, comb);
     kir_append(k, body, kir_acc_init(k, acc, reduce_init(L, at, comb)));
     int32_t rs = body;
-    for (int j = 0; j < r - 1; j++) {
-        if (!red[j]) continue;
-        char nm[16];
-        snprintf(nm, sizeof nm, "r%d", j);
-        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
-        int32_t fr = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
-        kir_append(k, rs, fr);
-        rs = kir_for_body(k, fr);
-        ii[j] = kir_var_ref(k, var);
-    }
+    for (int j = 0; j < r - 1; j++)
+        if (red[j]) rs = reduced_axis_loop(L, rs, in, j, ii);
     int32_t lv = kir_add_var(k, "lane", KIR_VAR_LOOP, KIR_I64);
     int32_t fl = kir_for(k, lv, kir_iconst(k, 0), span, KIR_LOOP_VECTOR);
     kir_append(k, rs, fl);
@@ -1034,13 +1039,7 @@ static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *
         if (!red[j]) continue;
         count = kir_imul(k, count, dexpr(L, in->dims[j]));
         if (j == last_red) break;
-        char nm[16];
-        snprintf(nm, sizeof nm, "r%d", j);
-        int32_t var = kir_add_var(k, nm, KIR_VAR_LOOP, KIR_I64);
-        int32_t f = kir_for(k, var, kir_iconst(k, 0), dexpr(L, in->dims[j]), KIR_LOOP_SERIAL);
-        kir_append(k, seq, f);
-        seq = kir_for_body(k, f);
-        ii[j] = kir_var_ref(k, var);
+        seq = reduced_axis_loop(L, seq, in, j, ii);
     }
     if (last_red >= 0) {
         int32_t d = dexpr(L, in->dims[last_red]);

@@ -36,6 +36,25 @@ static inline struct itr_tensor *tu_random_tensor(const struct itr_program *p, c
     return x;
 }
 
+// A model's input or parameter for agreement runs: floats uniform in
+// [-0.5, 0.5) from rng stream (stream, salt); integers 1 (a valid index,
+// length, step and seed for every model); bools half true.
+static inline struct itr_tensor *tu_model_input(const struct itr_program *p, const struct itr_type *t,
+                                                const struct itr_dim_bindings *b, uint64_t stream, uint64_t salt) {
+    int64_t shape[ITR_MAX_RANK];
+    struct itr_diags d;
+    itr_diags_init(&d);
+    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
+    itr_diags_free(&d);
+    if (!ok) return NULL;
+    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
+    for (int64_t i = 0; x && i < itr_tensor_numel(x); i++) {
+        double u = itr_rng_uniform_f64(stream, salt, (uint64_t)i);
+        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? u - 0.5 : t->dtype == ITR_BOOL ? u < 0.5 : 1);
+    }
+    return x;
+}
+
 static inline const struct itr_graph *tu_find_entry(const struct itr_program *p, const char *name) {
     for (int i = 0; i < p->n_graphs; i++)
         if (p->graphs[i]->kind == ITR_GRAPH_ENTRY && strcmp(p->graphs[i]->name, name) == 0) return p->graphs[i];

@@ -17,39 +17,8 @@
 #include "ir/plan.h"
 #include "ir/rng.h"
 #include "test.h"
+#include "entryrun.h"
 #include "testutil.h"
-
-static struct itr_program *compile_small(const char *path) {
-    const char *ov[TU_N_SMALL_SIZES];
-    int n = tu_small_overrides(path, ov);
-    struct itr_compile_options o;
-    itr_compile_options_init(&o);
-    o.defines = ov;
-    o.n_defines = n;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_file(path, &o, &p, NULL, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
-}
-
-static struct itr_tensor *random_tensor(const struct itr_program *p, const struct itr_type *t,
-                                        const struct itr_dim_bindings *b, uint64_t salt) {
-    int64_t shape[ITR_MAX_RANK];
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
-    itr_diags_free(&d);
-    if (!ok) return NULL;
-    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
-    for (int64_t i = 0; i < itr_tensor_numel(x); i++) {
-        double u = itr_rng_uniform_f64(11, salt, (uint64_t)i);
-        // integer inputs are 1: a valid index, length, step and seed for every model
-        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? u - 0.5 : t->dtype == ITR_BOOL ? u < 0.5 : 1);
-    }
-    return x;
-}
 
 static int compared_entries;
 
@@ -86,7 +55,7 @@ static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *
     const struct itr_graph *g = p->graphs[gi];
     struct itr_tensor **in = calloc((size_t)g->n_inputs + 1, sizeof *in);
     for (int i = 0; i < g->n_inputs; i++) {
-        in[i] = random_tensor(p, &g->values[g->inputs[i]].type, b, 100 + (uint64_t)i);
+        in[i] = tu_model_input(p, &g->values[g->inputs[i]].type, b, 11, 100 + (uint64_t)i);
         // Some parameters have an exact gradient of zero (a bias before batch
         // norm, the key bias of attention), so the sign of Adam's first step
         // on them is rounding noise. A small learning rate keeps that noise
@@ -168,7 +137,7 @@ static struct itr_program *through_plan(struct itr_program *p) {
 
 static void check_model(const char *path) {
     const char *file = strrchr(path, '/') + 1;
-    struct itr_program *p = compile_small(path);
+    struct itr_program *p = tu_compile_small(path, NULL);
     if (p) p = through_plan(p);
     if (!p) {
         FAIL_AT("cannot compile %s, or its plan does not read back", path);
@@ -182,7 +151,7 @@ static void check_model(const char *path) {
     }
     struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
     for (int j = 0; j < p->n_params; j++) {
-        params[j] = random_tensor(p, &p->params[j].type, &b, 1000 + (uint64_t)j);
+        params[j] = tu_model_input(p, &p->params[j].type, &b, 11, 1000 + (uint64_t)j);
         // optimizer state starts at zero, as `itr-run init` writes it
         if (strncmp(p->params[j].name, "opt.", 4) == 0 && params[j]) memset(params[j]->data, 0, itr_tensor_nbytes(params[j]));
     }

@@ -48,21 +48,6 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static struct itr_program *compile_small(const char *path) {
-    const char *ov[TU_N_SMALL_SIZES];
-    int n = tu_small_overrides(path, ov);
-    struct itr_compile_options o;
-    itr_compile_options_init(&o);
-    o.defines = ov;
-    o.n_defines = n;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_file(path, &o, &p, NULL, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
-}
-
 static void add_kernel(const struct kir_kernel *k, const char *where) {
     char why[512];
     char *src = itr_cuda_render_kernel(k, "itr_k", why, sizeof why);
@@ -124,7 +109,7 @@ static void add_schedule(const struct kir_schedule *s, const char *where) {
 
 static void add_model(const char *path) {
     const char *file = strrchr(path, '/') + 1;
-    struct itr_program *p = compile_small(path);
+    struct itr_program *p = tu_compile_small(path, NULL);
     if (!p) {
         FAIL_AT("cannot compile %s", path);
         return;
@@ -156,16 +141,6 @@ static void add_model(const char *path) {
     // The schedules' kernels keep pointers into the program's dims only as
     // numbers, so the program can go; the schedules stay until the end.
     itr_program_free(p);
-}
-
-static bool has_symbol(const void *image, size_t n, const char *sym) {
-    size_t l = strlen(sym) + 1;   // with the NUL of the ELF string table
-    for (const char *q = image, *end = (const char *)image + n; q + l <= end; q++) {
-        q = memchr(q, sym[0], (size_t)(end - q));
-        if (!q || q + l > end) return false;
-        if (memcmp(q, sym, l) == 0) return true;
-    }
-    return false;
 }
 
 // One NVRTC compilation of a unit for an arch, run on a worker thread; the
@@ -260,7 +235,7 @@ static void compile_distinct(void) {
             CHECK_MSG(x->out.ptx && strstr(x->out.ptx, ".visible .entry"), "unit %d: no kernel entry in the PTX", x->unit);
             CHECK_MSG(x->out.log == NULL, "unit %d: NVRTC warns for %s:\n%s", x->unit, x->arch, x->out.log);
             for (int i = 0; i < x->n; i++)
-                CHECK_MSG(has_symbol(x->out.cubin, x->out.cubin_size, x->syms[i]), "unit %d: the %s cubin lacks kernel %s (%s)",
+                CHECK_MSG(tu_has_cstring(x->out.cubin, x->out.cubin_size, x->syms[i]), "unit %d: the %s cubin lacks kernel %s (%s)",
                           x->unit, x->arch, x->syms[i], x->names[i]);
             total_cubin += x->out.cubin_size;
         }

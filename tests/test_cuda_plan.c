@@ -79,32 +79,6 @@ TEST(image_checks) {
     CHECK(itr_devcode_image_error("gfx90a", ptx, sizeof ptx, why, sizeof why) != NULL);
 }
 
-static bool has_symbol(const void *image, size_t n, const char *sym) {
-    size_t l = strlen(sym) + 1;   // with the NUL of the ELF string table
-    for (const char *q = image, *end = (const char *)image + n; q + l <= end; q++) {
-        q = memchr(q, sym[0], (size_t)(end - q));
-        if (!q || q + l > end) return false;
-        if (memcmp(q, sym, l) == 0) return true;
-    }
-    return false;
-}
-
-static struct itr_program *compile_small(const char *path) {
-    const char *ov[TU_N_SMALL_SIZES];
-    int n = tu_small_overrides(path, ov);
-    struct itr_compile_options o;
-    itr_compile_options_init(&o);
-    o.defines = ov;
-    o.n_defines = n;
-    o.target = "cuda";
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_file(path, &o, &p, NULL, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
-}
-
 static char *unpack_error(const struct itr_program *p, const char *what) {
     uint8_t *buf;
     size_t len;
@@ -142,7 +116,7 @@ static void check_images(const struct itr_program *p) {
             CHECK_MSG(itr_cubin_is_elf(u->images[a].data, u->images[a].size), "%s: the %s image is no ELF", name,
                       u->images[a].arch);
             for (int k = 0; k < ks->s->n_kernels; k++)
-                CHECK_MSG(has_symbol(u->images[a].data, u->images[a].size, ks->s->kernels[k]->name),
+                CHECK_MSG(tu_has_cstring(u->images[a].data, u->images[a].size, ks->s->kernels[k]->name),
                           "%s: the %s cubin lacks %s", name, u->images[a].arch, ks->s->kernels[k]->name);
         }
         const char *ptx = (const char *)u->images[2].data;
@@ -172,7 +146,7 @@ static bool same_images(const struct itr_devcode *a, const struct itr_devcode *b
 }
 
 TEST(vsepp_plan_carries_cuda_code) {
-    struct itr_program *p = compile_small(ITR_SOURCE_DIR "/models/vsepp.ir");
+    struct itr_program *p = tu_compile_small(ITR_SOURCE_DIR "/models/vsepp.ir", "cuda");
     CHECK(p != NULL);
     if (!p) return;
     p->kernels = calloc(1, sizeof *p->kernels);

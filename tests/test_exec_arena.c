@@ -18,23 +18,18 @@
 #include "ir/memplan.h"
 #include "ir/rng.h"
 #include "test.h"
+#include "entryrun.h"
 #include "testutil.h"
 
 static struct itr_program *compile_small(const char *path, struct kir_plan_kernels *made) {
-    const char *ov[TU_N_SMALL_SIZES];
-    int n = tu_small_overrides(path, ov);
-    struct itr_compile_options o;
-    itr_compile_options_init(&o);
-    o.defines = ov;
-    o.n_defines = n;
+    struct itr_program *p = tu_compile_small(path, NULL);
     struct itr_diags d;
     itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_file(path, &o, &p, NULL, &d) || !itr_compile_kernels(p, made, &d)) {
+    if (p && !itr_compile_kernels(p, made, &d)) {
         itr_diags_print(&d, stderr);
-        if (p) itr_program_free(p);
+        itr_program_free(p);
         p = NULL;
-    } else {
+    } else if (p) {
         p->kernels = made;
     }
     itr_diags_free(&d);
@@ -270,23 +265,6 @@ TEST(verify_catches_a_planted_overlap) {
     release_program(p, &made);
 }
 
-static struct itr_tensor *random_tensor(const struct itr_program *p, const struct itr_type *t,
-                                        const struct itr_dim_bindings *b, uint64_t salt) {
-    int64_t shape[ITR_MAX_RANK];
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
-    itr_diags_free(&d);
-    if (!ok) return NULL;
-    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
-    for (int64_t i = 0; i < itr_tensor_numel(x); i++) {
-        double u = itr_rng_uniform_f64(23, salt, (uint64_t)i);
-        // integer inputs: lengths and ids of 1 are valid for every model
-        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? u - 0.5 : t->dtype == ITR_BOOL ? u < 0.5 : 1);
-    }
-    return x;
-}
-
 static bool same_bits(const struct itr_tensor *a, const struct itr_tensor *b) {
     if (!a || !b || a->dtype != b->dtype || a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)
@@ -326,10 +304,10 @@ static void reuse_model(const char *path, const char *name, bool f64) {
     for (int k = 0; k < 2; k++) {
         in[k] = calloc((size_t)g->n_inputs + 1, sizeof *in[k]);
         for (int i = 0; i < g->n_inputs; i++)
-            in[k][i] = random_tensor(p, &g->values[g->inputs[i]].type, &bind[k], 50 + (uint64_t)i);
+            in[k][i] = tu_model_input(p, &g->values[g->inputs[i]].type, &bind[k], 23, 50 + (uint64_t)i);
         params[k] = calloc((size_t)p->n_params + 1, sizeof *params[k]);
         for (int j = 0; j < p->n_params; j++) {
-            params[k][j] = random_tensor(p, &p->params[j].type, &bind[k], 500 + (uint64_t)j);
+            params[k][j] = tu_model_input(p, &p->params[j].type, &bind[k], 23, 500 + (uint64_t)j);
             if (strncmp(p->params[j].name, "opt.", 4) == 0 && params[k][j])
                 memset(params[k][j]->data, 0, itr_tensor_nbytes(params[k][j]));
         }

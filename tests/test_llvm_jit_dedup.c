@@ -16,6 +16,7 @@
 #include "ir/diag.h"
 #include "ir/kir.h"
 #include "tests/test.h"
+#include "tests/testjit.h"
 
 enum { R = 5, C = 67 };   // C: a vector body and a remainder
 
@@ -70,24 +71,6 @@ static int check_reference(const float *out, double s) {
     return bad;
 }
 
-static struct itr_llvm_jit *new_jit(void) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_llvm_jit *j = itr_llvm_jit_new(&d);
-    if (!j) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return j;
-}
-
-static bool compile(struct itr_llvm_jit *j, struct kir_kernel **ks, int n, itr_kernel_fn *fns) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_llvm_compile(j, ks, n, fns, &d);
-    if (!ok) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return ok;
-}
-
 static int count_objects(const char *dir) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "find '%s/itrc' -type f -name '*.o' | wc -l", dir);
@@ -118,10 +101,10 @@ TEST(equal_bodies_compile_once) {
     private_cache(dir, sizeof dir, "once");
     struct kir_kernel *ks[3] = { tanh_exp_kernel("layer1", 0.5), tanh_exp_kernel("layer2", 0.5),
                                  tanh_exp_kernel("layer3", 0.75) };
-    struct itr_llvm_jit *j = new_jit();
+    struct itr_llvm_jit *j = tu_jit_new();
     CHECK(j != NULL);
     itr_kernel_fn fns[3] = { 0 };
-    if (j && compile(j, ks, 3, fns)) {
+    if (j && tu_jit_compile(j, ks, 3, fns)) {
         CHECK(!itr_llvm_last_was_cache_hit(j));
         CHECK(fns[0] && fns[1] && fns[2]);
         CHECK_MSG(fns[0] == fns[1], "kernels equal but for names were compiled twice");
@@ -141,7 +124,7 @@ TEST(equal_bodies_compile_once) {
         // twice, and compiles only the new body.
         struct kir_kernel *more[2] = { tanh_exp_kernel("again", 0.5), tanh_exp_kernel("new", 1.5) };
         itr_kernel_fn fm[2] = { 0 };
-        CHECK(compile(j, more, 2, fm));
+        CHECK(tu_jit_compile(j, more, 2, fm));
         CHECK(fm[0] == fns[0]);
         CHECK(fm[1] && fm[1] != fns[0] && fm[1] != fns[2]);
         CHECK(count_objects(dir) == 3);
@@ -166,10 +149,10 @@ TEST(cold_and_cached_are_bitwise_identical) {
     const char *tags[3][2] = { { "a1", "a2" }, { "a1", "a2" }, { "other1", "other2" } };
     for (int pass = 0; pass < 3; pass++) {
         struct kir_kernel *ks[2] = { tanh_exp_kernel(tags[pass][0], 0.5), tanh_exp_kernel(tags[pass][1], 2.0) };
-        struct itr_llvm_jit *j = new_jit();
+        struct itr_llvm_jit *j = tu_jit_new();
         CHECK(j != NULL);
         itr_kernel_fn fns[2] = { 0 };
-        bool ok = j && compile(j, ks, 2, fns);
+        bool ok = j && tu_jit_compile(j, ks, 2, fns);
         CHECK(ok);
         if (ok) {
             CHECK_MSG(itr_llvm_last_was_cache_hit(j) == (pass > 0), "pass %d: cache hit %d", pass,
@@ -227,9 +210,9 @@ TEST(model_kernels_share_bodies) {
     struct kir_schedule *s = g ? itr_lower_graph(g, false, &d) : NULL;
     CHECK(s != NULL);
     if (!s) itr_diags_print(&d, stderr);
-    struct itr_llvm_jit *j = s ? new_jit() : NULL;
+    struct itr_llvm_jit *j = s ? tu_jit_new() : NULL;
     itr_kernel_fn *fns = s ? calloc((size_t)s->n_kernels + 1, sizeof *fns) : NULL;
-    if (j && fns && compile(j, s->kernels, s->n_kernels, fns)) {
+    if (j && fns && tu_jit_compile(j, s->kernels, s->n_kernels, fns)) {
         int distinct = 0, mismatched = 0;
         for (int a = 0; a < s->n_kernels; a++) {
             int first = a;

@@ -25,16 +25,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Compiles kernels into jit; on failure prints the diagnostics.
-static bool compile(struct itr_llvm_jit *j, struct kir_kernel **ks, int n, itr_kernel_fn *fns) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_llvm_compile(j, ks, n, fns, &d);
-    if (!ok) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return ok;
-}
-
 // NaN matches NaN, infinities match exactly, the rest within rtol * max(1, |want|).
 static bool close_to(double got, double want, double rtol) {
     if (isnan(want)) return isnan(got);
@@ -68,7 +58,7 @@ static struct kir_kernel *add_bcast_kernel(void) {
 TEST(add_broadcast) {
     struct kir_kernel *k = add_bcast_kernel();
     itr_kernel_fn fn = NULL;
-    CHECK(compile(jit, &k, 1, &fn));
+    CHECK(tu_jit_compile(jit, &k, 1, &fn));
     if (!fn) { kir_kernel_free(k); return; }
     // Two launches with different dims: the dims are launch arguments.
     int64_t shapes[2][2] = { { 3, 5 }, { 4, 37 } };
@@ -101,7 +91,7 @@ TEST(i64_dims) {
     kir_append(k, kir_for_body(k, f), kir_store(k, out, kir_var_ref(k, i),
                                                 kir_cast(k, KIR_F64, kir_iadd(k, off, kir_var_ref(k, i)))));
     itr_kernel_fn fn = NULL;
-    CHECK(compile(jit, &k, 1, &fn));
+    CHECK(tu_jit_compile(jit, &k, 1, &fn));
     if (fn) {
         double o[4];
         void *bufs[1] = { o };
@@ -231,7 +221,7 @@ TEST(float_ops) {
     itr_kernel_fn fns[64] = { 0 };
     for (int i = 0; i < n; i++) ks[i] = ew_kernel(cs[i].kind, cs[i].op, cs[i].din, cs[i].dout);
     double t0 = now_s();
-    CHECK(compile(jit, ks, n, fns));
+    CHECK(tu_jit_compile(jit, ks, n, fns));
     printf("float_ops: %d kernels compiled in %.3f s\n", n, now_s() - t0);
     for (int c = 0; c < n && fns[c]; c++) {
         float a32[NF], b32[NF], o32[NF];
@@ -326,7 +316,7 @@ TEST(int_ops) {
     struct kir_kernel *ks[64];
     itr_kernel_fn fns[64] = { 0 };
     for (int i = 0; i < n; i++) ks[i] = ew_kernel(cs[i].kind, cs[i].op, cs[i].din, cs[i].dout);
-    CHECK(compile(jit, ks, n, fns));
+    CHECK(tu_jit_compile(jit, ks, n, fns));
     for (int c = 0; c < n && fns[c]; c++) {
         enum itr_dtype dt = cs[c].din;
         int64_t a64[NI], b64[NI], o64[NI];
@@ -367,7 +357,7 @@ TEST(casts) {
     struct kir_kernel *ks[NC];
     itr_kernel_fn fns[NC] = { 0 };
     for (int i = 0; i < NC; i++) ks[i] = ew_kernel(cs[i].kind, 0, cs[i].din, cs[i].dout);
-    CHECK(compile(jit, ks, NC, fns));
+    CHECK(tu_jit_compile(jit, ks, NC, fns));
     enum { N = 9 };
     static const double fv[N] = { -2.7, 2.7, 0.0, NAN, 1e10, -1e10, 1e30, -0.5, 123456789.0 };
     static const int64_t iv[N] = { -5, 0, 1, INT64_C(4294967297), INT64_MIN, INT64_MAX, -1, 2, 16777217 };
@@ -451,7 +441,7 @@ TEST(row_sum_and_max) {
     struct kir_kernel *ks[2] = { row_reduce_kernel("k_row_sum", KIR_ADD, 0.0),
                                  row_reduce_kernel("k_row_max", KIR_MAX, -INFINITY) };
     itr_kernel_fn fns[2] = { 0 };
-    CHECK(compile(jit, ks, 2, fns));
+    CHECK(tu_jit_compile(jit, ks, 2, fns));
     if (fns[0] && fns[1]) {
         enum { R = 6, C = 1003 };
         float *x = malloc(sizeof(float) * R * C), sum[R], mx[R];
@@ -525,7 +515,7 @@ TEST(invalid_kernels_are_clean_errors) {
 
     // The JIT is still usable afterwards.
     k = add_bcast_kernel();
-    CHECK(compile(jit, &k, 1, &fn));
+    CHECK(tu_jit_compile(jit, &k, 1, &fn));
     kir_kernel_free(k);
 }
 
@@ -567,7 +557,7 @@ TEST(object_cache) {
         if (!j) break;
         itr_kernel_fn fn = NULL;
         double t0 = now_s();
-        CHECK(compile(j, &k, 1, &fn));
+        CHECK(tu_jit_compile(j, &k, 1, &fn));
         if (pass) t_hit = now_s() - t0;
         else t_miss = now_s() - t0;
         CHECK(itr_llvm_last_was_cache_hit(j) == (pass == 1));
@@ -586,7 +576,7 @@ TEST(object_cache) {
     itr_diags_init(&d);
     struct itr_llvm_jit *j = itr_llvm_jit_new(&d);
     itr_kernel_fn fn = NULL;
-    CHECK(j && compile(j, &k, 1, &fn) && !itr_llvm_last_was_cache_hit(j));
+    CHECK(j && tu_jit_compile(j, &k, 1, &fn) && !itr_llvm_last_was_cache_hit(j));
     itr_llvm_jit_free(j);
     itr_diags_free(&d);
     unsetenv("ITRC_NO_CACHE");
@@ -626,7 +616,7 @@ TEST(object_cache_in_parts) {
         CHECK(j != NULL);
         if (!j) break;
         itr_kernel_fn fns[64] = { 0 };
-        CHECK(compile(j, ks, n, fns));
+        CHECK(tu_jit_compile(j, ks, n, fns));
         CHECK_MSG(itr_llvm_last_was_cache_hit(j) == (pass == 1), "pass %d: cache hit %d", pass,
                   itr_llvm_last_was_cache_hit(j));
         // kernel 1: f64 add

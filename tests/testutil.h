@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/pipeline.h"
 #include "ir/ir.h"
 #include "ir/text.h"
 #include "test.h"
@@ -103,6 +104,18 @@ static inline void for_each_prefix(const uint8_t *buf, size_t len, void (*fn)(vo
     }
 }
 
+// Whether the n bytes at buf contain the string s with its NUL (a symbol
+// in an ELF string table, say).
+static inline bool tu_has_cstring(const void *buf, size_t n, const char *s) {
+    size_t l = strlen(s) + 1;
+    for (const char *q = buf, *end = (const char *)buf + n; q + l <= end; q++) {
+        q = memchr(q, s[0], (size_t)(end - q));
+        if (!q || q + l > end) return false;
+        if (memcmp(q, s, l) == 0) return true;
+    }
+    return false;
+}
+
 // ------------------------------------------------------------ diagnostics
 
 // Frees d's diagnostics and starts it afresh, for the next step of a test.
@@ -182,6 +195,24 @@ static inline int tu_small_overrides(const char *path, const char **ov) {
         itr_diags_free(&d);
     }
     return n;
+}
+
+// The model at path compiled at the small sizes for target (NULL: the
+// default options' target); NULL with the diagnostics printed.
+static inline struct itr_program *tu_compile_small(const char *path, const char *target) {
+    const char *ov[TU_N_SMALL_SIZES];
+    int n = tu_small_overrides(path, ov);
+    struct itr_compile_options o;
+    itr_compile_options_init(&o);
+    o.defines = ov;
+    o.n_defines = n;
+    if (target) o.target = target;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = NULL;
+    if (!itr_compile_file(path, &o, &p, NULL, &d)) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    return p;
 }
 
 #endif
