@@ -717,8 +717,6 @@ static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, i
     return score_rows(c, img, txt, ni, nc, out);   // the set took the tensors
 }
 
-// An ensemble's block: the members' scores summed in f64 in member order and
-// divided once, so a tile holds exactly what the full matrix holds.
 // Windowed: the captions c0..c0+nc-1 encoded, by every member, unless the
 // window already holds them.
 static bool caption_window(struct itr_scorer *sc, int64_t c0, int64_t nc) {
@@ -733,6 +731,8 @@ static bool caption_window(struct itr_scorer *sc, int64_t c0, int64_t nc) {
     return true;
 }
 
+// An ensemble's block: the members' scores summed in f64 in member order and
+// divided once, so a tile holds exactly what the full matrix holds.
 static bool scorer_block(struct itr_scorer *sc, const int64_t *img_ids, int64_t i0, int64_t ni,
                          const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
     if (sc->windowed && !cap_ids && !caption_window(sc, c0, nc)) return false;
@@ -786,9 +786,8 @@ void itr_scorer_free(struct itr_scorer *sc) {
 
 // Every member's caption length is checked before anything is encoded, so
 // no member is computed in vain.
-static bool scorer_open(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
-                        int64_t img_first, int64_t n_img, int64_t cap_first, int64_t n_cap, bool check_caps,
-                        const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d) {
+bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
+                    const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d) {
     *out = NULL;
     if (n_models < 1) {
         itr_diag_error(d, ITR_NOLOC, "an ensemble needs at least one model");
@@ -801,27 +800,29 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
         sc->txt = calloc((size_t)n_models, sizeof *sc->txt);
     }
     if (!sc || !sc->c || !sc->img || !sc->txt) { fprintf(stderr, "itr: out of memory\n"); abort(); }
+    int64_t n_cap = s->n_captions;
     sc->n = n_models;
     sc->d = d;
-    sc->n_images = n_img;
+    sc->n_images = s->n_images;
     sc->n_captions = n_cap;
     bool ok = true;
     for (int k = 0; ok && k < n_models; k++)
-        ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && (!check_caps || check_captions(&sc->c[k], s));
-    // The first chunk of captions tells what all of them would take.
+        ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && check_captions(&sc->c[k], s);
+    // The first chunk of captions tells what all of them would take; when it
+    // is every caption, it is the encoding kept.
     int64_t probe = n_cap < chunk_size(opt) ? n_cap : chunk_size(opt), bytes = 0;
     struct itr_eval_options quiet = { 0 };
     if (opt) quiet = *opt;
     quiet.progress = false;
     for (int k = 0; ok && k < n_models; k++) {
-        ok = encode_images(&sc->c[k], s, NULL, img_first, n_img, opt, sc->img[k]) &&
-             (cap_first != 0 || probe == 0 || encode_captions(&sc->c[k], s, NULL, 0, probe, &quiet, sc->txt[k]));
-        for (int q = 0; ok && cap_first == 0 && probe > 0 && q < sc->c[k].enc_txt->n_outputs; q++)
+        ok = encode_images(&sc->c[k], s, NULL, 0, s->n_images, opt, sc->img[k]) &&
+             (probe == 0 || encode_captions(&sc->c[k], s, NULL, 0, probe, probe == n_cap ? opt : &quiet, sc->txt[k]));
+        for (int q = 0; ok && probe > 0 && q < sc->c[k].enc_txt->n_outputs; q++)
             bytes += (int64_t)itr_tensor_nbytes(sc->txt[k][q]);
         if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
     }
     int64_t budget = opt && opt->caption_cache_bytes > 0 ? opt->caption_cache_bytes : (int64_t)1 << 30;
-    if (ok && cap_first == 0 && probe > 0 && bytes / probe > budget / n_cap) {
+    if (ok && probe > 0 && bytes / probe > budget / n_cap) {
         char need[32], have[32];
         itr_format_bytes(bytes / probe * n_cap, need, sizeof need);
         itr_format_bytes(budget, have, sizeof have);
@@ -832,10 +833,11 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
         sc->nwin = probe;
         sc->split = s;
         sc->opt = quiet;
-    } else {
+    } else if (probe < n_cap) {
+        // Kept whole: encoded again from the first caption (the probe was one chunk).
         for (int k = 0; ok && k < n_models; k++) {
-            if (cap_first == 0 && probe > 0) free_all(sc->txt[k], sc->c[k].enc_txt->n_outputs);
-            ok = encode_captions(&sc->c[k], s, NULL, cap_first, n_cap, opt, sc->txt[k]);
+            free_all(sc->txt[k], sc->c[k].enc_txt->n_outputs);
+            ok = encode_captions(&sc->c[k], s, NULL, 0, n_cap, opt, sc->txt[k]);
             if (!ok && n_models > 1) itr_diag_note(d, ITR_NOLOC, "while encoding for member %d of the ensemble", k + 1);
         }
     }
@@ -845,11 +847,6 @@ static bool scorer_open(int n_models, struct itr_session *const *sessions, const
     }
     *out = sc;
     return true;
-}
-
-bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const struct itr_split *s,
-                    const struct itr_eval_options *opt, struct itr_scorer **out, struct itr_diags *d) {
-    return scorer_open(n_models, sessions, s, 0, s->n_images, 0, s->n_captions, true, opt, out, d);
 }
 
 int64_t itr_eval_tile_images(const struct itr_eval_options *opt) {
