@@ -13,13 +13,13 @@
 #include "ir/rng.h"
 #include "test.h"
 
-// Floats uniform in [-2, 2) from stream `salt`, or with `positive` in
-// [0.25, 1.25) (parameters include Adam's second moments and batch-norm
-// running variances, whose square roots must not be NaN for the comparison
-// to mean much); integers 1 (a valid index and length for every model);
-// bools half true.
-static inline struct itr_tensor *tu_random_tensor(const struct itr_program *p, const struct itr_type *t,
-                                        const struct itr_dim_bindings *b, uint64_t salt, bool positive) {
+// A tensor of type t at bindings b from rng stream (stream, salt): floats
+// lo + width * u with u uniform in [0, 1); integers 1 (a valid index,
+// length, step and seed for every model); bools half true. NULL (the shape
+// error printed) when b does not bind t.
+static inline struct itr_tensor *tu_uniform_tensor(const struct itr_program *p, const struct itr_type *t,
+                                                   const struct itr_dim_bindings *b, uint64_t stream, uint64_t salt,
+                                                   double lo, double width) {
     int64_t shape[ITR_MAX_RANK];
     struct itr_diags d;
     itr_diags_init(&d);
@@ -29,30 +29,26 @@ static inline struct itr_tensor *tu_random_tensor(const struct itr_program *p, c
     if (!ok) return NULL;
     struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
     for (int64_t i = 0; x && i < itr_tensor_numel(x); i++) {
-        double u = itr_rng_uniform_f64(11, salt, (uint64_t)i);
-        double f = positive ? 0.25 + u : 4 * u - 2;
-        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? f : t->dtype == ITR_BOOL ? u < 0.5 : 1);
+        double u = itr_rng_uniform_f64(stream, salt, (uint64_t)i);
+        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? lo + width * u : t->dtype == ITR_BOOL ? u < 0.5 : 1);
     }
     return x;
 }
 
+// Floats uniform in [-2, 2) from stream `salt`, or with `positive` in
+// [0.25, 1.25) (parameters include Adam's second moments and batch-norm
+// running variances, whose square roots must not be NaN for the comparison
+// to mean much).
+static inline struct itr_tensor *tu_random_tensor(const struct itr_program *p, const struct itr_type *t,
+                                        const struct itr_dim_bindings *b, uint64_t salt, bool positive) {
+    return positive ? tu_uniform_tensor(p, t, b, 11, salt, 0.25, 1) : tu_uniform_tensor(p, t, b, 11, salt, -2, 4);
+}
+
 // A model's input or parameter for agreement runs: floats uniform in
-// [-0.5, 0.5) from rng stream (stream, salt); integers 1 (a valid index,
-// length, step and seed for every model); bools half true.
+// [-0.5, 0.5) from rng stream (stream, salt).
 static inline struct itr_tensor *tu_model_input(const struct itr_program *p, const struct itr_type *t,
                                                 const struct itr_dim_bindings *b, uint64_t stream, uint64_t salt) {
-    int64_t shape[ITR_MAX_RANK];
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_eval_shape(b, p, t, shape, "test input", &d);
-    itr_diags_free(&d);
-    if (!ok) return NULL;
-    struct itr_tensor *x = itr_tensor_new(t->dtype, t->rank, shape);
-    for (int64_t i = 0; x && i < itr_tensor_numel(x); i++) {
-        double u = itr_rng_uniform_f64(stream, salt, (uint64_t)i);
-        itr_tensor_set(x, i, itr_dtype_is_float(t->dtype) ? u - 0.5 : t->dtype == ITR_BOOL ? u < 0.5 : 1);
-    }
-    return x;
+    return tu_uniform_tensor(p, t, b, stream, salt, -0.5, 1);
 }
 
 static inline const struct itr_graph *tu_find_entry(const struct itr_program *p, const char *name) {

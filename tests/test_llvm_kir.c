@@ -640,15 +640,8 @@ TEST(object_cache_in_parts) {
 }
 
 int main(void) {
-    if (!itr_llvm_available()) {
-        printf("skipped: built without LLVM\n");
-        return test_summary();
-    }
-    jit = tu_uncached_jit();
-    if (!jit) {
-        printf("0 passed, 1 failed\n");
-        return 1;
-    }
+    int rc = tu_jit_main_start(&jit);
+    if (rc >= 0) return rc;
     RUN(add_broadcast);
     RUN(i64_dims);
     RUN(float_ops);

@@ -29,15 +29,6 @@ static struct itr_llvm_jit *jit;
 static itr_kernel_fn fns[NFN];
 static struct kir_kernel *kernels[NFN];
 
-static bool compile(struct itr_llvm_jit *j, struct kir_kernel **ks, int n, itr_kernel_fn *out) {
-    struct itr_diags d;
-    itr_diags_init(&d);
-    bool ok = itr_llvm_compile(j, ks, n, out, &d);
-    if (!ok) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return ok;
-}
-
 // out[i] = op(a[i]) for i in [0, n), f32, over a vector loop.
 static struct kir_kernel *unary_kernel(enum kir_op op) {
     char name[64];
@@ -300,17 +291,10 @@ TEST(vectorised) {
 }
 
 int main(void) {
-    if (!itr_llvm_available()) {
-        printf("skipped: built without LLVM\n");
-        return test_summary();
-    }
-    jit = tu_uncached_jit();
-    if (!jit) {
-        printf("0 passed, 1 failed\n");
-        return 1;
-    }
+    int rc = tu_jit_main_start(&jit);
+    if (rc >= 0) return rc;
     for (int f = 0; f < NFN; f++) kernels[f] = unary_kernel(fn_op[f]);
-    if (!compile(jit, kernels, NFN, fns)) {
+    if (!tu_jit_compile(jit, kernels, NFN, fns)) {
         for (int f = 0; f < NFN; f++) kir_kernel_free(kernels[f]);
         itr_llvm_jit_free(jit);
         printf("0 passed, 1 failed\n");

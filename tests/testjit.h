@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "backends/llvm/llvm_jit.h"
+#include "test.h"
 
 // A JIT (with the on-disk object cache unless ITRC_NO_CACHE is set); NULL
 // (the reason printed) when it cannot start.
@@ -24,6 +25,22 @@ static inline struct itr_llvm_jit *tu_jit_new(void) {
 static inline struct itr_llvm_jit *tu_uncached_jit(void) {
     setenv("ITRC_NO_CACHE", "1", 1);
     return tu_jit_new();
+}
+
+// The start of a JIT test's main: sets *jit to an uncached JIT and returns
+// -1 to go on; otherwise the status main returns (built without LLVM: the
+// tests are skipped; the JIT cannot start: one failure).
+static inline int tu_jit_main_start(struct itr_llvm_jit **jit) {
+    if (!itr_llvm_available()) {
+        printf("skipped: built without LLVM\n");
+        return test_summary();
+    }
+    *jit = tu_uncached_jit();
+    if (!*jit) {
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    return -1;
 }
 
 // Compiles kernels into jit; on failure prints the diagnostics.
