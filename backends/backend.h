@@ -31,6 +31,22 @@ struct itr_backend_options {
     int threads;    // worker threads for kernels (0: the backend's default); ref ignores it
 };
 
+// What a run may do to the parameters it is given (run()'s ro; NULL: they
+// are read only).
+struct itr_run_options {
+    // A session's training step: a backend may write an update over the
+    // parameter (or optimizer state) it replaces (docs/kernels.md, "Updates
+    // in place") and return that tensor itself as the output: outputs[k] ==
+    // params[j]. Only tensors that own their memory are written.
+    bool params_writable;
+    // With params_writable: nothing is written over a parameter unless output
+    // finite_output (the loss) is finite; otherwise the run stops before the
+    // first such write, returns true with only that output and sets stopped.
+    // -1: no check.
+    int finite_output;
+    bool stopped;
+};
+
 // What prepare() returns; each backend defines its own struct (ref_backend.c).
 struct itr_backend_exec;
 
@@ -62,10 +78,13 @@ struct itr_backend {
     //   dims       : every symbol the run needs is bound (the session binds
     //                them from the tensors, then the defaults); a backend may
     //                bind more (a scan's intermediate sizes) and writes them back
+    //   ro         : NULL, or what the run may do to params (struct itr_run_options)
     //   outputs[k] : receives a new tensor for g->outputs[k], owned by the caller
+    //                (or, with ro->params_writable, possibly params[j] itself)
     // False with a located diagnostic (index out of range, ...) and no outputs.
     bool (*run)(struct itr_backend_exec *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
-                struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d);
+                struct itr_dim_bindings *dims, struct itr_run_options *ro, struct itr_tensor **outputs,
+                struct itr_diags *d);
 
     void (*release)(struct itr_backend_exec *e);
 

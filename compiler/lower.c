@@ -1439,6 +1439,162 @@ static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_sta
     return !upstream_rows_differ(L, v, row, 0);
 }
 
+// ---------------------------------------------------------------- updates in place
+
+static bool expr_equal(const struct kir_kernel *k, int32_t a, int32_t b) {
+    if (a == b) return true;
+    if (a < 0 || b < 0) return false;
+    const struct kir_expr *x = &k->exprs[a], *y = &k->exprs[b];
+    if (x->kind != y->kind || x->type != y->type) return false;
+    switch (x->kind) {
+    case KIR_E_CONST_INT: return x->ival == y->ival;
+    case KIR_E_CONST_FLOAT: return x->fval == y->fval;
+    case KIR_E_VAR: return x->var == y->var && x->a == y->a;
+    case KIR_E_DIM: return x->dim == y->dim;
+    case KIR_E_BEGIN: case KIR_E_END: return true;
+    case KIR_E_LOAD: return x->buf == y->buf && expr_equal(k, x->a, y->a);
+    case KIR_E_UNARY: case KIR_E_CAST: return x->op == y->op && expr_equal(k, x->a, y->a);
+    case KIR_E_BINARY: return x->op == y->op && expr_equal(k, x->a, y->a) && expr_equal(k, x->b, y->b);
+    case KIR_E_SELECT: return expr_equal(k, x->a, y->a) && expr_equal(k, x->b, y->b) && expr_equal(k, x->c, y->c);
+    default: return false;
+    }
+}
+
+// What in_place_walk checks: every load of buffer `in` happens before the
+// one store to `out` in program order, at the store's index.
+struct in_place_check { int32_t in, out, store_index; int stores; bool ok; };
+
+static void in_place_expr(const struct kir_kernel *k, int32_t e, struct in_place_check *c) {
+    if (e < 0 || !c->ok) return;
+    const struct kir_expr *x = &k->exprs[e];
+    if (x->kind == KIR_E_LOAD && x->buf == c->in)
+        c->ok = c->stores == 0 && c->store_index >= 0 && expr_equal(k, x->a, c->store_index);
+    if (x->kind == KIR_E_LOAD || x->kind == KIR_E_UNARY || x->kind == KIR_E_CAST || x->kind == KIR_E_BINARY ||
+        x->kind == KIR_E_SELECT)
+        in_place_expr(k, x->a, c);
+    if (x->kind == KIR_E_BINARY || x->kind == KIR_E_SELECT) in_place_expr(k, x->b, c);
+    if (x->kind == KIR_E_SELECT) in_place_expr(k, x->c, c);
+}
+
+static void in_place_walk(const struct kir_kernel *k, int32_t si, struct in_place_check *c) {
+    const struct kir_stmt *st = &k->stmts[si];
+    switch (st->kind) {
+    case KIR_S_FOR: in_place_expr(k, st->lo, c); in_place_expr(k, st->hi, c); break;
+    case KIR_S_IF: in_place_expr(k, st->cond, c); break;
+    case KIR_S_STORE: in_place_expr(k, st->index, c); in_place_expr(k, st->value, c); break;
+    case KIR_S_LET: case KIR_S_ACC_INIT: in_place_expr(k, st->value, c); break;
+    case KIR_S_ACC_UPDATE: in_place_expr(k, st->index, c); in_place_expr(k, st->value, c); break;
+    default: break;
+    }
+    if (st->kind == KIR_S_STORE && st->buf == c->out) c->stores++;
+    // A loop or branch around the store could run it more than once, or a
+    // load after it: only straight-line code inside the loop nest qualifies.
+    if ((st->kind == KIR_S_IF) && c->stores == 0) {
+        int before = c->stores;
+        for (int j = 0; j < st->n_body; j++) in_place_walk(k, st->body[j], c);
+        if (c->stores != before) c->ok = false;
+        return;
+    }
+    for (int j = 0; j < st->n_body && c->ok; j++) in_place_walk(k, st->body[j], c);
+}
+
+static int32_t store_index_of(const struct kir_kernel *k, int32_t buf) {
+    for (int i = 0; i < k->n_stmts; i++)
+        if (k->stmts[i].kind == KIR_S_STORE && k->stmts[i].buf == buf) return k->stmts[i].index;
+    return -1;
+}
+
+// Rewrites step st so that its kernel stores output buffer `out` into input
+// buffer `in` and drops `out`; the step records which output `in` holds.
+static void alias_buffers(struct kir_schedule *s, struct kir_step *st, int32_t in, int32_t out) {
+    struct kir_kernel *k = s->kernels[st->kernel];
+    int32_t v_out = st->bufs[out];
+    if (!st->alias) {
+        st->alias = xcalloc((size_t)st->n_bufs, sizeof *st->alias);
+        for (int b = 0; b < st->n_bufs; b++) st->alias[b] = -1;
+    }
+    st->alias[in] = v_out;
+    k->bufs[in].written = true;
+    for (int i = 0; i < k->n_stmts; i++)
+        if (k->stmts[i].kind == KIR_S_STORE && k->stmts[i].buf == out) k->stmts[i].buf = in;
+    // Buffers after `out` move down one, in the kernel and the step.
+    for (int i = 0; i < k->n_exprs; i++)
+        if (k->exprs[i].kind == KIR_E_LOAD && k->exprs[i].buf > out) k->exprs[i].buf--;
+    for (int i = 0; i < k->n_stmts; i++)
+        if (k->stmts[i].kind == KIR_S_STORE && k->stmts[i].buf > out) k->stmts[i].buf--;
+    free((char *)k->bufs[out].name);
+    for (int b = out; b + 1 < k->n_bufs; b++) {
+        k->bufs[b] = k->bufs[b + 1];
+        st->bufs[b] = st->bufs[b + 1];
+        st->alias[b] = st->alias[b + 1];
+    }
+    k->n_bufs--;
+    st->n_bufs--;
+}
+
+// The steps that can fail at run time (the reference kernels' located
+// errors) or whose guard may send them there.
+static bool step_may_fail(const struct kir_step *st) {
+    return st->kind == KIR_STEP_NODE || (st->kind == KIR_STEP_KERNEL && st->guard_count >= 0);
+}
+
+static bool step_writes(const struct kir_schedule *s, const struct kir_step *st, const struct itr_graph *g, int32_t v) {
+    if (st->kind == KIR_STEP_KERNEL) {
+        const struct kir_kernel *k = s->kernels[st->kernel];
+        for (int b = 0; b < st->n_bufs; b++)
+            if (st->bufs[b] == v && k->bufs[b].written) return true;
+        return false;
+    }
+    const struct itr_node *n = &g->nodes[st->node];
+    for (int j = 0; j < n->n_outputs; j++)
+        if (n->outputs[j] == v) return true;
+    return false;
+}
+
+// Training updates in place (docs/kernels.md, "Updates in place"): the
+// kernel computing a parameter's (or its optimizer state's) new value
+// writes it over the old one when it is the old value's last reader, reads
+// it only at the index it writes, before writing, and runs after the loss
+// (output 0) is known and after every step that can fail, so that the
+// executor can refuse to write anything for a NaN loss and a failed step
+// leaves the parameters as they were.
+static void place_updates_in_place(struct kir_schedule *s, const struct itr_graph *g) {
+    const struct itr_program *p = g->prog;
+    const char *off = getenv("ITRC_NO_UPDATES_IN_PLACE");
+    if (p->n_updates == 0 || g->n_outputs == 0 || (off && off[0] && strcmp(off, "0") != 0)) return;
+    int barrier = -1;
+    for (int si = 0; si < s->n_steps; si++)
+        if (step_may_fail(&s->steps[si]) || step_writes(s, &s->steps[si], g, g->outputs[0])) barrier = si;
+    for (int u = 0; u < p->n_updates; u++) {
+        int32_t v_out = -1, v_in = -1;
+        for (int o = 0; o < g->n_outputs; o++)
+            if (strcmp(g->output_names[o], p->updates[u].output) == 0) v_out = g->outputs[o];
+        for (int v = 0; v < g->n_values; v++)
+            if (g->values[v].kind == ITR_VALUE_PARAM && g->values[v].param == p->updates[u].param) v_in = v;
+        if (v_out < 0 || v_in < 0 || g->values[v_out].kind != ITR_VALUE_NODE ||
+            !itr_type_equal(&g->values[v_in].type, &g->values[v_out].type))
+            continue;
+        int listed = 0;
+        for (int o = 0; o < g->n_outputs; o++) listed += g->outputs[o] == v_out || g->outputs[o] == v_in;
+        if (listed != 1) continue;
+        for (int si = barrier + 1; si < s->n_steps; si++) {
+            struct kir_step *st = &s->steps[si];
+            if (st->kind != KIR_STEP_KERNEL || s->last_step[v_in] != si) continue;
+            const struct kir_kernel *k = s->kernels[st->kernel];
+            int32_t in = -1, out = -1;
+            for (int b = 0; b < st->n_bufs; b++) {
+                if (st->bufs[b] == v_in && !k->bufs[b].written && kir_step_alias(st, b) < 0) in = b;
+                if (st->bufs[b] == v_out && k->bufs[b].written) out = b;
+            }
+            if (in < 0 || out < 0) break;
+            struct in_place_check c = { in, out, store_index_of(k, out), 0, true };
+            in_place_walk(k, k->body, &c);
+            if (c.ok && c.stores == 1) alias_buffers(s, st, in, out);
+            break;
+        }
+    }
+}
+
 struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct itr_diags *d) {
     struct lower L = { 0 };
     L.g = g;
@@ -1600,6 +1756,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         }
     }
     for (int i = 0; i < g->n_outputs; i++) s->last_step[g->outputs[i]] = s->n_steps;
+    place_updates_in_place(s, g);
     if (0) {
     fail:
         kir_schedule_free(s);

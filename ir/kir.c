@@ -616,6 +616,7 @@ void kir_schedule_free(struct kir_schedule *s) {
     for (int i = 0; i < s->n_kernels; i++) kir_kernel_free(s->kernels[i]);
     for (int i = 0; i < s->n_steps; i++) {
         free(s->steps[i].bufs);
+        free(s->steps[i].alias);
         kir_schedule_free(s->steps[i].body);
     }
     free(s->kernels);
@@ -654,7 +655,10 @@ void kir_schedule_print(const struct kir_schedule *s, const struct itr_graph *g,
         }
         const struct kir_kernel *k = s->kernels[st->kernel];
         fprintf(f, "  step %d: kernel %s(", i, k->name);
-        for (int b = 0; b < st->n_bufs; b++) fprintf(f, "%s%s", b ? ", " : "", g->values[st->bufs[b]].name);
+        for (int b = 0; b < st->n_bufs; b++) {
+            fprintf(f, "%s%s", b ? ", " : "", g->values[st->bufs[b]].name);
+            if (kir_step_alias(st, b) >= 0) fprintf(f, " -> %s in place", g->values[kir_step_alias(st, b)].name);
+        }
         fputs(")\n", f);
     }
     for (int i = 0; i < s->n_kernels; i++) kir_print(s->kernels[i], f);

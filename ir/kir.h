@@ -186,6 +186,11 @@ struct kir_step {
     // is read through a reshape, unsqueeze or squeeze (the same memory in
     // another shape, so no copy); -1: the operand's own shape.
     int32_t gemm_view_a, gemm_view_b;
+    // KERNEL, a training update written in place (docs/kernels.md, "Updates
+    // in place"): per buffer, the graph output that the buffer's memory holds
+    // after the step when the kernel overwrites an input (a parameter or its
+    // optimizer state) with it; -1: none. NULL when no buffer is aliased.
+    int32_t *alias;
 };
 
 struct kir_schedule {
@@ -198,6 +203,8 @@ struct kir_schedule {
 };
 
 void kir_schedule_free(struct kir_schedule *s);
+// The output that step st's buffer b holds after the step, or -1.
+static inline int32_t kir_step_alias(const struct kir_step *st, int b) { return st->alias ? st->alias[b] : -1; }
 
 // The schedules a plan carries: one per (graph, precision).
 struct kir_plan_schedule {

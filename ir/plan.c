@@ -608,6 +608,11 @@ static Itr__Plan__Schedule *pack_schedule(struct packer *pk, int32_t graph, bool
         y->guard_node = st->guard_node + 1;
         y->gemm_view_a = st->gemm_view_a + 1;
         y->gemm_view_b = st->gemm_view_b + 1;
+        if (st->alias) {
+            y->n_alias = (size_t)st->n_bufs;
+            y->alias = NEW_ARRAY(pk, int32_t, st->n_bufs);
+            for (int b = 0; b < st->n_bufs; b++) y->alias[b] = st->alias[b] + 1;
+        }
         y->body = st->body ? pack_schedule(pk, -1, f64, st->body) : NULL;
         y->gemm_a = st->gemm_a;
         y->gemm_b = st->gemm_b;
@@ -1317,6 +1322,29 @@ static void copy_info(struct itr_plan_info *info, const Itr__Plan__Plan *m) {
 }
 
 // Reads one schedule of graph g, checking every index; NULL after bad().
+// A step's updates in place: each aliased buffer is written, bound to an
+// input or parameter, and holds an output of the graph of the same type
+// (the executor gives the output the input's memory), each output once.
+static bool read_aliases(struct reader *r, const Itr__Plan__ScheduleStep *y, struct kir_step *st,
+                         const struct kir_kernel *k, const struct itr_graph *g, size_t i) {
+    if ((int)y->n_alias != st->n_bufs) return bad(r, "schedule of '%s': step %zu has %zu aliases for %d buffers", g->name, i, y->n_alias, st->n_bufs);
+    st->alias = calloc((size_t)st->n_bufs, sizeof *st->alias);
+    if (!st->alias) return bad(r, "out of memory");
+    for (int b = 0; b < st->n_bufs; b++) {
+        int32_t a = y->alias[b] - 1;
+        st->alias[b] = a;
+        if (a == -1) continue;
+        bool is_output = false;
+        for (int o = 0; o < g->n_outputs; o++) is_output |= g->outputs[o] == a;
+        for (int c = 0; c < b && is_output; c++) is_output = st->alias[c] != a;
+        const struct itr_value *in = &g->values[st->bufs[b]];
+        if (a < -1 || a >= g->n_values || !is_output || g->values[a].kind != ITR_VALUE_NODE || !k->bufs[b].written ||
+            in->kind == ITR_VALUE_NODE || !itr_type_equal(&in->type, &g->values[a].type))
+            return bad(r, "schedule of '%s': step %zu aliases buffer %d badly", g->name, i, b);
+    }
+    return true;
+}
+
 static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Schedule *x, const struct itr_graph *g,
                                           int depth) {
     if (depth > 16) { bad(r, "schedule of '%s': scans nest too deeply", g->name); return NULL; }
@@ -1458,6 +1486,7 @@ static struct kir_schedule *read_schedule(struct reader *r, const Itr__Plan__Sch
                 st->bufs[b] = y->bufs[b];
                 if (y->bufs[b] < 0 || y->bufs[b] >= g->n_values) ok = bad(r, "schedule of '%s': step %zu binds a bad value", g->name, i);
             }
+            if (ok && y->n_alias) ok = read_aliases(r, y, st, s->kernels[y->kernel], g, i);
         } else if (st->kind == KIR_STEP_GEMM) {
             if ((n->op != ITR_OP_MATMUL && n->op != ITR_OP_TRANSPOSE) || y->gemm_a < 0 || y->gemm_a >= g->n_values || y->gemm_b < 0 || y->gemm_b >= g->n_values)
                 ok = bad(r, "schedule of '%s': step %zu is a bad gemm", g->name, i);

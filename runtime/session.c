@@ -71,6 +71,7 @@ static struct itr_tensor *to_backend(const struct itr_backend *be, struct itr_te
 
 void itr_session_set_param(struct itr_session *s, int id, struct itr_tensor *t) {
     if (id < 0 || id >= s->p->n_params) { itr_tensor_free(t); return; }
+    if (t == s->params[id]) return;   // updated in place
     if (s->params[id]) s->be->buffer_free(s->params[id]);
     s->params[id] = to_backend(s->be, t);
 }
@@ -132,8 +133,8 @@ static int graph_index(const struct itr_program *p, const struct itr_graph *g) {
 }
 
 bool itr_session_exec(struct itr_session *s, const struct itr_graph *g, const struct itr_tensor_set *inputs,
-                      struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outs,
-                      struct itr_diags *d) {
+                      struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_run_options *ro,
+                      struct itr_tensor **outs, struct itr_diags *d) {
     const struct itr_program *p = s->p;
     bool f64 = s->opt.f64;
     int gi = graph_index(p, g);
@@ -169,11 +170,12 @@ bool itr_session_exec(struct itr_session *s, const struct itr_graph *g, const st
         }
     }
     for (int k = 0; k < g->n_outputs; k++) outs[k] = NULL;
-    if (ok) ok = s->be->run(s->execs[gi], dev_in, params, dims, outs, d);
+    if (ok) ok = s->be->run(s->execs[gi], dev_in, params, dims, ro, outs, d);
     if (dev_in != in) {
         for (int i = 0; i < g->n_inputs; i++) s->be->buffer_free(dev_in[i]);
         free(dev_in);
         for (int k = 0; ok && k < g->n_outputs; k++) {
+            if (!outs[k]) continue;   // a run stopped before its updates (ro->stopped)
             struct itr_tensor *h = itr_tensor_new(outs[k]->dtype, outs[k]->rank, outs[k]->shape);
             if (!h) { fprintf(stderr, "itr: out of memory\n"); abort(); }
             s->be->buffer_download(h, outs[k]);
@@ -189,7 +191,7 @@ bool itr_session_exec(struct itr_session *s, const struct itr_graph *g, const st
 bool itr_session_run_graph(struct itr_session *s, const struct itr_graph *g, const struct itr_tensor_set *inputs,
                            struct itr_dim_bindings *dims, struct itr_tensor_set *outputs, struct itr_diags *d) {
     struct itr_tensor **outs = xcalloc((size_t)g->n_outputs, sizeof *outs);
-    bool ok = itr_session_exec(s, g, inputs, NULL, dims, outs, d);
+    bool ok = itr_session_exec(s, g, inputs, NULL, dims, NULL, outs, d);
     if (ok)
         for (int k = 0; k < g->n_outputs; k++) itr_tensor_set_put(outputs, g->output_names[k], outs[k]);
     free(outs);

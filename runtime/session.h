@@ -79,9 +79,11 @@ bool itr_session_run_graph(struct itr_session *s, const struct itr_graph *g, con
                            struct itr_dim_bindings *dims, struct itr_tensor_set *outputs, struct itr_diags *d);
 // The step under both: params gives the parameters by id (NULL: the
 // session's slots; the train step passes its slots plus fresh optimizer
-// state); outs[k] receives g's output k as a new host tensor.
+// state); outs[k] receives g's output k as a new host tensor, or, where ro
+// lets the backend update a parameter in place (backends/backend.h), that
+// parameter's own tensor (outs[k] == params[j]). ro may be NULL.
 bool itr_session_exec(struct itr_session *s, const struct itr_graph *g, const struct itr_tensor_set *inputs,
-                      struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outs,
-                      struct itr_diags *d);
+                      struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_run_options *ro,
+                      struct itr_tensor **outs, struct itr_diags *d);
 
 #endif

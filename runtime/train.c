@@ -178,7 +178,11 @@ bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *
     for (int j = 0; j < p->n_params; j++) slots[j] = zeros[j] ? zeros[j] : itr_session_param(s, j);
 
     struct itr_tensor **outs = xcalloc((size_t)g->n_outputs, sizeof *outs);
-    if (ok) ok = itr_session_exec(s, g, &in, slots, dims, outs, d);
+    // The backend may write the updates over the slots (zeros included); it
+    // writes nothing unless the loss is finite, and nothing that can fail
+    // runs after the first such write.
+    struct itr_run_options ro = { .params_writable = true, .finite_output = 0 };
+    if (ok) ok = itr_session_exec(s, g, &in, slots, dims, &ro, outs, d);
     if (ok) {
         result->loss = g->n_outputs > 0 && outs[0] ? itr_tensor_get(outs[0], 0) : NAN;
         if (!isfinite(result->loss)) {
@@ -201,7 +205,7 @@ bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *
         }
         enum itr_dtype dt = old ? old->dtype : p->params[u->param].type.dtype;
         if (outs[k]->dtype == dt) {
-            next[i] = outs[k];   // the step's tensor takes the slot: no copy
+            next[i] = outs[k];   // the step's tensor takes the slot (or is it): no copy
             outs[k] = NULL;
         } else {
             // f64 mode with f32 parameters: rounded at every update, as a
@@ -212,7 +216,9 @@ bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *
     }
     if (ok) {
         for (int i = 0; i < p->n_updates; i++) {
-            itr_session_set_param(s, p->updates[i].param, next[i]);
+            int j = p->updates[i].param;
+            itr_session_set_param(s, j, next[i]);
+            if (next[i] == zeros[j]) zeros[j] = NULL;   // fresh state updated in place: the session's now
             next[i] = NULL;
         }
         for (int k = 0; k < g->n_outputs; k++) {
@@ -221,8 +227,12 @@ bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *
             outs[k] = NULL;
         }
     }
-    for (int i = 0; i < p->n_updates; i++) itr_tensor_free(next[i]);
-    for (int k = 0; k < g->n_outputs; k++) itr_tensor_free(outs[k]);
+    // After an internal error: what the step wrote in place stays the slot's.
+    for (int i = 0; i < p->n_updates; i++)
+        if (next[i] != slots[p->updates[i].param]) itr_tensor_free(next[i]);
+    for (int k = 0; k < g->n_outputs; k++)
+        if (!update_of(p, g->output_names[k]) || !outs[k] || outs[k] != slots[update_of(p, g->output_names[k])->param])
+            itr_tensor_free(outs[k]);
     for (int j = 0; j < p->n_params; j++)
         if (zeros[j]) be->buffer_free(zeros[j]);
     free(next);

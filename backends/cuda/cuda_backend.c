@@ -407,6 +407,19 @@ static bool run_kernel(const struct cuda_exe *e, int si, struct itr_dim_bindings
             itr_diag_error(d, n->loc, "internal error: kernel %s reads '%s', which has no value", k->name, e->g->values[v].name);
             ok = false;
         }
+        // An update in place (kir_step alias) writes over a copy here: the
+        // session's parameters stay read only on this backend.
+        if (ok && kir_step_alias(st, b) >= 0 && !owned[v]) {
+            struct itr_tensor *c = dev_alloc(val[v]->dtype, val[v]->rank, val[v]->shape, false);
+            if (!c) {
+                itr_diag_error(d, n->loc, "cuda backend: out of device memory copying '%s'", e->g->values[v].name);
+                ok = false;
+            } else {
+                cuda_buffer_copy(c, val[v]);
+                val[v] = c;
+                owned[v] = true;
+            }
+        }
         if (ok) bp[b] = dptr(val[v]);
         args[b] = &bp[b];
     }
@@ -431,6 +444,14 @@ static bool run_kernel(const struct cuda_exe *e, int si, struct itr_dim_bindings
     if (ok)
         ok = cu_ok(dev->api->cuLaunchKernel(e->fns[st->kernel], grid, 1, 1, block, 1, 1, 0, NULL, args, NULL), d,
                    "launching kernel %s", k->name);
+    for (int b = 0; ok && b < k->n_bufs; b++) {
+        int32_t a = kir_step_alias(st, b), v = st->bufs[b];
+        if (a < 0) continue;
+        val[a] = val[v];
+        owned[a] = owned[v];
+        val[v] = NULL;
+        owned[v] = false;
+    }
     free(bp);
     free(dv);
     free(args);
@@ -438,7 +459,9 @@ static bool run_kernel(const struct cuda_exe *e, int si, struct itr_dim_bindings
 }
 
 static bool cuda_run(struct itr_backend_exec *x, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
-                     struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d) {
+                     struct itr_dim_bindings *dims, struct itr_run_options *ro, struct itr_tensor **outputs,
+                     struct itr_diags *d) {
+    (void)ro;   // parameters are read only here (run_kernel copies before an update in place)
     struct cuda_exe *e = (struct cuda_exe *)x;
     const struct itr_graph *g = e->g;
     const struct itr_program *p = g->prog;

@@ -40,8 +40,9 @@ static struct itr_backend_exec *llvm_prepare(const struct itr_program *p, const 
 }
 
 static bool llvm_run(struct itr_backend_exec *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
-                     struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d) {
-    return itr_llvm_exe_run((struct itr_llvm_exe *)e, inputs, params, dims, outputs, d);
+                     struct itr_dim_bindings *dims, struct itr_run_options *ro, struct itr_tensor **outputs,
+                     struct itr_diags *d) {
+    return itr_llvm_exe_run_with((struct itr_llvm_exe *)e, inputs, params, dims, ro, outputs, d);
 }
 
 static void llvm_release(struct itr_backend_exec *e) { itr_llvm_exe_free((struct itr_llvm_exe *)e); }

@@ -5,6 +5,7 @@
 // are bitwise reproducible for any --threads.
 #include "backends/llvm/llvm_exec.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -186,6 +187,9 @@ struct run_ctx {
     // (NULL: none) and its bytes; the scan reuses it every step.
     struct itr_tensor *const *into;
     const int64_t *into_cap;
+    // The caller's permissions for updates in place (NULL: parameters are
+    // read only); top-level runs only.
+    struct itr_run_options *ro;
 };
 
 // ---------------------------------------------------------------- executables
@@ -987,7 +991,7 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
             into[i] = spare[i] = NULL;
         }
     }
-    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap };
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL };   // a body writes no parameter
     if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
         body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
     struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
@@ -1109,16 +1113,79 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
 
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d) {
+    return itr_llvm_exe_run_with(e, inputs, params, dims, NULL, outputs, d);
+}
+
+bool itr_llvm_exe_run_with(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
+                           struct itr_dim_bindings *dims, struct itr_run_options *ro, struct itr_tensor **outputs,
+                           struct itr_diags *d) {
+    if (ro) ro->stopped = false;
     // The same executable run from two threads at once: the second run
     // allocates per value rather than wait.
     struct arena *ar = e->arena && pthread_mutex_trylock(&e->arena->mu) == 0 ? e->arena : NULL;
-    struct run_ctx rc = { .ar = ar };
+    struct run_ctx rc = { .ar = ar, .ro = ro };
     bool ok = exe_run(e, &rc, inputs, params, dims, outputs, d);
     if (ar) {
         ARENA_POISON(ar->mem, ar->cap);
         pthread_mutex_unlock(&ar->mu);
     }
     return ok;
+}
+
+// Before a step that writes an update over an input (kir_step alias): the
+// input's memory must be the run's to write. A parameter of a caller that
+// allows it (a session's training step) is written where it is; any other
+// input is copied first, so the caller's tensor keeps its value. Returns
+// false (no step may write) when the loss the caller names is not finite.
+static bool prepare_aliases(const struct itr_llvm_exe *e, const struct run_ctx *rc, const struct kir_step *st,
+                            struct itr_tensor **val, bool *owned, bool *shared, bool *stop, struct itr_diags *d) {
+    const struct itr_graph *g = e->g;
+    struct itr_run_options *ro = rc->ro;
+    for (int b = 0; b < st->n_bufs; b++) {
+        int32_t a = kir_step_alias(st, b), v = st->bufs[b];
+        if (a < 0) continue;
+        if (!val[v]) {
+            itr_diag_error(d, g->values[v].loc, "internal error: '%s' has no value to update in place", g->values[v].name);
+            return false;
+        }
+        if (owned[v]) continue;
+        bool writable = ro && ro->params_writable && g->values[v].kind == ITR_VALUE_PARAM && val[v]->owns_data;
+        if (writable && ro->finite_output >= 0 && !ro->stopped) {
+            // Checked once, before the first parameter is written.
+            const struct itr_tensor *loss = val[g->outputs[ro->finite_output]];
+            if (!loss) writable = false;
+            else if (!isfinite(itr_tensor_get(loss, 0))) {
+                ro->stopped = true;
+                *stop = true;
+                return true;
+            }
+        }
+        if (writable) {
+            shared[v] = true;
+            continue;
+        }
+        struct itr_tensor *c = itr_tensor_clone(val[v]);
+        if (!c) {
+            itr_diag_error(d, g->values[v].loc, "out of memory copying '%s' to update it", g->values[v].name);
+            return false;
+        }
+        val[v] = c;
+        owned[v] = true;
+    }
+    return true;
+}
+
+// After it: each aliased output takes its input's tensor.
+static void take_aliases(const struct kir_step *st, struct itr_tensor **val, bool *owned, bool *shared) {
+    for (int b = 0; b < st->n_bufs; b++) {
+        int32_t a = kir_step_alias(st, b), v = st->bufs[b];
+        if (a < 0) continue;
+        val[a] = val[v];
+        owned[a] = owned[v];
+        shared[a] = shared[v];
+        val[v] = NULL;
+        owned[v] = shared[v] = false;
+    }
 }
 
 // A run of e; a top-level executable (e->owns) holding the arena (rc->ar)
@@ -1135,6 +1202,8 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     int nv = g->n_values;
     struct itr_tensor **val = xcalloc((size_t)nv, sizeof *val);
     bool *owned = xcalloc((size_t)nv, sizeof *owned), *given = xcalloc((size_t)nv, sizeof *given);
+    bool *shared = xcalloc((size_t)nv, sizeof *shared);   // a caller's parameter, updated in place
+    bool stopped = false;
     for (int k = 0; k < g->n_outputs; k++) outputs[k] = NULL;
     bool ok = bind_inputs(e, inputs, params, dims, val, owned, d);
     struct run_ctx rcv = *rc_in, *rc = &rcv;
@@ -1161,6 +1230,11 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
             ok = run_node_step(e, gn, dims, val, owned, d);
         } else {
             const struct kir_kernel *k = s->kernels[st->kernel];
+            if (st->alias && !prepare_aliases(e, rc, st, val, owned, shared, &stopped, d)) {
+                ok = false;
+                break;
+            }
+            if (stopped) break;
             void **bufs = k->n_bufs > 32 ? xcalloc((size_t)k->n_bufs, sizeof *bufs) : bufs_small;
             int64_t *dv = k->n_dims > 32 ? xcalloc((size_t)k->n_dims, sizeof *dv) : dims_small;
             for (int b = 0; b < k->n_bufs && ok; b++) {
@@ -1185,6 +1259,7 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
                 ok = false;
             }
             if (ok) launch(e->pool, e->fns[st->kernel], bufs, dv, hi);
+            if (ok && st->alias) take_aliases(st, val, owned, shared);
             if (bufs != bufs_small) free(bufs);
             if (dv != dims_small) free(dv);
         }
@@ -1199,6 +1274,14 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     }
     for (int k = 0; k < g->n_outputs && ok; k++) {
         int32_t v = g->outputs[k];
+        // Stopped before the updates (a loss that is not finite): only the
+        // loss comes back.
+        if (stopped && k != rc->ro->finite_output) continue;
+        if (shared[v] && !given[v]) {   // the caller's own parameter, updated
+            outputs[k] = val[v];
+            given[v] = true;
+            continue;
+        }
         if (!val[v]) {
             itr_diag_error(d, g->loc, "graph '%s': output '%s' has no value", g->name, g->output_names[k]);
             ok = false;
@@ -1229,6 +1312,7 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     free(val);
     free(owned);
     free(given);
+    free(shared);
     if (own_dims) itr_bindings_free(&local);
     return ok;
 }

@@ -9,6 +9,7 @@
 #ifndef ITR_LLVM_EXEC_H
 #define ITR_LLVM_EXEC_H
 
+#include "backends/backend.h"
 #include "ir/bind.h"
 #include "ir/ir.h"
 #include "ir/kir.h"
@@ -56,7 +57,14 @@ void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_aren
 struct itr_memplan;
 const struct itr_memplan *itr_llvm_exe_plan(const struct itr_llvm_exe *e);
 
+// Runs e with read-only parameters.
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d);
+// The same, with what the run may do to params (backends/backend.h,
+// struct itr_run_options; NULL: read only). A step that writes an update in
+// place over a parameter it may not write works on a copy.
+bool itr_llvm_exe_run_with(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
+                           struct itr_dim_bindings *dims, struct itr_run_options *ro, struct itr_tensor **outputs,
+                           struct itr_diags *d);
 
 #endif

@@ -25,7 +25,8 @@ static struct itr_backend_exec *ref_prepare(const struct itr_program *p, const s
 
 static bool ref_exec_run(struct itr_backend_exec *e, struct itr_tensor *const *inputs,
                          struct itr_tensor *const *params, struct itr_dim_bindings *dims,
-                         struct itr_tensor **outputs, struct itr_diags *d) {
+                         struct itr_run_options *ro, struct itr_tensor **outputs, struct itr_diags *d) {
+    (void)ro;   // the interpreter writes every result to a new tensor
     return itr_ref_run(e->g, inputs, params, dims, &e->opt, outputs, d);
 }
 
