@@ -185,8 +185,15 @@ static bool run_once(struct runner *r, struct itr_tensor *const *in) {
     struct itr_diags d;
     itr_diags_init(&d);
     bool ok;
-    if (r->llvm) ok = itr_llvm_exe_run(r->exe, in, r->params, &b, out, &d);
-    else {
+    if (r->llvm) {
+        // A training step writes its updates over the parameters, as a
+        // session's step does (the trainer's path); they come back as outputs.
+        struct itr_run_options ro = { .params_writable = true, .finite_output = 0 };
+        ok = itr_llvm_exe_run_with(r->exe, in, r->params, &b, &ro, out, &d);
+        for (int k = 0; k < r->g->n_outputs; k++)
+            for (int j = 0; out[k] && j < r->p->n_params; j++)
+                if (out[k] == r->params[j]) out[k] = NULL;
+    } else {
         struct itr_ref_options opt = { .f64 = false };
         ok = itr_ref_run(r->g, in, r->params, &b, &opt, out, &d);
     }
