@@ -21,6 +21,7 @@
 // columns have an accumulator lane per column, of the documented width, and
 // that agrees with the reference at widths around the chunk and vector
 // sizes, with and without an outer parallel axis.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -370,6 +371,67 @@ TEST(column_reductions_stream_chunks_of_columns) {
     itr_program_free(p);
 }
 
+// Mid-sized products are split over the executor's threads (a block of
+// C's columns or rows each, llvm_exec.c gemm_run) and small kernels run on
+// the calling thread: with 1, 2 and 3 threads the results agree with the
+// reference, and a second run with the same count gives the same bits. The
+// sizes straddle the split (2 M to 32 M multiply-adds) and the 32 K-element
+// kernel threshold; both split directions, and transposed operands, are
+// covered.
+static const char *SRC_THREADS =
+    "model thr() {\n"
+    "  entry wide(a: f32[96, 200], b: f32[200, 170]) -> (y) { return exp(matmul(a, b) * 0.01) }\n"
+    "  entry tall(a: f32[300, 120], b: f32[90, 120]) -> (y) { return matmul(a, transpose(b)) }\n"
+    "  entry tr(a: f32[150, 130], b: f32[150, 140]) -> (y) { return matmul(transpose(a), b) + 1.0 }\n"
+    "}\n";
+
+TEST(split_products_agree_at_every_thread_count) {
+    struct itr_program *p = compile_src(SRC_THREADS);
+    CHECK(p != NULL);
+    if (!p) return;
+    const char *entries[] = { "wide", "tall", "tr" };
+    for (int ei = 0; ei < 3; ei++) {
+        const struct itr_graph *g;
+        struct kir_schedule *s = lower_entry(p, entries[ei], &g);
+        CHECK(s != NULL);
+        if (!s) continue;
+        struct itr_dim_bindings b;
+        itr_bindings_init(&b, p);
+        struct itr_tensor *in[2] = { 0 };
+        for (int i = 0; i < 2; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 70 + (uint64_t)i, false);
+        struct itr_tensor *ref[1] = { 0 };
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct itr_ref_options opt = { .f64 = false };
+        CHECK(itr_ref_run(g, in, NULL, &b, &opt, ref, &d));
+        for (int threads = 1; threads <= 3; threads++) {
+            struct itr_llvm_exe *e = itr_llvm_exe_new(g, s, threads, &d);
+            struct itr_tensor *out[1] = { 0 }, *again[1] = { 0 };
+            CHECK(e && itr_llvm_exe_run(e, in, NULL, &b, out, &d) && itr_llvm_exe_run(e, in, NULL, &b, again, &d));
+            if (out[0] && ref[0]) {
+                // the product's scale: sums of 120-200 products of values in [-1, 1]
+                double worst = 0;
+                for (int64_t i = 0; i < itr_tensor_numel(out[0]); i++) {
+                    double r = fabs(itr_tensor_get(out[0], i) - itr_tensor_get(ref[0], i)) / (1.0 + fabs(itr_tensor_get(ref[0], i)));
+                    if (r > worst) worst = r;
+                }
+                CHECK_MSG(worst < 1e-4, "entry '%s', %d threads: %g off the reference", entries[ei], threads, worst);
+            }
+            CHECK_MSG(out[0] && again[0] && memcmp(out[0]->data, again[0]->data, itr_tensor_nbytes(out[0])) == 0,
+                      "entry '%s', %d threads: two runs differ in the bits", entries[ei], threads);
+            itr_tensor_free(out[0]);
+            itr_tensor_free(again[0]);
+            if (e) itr_llvm_exe_free(e);
+        }
+        itr_tensor_free(ref[0]);
+        for (int i = 0; i < 2; i++) itr_tensor_free(in[i]);
+        itr_bindings_free(&b);
+        itr_diags_free(&d);
+        kir_schedule_free(s);
+    }
+    itr_program_free(p);
+}
+
 int main(void) {
     RUN(gemm_operands_are_read_through_shape_changes);
     RUN(each_row_pattern_is_one_kernel);
@@ -377,5 +439,6 @@ int main(void) {
     RUN(row_kernels_agree_with_the_reference);
     RUN(a_max_over_an_empty_row_reports_the_reference_error);
     RUN(column_reductions_stream_chunks_of_columns);
+    RUN(split_products_agree_at_every_thread_count);
     return test_summary();
 }

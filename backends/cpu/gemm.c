@@ -37,6 +37,8 @@ static void use_threads(int threads) {
     }
 }
 
+void itr_gemm_one_thread_each(void) { use_threads(1); }
+
 // m = 0, n = 0 or k = 0 never reach the library: cblas rejects a leading
 // dimension of 0 (lda >= max(1, k)) with a message and no result, and an
 // empty product is just C = beta * C.

@@ -12,7 +12,11 @@
 //
 // threads: how many threads the product may use (< 1 means 1). Calls must
 // come from one thread at a time (the runtime calls from its main thread):
-// the thread count is a setting of the library, not of the call.
+// the thread count is a setting of the library, not of the call. The one
+// exception: after itr_gemm_one_thread_each() on the calling thread,
+// one-thread calls may come from several threads at once until the next
+// call with another count (each runs on its caller's thread; the library's
+// buffers are locked).
 //
 // Determinism: the same call with the same thread count gives the same bits
 // (tests/test_gemm.c checks it). Results are NOT independent of the thread
@@ -34,6 +38,9 @@ void itr_gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, c
 void itr_gemm_f64(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const double *a,
                   int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc,
                   int threads);
+
+// Sets the library to one thread per call (see threads above).
+void itr_gemm_one_thread_each(void);
 
 // Which implementation the calls above run: "openblas".
 const char *itr_gemm_impl_name(void);

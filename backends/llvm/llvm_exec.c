@@ -125,11 +125,23 @@ static void pool_free(struct pool *p) {
     free(p);
 }
 
-// Small loops are not worth waking the other threads for.
+// Small loops are not worth waking the other threads for: a wake-up and the
+// wait for the slowest thread cost some 10-20 us of system time, more than a
+// kernel over fewer than PARALLEL_MIN_ELEMENTS elements (its largest buffer)
+// takes on one core. Results do not depend on it (each iteration writes its
+// own outputs).
 #define PARALLEL_MIN_ITERATIONS 4
+static int64_t parallel_min_elements(void) {
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *s = getenv("ITRC_PARALLEL_MIN_ELEMENTS");
+        v = s && s[0] ? atoll(s) : 32768;
+    }
+    return v;
+}
 
-static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi) {
-    if (!p || p->n <= 1 || hi < PARALLEL_MIN_ITERATIONS) {
+static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi, int64_t work) {
+    if (!p || p->n <= 1 || hi < PARALLEL_MIN_ITERATIONS || work < parallel_min_elements()) {
         fn(bufs, dims, 0, hi);
         return;
     }
@@ -680,6 +692,96 @@ static struct lane lane_of(const struct itr_tensor *t, int ax) {
 }
 
 #define GEMM_PARALLEL_MIN_MACS (1 << 21)
+#define GEMM_LIBRARY_MIN_MACS (1 << 25)
+
+// A mid-sized product is split over the executable's pool: each thread
+// computes a block of C's columns (or rows, when C is taller than wide) with
+// a one-thread library call. After a product on the library's own threads,
+// they spin (OpenBLAS waits with sched_yield for about 0.1 s) against the
+// pool's threads and the kernels between products: at make demo's sizes,
+// where a product takes well under a millisecond, that was most of a
+// training run's CPU time (2 epochs: 9.1 s wall, 3.1 s system, on a loaded
+// machine; split: 4.4 s, 0.1 s). The pool's threads sleep. Large products
+// (GEMM_LIBRARY_MIN_MACS and up, milliseconds each) keep the library's
+// threads, which share one packed operand between them and measured faster
+// there. As with the library's threads, the last bits of a product can
+// depend on the thread count (the library blocks a narrower product
+// differently), never on the run: the blocks are fixed by the count.
+struct gemm_job {
+    bool f64, ta, tb, split_n;
+    int64_t m, n, k, lda, ldb, ldc, parts;
+    const char *a, *b;
+    char *c;
+};
+
+// The first column (row) of part t of `total`, on a multiple of 16 so that
+// every part but the last fills whole register blocks.
+static int64_t gemm_part_start(int64_t total, int64_t t, int64_t parts) {
+    if (t >= parts) return total;
+    int64_t s = total * t / parts / 16 * 16;
+    return s < total ? s : total;
+}
+
+static void gemm_parts(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct gemm_job *j = bufs[0];
+    size_t es = j->f64 ? sizeof(double) : sizeof(float);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t total = j->split_n ? j->n : j->m;
+        int64_t s0 = gemm_part_start(total, t, j->parts), s1 = gemm_part_start(total, t + 1, j->parts);
+        if (s1 <= s0) continue;
+        const char *a = j->a, *b = j->b;
+        char *c = j->c;
+        int64_t m = j->m, n = j->n;
+        if (j->split_n) {
+            n = s1 - s0;
+            b += (size_t)(j->tb ? s0 * j->ldb : s0) * es;
+            c += (size_t)s0 * es;
+        } else {
+            m = s1 - s0;
+            a += (size_t)(j->ta ? s0 : s0 * j->lda) * es;
+            c += (size_t)(s0 * j->ldc) * es;
+        }
+        if (j->f64)
+            itr_gemm_f64(j->ta, j->tb, m, n, j->k, (const double *)a, j->lda, (const double *)b, j->ldb, 0.0,
+                         (double *)c, j->ldc, 1);
+        else
+            itr_gemm_f32(j->ta, j->tb, m, n, j->k, (const float *)a, j->lda, (const float *)b, j->ldb, 0.0f,
+                         (float *)c, j->ldc, 1);
+    }
+}
+
+// ITRC_GEMM_LIBRARY_THREADS=1: the library's own threads for every product
+// (A/B).
+static bool gemm_library_threads(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("ITRC_GEMM_LIBRARY_THREADS");
+        v = s && s[0] && strcmp(s, "0") != 0;
+    }
+    return v;
+}
+
+static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+                     int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc) {
+    bool parallel = pool && pool->n > 1 && (double)m * (double)n * (double)k >= GEMM_PARALLEL_MIN_MACS;
+    if (gemm_library_threads() || (double)m * (double)n * (double)k >= GEMM_LIBRARY_MIN_MACS) {
+        int threads = parallel ? pool->n : 1;
+        if (f64)
+            itr_gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, 0.0, c, ldc, threads);
+        else
+            itr_gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, c, ldc, threads);
+        return;
+    }
+    struct gemm_job j = { f64, ta, tb, n >= m, m, n, k, lda, ldb, ldc, parallel ? pool->n : 1, a, b, c };
+    void *bufs[1] = { &j };
+    if (!parallel) {
+        gemm_parts(bufs, NULL, 0, 1);
+        return;
+    }
+    itr_gemm_one_thread_each();   // before the pool's threads call it at once
+    launch(pool, gemm_parts, bufs, NULL, j.parts, INT64_MAX);
+}
 
 // Batch dims of the result where only one operand varies are folded into
 // one large product. Scoring a tile of images against captions is
@@ -747,7 +849,7 @@ static char *pack_buffer(struct arena *ar, int i, size_t bytes, char **own) {
 }
 
 static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tensor *B, struct itr_tensor *C,
-                              bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, int pool_threads,
+                              bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, struct pool *pool,
                               struct arena *ar) {
     int ra = A->rank, rb = B->rank, nb = C->rank - 2;
     int64_t sa[ITR_MAX_RANK] = { 0 }, sb[ITR_MAX_RANK] = { 0 }, sc[ITR_MAX_RANK] = { 0 };
@@ -789,7 +891,6 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
         for (int i = 0; i < 3; i++) free(own[i]);
         return false;
     }
-    int threads = (double)M * (double)N * (double)k >= GEMM_PARALLEL_MIN_MACS ? pool_threads : 1;
     const char *abase = A->data, *bbase = B->data;
     char *cbase = C->data;
     for (int64_t q = 0; q < nboth; q++) {
@@ -812,12 +913,7 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
         const char *b = b_direct ? bbase + (size_t)ob * es : bp;
         char *c = c_direct ? cbase + (size_t)oc * es : cp;
         int64_t lda = k, ldb = b_direct && nbb == 1 ? B->shape[rb - 1] : k;
-        if (C->dtype == ITR_F64)
-            itr_gemm_f64(false, b_trans, M, N, k, (const double *)a, lda, (const double *)b, ldb, 0.0, (double *)c, N,
-                         threads);
-        else
-            itr_gemm_f32(false, b_trans, M, N, k, (const float *)a, lda, (const float *)b, ldb, 0.0f, (float *)c, N,
-                         threads);
+        gemm_run(pool, C->dtype == ITR_F64, false, b_trans, M, N, k, a, lda, b, ldb, c, N);
         if (!c_direct)
             for (int64_t x = 0; x < na; x++) {
                 char *dst = cbase + (size_t)(oc + fold_offset(&aonly, x, sc)) * es;
@@ -867,15 +963,12 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         nbatch = 0;
     }
     if (batch > 1 &&
-        gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool ? e->pool->n : 1, ctx->ar)) {
+        gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool, ctx->ar)) {
         val[ov] = C;
         owned[ov] = true;
         return true;
     }
     size_t es = itr_dtype_size(C->dtype);
-    // Waking OpenBLAS's threads costs more than a small product gains from
-    // them (and its waiting threads spin against ours).
-    int threads = e->pool && (double)m * (double)nn * (double)k >= GEMM_PARALLEL_MIN_MACS ? e->pool->n : 1;
     for (int64_t bi = 0; bi < batch; bi++) {
         // offsets of this batch index in A and B (stride 0 where a dim is 1)
         int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
@@ -894,12 +987,7 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         }
         char *c = (char *)C->data + (size_t)(bi * m * nn) * es;
         const char *a = (const char *)A->data + (size_t)offa * es, *b = (const char *)B->data + (size_t)offb * es;
-        if (C->dtype == ITR_F64)
-            itr_gemm_f64(st->trans_a, st->trans_b, m, nn, k, (const double *)a, lda, (const double *)b, ldb, 0.0,
-                         (double *)c, nn, threads);
-        else
-            itr_gemm_f32(st->trans_a, st->trans_b, m, nn, k, (const float *)a, lda, (const float *)b, ldb, 0.0f,
-                         (float *)c, nn, threads);
+        gemm_run(e->pool, C->dtype == ITR_F64, st->trans_a, st->trans_b, m, nn, k, a, lda, b, ldb, c, nn);
     }
     val[ov] = C;
     owned[ov] = true;
@@ -1258,7 +1346,12 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
                 itr_diag_error(d, n->loc, "internal error: kernel %s has a dim that the run does not bind", k->name);
                 ok = false;
             }
-            if (ok) launch(e->pool, e->fns[st->kernel], bufs, dv, hi);
+            int64_t work = 0;
+            for (int b = 0; ok && b < k->n_bufs; b++) {
+                int64_t n = itr_tensor_numel(val[st->bufs[b]]);
+                if (n > work) work = n;
+            }
+            if (ok) launch(e->pool, e->fns[st->kernel], bufs, dv, hi, work);
             if (ok && st->alias) take_aliases(st, val, owned, shared);
             if (bufs != bufs_small) free(bufs);
             if (dv != dims_small) free(dv);
