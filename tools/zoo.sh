@@ -21,8 +21,9 @@
 # path_hid 32), batch 32 (DIME's), the sum hinge throughout (max violation
 # from scratch sits on the equal-scores plateau, as the learning test found)
 # and the extra negatives on. One step scores 32 x 64 pairs through 3 x 4
-# cells: an epoch took about 48 (i2t) and 74 (t2i) minutes on the 2-core
-# development machine under load (docs/models.md, "DIME"), so one epoch.
+# cells: an epoch took 11 (i2t) and 30 (t2i) minutes on the 2-core
+# development machine beside other work (docs/models.md, "DIME"), so one
+# epoch.
 #
 # The harder set of the second results table: ZOO_NOISE=1.5 (region noise of
 # a new data set), ZOO_PAIR_EPOCHS=3, ZOO_SGRAF_WARMUP=2 (with one warm-up
