@@ -73,6 +73,17 @@ static bool aliased_at(const struct itr_program *p, const struct itr_graph *g, c
     return false;
 }
 
+// p's plan written to memory and read back as `what` (NULL when the reader
+// refuses it, with the reason in d).
+static struct itr_program *round_trip(const struct itr_program *p, const char *what, struct itr_diags *d) {
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    CHECK(itr_plan_pack(p, "llvm", &buf, &n, d));
+    struct itr_program *q = buf ? itr_plan_unpack(buf, n, what, NULL, d) : NULL;
+    free(buf);
+    return q;
+}
+
 static bool step_writes(const struct kir_schedule *s, const struct itr_graph *g, int si, int32_t v) {
     const struct kir_step *st = &s->steps[si];
     if (st->kind == KIR_STEP_KERNEL) {
@@ -106,12 +117,9 @@ TEST(every_models_optimizer_updates_in_place) {
         const struct itr_graph *g = train_graph(p, &gi);
         CHECK_MSG(g != NULL, "%s has no train graph", de->d_name);
         models++;
-        uint8_t *buf = NULL;
-        size_t n = 0;
         struct itr_diags d;
         itr_diags_init(&d);
-        CHECK(itr_plan_pack(p, "llvm", &buf, &n, &d));
-        struct itr_program *q = buf ? itr_plan_unpack(buf, n, "round trip", NULL, &d) : NULL;
+        struct itr_program *q = round_trip(p, "round trip", &d);
         CHECK_MSG(q != NULL, "%s: the plan does not read back", de->d_name);
         for (int f = 0; g && f < 2; f++) {
             const struct kir_schedule *s = kir_plan_kernels_find(p->kernels, gi, f == 1);
@@ -139,7 +147,6 @@ TEST(every_models_optimizer_updates_in_place) {
                 if (sq) CHECK(sq->steps[si].alias && sq->steps[si].alias[b] == st->alias[b]);
             }
         }
-        free(buf);
         if (q) itr_program_free(q);
         itr_diags_free(&d);
         itr_program_free(p);
@@ -380,18 +387,14 @@ TEST(plan_reader_refuses_bad_aliases) {
             s->steps[si].alias[r] = keep;
             s->steps[si].alias[b] = -1;
         }
-        uint8_t *buf = NULL;
-        size_t n = 0;
         struct itr_diags d;
         itr_diags_init(&d);
-        CHECK(itr_plan_pack(p, "llvm", &buf, &n, &d));
-        struct itr_program *q = buf ? itr_plan_unpack(buf, n, "bad.plan", NULL, &d) : NULL;
+        struct itr_program *q = round_trip(p, "bad.plan", &d);
         CHECK(q == NULL);
         char *sum = itr_diags_summary(&d);
         CHECK_STR_CONTAINS(sum, "aliases buffer");
         free(sum);
         if (q) itr_program_free(q);
-        free(buf);
         itr_diags_free(&d);
     }
     itr_program_free(p);
