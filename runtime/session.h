@@ -6,8 +6,10 @@
 // The trainer, the evaluator and every itr-run command run through one.
 //
 // A training step (runtime/train.h, itr_session_train_step) writes its
-// updates into the parameter slots in place: the step's new tensor takes the
-// slot and the old one is released, with no copy back.
+// updates into the parameter slots in place: on the LLVM backend the
+// update kernels write over the slots' own tensors (docs/kernels.md,
+// "Updates in place"); elsewhere the step's new tensor takes the slot and
+// the old one is released. No copy back either way.
 #ifndef ITR_RUNTIME_SESSION_H
 #define ITR_RUNTIME_SESSION_H
 

@@ -46,9 +46,10 @@ bool itr_train_step(const struct itr_program *p, const struct itr_tensor_set *in
 
 // The same step on a session (runtime/session.h): inputs and results as
 // above; the parameters and optimizer state are the session's slots, and
-// each update takes its slot in place (the step's output tensor replaces
-// the old one; converted only where the dtypes differ, as in f64 mode with
-// f32 parameters). Missing optimizer state starts at zero and joins the
+// each update takes its slot in place (written over the slot's tensor where
+// the backend does that, else the step's output tensor replaces the old
+// one; converted only where the dtypes differ, as in f64 mode with f32
+// parameters). Missing optimizer state starts at zero and joins the
 // session when the step succeeds. opt->f64 is ignored: the session's
 // option decides. opt->weights_what NULL: the session's name for its set.
 struct itr_session;
