@@ -4,7 +4,9 @@ interactions of models/modules/interaction.ir, the wrappers of
 models/modules/wrappers.ir and the losses added to models/modules/losses.ir,
 each written here from the equations of models.md (§2.2 SCAN, §2.9 the
 collection's interactions and wrappers, §3.4 KTERN's pytorch-metric-learning
-losses, §3.5 CMPL and the angular loss), never derived from itrc code.
+losses, §3.5 CMPL, the angular loss and the rest of BENCH's collection:
+PolyLoss, NPairLoss, MmdRbfLoss, DiversityLoss), never derived from itrc
+code.
 
 Regenerate with Debian's interpreter (python3-torch, numpy); the fixtures are
 committed, so this is only needed when a module changes:
@@ -266,6 +268,53 @@ def pml_triplet(txt, img, margin):
     return ls.sum() / n if n > 0 else ls.sum() * 0
 
 
+def poly(s, margin=0.0, eps=1e-5):
+    """BENCH PolyLoss: a row (then a column) counts only when its positive is
+    below 1 - eps and it has a negative with S_ij + m > p; L = sum / B."""
+    b = s.size(0)
+    total = torch.zeros((), dtype=torch.float64)
+    for x in (s, s.t()):
+        for i in range(b):
+            p = x[i, i]
+            if p >= 1 - eps:
+                continue
+            hard = [x[i, j] for j in range(b) if j != i and x[i, j] + margin > p]
+            if not hard:
+                continue
+            n = torch.stack(hard).max()
+            total = total + torch.relu(0.2 * p * p - 0.7 * p + 0.5) + torch.relu(0.9 * n * n - 0.4 * n + 0.03)
+    return total / b
+
+
+def npair(s, max_violation=False):
+    """The intended n-pair loss over the off-diagonal entries (not BENCH's
+    whole-row indexing); the max form without an exponential, as written."""
+    b = s.size(0)
+    rows = [torch.stack([s[i, j] - s[i, i] for j in range(b) if j != i]) for i in range(b)]
+    cols = [torch.stack([s[j, i] - s[i, i] for j in range(b) if j != i]) for i in range(b)]
+    if max_violation:
+        return sum(torch.log(1 + t.max()) for t in rows + cols)
+    return (torch.stack([torch.log(1 + torch.exp(t).sum()) for t in rows]).mean()
+            + torch.stack([torch.log(1 + torch.exp(t).sum()) for t in cols]).mean())
+
+
+def mmd_rbf(x, y, gamma=0.5):
+    def k(a, c):
+        return torch.stack([torch.stack([torch.exp(-gamma * (a[i] - c[j]).norm()) for j in range(c.size(0))])
+                            for i in range(a.size(0))])
+    return (k(x, x) - 2 * k(x, y) + k(y, y)).mean()
+
+
+def diversity(e):
+    h = e.size(1)
+    vals = []
+    for eb in e:
+        g = eb @ eb.t()
+        off = g - torch.diag(torch.diag(g))
+        vals.append(off.pow(2).sum().sqrt() / h ** 2)
+    return torch.stack(vals).mean()
+
+
 # ------------------------------------------------------------ driver
 
 def save(name, a):
@@ -391,6 +440,29 @@ def main():
         val = fn(u, v)
         print(name, "%.9g" % val.item())
         save("run_%s.out.l" % name, val.reshape(()).numpy())
+
+    # The rest of the BENCH collection (§3.5). Drawn after everything above,
+    # so that the earlier fixtures do not move.
+    sp = (torch.rand(K, K, generator=gen) * 1.6 - 0.8).float()
+    sp[0, 0] = 1.0                      # p >= 1 - eps: row and column 0 skipped
+    sp[1, 1] = sp[1].max() + 0.05       # row 1: no negative above p (margin 0)
+    save("run_poly.in.s", sp.numpy())
+    save("run_poly.out.l", poly(sp.double()).reshape(()).numpy())
+    save("run_poly.out.lm", poly(sp.double(), margin=0.2).reshape(()).numpy())
+    save("run_npair.in.s", sm.numpy())
+    save("run_npair.out.l", npair(sm.double()).reshape(()).numpy())
+    save("run_npair.out.lmax", npair(0.45 * sm.double(), max_violation=True).reshape(()).numpy())
+    x32 = (torch.randn(K, D, generator=gen) * 0.5).float()
+    y32 = (x32 * 0.5 + torch.randn(K, D, generator=gen) * 0.5).float()
+    y32[2] = x32[1]                     # a zero distance inside K(x, y)
+    save("run_mmd_rbf.in.x", x32.numpy())
+    save("run_mmd_rbf.in.y", y32.numpy())
+    save("run_mmd_rbf.out.l", mmd_rbf(x32.double(), y32.double()).reshape(()).numpy())
+    e32 = (torch.randn(K, 3, D, generator=gen) * 0.5).float()
+    save("run_diversity.in.e", e32.numpy())
+    save("run_diversity.out.l", diversity(e32.double()).reshape(()).numpy())
+    for name in ("poly", "npair", "mmd_rbf", "diversity"):
+        print(name, "%.9g" % np.load(os.path.join(OUT, "run_%s.out.l.npy" % name)))
     print("closest BFAN keep decision: |F| = %.3g" % closest[0])
     assert closest[0] > 2e-6, "a keep decision is too close to its threshold for float32"
 
