@@ -161,11 +161,11 @@ TEST(every_interaction_direction_and_loss_swaps_in_one_override) {
             CHECK_MSG(compiles(WRAP_G2L, attn[a], dir[d]), "wrap_g2l %s %s", attn[a], dir[d]);
             n += 2;
         }
-    const char *loss[] = { "loss=hinge",   "loss=hinge_sum",       "loss=hinge_warmup", "loss=cmpl",
-                           "loss=infonce", "loss=angular",         "loss=pml_contrastive",
-                           "loss=ntxent",  "loss=pml_triplet" };
-    for (int l = 0; l < 9; l++, n++) CHECK_MSG(compiles(WRAP_G2G, loss[l], NULL), "wrap_g2g %s", loss[l]);
-    for (int l = 0; l < 5; l++, n++) CHECK_MSG(compiles(WRAP_L2L, loss[l], NULL), "wrap_l2l %s", loss[l]);
+    const char *loss[] = { "loss=hinge",   "loss=hinge_sum",   "loss=hinge_warmup", "loss=cmpl",
+                           "loss=infonce", "loss=poly",        "loss=npair",        "loss=angular",
+                           "loss=pml_contrastive", "loss=ntxent", "loss=pml_triplet" };
+    for (int l = 0; l < 11; l++, n++) CHECK_MSG(compiles(WRAP_G2G, loss[l], NULL), "wrap_g2g %s", loss[l]);
+    for (int l = 0; l < 7; l++, n++) CHECK_MSG(compiles(WRAP_L2L, loss[l], NULL), "wrap_l2l %s", loss[l]);
     CHECK(compiles(WRAP_G2G, "pool=max", NULL));
     CHECK(compiles(WRAP_L2L, "agg=mean", NULL));
     printf("  %d model variants compile to a training step\n", n + 2);
