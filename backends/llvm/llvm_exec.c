@@ -140,8 +140,9 @@ static int64_t parallel_min_elements(void) {
     return v;
 }
 
-static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi, int64_t work) {
-    if (!p || p->n <= 1 || hi < PARALLEL_MIN_ITERATIONS || work < parallel_min_elements()) {
+// Runs fn over [0, hi) split into one contiguous chunk per thread of p.
+static void pool_run(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi) {
+    if (!p || p->n <= 1) {
         fn(bufs, dims, 0, hi);
         return;
     }
@@ -160,6 +161,12 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+// A kernel launch: on the pool unless it is too small to gain from it.
+static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const int64_t *dims, int64_t hi, int64_t work) {
+    if (hi < PARALLEL_MIN_ITERATIONS || work < parallel_min_elements()) fn(bufs, dims, 0, hi);
+    else pool_run(p, fn, bufs, dims, hi);
 }
 
 // ---------------------------------------------------------------- the arena
@@ -780,7 +787,7 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
         return;
     }
     itr_gemm_one_thread_each();   // before the pool's threads call it at once
-    launch(pool, gemm_parts, bufs, NULL, j.parts, INT64_MAX);
+    pool_run(pool, gemm_parts, bufs, NULL, j.parts);
 }
 
 // Batch dims of the result where only one operand varies are folded into
