@@ -1489,10 +1489,9 @@ static void in_place_walk(const struct kir_kernel *k, int32_t si, struct in_plac
     if (st->kind == KIR_S_STORE && st->buf == c->out) c->stores++;
     // A loop or branch around the store could run it more than once, or a
     // load after it: only straight-line code inside the loop nest qualifies.
-    if ((st->kind == KIR_S_IF) && c->stores == 0) {
-        int before = c->stores;
+    if (st->kind == KIR_S_IF && c->stores == 0) {
         for (int j = 0; j < st->n_body; j++) in_place_walk(k, st->body[j], c);
-        if (c->stores != before) c->ok = false;
+        if (c->stores != 0) c->ok = false;
         return;
     }
     for (int j = 0; j < st->n_body && c->ok; j++) in_place_walk(k, st->body[j], c);

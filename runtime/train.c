@@ -230,9 +230,10 @@ bool itr_session_train_step(struct itr_session *s, const struct itr_tensor_set *
     // After an internal error: what the step wrote in place stays the slot's.
     for (int i = 0; i < p->n_updates; i++)
         if (next[i] != slots[p->updates[i].param]) itr_tensor_free(next[i]);
-    for (int k = 0; k < g->n_outputs; k++)
-        if (!update_of(p, g->output_names[k]) || !outs[k] || outs[k] != slots[update_of(p, g->output_names[k])->param])
-            itr_tensor_free(outs[k]);
+    for (int k = 0; k < g->n_outputs; k++) {
+        const struct itr_state_update *u = update_of(p, g->output_names[k]);
+        if (!u || outs[k] != slots[u->param]) itr_tensor_free(outs[k]);
+    }
     for (int j = 0; j < p->n_params; j++)
         if (zeros[j]) be->buffer_free(zeros[j]);
     free(next);

@@ -771,8 +771,9 @@ static bool gemm_library_threads(void) {
 
 static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
                      int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc) {
-    bool parallel = pool && pool->n > 1 && (double)m * (double)n * (double)k >= GEMM_PARALLEL_MIN_MACS;
-    if (gemm_library_threads() || (double)m * (double)n * (double)k >= GEMM_LIBRARY_MIN_MACS) {
+    double macs = (double)m * (double)n * (double)k;
+    bool parallel = pool && pool->n > 1 && macs >= GEMM_PARALLEL_MIN_MACS;
+    if (!parallel || gemm_library_threads() || macs >= GEMM_LIBRARY_MIN_MACS) {
         int threads = parallel ? pool->n : 1;
         if (f64)
             itr_gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, 0.0, c, ldc, threads);
@@ -780,12 +781,8 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
             itr_gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, 0.0f, c, ldc, threads);
         return;
     }
-    struct gemm_job j = { f64, ta, tb, n >= m, m, n, k, lda, ldb, ldc, parallel ? pool->n : 1, a, b, c };
+    struct gemm_job j = { f64, ta, tb, n >= m, m, n, k, lda, ldb, ldc, pool->n, a, b, c };
     void *bufs[1] = { &j };
-    if (!parallel) {
-        gemm_parts(bufs, NULL, 0, 1);
-        return;
-    }
     itr_gemm_one_thread_each();   // before the pool's threads call it at once
     pool_run(pool, gemm_parts, bufs, NULL, j.parts);
 }
@@ -1230,8 +1227,9 @@ bool itr_llvm_exe_run_with(struct itr_llvm_exe *e, struct itr_tensor *const *inp
 // Before a step that writes an update over an input (kir_step alias): the
 // input's memory must be the run's to write. A parameter of a caller that
 // allows it (a session's training step) is written where it is; any other
-// input is copied first, so the caller's tensor keeps its value. Returns
-// false (no step may write) when the loss the caller names is not finite.
+// input is copied first, so the caller's tensor keeps its value. When the
+// loss the caller names is not finite, sets *stop (nothing may be written)
+// and returns true; false is an error.
 static bool prepare_aliases(const struct itr_llvm_exe *e, const struct run_ctx *rc, const struct kir_step *st,
                             struct itr_tensor **val, bool *owned, bool *shared, bool *stop, struct itr_diags *d) {
     const struct itr_graph *g = e->g;
@@ -1246,7 +1244,7 @@ static bool prepare_aliases(const struct itr_llvm_exe *e, const struct run_ctx *
         if (owned[v]) continue;
         bool writable = ro && ro->params_writable && g->values[v].kind == ITR_VALUE_PARAM && val[v]->owns_data;
         if (writable && ro->finite_output >= 0 && !ro->stopped) {
-            // Checked once, before the first parameter is written.
+            // Before any parameter is written (the loss stays as it is).
             const struct itr_tensor *loss = val[g->outputs[ro->finite_output]];
             if (!loss) writable = false;
             else if (!isfinite(itr_tensor_get(loss, 0))) {
