@@ -226,6 +226,16 @@ static bool step(struct itr_session *s, const struct itr_program *p, int64_t n, 
     return ok;
 }
 
+// The f32 schedule of p's train graph (g receives the graph); the test may
+// change it, as the plan reader's test does.
+static struct kir_schedule *train_schedule(struct itr_program *p, const struct itr_graph **g) {
+    int gi = -1;
+    *g = train_graph(p, &gi);
+    for (int i = 0; *g && i < p->kernels->n; i++)
+        if (p->kernels->items[i].graph == gi && !p->kernels->items[i].f64) return p->kernels->items[i].s;
+    return NULL;
+}
+
 static bool same_bits(const struct itr_tensor *a, const struct itr_tensor *b) {
     return a && b && a->dtype == b->dtype && itr_tensor_numel(a) == itr_tensor_numel(b) &&
            memcmp(a->data, b->data, itr_tensor_nbytes(a)) == 0;
@@ -286,9 +296,8 @@ TEST(read_only_runs_update_a_copy) {
     struct itr_program *p = small_model(false);
     CHECK(p != NULL);
     if (!p) return;
-    int gi = -1;
-    const struct itr_graph *g = train_graph(p, &gi);
-    const struct kir_schedule *s = g ? kir_plan_kernels_find(p->kernels, gi, false) : NULL;
+    const struct itr_graph *g;
+    const struct kir_schedule *s = train_schedule(p, &g);
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_llvm_exe *e = s ? itr_llvm_exe_new(g, s, 2, &d) : NULL;
@@ -363,11 +372,8 @@ TEST(plan_reader_refuses_bad_aliases) {
     struct itr_program *p = small_model(false);
     CHECK(p != NULL);
     if (!p) return;
-    int gi = -1;
-    const struct itr_graph *g = train_graph(p, &gi);
-    struct kir_schedule *s = NULL;
-    for (int i = 0; i < p->kernels->n; i++)
-        if (p->kernels->items[i].graph == gi && !p->kernels->items[i].f64) s = p->kernels->items[i].s;
+    const struct itr_graph *g;
+    struct kir_schedule *s = train_schedule(p, &g);
     int si = -1, b = -1;
     CHECK(g && s && aliased_at(p, g, s, 0, &si, &b));
     if (si < 0) {
