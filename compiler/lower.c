@@ -48,6 +48,11 @@ struct lower {
     bool row_kept[ITR_MAX_RANK];     // their kept (row) axes, whose loops run outermost
     int32_t row_var[ITR_MAX_RANK];   // the loop variables of those axes
     int32_t row_fail;     // a HOW_ROW node the kernel being built could not compute per row, or -1
+    // column rows (row_form): row_let then holds each reduction's
+    // accumulator, read at the lane of the current column loop
+    bool row_column;
+    int32_t col_base;     // the first column of the chunk (an expression)
+    int32_t col_lane;     // the lane variable of the innermost loop being built
     int32_t *rows;        // per node: kernel_rows' result (one buffer, never in use twice)
     // sibling kernels (plan_siblings)
     int32_t *sib_of;      // per node: its sibling group, or -1
@@ -68,6 +73,12 @@ struct sibling_group {
 };
 
 // ---------------------------------------------------------------- classification
+
+// Whether environment variable `name` is set to something other than "" or "0".
+static bool env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
+}
 
 static bool attr_ints(const struct itr_node *n, const char *name, const int64_t **v, int *cnt) {
     const struct itr_attr *a = itr_node_attr(n, name);
@@ -512,19 +523,42 @@ static bool is_zero(const struct lower *L, int32_t e) {
 // the indices are the row's (the kept axes the row loops, the reduced axes
 // kept as size 1 read at 0). Otherwise the kernel cannot compute it per row:
 // row_fail makes the caller drop the kernel and materialise the reduction.
+static bool expr_equal(const struct kir_kernel *k, int32_t a, int32_t b);
+
+// Whether e is the current column of a column row kernel: col_base + lane.
+static bool is_current_column(const struct lower *L, int32_t e) {
+    const struct kir_expr *x = &L->k->exprs[e];
+    return x->kind == KIR_E_BINARY && x->op == KIR_ADD && expr_equal(L->k, x->a, L->col_base) && is_var(L, x->b, L->col_lane);
+}
+
 static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
-    const struct itr_value *val = &L->g->values[L->g->nodes[node].outputs[0]];
+    const struct itr_node *n = &L->g->nodes[node];
+    const struct itr_value *val = &L->g->values[n->outputs[0]];
     bool ok = L->row_let[node] >= 0 && L->row_rank > 0;
     bool keep = val->type.rank == L->row_rank;   // else the kept axes only, in order
     for (int j = 0, o = 0; ok && j < L->row_rank; j++) {
-        if (L->row_kept[j]) ok = is_var(L, idx[o++], L->row_var[j]);
+        if (L->row_column && j == L->row_rank - 1) ok = is_current_column(L, idx[o++]);
+        else if (L->row_kept[j]) ok = is_var(L, idx[o++], L->row_var[j]);
         else if (keep) ok = is_zero(L, idx[o++]);
     }
     if (!ok) {
         if (L->row_fail < 0) L->row_fail = node;
         return kir_const_float(L->k, ktype(L, val->type.dtype), 0);
     }
-    return kir_var_ref(L->k, L->row_let[node]);
+    if (!L->row_column) return kir_var_ref(L->k, L->row_let[node]);
+    // the column's lane of the chunk's accumulator, as a column reduction
+    // kernel stores it
+    struct kir_kernel *k = L->k;
+    int32_t acc = L->row_let[node];
+    int32_t r = kir_acc_ref(k, acc, kir_var_ref(k, L->col_lane));
+    if (n->op == ITR_OP_MEAN) {
+        const struct itr_type *in = &L->g->values[n->inputs[0]].type;
+        int32_t count = kir_iconst(k, 1);
+        for (int j = 0; j < in->rank; j++)
+            if (!L->row_kept[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
+        r = kir_binary(k, KIR_DIV, r, kir_cast(k, k->vars[acc].type, count));
+    }
+    return kir_cast(k, ktype(L, val->type.dtype), r);
 }
 
 // A sibling computed earlier in the same iteration of a sibling kernel: its
@@ -654,185 +688,7 @@ static int32_t out_buffer(struct lower *L, int32_t v) {
     return b;
 }
 
-// ---------------------------------------------------------------- row kernels
-
-static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
-static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
-
-// Whether reduction node n can be computed per row: at least one kept and
-// one reduced axis, the reduced ones innermost. (Rows over a middle axis,
-// walked with a stride, measured twice as slow as the column-block
-// reductions they would replace: SCAN's softmax over regions.) Writes the
-// kept-axis mask.
-static bool row_axes(const struct lower *L, const struct itr_node *n, bool *kept) {
-    const struct itr_type *in = &L->g->values[n->inputs[0]].type;
-    bool red[ITR_MAX_RANK];
-    reduced_axes(L, n, red);
-    int nk = 0, nr = 0;
-    for (int j = 0; j < in->rank; j++) {
-        kept[j] = !red[j];
-        if (red[j]) nr++;
-        else if (nr > 0) return false;
-        else nk++;
-    }
-    return nk > 0 && nr > 0;
-}
-
-// The HOW_ROW reductions that the kernel of value v reaches (through values
-// computed inline, and through the operands of those reductions), in node
-// order, which is an order their passes can run in.
-static void collect_rows(struct lower *L, int32_t v, int32_t *list, int *n) {
-    const struct itr_value *val = &L->g->values[v];
-    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return;
-    int32_t node = val->node;
-    if (L->row_let[node] == -2) return;   // visited
-    if (L->how[node] == HOW_ROW) {
-        int at = *n;
-        while (at > 0 && list[at - 1] > node) {
-            list[at] = list[at - 1];
-            at--;
-        }
-        list[at] = node;
-        (*n)++;
-    }
-    L->row_let[node] = -2;
-    const struct itr_node *nd = &L->g->nodes[node];
-    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], list, n);
-}
-
-static void unmark_rows(struct lower *L, int32_t v) {
-    const struct itr_value *val = &L->g->values[v];
-    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v] || L->row_let[val->node] != -2) return;
-    L->row_let[val->node] = -1;
-    const struct itr_node *nd = &L->g->nodes[val->node];
-    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
-}
-
-// The kernel of value v (computed by node, elementwise or movement), when it
-// reads the HOW_ROW reductions rows[0..nrows): one kernel whose leading
-// loops run over the rows; per row, one pass per reduction (its accumulation
-// over the row, bound to a let), then v's remaining loops. The reductions
-// see their operands in the order a standalone reduction kernel would, so
-// they give the same bits. A reduction that does not fit (other row axes,
-// already computed by another kernel, a second max/min whose row may be
-// empty) is left in row_fail for the caller to materialise.
-static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
-    const struct itr_type *t = &L->g->values[v].type;
-    const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
-    bool kept[ITR_MAX_RANK];
-    row_axes(L, &L->g->nodes[rows[0]], kept);
-    // v either has the operands' shape on the kept axes (the rest its own
-    // loops) or is one value per row (its axes the kept ones, in order)
-    int nk = 0;
-    for (int j = 0; j < in0->rank; j++) nk += kept[j];
-    bool per_row = t->rank == nk && t->rank < in0->rank;
-    bool fits_v = per_row || t->rank == in0->rank;
-    for (int j = 0, o = 0; fits_v && j < in0->rank; j++)
-        if (kept[j]) fits_v = t->dims[per_row ? o++ : j] == in0->dims[j];
-    int32_t guarded = -1;
-    itr_dim guard_cnt = -1;
-    for (int i = 0; i < nrows; i++) {
-        const struct itr_node *rn = &L->g->nodes[rows[i]];
-        const struct itr_type *in = &L->g->values[rn->inputs[0]].type;
-        bool k2[ITR_MAX_RANK];
-        bool fits = fits_v && row_axes(L, rn, k2) && in->rank == in0->rank && L->row_owner[rows[i]] < 0;
-        for (int j = 0; fits && j < in->rank; j++) fits = k2[j] == kept[j] && (!kept[j] || in->dims[j] == in0->dims[j]);
-        if (fits && (rn->op == ITR_OP_MAX || rn->op == ITR_OP_MIN)) {
-            // max/min over an empty row is the reference's error: the step then
-            // runs this reduction as its node (its fused operand is empty)
-            struct itr_program *pg = (struct itr_program *)L->p;
-            itr_dim cnt = itr_dim_const(pg, 1);
-            for (int j = 0; j < in->rank; j++)
-                if (!kept[j]) cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
-            int64_t c;
-            if (!dim_const(L->p, cnt, &c)) {
-                fits = guarded < 0;
-                guarded = rows[i];
-                guard_cnt = cnt;
-            } else {
-                fits = c > 0;
-            }
-        }
-        if (!fits) {
-            L->row_fail = rows[i];
-            return;
-        }
-    }
-    begin_kernel(L);
-    struct kir_kernel *k = L->k;
-    int32_t ob = out_buffer(L, v);
-    int32_t idx[ITR_MAX_RANK], rowidx[ITR_MAX_RANK];
-    // the row loops hold the passes: none of them is the vectorised one
-    bool vkept[ITR_MAX_RANK];
-    for (int j = 0; j < t->rank; j++) vkept[j] = per_row || kept[j];
-    int32_t seq = loop_axes(L, t, vkept, false, false, idx, k->body);
-    for (int j = 0, o = 0; j < in0->rank; j++) {
-        L->row_kept[j] = kept[j];
-        if (!kept[j]) continue;
-        rowidx[j] = idx[per_row ? o++ : j];
-        L->row_var[j] = k->exprs[rowidx[j]].var;
-    }
-    L->row_rank = in0->rank;
-    for (int i = 0; i < nrows; i++) {
-        const struct itr_node *rn = &L->g->nodes[rows[i]];
-        note_op(L, rn->op);
-        bool red[ITR_MAX_RANK];
-        reduced_axes(L, rn, red);
-        int32_t ii[ITR_MAX_RANK];
-        for (int j = 0; j < in0->rank; j++)
-            if (kept[j]) ii[j] = rowidx[j];
-        int32_t r = reduce_pass(L, seq, rn, red, ii);
-        const struct itr_value *rv = &L->g->values[rn->outputs[0]];
-        int32_t let = kir_add_var(k, rv->name, KIR_VAR_LET, ktype(L, rv->type.dtype));
-        kir_append(k, seq, kir_let(k, let, r));
-        L->row_let[rows[i]] = let;
-    }
-    // the rest of v's axes; size-1 ones need no loop
-    if (!per_row) {
-        bool rest[ITR_MAX_RANK];
-        for (int j = 0; j < t->rank; j++) rest[j] = !kept[j];
-        seq = loop_axes(L, t, rest, true, true, idx, seq);
-    }
-    int32_t e = node_at(L, &L->g->nodes[node], idx);
-    kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
-    int step = L->s->n_steps, kernel = L->s->n_kernels;
-    finish_kernel(L, v, node);
-    for (int i = 0; i < nrows; i++) {
-        L->row_let[rows[i]] = -1;
-        if (L->row_fail < 0) L->row_owner[rows[i]] = kernel;
-    }
-    L->row_rank = 0;
-    if (L->row_fail < 0 && guarded >= 0) {
-        L->s->steps[step].guard_count = guard_cnt;
-        L->s->steps[step].guard_node = guarded;
-    }
-}
-
-// The HOW_ROW reductions that node's kernel reaches, in node order, into
-// L->rows; returns how many.
-static int kernel_rows(struct lower *L, int32_t node) {
-    int nrows = 0;
-    const struct itr_node *nd = &L->g->nodes[node];
-    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], L->rows, &nrows);
-    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
-    return nrows;
-}
-
-static void lower_inline(struct lower *L, int32_t v, int32_t node) {
-    int nrows = kernel_rows(L, node);
-    if (nrows > 0) {
-        lower_row_kernel(L, v, node, L->rows, nrows);
-        return;
-    }
-    begin_kernel(L);
-    const struct itr_type *t = &L->g->values[v].type;
-    int32_t idx[ITR_MAX_RANK];
-    int32_t ob = out_buffer(L, v);
-    int32_t body = loop_nest(L, t, t->rank, idx, L->k->body);
-    int32_t e = node_at(L, &L->g->nodes[node], idx);
-    kir_append(L->k, body, kir_store(L->k, ob, linear(L, t, idx), e));
-    finish_kernel(L, v, node);
-}
+// ---------------------------------------------------------------- reductions
 
 // Lanes of a reduction's accumulator: independent partial sums that the
 // renderer keeps in one vector register. A constant, so results never
@@ -888,6 +744,352 @@ static int32_t reduced_axis_loop(struct lower *L, int32_t seq, const struct itr_
 // chunks, so that a thread pool has work to split.
 #define COLUMN_CHUNKS_WANTED 8
 
+// ---------------------------------------------------------------- row kernels
+
+static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
+static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
+
+// The most bytes of a column row's block (its reduced extent times a chunk
+// of columns) for which its passes run over data in L1.
+#define COLUMN_ROW_BLOCK_MAX (32 * 1024)
+
+static int64_t column_width(const struct lower *L, itr_dim cols, bool outer_parallel);
+
+// A column row pays only when a chunk's block stays in L1 across its
+// passes: under a kept leading axis (else one chunk spans the whole batch),
+// with a constant reduced extent. VSE∞'s batch norm over 4608 regions ran
+// its passes from memory and measured 60% slower than the column
+// reduction kernels; SCAN's block, 36 regions x 16 words, is 4.6 KB in f64.
+// ITRC_NO_COLUMN_ROWS=1 turns column rows off (for measuring them).
+static bool column_block_fits(const struct lower *L, const struct itr_type *in, const bool *kept) {
+    if (env_flag("ITRC_NO_COLUMN_ROWS") || !kept[0]) return false;
+    int64_t extent = 1, c;
+    for (int j = 0; j < in->rank - 1; j++)
+        if (!kept[j]) {
+            if (!dim_const(L->p, in->dims[j], &c)) return false;
+            extent *= c;
+        }
+    return extent * column_width(L, in->dims[in->rank - 1], true) * 8 <= COLUMN_ROW_BLOCK_MAX;
+}
+
+// Whether reduction node n can be computed per row, and how. A row over
+// the trailing axes: at least one kept and one reduced axis, the reduced
+// ones innermost. A column row: the reduced axes lie between a (possibly
+// non-empty) run of kept leading axes and the kept innermost axis (SCAN's
+// softmax over the regions of [images, captions, regions, words]), and a
+// chunk's block fits in L1 (column_block_fits); its kernel goes over the innermost axis in
+// column chunks, as a column reduction kernel does, and runs its passes per
+// chunk. (Rows over a middle axis walked one column at a time, with a
+// stride, measured twice as slow as the column reduction kernels.) Writes
+// the kept-axis mask and whether the row is a column row.
+static bool row_form(const struct lower *L, const struct itr_node *n, bool *kept, bool *column) {
+    const struct itr_type *in = &L->g->values[n->inputs[0]].type;
+    bool red[ITR_MAX_RANK];
+    reduced_axes(L, n, red);
+    int nk = 0, nr = 0, r = in->rank;
+    *column = r >= 2 && !red[r - 1];
+    for (int j = 0; j < r; j++) {
+        kept[j] = !red[j];
+        if (red[j]) nr++;
+        else if (nr > 0 && !(*column && j == r - 1)) return false;
+        else nk++;
+    }
+    if (nr == 0 || (!*column && nk == 0)) return false;
+    return !*column || column_block_fits(L, in, kept);
+}
+
+static bool row_axes(const struct lower *L, const struct itr_node *n, bool *kept) {
+    bool column;
+    return row_form(L, n, kept, &column);
+}
+
+// The HOW_ROW reductions that the kernel of value v reaches (through values
+// computed inline, and through the operands of those reductions), in node
+// order, which is an order their passes can run in.
+static void collect_rows(struct lower *L, int32_t v, int32_t *list, int *n) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v]) return;
+    int32_t node = val->node;
+    if (L->row_let[node] == -2) return;   // visited
+    if (L->how[node] == HOW_ROW) {
+        int at = *n;
+        while (at > 0 && list[at - 1] > node) {
+            list[at] = list[at - 1];
+            at--;
+        }
+        list[at] = node;
+        (*n)++;
+    }
+    L->row_let[node] = -2;
+    const struct itr_node *nd = &L->g->nodes[node];
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], list, n);
+}
+
+static void unmark_rows(struct lower *L, int32_t v) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v] || L->row_let[val->node] != -2) return;
+    L->row_let[val->node] = -1;
+    const struct itr_node *nd = &L->g->nodes[val->node];
+    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+}
+
+// The kernel of value v (computed by node, elementwise or movement), when it
+// reads the HOW_ROW reductions rows[0..nrows): one kernel whose leading
+// loops run over the rows; per row, one pass per reduction (its accumulation
+// over the row, bound to a let), then v's remaining loops. The reductions
+// see their operands in the order a standalone reduction kernel would, so
+// they give the same bits. A reduction that does not fit (other row axes,
+// already computed by another kernel, a second max/min whose row may be
+// empty) is left in row_fail for the caller to materialise.
+// The body of a row kernel over trailing-axis rows: the row loops, a pass
+// per reduction bound to a let, then v's remaining loops.
+static void build_trailing_rows(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows,
+                                const bool *kept, bool per_row) {
+    const struct itr_type *t = &L->g->values[v].type;
+    const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    int32_t ob = out_buffer(L, v);
+    int32_t idx[ITR_MAX_RANK], rowidx[ITR_MAX_RANK];
+    // the row loops hold the passes: none of them is the vectorised one
+    bool vkept[ITR_MAX_RANK];
+    for (int j = 0; j < t->rank; j++) vkept[j] = per_row || kept[j];
+    int32_t seq = loop_axes(L, t, vkept, false, false, idx, k->body);
+    for (int j = 0, o = 0; j < in0->rank; j++) {
+        L->row_kept[j] = kept[j];
+        if (!kept[j]) continue;
+        rowidx[j] = idx[per_row ? o++ : j];
+        L->row_var[j] = k->exprs[rowidx[j]].var;
+    }
+    L->row_rank = in0->rank;
+    for (int i = 0; i < nrows; i++) {
+        const struct itr_node *rn = &L->g->nodes[rows[i]];
+        note_op(L, rn->op);
+        bool red[ITR_MAX_RANK];
+        reduced_axes(L, rn, red);
+        int32_t ii[ITR_MAX_RANK];
+        for (int j = 0; j < in0->rank; j++)
+            if (kept[j]) ii[j] = rowidx[j];
+        int32_t r = reduce_pass(L, seq, rn, red, ii);
+        const struct itr_value *rv = &L->g->values[rn->outputs[0]];
+        int32_t let = kir_add_var(k, rv->name, KIR_VAR_LET, ktype(L, rv->type.dtype));
+        kir_append(k, seq, kir_let(k, let, r));
+        L->row_let[rows[i]] = let;
+    }
+    // the rest of v's axes; size-1 ones need no loop
+    if (!per_row) {
+        bool rest[ITR_MAX_RANK];
+        for (int j = 0; j < t->rank; j++) rest[j] = !kept[j];
+        seq = loop_axes(L, t, rest, true, true, idx, seq);
+    }
+    int32_t e = node_at(L, &L->g->nodes[node], idx);
+    kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
+}
+
+// The column chunk width of a reduction over the rows of a [..., cols]
+// operand: the chunks are the parallel loop when no kept outer axis is.
+static int64_t column_width(const struct lower *L, itr_dim cols, bool outer_parallel) {
+    int64_t width = COLUMN_CHUNK_MAX, c;
+    if (dim_const(L->p, cols, &c)) {
+        if (!outer_parallel) c = (c + COLUMN_CHUNKS_WANTED - 1) / COLUMN_CHUNKS_WANTED;
+        c = (c + 7) / 8 * 8;   // whole vectors
+        return c < 8 ? 8 : c < width ? c : width;
+    }
+    // A symbolic width is usually a caption's words (SCAN's softmax over
+    // regions of [images, captions, regions, words]): the accumulator
+    // is initialised whole for every row, so keep it near that size.
+    return outer_parallel ? 16 : 64;
+}
+
+// A loop over [begin, end) of the chunks of `cols` columns, each `width`
+// wide, appended to seq: the parallel loop when the kernel has none yet.
+// Writes the chunk's first column and its width (the last may be narrower)
+// and returns the loop's body.
+static int32_t column_chunk_loop(struct lower *L, int32_t seq, itr_dim cols, int64_t width, int32_t *base, int32_t *span) {
+    struct kir_kernel *k = L->k;
+    struct itr_program *p = (struct itr_program *)L->p;   // dims are hash-consed into the program's pool
+    int32_t ncol = dexpr(L, cols), w = kir_iconst(k, width);
+    int32_t cvar = kir_add_var(k, "cc", KIR_VAR_LOOP, KIR_I64);
+    int32_t f;
+    if (k->parallel_hi < 0) {
+        itr_dim chunks = itr_dim_binary(p, ITR_DIM_DIV, itr_dim_binary(p, ITR_DIM_ADD, cols, itr_dim_const(p, width - 1)),
+                                        itr_dim_const(p, width));
+        k->parallel_hi = dexpr(L, chunks);
+        k->parallel_dim = chunks;
+        f = kir_for(k, cvar, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
+    } else {
+        int32_t nchunk = kir_binary(k, KIR_DIV, kir_iadd(k, ncol, kir_iconst(k, width - 1)), w);
+        f = kir_for(k, cvar, kir_iconst(k, 0), nchunk, KIR_LOOP_SERIAL);
+    }
+    kir_append(k, seq, f);
+    *base = kir_imul(k, kir_var_ref(k, cvar), w);
+    *span = imin(L, w, kir_binary(k, KIR_SUB, ncol, *base));
+    return kir_for_body(k, f);
+}
+
+// A vectorised loop over the chunk's columns, appended to seq; it becomes
+// the current column loop (col_lane). Returns its body.
+static int32_t column_lane_loop(struct lower *L, int32_t seq, int32_t span) {
+    struct kir_kernel *k = L->k;
+    int32_t lv = kir_add_var(k, "lane", KIR_VAR_LOOP, KIR_I64);
+    int32_t f = kir_for(k, lv, kir_iconst(k, 0), span, KIR_LOOP_VECTOR);
+    kir_append(k, seq, f);
+    L->col_lane = lv;
+    return kir_for_body(k, f);
+}
+
+// The body of a row kernel over column rows: the kept leading axes' loops,
+// then the column chunks; per chunk, one pass per reduction, accumulated
+// exactly as a column reduction kernel does (a lane per column, the reduced
+// axes in index order, the lanes innermost), then v's remaining loops
+// with the lanes innermost. A reduction is read as its column's lane.
+static void build_column_rows(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows,
+                              const bool *kept, bool per_row) {
+    const struct itr_type *t = &L->g->values[v].type;
+    const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
+    int r = in0->rank, last = r - 1;
+    begin_kernel(L);
+    struct kir_kernel *k = L->k;
+    int32_t ob = out_buffer(L, v);
+    int32_t idx[ITR_MAX_RANK], rowidx[ITR_MAX_RANK];
+    // v's axes for the kept leading ones
+    bool lead[ITR_MAX_RANK];
+    for (int j = 0; j < t->rank; j++) lead[j] = false;
+    for (int j = 0, o = 0; j < last; j++)
+        if (kept[j]) lead[per_row ? o++ : j] = true;
+    int32_t seq = loop_axes(L, t, lead, false, false, idx, k->body);
+    for (int j = 0, o = 0; j < last; j++) {
+        L->row_kept[j] = kept[j];
+        if (!kept[j]) continue;
+        rowidx[j] = idx[per_row ? o++ : j];
+        L->row_var[j] = k->exprs[rowidx[j]].var;
+    }
+    L->row_kept[last] = true;
+    L->row_rank = r;
+    L->row_column = true;
+    int64_t width = column_width(L, in0->dims[last], k->parallel_hi >= 0);
+    int32_t span;
+    seq = column_chunk_loop(L, seq, in0->dims[last], width, &L->col_base, &span);
+    for (int i = 0; i < nrows; i++) {
+        const struct itr_node *rn = &L->g->nodes[rows[i]];
+        note_op(L, rn->op);
+        const struct itr_type *rt = &L->g->values[rn->outputs[0]].type;
+        enum kir_op comb = reduce_combine(rn->op);
+        enum kir_type at = acc_type(ktype(L, rt->dtype), comb);
+        int32_t acc = kir_add_acc(k, L->g->values[rn->outputs[0]].name, at, (int)width, comb);
+        kir_append(k, seq, kir_acc_init(k, acc, reduce_init(L, at, comb)));
+        // each reduction walks its own operand's reduced axes (two means
+        // over different lengths can share the kernel)
+        const struct itr_type *in = &L->g->values[rn->inputs[0]].type;
+        int32_t ii[ITR_MAX_RANK];
+        int32_t rs = seq;
+        for (int j = 0; j < last; j++) {
+            if (kept[j]) ii[j] = rowidx[j];
+            else rs = reduced_axis_loop(L, rs, in, j, ii);
+        }
+        int32_t body = column_lane_loop(L, rs, span);
+        int32_t lane = kir_var_ref(k, L->col_lane);
+        ii[last] = kir_iadd(k, L->col_base, lane);
+        kir_append(k, body, kir_acc_update(k, acc, lane, kir_cast(k, at, value_at(L, rn->inputs[0], ii))));
+        L->row_let[rows[i]] = acc;
+    }
+    // v's remaining axes (its reduced ones; size-1 ones need no loop), then
+    // the chunk's columns
+    if (!per_row) {
+        bool rest[ITR_MAX_RANK];
+        for (int j = 0; j < t->rank; j++) rest[j] = !kept[j];
+        seq = loop_axes(L, t, rest, false, true, idx, seq);
+    }
+    seq = column_lane_loop(L, seq, span);
+    idx[t->rank - 1] = kir_iadd(k, L->col_base, kir_var_ref(k, L->col_lane));
+    int32_t e = node_at(L, &L->g->nodes[node], idx);
+    kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
+}
+
+static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
+    const struct itr_type *t = &L->g->values[v].type;
+    const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
+    bool kept[ITR_MAX_RANK], column;
+    row_form(L, &L->g->nodes[rows[0]], kept, &column);
+    // v either has the operands' shape on the kept axes (the rest its own
+    // loops) or is one value per row (its axes the kept ones, in order)
+    int nk = 0;
+    for (int j = 0; j < in0->rank; j++) nk += kept[j];
+    bool per_row = t->rank == nk && t->rank < in0->rank;
+    bool fits_v = per_row || t->rank == in0->rank;
+    for (int j = 0, o = 0; fits_v && j < in0->rank; j++)
+        if (kept[j]) fits_v = t->dims[per_row ? o++ : j] == in0->dims[j];
+    int32_t guarded = -1;
+    itr_dim guard_cnt = -1;
+    for (int i = 0; i < nrows; i++) {
+        const struct itr_node *rn = &L->g->nodes[rows[i]];
+        const struct itr_type *in = &L->g->values[rn->inputs[0]].type;
+        bool k2[ITR_MAX_RANK];
+        bool fits = fits_v && row_axes(L, rn, k2) && in->rank == in0->rank && L->row_owner[rows[i]] < 0;
+        for (int j = 0; fits && j < in->rank; j++) fits = k2[j] == kept[j] && (!kept[j] || in->dims[j] == in0->dims[j]);
+        if (fits && (rn->op == ITR_OP_MAX || rn->op == ITR_OP_MIN)) {
+            // max/min over an empty row is the reference's error: the step then
+            // runs this reduction as its node (its fused operand is empty)
+            struct itr_program *pg = (struct itr_program *)L->p;
+            itr_dim cnt = itr_dim_const(pg, 1);
+            for (int j = 0; j < in->rank; j++)
+                if (!kept[j]) cnt = itr_dim_binary(pg, ITR_DIM_MUL, cnt, in->dims[j]);
+            int64_t c;
+            if (!dim_const(L->p, cnt, &c)) {
+                fits = guarded < 0;
+                guarded = rows[i];
+                guard_cnt = cnt;
+            } else {
+                fits = c > 0;
+            }
+        }
+        if (!fits) {
+            L->row_fail = rows[i];
+            return;
+        }
+    }
+    if (column) build_column_rows(L, v, node, rows, nrows, kept, per_row);
+    else build_trailing_rows(L, v, node, rows, nrows, kept, per_row);
+    int step = L->s->n_steps, kernel = L->s->n_kernels;
+    finish_kernel(L, v, node);
+    for (int i = 0; i < nrows; i++) {
+        L->row_let[rows[i]] = -1;
+        if (L->row_fail < 0) L->row_owner[rows[i]] = kernel;
+    }
+    L->row_rank = 0;
+    L->row_column = false;
+    if (L->row_fail < 0 && guarded >= 0) {
+        L->s->steps[step].guard_count = guard_cnt;
+        L->s->steps[step].guard_node = guarded;
+    }
+}
+
+// The HOW_ROW reductions that node's kernel reaches, in node order, into
+// L->rows; returns how many.
+static int kernel_rows(struct lower *L, int32_t node) {
+    int nrows = 0;
+    const struct itr_node *nd = &L->g->nodes[node];
+    for (int j = 0; j < nd->n_inputs; j++) collect_rows(L, nd->inputs[j], L->rows, &nrows);
+    for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
+    return nrows;
+}
+
+static void lower_inline(struct lower *L, int32_t v, int32_t node) {
+    int nrows = kernel_rows(L, node);
+    if (nrows > 0) {
+        lower_row_kernel(L, v, node, L->rows, nrows);
+        return;
+    }
+    begin_kernel(L);
+    const struct itr_type *t = &L->g->values[v].type;
+    int32_t idx[ITR_MAX_RANK];
+    int32_t ob = out_buffer(L, v);
+    int32_t body = loop_nest(L, t, t->rank, idx, L->k->body);
+    int32_t e = node_at(L, &L->g->nodes[node], idx);
+    kir_append(L->k, body, kir_store(L->k, ob, linear(L, t, idx), e));
+    finish_kernel(L, v, node);
+}
+
 // A reduction whose innermost input axis is kept (a sum over time, over the
 // batch, over regions). The columns go in chunks of up to COLUMN_CHUNK_MAX;
 // a chunk has one accumulator with a lane per column, and the reduced axes
@@ -904,7 +1106,6 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     const struct itr_node *n = &L->g->nodes[node];
     int32_t v = n->outputs[0];
     const struct itr_type *res = &L->g->values[v].type, *in = &L->g->values[n->inputs[0]].type;
-    struct itr_program *p = (struct itr_program *)L->p;   // dims are hash-consed into the program's pool
     begin_kernel(L);
     struct kir_kernel *k = L->k;
     note_op(L, n->op);
@@ -937,36 +1138,9 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
     }
     // The chunk width is fixed at lowering; the last chunk may be narrower.
     itr_dim cols = in->dims[r - 1];
-    int64_t width = COLUMN_CHUNK_MAX;
-    int64_t c;
-    if (dim_const(p, cols, &c)) {
-        if (!parallel_done) c = (c + COLUMN_CHUNKS_WANTED - 1) / COLUMN_CHUNKS_WANTED;
-        c = (c + 7) / 8 * 8;   // whole vectors
-        width = c < 8 ? 8 : c < width ? c : width;
-    } else {
-        // A symbolic width is usually a caption's words (SCAN's softmax over
-        // regions of [images, captions, regions, words]): the accumulator
-        // is initialised whole for every row, so keep it near that size.
-        width = parallel_done ? 16 : 64;
-    }
-    int32_t ncol = dexpr(L, cols);
-    int32_t w = kir_iconst(k, width);
-    int32_t cvar = kir_add_var(k, "cc", KIR_VAR_LOOP, KIR_I64);
-    int32_t f;
-    if (!parallel_done) {
-        itr_dim chunks = itr_dim_binary(p, ITR_DIM_DIV, itr_dim_binary(p, ITR_DIM_ADD, cols, itr_dim_const(p, width - 1)),
-                                        itr_dim_const(p, width));
-        k->parallel_hi = dexpr(L, chunks);
-        k->parallel_dim = chunks;
-        f = kir_for(k, cvar, kir_begin(k), kir_end(k), KIR_LOOP_PARALLEL);
-    } else {
-        int32_t nchunk = kir_binary(k, KIR_DIV, kir_iadd(k, ncol, kir_iconst(k, width - 1)), w);
-        f = kir_for(k, cvar, kir_iconst(k, 0), nchunk, KIR_LOOP_SERIAL);
-    }
-    kir_append(k, seq, f);
-    int32_t body = kir_for_body(k, f);
-    int32_t col_base = kir_imul(k, kir_var_ref(k, cvar), w);
-    int32_t span = imin(L, w, kir_binary(k, KIR_SUB, ncol, col_base));
+    int64_t width = column_width(L, cols, parallel_done);
+    int32_t col_base, span;
+    int32_t body = column_chunk_loop(L, seq, cols, width, &col_base, &span);
     int32_t acc = kir_add_acc(k, "acc", at, (int)width, comb);
     kir_append(k, body, kir_acc_init(k, acc, reduce_init(L, at, comb)));
     int32_t rs = body;
@@ -1419,13 +1593,34 @@ static bool upstream_rows_differ(const struct lower *L, int32_t v, int32_t rows,
     return false;
 }
 
+// Whether computing v inline evaluates a transcendental function (through
+// the values computed inline with it; depth-limited).
+static bool transcendental(const struct lower *L, int32_t v, int depth) {
+    const struct itr_value *val = &L->g->values[v];
+    if (val->kind != ITR_VALUE_NODE || L->s->materialised[v] || L->how[val->node] != HOW_INLINE) return false;
+    const struct itr_node *n = &L->g->nodes[val->node];
+    switch (n->op) {
+    case ITR_OP_EXP: case ITR_OP_LOG: case ITR_OP_SIGMOID: case ITR_OP_TANH: case ITR_OP_GELU: case ITR_OP_ERF:
+    case ITR_OP_POW: case ITR_OP_SIN: case ITR_OP_COS: case ITR_OP_ACOS:
+        return true;
+    default: break;
+    }
+    if (depth > 16) return true;
+    for (int j = 0; j < n->n_inputs; j++)
+        if (transcendental(L, n->inputs[j], depth + 1)) return true;
+    return false;
+}
+
 static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
     if (cons_start[v + 1] - cons_start[v] > 4) return false;
     int32_t row = -1;   // a row reduction that reads v, directly or through one inline value
     for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
         int32_t cn = cons[c];
         if (L->how[cn] == HOW_ROW) row = cn;
-        else if (L->how[cn] != HOW_INLINE) return false;
+        // a transposed read is never at the row's own indices: that kernel
+        // would have to store the row reductions, so store v instead (SCAN's
+        // attention weights, a GEMM operand through a transpose)
+        else if (L->how[cn] != HOW_INLINE || L->g->nodes[cn].op == ITR_OP_TRANSPOSE) return false;
         else {
             int32_t w = L->g->nodes[cn].outputs[0];
             for (int32_t c2 = cons_start[w]; c2 < cons_start[w + 1]; c2++)
@@ -1436,7 +1631,15 @@ static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_sta
     // v computed again in each pass of that row's kernel must not need
     // reductions over other rows, which that kernel cannot host (SCAN's
     // logits, normalised over the words, then a softmax over the regions)
-    return !upstream_rows_differ(L, v, row, 0);
+    if (upstream_rows_differ(L, v, row, 0)) return false;
+    // A column row's passes run over data in L1, where an exponential costs
+    // more than storing and loading it: SCAN's exp(x - max) computed in the
+    // sum's pass and again in the division measured no faster than four
+    // kernels, and BFAN's focal weights, which recompute the softmax in
+    // three kernels, 20% slower. Such a value is stored.
+    bool kept[ITR_MAX_RANK], column;
+    row_form(L, &L->g->nodes[row], kept, &column);
+    return !(column && transcendental(L, v, 0));
 }
 
 // ---------------------------------------------------------------- updates in place
@@ -1559,8 +1762,7 @@ static bool step_writes(const struct kir_schedule *s, const struct kir_step *st,
 // leaves the parameters as they were.
 static void place_updates_in_place(struct kir_schedule *s, const struct itr_graph *g) {
     const struct itr_program *p = g->prog;
-    const char *off = getenv("ITRC_NO_UPDATES_IN_PLACE");
-    if (p->n_updates == 0 || g->n_outputs == 0 || (off && off[0] && strcmp(off, "0") != 0)) return;
+    if (p->n_updates == 0 || g->n_outputs == 0 || env_flag("ITRC_NO_UPDATES_IN_PLACE")) return;
     int barrier = -1;
     for (int si = 0; si < s->n_steps; si++)
         if (step_may_fail(&s->steps[si]) || step_writes(s, &s->steps[si], g, g->outputs[0])) barrier = si;
@@ -1666,8 +1868,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     // reduction that later turns out to be needed in memory is lowered as
     // its own kernel after all).
     // ITRC_NO_ROW_KERNELS=1 turns them off, to measure what they bring.
-    const char *no_rows = getenv("ITRC_NO_ROW_KERNELS");
-    bool rows_on = !(no_rows && no_rows[0] && strcmp(no_rows, "0") != 0);
+    bool rows_on = !env_flag("ITRC_NO_ROW_KERNELS");
     for (int i = 0; i < g->n_nodes && rows_on; i++)
         if (L.how[i] == HOW_REDUCE && row_candidate(&L, i, is_output, cons_start, cons)) {
             L.how[i] = HOW_ROW;
@@ -1696,8 +1897,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
                 if (!cheap(&L, n->inputs[j])) s->materialised[n->inputs[j]] = true;
         }
     }
-    const char *no_sibs = getenv("ITRC_NO_SIBLING_KERNELS");
-    if (!(no_sibs && no_sibs[0] && strcmp(no_sibs, "0") != 0)) plan_siblings(&L, cons_start, cons);
+    if (!env_flag("ITRC_NO_SIBLING_KERNELS")) plan_siblings(&L, cons_start, cons);
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
         switch (L.how[i]) {

@@ -14,8 +14,12 @@
 //
 // Every case runs on the LLVM backend against the reference interpreter at
 // row lengths 1, 7, 8, 9 and 20 (lanes and their tail), in f32 and f64; a
-// max over an empty row gives the reference's error. A softmax over a middle
-// axis stays four kernels.
+// max over an empty row gives the reference's error.
+//
+// Column rows: reductions over a middle axis whose innermost axis is kept
+// are computed per column chunk by their reader's kernel when the chunk's
+// block fits in L1, and give the same bits as the column reduction kernels
+// they replace.
 //
 // Column reductions (the innermost axis kept): one kernel whose chunks of
 // columns have an accumulator lane per column, of the documented width, and
@@ -39,10 +43,29 @@ static const char *SRC =
     "  dim N, M, L\n"
     "  entry soft(x: f32[N, L]) -> (y) { return softmax(x) }\n"
     "  entry soft3(x: f32[N, M, L]) -> (y) { return softmax(x * 2.0) }\n"
-    // over a middle axis: not a row kernel (a strided walk per row measured
-    // slower than the column-block reductions), four kernels
+    // over a middle axis: column row kernels, two (the exponentials are
+    // stored once rather than computed in two passes)
     "  entry softr(x: f32[N, 6, L]) -> (y) { return softmax(x, axis=1) }\n"
+    // not column rows: a chunk's block may not fit in L1 (a symbolic
+    // reduced extent, no kept leading axis, a block over 32 KB)
     "  entry softm(x: f32[N, M, L]) -> (y) { return softmax(x, axis=1) }\n"
+    "  entry bigblock(x: f32[N, 40, 1024]) -> (y) { return x - mean(x, axes=[1], keepdims=true) }\n"
+    "  entry bnorm(x: f32[M, L]) -> (y) {\n"
+    "    d = x - mean(x, axes=[0], keepdims=true)\n"
+    "    return d / sqrt(mean(d * d, axes=[0], keepdims=true) + 1e-5)\n"
+    "  }\n"
+    "  entry bnwide(x: f32[M, 1030]) -> (y) { return x - mean(x, axes=[0], keepdims=true) }\n"
+    // SCAN's attention: the weights, which a product reads through a
+    // transpose, are stored by the softmax's second kernel; the weighted sum
+    // is a column reduction of its own
+    "  entry attn(x: f32[N, 6, L], y: f32[N, 6, M]) -> (c, s) {\n"
+    "    a = softmax(x, axis=1)\n"
+    "    return transpose(a, perm=[0, 2, 1]) @ y, sum(a * x, axes=[1])\n"
+    "  }\n"
+    // one value per column: the reader has the kept axes only
+    "  entry colpick(x: f32[N, 6, L]) -> (y) { return max(x, axes=[1]) + log(sum(exp(x), axes=[1])) }\n"
+    // two column rows over different lengths
+    "  entry twomeans(x: f32[N, 3, L], y: f32[N, 5, L]) -> (z) { return mean(x, axes=[1]) * 0.8 + mean(y, axes=[1]) }\n"
     "  entry msoft(x: f32[N, L], m: bool[N, L]) -> (y) { return masked_softmax(x, m) }\n"
     "  entry lsoft(x: f32[N, L]) -> (y) { return log_softmax(x) }\n"
     "  entry l2(x: f32[N, L]) -> (y) { return l2norm(x) }\n"
@@ -107,7 +130,8 @@ struct expect {
 };
 
 static const struct expect EXPECT[] = {
-    { "soft", 1 }, { "soft3", 1 }, { "softr", 4 }, { "softm", 4 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
+    { "soft", 1 }, { "soft3", 1 }, { "softr", 2 }, { "softm", 4 }, { "bigblock", 2 }, { "attn", 3 },
+    { "colpick", 1 }, { "twomeans", 1 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
     { "cos", 1 },  { "lnorm", 1 }, { "cross", 2 }, { "twice", 3 }, { "shown", 2 }, { "adam", 1 },
     { "transposed", 2 }, { "between", 3 }, { "pairs", 0 },
 };
@@ -279,6 +303,98 @@ TEST(a_max_over_an_empty_row_reports_the_reference_error) {
     itr_program_free(p);
 }
 
+// Runs schedule s of entry g on the LLVM backend at N = 3, M = 2, L = len
+// (inputs as agree_at makes them) into out.
+static bool run_schedule(const struct itr_program *p, const struct itr_graph *g, const struct kir_schedule *s,
+                         int64_t len, struct itr_tensor **out) {
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    for (int i = 0; i < p->n_symbols; i++) {
+        b.bound[i] = true;
+        b.value[i] = strcmp(p->symbols[i].name, "L") == 0 ? len : strcmp(p->symbols[i].name, "M") == 0 ? 2 : 3;
+    }
+    struct itr_tensor *in[8] = { 0 };
+    for (int i = 0; i < g->n_inputs && i < 8; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 40 + (uint64_t)i, false);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_llvm_exe *e = itr_llvm_exe_new(g, s, 2, &d);
+    bool ok = e && itr_llvm_exe_run(e, in, NULL, &b, out, &d);
+    if (!ok) itr_diags_print(&d, stderr);
+    itr_llvm_exe_free(e);
+    for (int i = 0; i < 8; i++) itr_tensor_free(in[i]);
+    itr_diags_free(&d);
+    itr_bindings_free(&b);
+    return ok;
+}
+
+// A column row kernel accumulates each reduction exactly as the column
+// reduction kernel it replaces: the outputs are the same bits as with row
+// kernels off (ITRC_NO_ROW_KERNELS=1), in both precisions, over two column
+// chunks of which the last is partial. Where a chunk's block may not fit in
+// L1 the reductions keep their own kernels.
+TEST(column_rows_change_no_bits) {
+    if (!itr_llvm_available()) return;
+    struct itr_program *p = compile_rows();
+    CHECK(p != NULL);
+    if (!p) return;
+    const char *entries[] = { "softr", "attn", "colpick", "twomeans" };
+    for (int i = 0; i < 4; i++) {
+        const struct itr_graph *g = tu_find_entry(p, entries[i]);
+        CHECK(g != NULL);
+        if (!g) continue;
+        for (int f64 = 0; f64 < 2; f64++) {
+            struct itr_diags d;
+            itr_diags_init(&d);
+            struct kir_schedule *fused = itr_lower_graph(g, f64, &d);
+            setenv("ITRC_NO_ROW_KERNELS", "1", 1);
+            struct kir_schedule *apart = itr_lower_graph(g, f64, &d);
+            unsetenv("ITRC_NO_ROW_KERNELS");
+            CHECK(fused && apart);
+            CHECK_MSG(!fused || !apart || kernel_steps(fused) < kernel_steps(apart),
+                      "entry '%s': %d kernels fused, %d apart", g->name, fused ? kernel_steps(fused) : -1,
+                      apart ? kernel_steps(apart) : -1);
+            struct itr_tensor *a[8] = { 0 }, *b[8] = { 0 };
+            if (fused && apart && run_schedule(p, g, fused, 20, a) && run_schedule(p, g, apart, 20, b)) {
+                for (int k = 0; k < g->n_outputs; k++)
+                    CHECK_MSG(a[k] && b[k] && itr_tensor_nbytes(a[k]) == itr_tensor_nbytes(b[k]) &&
+                                  memcmp(a[k]->data, b[k]->data, itr_tensor_nbytes(a[k])) == 0,
+                              "entry '%s' output %d (%s): fused and unfused differ in the bits", g->name, k,
+                              f64 ? "f64" : "f32");
+            } else {
+                FAIL_AT("entry '%s' (%s) did not run", g->name, f64 ? "f64" : "f32");
+            }
+            for (int k = 0; k < 8; k++) {
+                itr_tensor_free(a[k]);
+                itr_tensor_free(b[k]);
+            }
+            kir_schedule_free(fused);
+            kir_schedule_free(apart);
+            itr_diags_free(&d);
+        }
+    }
+    // where a chunk's block may not fit in L1 there are no column rows:
+    // the same kernels as with them off
+    const char *apart_entries[] = { "softm", "bigblock", "bnorm", "bnwide" };
+    for (int i = 0; i < 4; i++) {
+        const struct itr_graph *g = tu_find_entry(p, apart_entries[i]);
+        CHECK(g != NULL);
+        if (!g) continue;
+        struct itr_diags d;
+        itr_diags_init(&d);
+        struct kir_schedule *on = itr_lower_graph(g, false, &d);
+        setenv("ITRC_NO_COLUMN_ROWS", "1", 1);
+        struct kir_schedule *off = itr_lower_graph(g, false, &d);
+        unsetenv("ITRC_NO_COLUMN_ROWS");
+        CHECK_MSG(on && off && kernel_steps(on) == kernel_steps(off) && kernel_steps(on) > 1,
+                  "entry '%s': %d kernels, %d without column rows; expected the same, more than one", g->name,
+                  on ? kernel_steps(on) : -1, off ? kernel_steps(off) : -1);
+        kir_schedule_free(on);
+        kir_schedule_free(off);
+        itr_diags_free(&d);
+    }
+    itr_program_free(p);
+}
+
 // The Adam-like update stores its three results and not the clipped
 // gradient that only its siblings read.
 TEST(a_value_only_siblings_read_is_not_stored) {
@@ -438,6 +554,7 @@ int main(void) {
     RUN(a_value_only_siblings_read_is_not_stored);
     RUN(row_kernels_agree_with_the_reference);
     RUN(a_max_over_an_empty_row_reports_the_reference_error);
+    RUN(column_rows_change_no_bits);
     RUN(column_reductions_stream_chunks_of_columns);
     RUN(split_products_agree_at_every_thread_count);
     return test_summary();
