@@ -421,8 +421,12 @@ static int by_time_desc(const void *a, const void *b) {
 }
 
 // ITRC_PROFILE=1: where the time of this executable's runs went, the
-// costliest steps first (stderr, when the executable is released).
+// costliest 15 steps first (stderr, when the executable is released);
+// ITRC_PROFILE=N (N > 1): the costliest N.
 static void print_profile(const struct itr_llvm_exe *e) {
+    const char *prof = getenv("ITRC_PROFILE");
+    long top = prof ? strtol(prof, NULL, 10) : 0;
+    if (top <= 1) top = 15;
     const struct kir_schedule *s = e->s;
     double total = 0;
     struct step_time *t = xcalloc((size_t)s->n_steps, sizeof *t);
@@ -433,7 +437,7 @@ static void print_profile(const struct itr_llvm_exe *e) {
     qsort(t, (size_t)s->n_steps, sizeof *t, by_time_desc);
     fprintf(stderr, "profile of '%s': %lld runs, %.4f s in %d steps\n", e->g->name, (long long)e->runs, total,
             s->n_steps);
-    for (int i = 0; i < s->n_steps && i < 15; i++) {
+    for (int i = 0; i < s->n_steps && i < top; i++) {
         const struct kir_step *st = &s->steps[t[i].step];
         const struct itr_node *n = &e->g->nodes[st->node];
         const char *what = st->kind == KIR_STEP_KERNEL ? s->kernels[st->kernel]->name
