@@ -327,6 +327,15 @@ static bool run_schedule(const struct itr_program *p, const struct itr_graph *g,
     return ok;
 }
 
+// g's schedule lowered with the A/B switch `flag` (an environment
+// variable the lowering reads) set.
+static struct kir_schedule *lower_with_flag(const struct itr_graph *g, bool f64, const char *flag, struct itr_diags *d) {
+    setenv(flag, "1", 1);
+    struct kir_schedule *s = itr_lower_graph(g, f64, d);
+    unsetenv(flag);
+    return s;
+}
+
 // A column row kernel accumulates each reduction exactly as the column
 // reduction kernel it replaces: the outputs are the same bits as with row
 // kernels off (ITRC_NO_ROW_KERNELS=1), in both precisions, over two column
@@ -346,9 +355,7 @@ TEST(column_rows_change_no_bits) {
             struct itr_diags d;
             itr_diags_init(&d);
             struct kir_schedule *fused = itr_lower_graph(g, f64, &d);
-            setenv("ITRC_NO_ROW_KERNELS", "1", 1);
-            struct kir_schedule *apart = itr_lower_graph(g, f64, &d);
-            unsetenv("ITRC_NO_ROW_KERNELS");
+            struct kir_schedule *apart = lower_with_flag(g, f64, "ITRC_NO_ROW_KERNELS", &d);
             CHECK(fused && apart);
             CHECK_MSG(!fused || !apart || kernel_steps(fused) < kernel_steps(apart),
                       "entry '%s': %d kernels fused, %d apart", g->name, fused ? kernel_steps(fused) : -1,
@@ -382,9 +389,7 @@ TEST(column_rows_change_no_bits) {
         struct itr_diags d;
         itr_diags_init(&d);
         struct kir_schedule *on = itr_lower_graph(g, false, &d);
-        setenv("ITRC_NO_COLUMN_ROWS", "1", 1);
-        struct kir_schedule *off = itr_lower_graph(g, false, &d);
-        unsetenv("ITRC_NO_COLUMN_ROWS");
+        struct kir_schedule *off = lower_with_flag(g, false, "ITRC_NO_COLUMN_ROWS", &d);
         CHECK_MSG(on && off && kernel_steps(on) == kernel_steps(off) && kernel_steps(on) > 1,
                   "entry '%s': %d kernels, %d without column rows; expected the same, more than one", g->name,
                   on ? kernel_steps(on) : -1, off ? kernel_steps(off) : -1);
