@@ -53,6 +53,8 @@ struct lower {
     bool row_column;
     int32_t col_base;     // the first column of the chunk (an expression)
     int32_t col_lane;     // the lane variable of the innermost loop being built
+    int32_t *scratch_of;  // per node: for a division w / sum(w) over a column row whose kernel
+                          // stores w into the division's output in the sum's pass, w; else -1
     int32_t *rows;        // per node: kernel_rows' result (one buffer, never in use twice)
     // sibling kernels (plan_siblings)
     int32_t *sib_of;      // per node: its sibling group, or -1
@@ -766,7 +768,12 @@ static bool column_block_fits(const struct lower *L, const struct itr_type *in, 
     int64_t extent = 1, c;
     for (int j = 0; j < in->rank - 1; j++)
         if (!kept[j]) {
-            if (!dim_const(L->p, in->dims[j], &c)) return false;
+            // a dim with a declared size (`dim R = 36`) counts at that size:
+            // a run that binds it otherwise only runs slower, never wrong
+            itr_dim d = in->dims[j];
+            const struct itr_dim_node *dn = &L->p->dimnodes[d];
+            if (dn->kind == ITR_DIM_SYM && L->p->symbols[dn->value].has_default) c = L->p->symbols[dn->value].default_value;
+            else if (!dim_const(L->p, d, &c)) return false;
             extent *= c;
         }
     return extent * column_width(L, in->dims[in->rank - 1], true) * 8 <= COLUMN_ROW_BLOCK_MAX;
@@ -948,6 +955,8 @@ static void build_column_rows(struct lower *L, int32_t v, int32_t node, const in
     const struct itr_type *t = &L->g->values[v].type;
     const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
     int r = in0->rank, last = r - 1;
+    int32_t scratch = L->scratch_of[node];   // normalising_division's w, or -1
+    bool scratch_stored = false;
     begin_kernel(L);
     struct kir_kernel *k = L->k;
     int32_t ob = out_buffer(L, v);
@@ -990,7 +999,18 @@ static void build_column_rows(struct lower *L, int32_t v, int32_t node, const in
         int32_t body = column_lane_loop(L, rs, span);
         int32_t lane = kir_var_ref(k, L->col_lane);
         ii[last] = kir_iadd(k, L->col_base, lane);
-        kir_append(k, body, kir_acc_update(k, acc, lane, kir_cast(k, at, value_at(L, rn->inputs[0], ii))));
+        int32_t x = value_at(L, rn->inputs[0], ii);
+        if (scratch >= 0 && rn->op == ITR_OP_SUM && rn->inputs[0] == scratch && !per_row) {
+            // a normalisation w / sum(w): w goes to v's memory here, and v's
+            // loop divides it in place
+            const struct itr_value *wv = &L->g->values[scratch];
+            int32_t let = kir_add_var(k, wv->name, KIR_VAR_LET, ktype(L, wv->type.dtype));
+            kir_append(k, body, kir_let(k, let, x));
+            x = kir_var_ref(k, let);
+            kir_append(k, body, kir_store(k, ob, linear(L, t, ii), x));
+            scratch_stored = true;
+        }
+        kir_append(k, body, kir_acc_update(k, acc, lane, kir_cast(k, at, x)));
         L->row_let[rows[i]] = acc;
     }
     // v's remaining axes (its reduced ones; size-1 ones need no loop), then
@@ -1002,8 +1022,10 @@ static void build_column_rows(struct lower *L, int32_t v, int32_t node, const in
     }
     seq = column_lane_loop(L, seq, span);
     idx[t->rank - 1] = kir_iadd(k, L->col_base, kir_var_ref(k, L->col_lane));
-    int32_t e = node_at(L, &L->g->nodes[node], idx);
-    kir_append(k, seq, kir_store(k, ob, linear(L, t, idx), e));
+    const struct itr_node *n = &L->g->nodes[node];
+    int32_t off = linear(L, t, idx);
+    int32_t e = scratch_stored ? kir_binary(k, KIR_DIV, kir_load(k, ob, off), operand_at(L, n, 1, idx)) : node_at(L, n, idx);
+    kir_append(k, seq, kir_store(k, ob, off, e));
 }
 
 static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
@@ -1611,7 +1633,25 @@ static bool transcendental(const struct lower *L, int32_t v, int depth) {
     return false;
 }
 
-static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
+// The division node of a normalisation over a column row, w / sum(w) with
+// w read by nothing else, or -1. Its kernel stores w into the division's
+// output in the sum's pass and divides there in place: w is computed once
+// and never stored on its own (SCAN's softmax over regions, one kernel).
+static int32_t normalising_division(const struct lower *L, int32_t w, const int32_t *cons_start, const int32_t *cons) {
+    if (cons_start[w + 1] - cons_start[w] != 2) return -1;
+    int32_t r = -1, d = -1;
+    for (int32_t c = cons_start[w]; c < cons_start[w + 1]; c++) {
+        const struct itr_node *n = &L->g->nodes[cons[c]];
+        if (L->how[cons[c]] == HOW_ROW && n->op == ITR_OP_SUM) r = cons[c];
+        else if (L->how[cons[c]] == HOW_INLINE && n->op == ITR_OP_DIV) d = cons[c];
+    }
+    if (r < 0 || d < 0) return -1;
+    const struct itr_node *dn = &L->g->nodes[d];
+    if (dn->inputs[0] != w || dn->inputs[1] != L->g->nodes[r].outputs[0]) return -1;
+    return same_shape(&L->g->values[dn->outputs[0]].type, &L->g->values[w].type) ? d : -1;
+}
+
+static bool row_shared(struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
     if (cons_start[v + 1] - cons_start[v] > 4) return false;
     int32_t row = -1;   // a row reduction that reads v, directly or through one inline value
     for (int32_t c = cons_start[v]; c < cons_start[v + 1]; c++) {
@@ -1639,7 +1679,11 @@ static bool row_shared(const struct lower *L, int32_t v, const int32_t *cons_sta
     // three kernels, 20% slower. Such a value is stored.
     bool kept[ITR_MAX_RANK], column;
     row_form(L, &L->g->nodes[row], kept, &column);
-    return !(column && transcendental(L, v, 0));
+    if (!column || !transcendental(L, v, 0)) return true;
+    int32_t d = normalising_division(L, v, cons_start, cons);
+    if (d < 0) return false;
+    L->scratch_of[d] = v;   // undone after planning if the division is not stored
+    return true;
 }
 
 // ---------------------------------------------------------------- updates in place
@@ -1813,6 +1857,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.touched = xcalloc((size_t)g->n_values, sizeof *L.touched);
     L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
     L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
+    L.scratch_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.scratch_of);
     L.rows = xcalloc((size_t)g->n_nodes + 1, sizeof *L.rows);
     L.row_fail = -1;
     L.sib_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.sib_of);
@@ -1820,7 +1865,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     for (int i = 0; i < g->n_nodes; i++) L.sib_of[i] = -1;
     for (int i = 0; i < g->n_values; i++) L.sib_let[i] = -1;
     for (int i = 0; i < g->n_values; i++) L.buf_of[i] = -1;
-    for (int i = 0; i < g->n_nodes; i++) L.row_let[i] = L.row_owner[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) L.row_let[i] = L.row_owner[i] = L.scratch_of[i] = -1;
 
     for (int i = 0; i < g->n_nodes; i++) {
         L.how[i] = classify(&L, &g->nodes[i]);
@@ -1897,6 +1942,13 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
                 if (!cheap(&L, n->inputs[j])) s->materialised[n->inputs[j]] = true;
         }
     }
+    // A normalisation's numerator is computed in the division's kernel only
+    // when that kernel exists: the division stored
+    for (int i = 0; i < g->n_nodes; i++)
+        if (L.scratch_of[i] >= 0 && !s->materialised[g->nodes[i].outputs[0]]) {
+            s->materialised[L.scratch_of[i]] = true;
+            L.scratch_of[i] = -1;
+        }
     if (!env_flag("ITRC_NO_SIBLING_KERNELS")) plan_siblings(&L, cons_start, cons);
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
@@ -1966,6 +2018,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     free(is_output);
     free(L.row_let);
     free(L.row_owner);
+    free(L.scratch_of);
     free(L.rows);
     free(L.sib_of);
     free(L.sib_let);
