@@ -51,6 +51,9 @@ struct lower {
     // column rows (row_form): row_let then holds each reduction's
     // accumulator, read at the lane of the current column loop
     bool row_column;
+    bool column_rows_on;  // !ITRC_NO_COLUMN_ROWS, read once per lowering
+    int64_t *sym_size;    // per symbol: its declared size (`dim R = 36`), where sym_declared says so
+    bool *sym_declared;
     int32_t col_base;     // the first column of the chunk (an expression)
     int32_t col_lane;     // the lane variable of the innermost loop being built
     int32_t *scratch_of;  // per node: for a division w / sum(w) over a column row whose kernel
@@ -521,10 +524,6 @@ static bool is_zero(const struct lower *L, int32_t e) {
     return x->kind == KIR_E_CONST_INT && x->ival == 0;
 }
 
-// A HOW_ROW reduction read in the kernel being built: its per-row let, when
-// the indices are the row's (the kept axes the row loops, the reduced axes
-// kept as size 1 read at 0). Otherwise the kernel cannot compute it per row:
-// row_fail makes the caller drop the kernel and materialise the reduction.
 static bool expr_equal(const struct kir_kernel *k, int32_t a, int32_t b);
 
 // Whether e is the current column of a column row kernel: col_base + lane.
@@ -533,6 +532,14 @@ static bool is_current_column(const struct lower *L, int32_t e) {
     return x->kind == KIR_E_BINARY && x->op == KIR_ADD && expr_equal(L->k, x->a, L->col_base) && is_var(L, x->b, L->col_lane);
 }
 
+static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
+static int32_t mean_of(struct lower *L, int32_t sum, const struct itr_type *in, const bool *red);
+
+// A HOW_ROW reduction read in the kernel being built: its per-row let (a
+// column row: its accumulator's lane for the current column), when the
+// indices are the row's (the kept axes the row loops, the reduced axes kept
+// as size 1 read at 0). Otherwise the kernel cannot compute it per row:
+// row_fail makes the caller drop the kernel and materialise the reduction.
 static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
     const struct itr_node *n = &L->g->nodes[node];
     const struct itr_value *val = &L->g->values[n->outputs[0]];
@@ -551,14 +558,11 @@ static int32_t row_value_at(struct lower *L, int32_t node, const int32_t *idx) {
     // the column's lane of the chunk's accumulator, as a column reduction
     // kernel stores it
     struct kir_kernel *k = L->k;
-    int32_t acc = L->row_let[node];
-    int32_t r = kir_acc_ref(k, acc, kir_var_ref(k, L->col_lane));
+    int32_t r = kir_acc_ref(k, L->row_let[node], kir_var_ref(k, L->col_lane));
     if (n->op == ITR_OP_MEAN) {
-        const struct itr_type *in = &L->g->values[n->inputs[0]].type;
-        int32_t count = kir_iconst(k, 1);
-        for (int j = 0; j < in->rank; j++)
-            if (!L->row_kept[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
-        r = kir_binary(k, KIR_DIV, r, kir_cast(k, k->vars[acc].type, count));
+        bool red[ITR_MAX_RANK];
+        reduced_axes(L, n, red);
+        r = mean_of(L, r, &L->g->values[n->inputs[0]].type, red);
     }
     return kir_cast(k, ktype(L, val->type.dtype), r);
 }
@@ -727,6 +731,16 @@ static enum kir_type acc_type(enum kir_type t, enum kir_op comb) {
     return t == KIR_F32 && comb == KIR_ADD ? KIR_F64 : t;
 }
 
+// A mean from the sum `sum` (in the accumulator's type) of operand type
+// `in` over the axes `red` marks.
+static int32_t mean_of(struct lower *L, int32_t sum, const struct itr_type *in, const bool *red) {
+    struct kir_kernel *k = L->k;
+    int32_t count = kir_iconst(k, 1);
+    for (int j = 0; j < in->rank; j++)
+        if (red[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
+    return kir_binary(k, KIR_DIV, sum, kir_cast(k, k->exprs[sum].type, count));
+}
+
 // A serial loop "rJ" over reduced axis j of operand type `in`, appended to
 // seq, its index in ii[j]; returns the loop's body.
 static int32_t reduced_axis_loop(struct lower *L, int32_t seq, const struct itr_type *in, int j, int32_t *ii) {
@@ -748,7 +762,6 @@ static int32_t reduced_axis_loop(struct lower *L, int32_t seq, const struct itr_
 
 // ---------------------------------------------------------------- row kernels
 
-static void reduced_axes(const struct lower *L, const struct itr_node *n, bool *red);
 static int32_t reduce_pass(struct lower *L, int32_t seq, const struct itr_node *n, const bool *red, int32_t *ii);
 
 // The most bytes of a column row's block (its reduced extent times a chunk
@@ -764,16 +777,14 @@ static int64_t column_width(const struct lower *L, itr_dim cols, bool outer_para
 // reduction kernels; SCAN's block, 36 regions x 16 words, is 4.6 KB in f64.
 // ITRC_NO_COLUMN_ROWS=1 turns column rows off (for measuring them).
 static bool column_block_fits(const struct lower *L, const struct itr_type *in, const bool *kept) {
-    if (env_flag("ITRC_NO_COLUMN_ROWS") || !kept[0]) return false;
+    if (!L->column_rows_on || !kept[0]) return false;
     int64_t extent = 1, c;
+    int32_t unbound;
     for (int j = 0; j < in->rank - 1; j++)
         if (!kept[j]) {
-            // a dim with a declared size (`dim R = 36`) counts at that size:
-            // a run that binds it otherwise only runs slower, never wrong
-            itr_dim d = in->dims[j];
-            const struct itr_dim_node *dn = &L->p->dimnodes[d];
-            if (dn->kind == ITR_DIM_SYM && L->p->symbols[dn->value].has_default) c = L->p->symbols[dn->value].default_value;
-            else if (!dim_const(L->p, d, &c)) return false;
+            // dims with a declared size (`dim R = 36`) count at that size:
+            // a run that binds them otherwise only runs slower, never wrong
+            if (!itr_dim_eval(L->p, in->dims[j], L->sym_size, L->sym_declared, &c, &unbound)) return false;
             extent *= c;
         }
     return extent * column_width(L, in->dims[in->rank - 1], true) * 8 <= COLUMN_ROW_BLOCK_MAX;
@@ -840,14 +851,6 @@ static void unmark_rows(struct lower *L, int32_t v) {
     for (int j = 0; j < nd->n_inputs; j++) unmark_rows(L, nd->inputs[j]);
 }
 
-// The kernel of value v (computed by node, elementwise or movement), when it
-// reads the HOW_ROW reductions rows[0..nrows): one kernel whose leading
-// loops run over the rows; per row, one pass per reduction (its accumulation
-// over the row, bound to a let), then v's remaining loops. The reductions
-// see their operands in the order a standalone reduction kernel would, so
-// they give the same bits. A reduction that does not fit (other row axes,
-// already computed by another kernel, a second max/min whose row may be
-// empty) is left in row_fail for the caller to materialise.
 // The body of a row kernel over trailing-axis rows: the row loops, a pass
 // per reduction bound to a let, then v's remaining loops.
 static void build_trailing_rows(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows,
@@ -1028,6 +1031,14 @@ static void build_column_rows(struct lower *L, int32_t v, int32_t node, const in
     kir_append(k, seq, kir_store(k, ob, off, e));
 }
 
+// The kernel of value v (computed by node, elementwise or movement), when it
+// reads the HOW_ROW reductions rows[0..nrows): one kernel whose leading
+// loops run over the rows; per row, one pass per reduction (its accumulation
+// over the row, bound to a let), then v's remaining loops. The reductions
+// see their operands in the order a standalone reduction kernel would, so
+// they give the same bits. A reduction that does not fit (other row axes,
+// already computed by another kernel, a second max/min whose row may be
+// empty) is left in row_fail for the caller to materialise.
 static void lower_row_kernel(struct lower *L, int32_t v, int32_t node, const int32_t *rows, int nrows) {
     const struct itr_type *t = &L->g->values[v].type;
     const struct itr_type *in0 = &L->g->values[L->g->nodes[rows[0]].inputs[0]].type;
@@ -1186,12 +1197,7 @@ static void lower_reduce_outer(struct lower *L, int32_t node, const bool *red, b
         else if (keep) oi[o++] = kir_iconst(k, 0);
     }
     int32_t val = kir_acc_ref(k, acc, st_lane);
-    if (n->op == ITR_OP_MEAN) {
-        int32_t count = kir_iconst(k, 1);
-        for (int j = 0; j < r; j++)
-            if (red[j]) count = kir_imul(k, count, dexpr(L, in->dims[j]));
-        val = kir_binary(k, KIR_DIV, val, kir_cast(k, at, count));
-    }
+    if (n->op == ITR_OP_MEAN) val = mean_of(L, val, in, red);
     kir_append(k, kir_for_body(k, fs), kir_store(k, ob, linear(L, res, oi), kir_cast(k, t, val)));
     int step = L->s->n_steps;
     finish_kernel(L, v, node);
@@ -1858,6 +1864,13 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
     L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
     L.scratch_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.scratch_of);
+    L.column_rows_on = !env_flag("ITRC_NO_COLUMN_ROWS");
+    L.sym_size = xcalloc((size_t)L.p->n_symbols + 1, sizeof *L.sym_size);
+    L.sym_declared = xcalloc((size_t)L.p->n_symbols + 1, sizeof *L.sym_declared);
+    for (int i = 0; i < L.p->n_symbols; i++) {
+        L.sym_size[i] = L.p->symbols[i].default_value;
+        L.sym_declared[i] = L.p->symbols[i].has_default;
+    }
     L.rows = xcalloc((size_t)g->n_nodes + 1, sizeof *L.rows);
     L.row_fail = -1;
     L.sib_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.sib_of);
@@ -2019,6 +2032,8 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     free(L.row_let);
     free(L.row_owner);
     free(L.scratch_of);
+    free(L.sym_size);
+    free(L.sym_declared);
     free(L.rows);
     free(L.sib_of);
     free(L.sib_let);
