@@ -465,7 +465,7 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
             unsigned bits = r > 0 ? itr_rewrite_from_name(v) : 0;
             if (r < 0) rc = ITR_EXIT_USER;
             else if (!bits)
-                rc = usage_error("compile", "unknown rewrite '%s' for --no-rewrite (known: gram, reassoc, all)", v);
+                rc = usage_error("compile", "unknown rewrite '%s' for --no-rewrite (known: gram, reassoc, rows, all)", v);
             else no_rewrites |= bits;
         } else if (strcmp(argv[i], "-O0") == 0) opt_level = 0;
         else if (strcmp(argv[i], "-O1") == 0) opt_level = 1;
@@ -511,7 +511,8 @@ static int cmd_compile(const char *operand, int argc, char **argv) {
     } else {
         if (o.data) data_report(&db, &o, p->name, stdout);
         if (verbose && opt_level >= 2)
-            fprintf(stderr, "rewrite: %d gram, %d reassociated\n", rep.rewrites.gram, rep.rewrites.reassociated);
+            fprintf(stderr, "rewrite: %d gram, %d reassociated, %d on fewer rows\n", rep.rewrites.gram,
+                    rep.rewrites.reassociated, rep.rewrites.rows);
         if (verbose && opt_level >= 1) {
             const struct itr_simplify_stats *st = &rep.simplify;
             fprintf(stderr, "simplify: %d -> %d nodes in %d rounds: %d folded, %d merged, %d rewritten, %d dead "
@@ -679,7 +680,7 @@ static const struct itr_cli_command commands[] = {
       "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The output parses back to the same program.\n",
       cmd_print },
-    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|cuda|ref] [-O0|-O1|-O2] [--no-rewrite gram|reassoc|all] [-v] [-I DIR]... [-D NAME=VALUE]... "
+    { "compile", "FILE.ir [-o FILE.plan] [--target llvm|cuda|ref] [-O0|-O1|-O2] [--no-rewrite gram|reassoc|rows|all] [-v] [-I DIR]... [-D NAME=VALUE]... "
       "[--data DIR]",
       "compile a model into a plan",
       "  -o FILE, --output FILE     where to write the plan (default: FILE.ir with .plan)\n"
@@ -692,7 +693,7 @@ static const struct itr_cli_command commands[] = {
       "  -O1                        constant folding, CSE, DCE, exact algebraic identities; outputs\n"
       "                             bit-for-bit those of -O0\n"
       "  -O2                        -O1 and the contraction rewrites, which reorder sums (default)\n"
-      "  --no-rewrite R             turn rewrite R off at -O2: gram, reassoc, or all (repeatable)\n"
+      "  --no-rewrite R             turn rewrite R off at -O2: gram, reassoc, rows, or all (repeatable)\n"
       "  -v, --verbose              report what the passes did\n"
       "  -I DIR, -D, --data         as for 'itrc check'\n"
       "The plan is written atomically: on any error no file is left behind. A train entry becomes\n"

@@ -102,17 +102,28 @@ bool itr_compile_training_step(struct itr_program *p, struct itr_diags *d);
 //            Gram matrix, never forming the context (cross attention).
 //   reassoc  a matmul chain (A @ B) @ C or A @ (B @ C) in the cheaper order
 //            for the model's dims.
-enum { ITR_REWRITE_GRAM = 1u << 0, ITR_REWRITE_REASSOC = 1u << 1, ITR_REWRITE_ALL = 3u };
+//   rows     a value whose readers take only rows [lo, hi) of one axis
+//            (slice(x, ...)) is computed on those rows where its rows come
+//            from its operands' rows (elementwise ops, reductions over other
+//            axes, a matmul's rows, transposes): SGR's last graph step, whose
+//            only reader is node 0. Exact on the reference interpreter.
+enum {
+    ITR_REWRITE_GRAM = 1u << 0,
+    ITR_REWRITE_REASSOC = 1u << 1,
+    ITR_REWRITE_ROWS = 1u << 2,
+    ITR_REWRITE_ALL = 7u
+};
 
 struct itr_rewrite_stats {
     int gram;            // sums rewritten to the Gram form
     int reassociated;    // matmul chains reordered
+    int rows;            // nodes computed on the rows their readers take
 };
 
 // Applies the rewrites in `which` (ITR_REWRITE_* bits) to every graph.
 bool itr_rewrite_contractions(struct itr_program *p, unsigned which, struct itr_rewrite_stats *stats,
                               struct itr_diags *d);
-// "gram", "reassoc", "all" -> bits; 0 for an unknown name.
+// "gram", "reassoc", "rows", "all" -> bits; 0 for an unknown name.
 unsigned itr_rewrite_from_name(const char *name);
 
 #endif

@@ -398,6 +398,299 @@ static int reassoc_choice(const struct itr_graph *g, const struct uses *u, const
     return 0;
 }
 
+// (X A + a)(Y B + b)ᵀ with A, B matrices and a, b vectors (two linear
+// layers meeting in one product: the query–key logits of a graph step)
+//   = X (A Bᵀ) Yᵀ + X (A b) 1ᵀ + 1 (Y (B a))ᵀ + a·b
+// where A Bᵀ is computed once instead of projecting every row twice.
+struct bilinear_site {
+    int32_t x, a, bias_a;   // P = X @ A (+ bias_a); bias -1 when absent
+    int32_t y, b, bias_b;   // Q = Y @ B (+ bias_b); the product is P @ Qᵀ
+};
+
+static bool used_once(const struct itr_graph *g, const struct uses *u, int32_t v) {
+    return u->start[v + 1] - u->start[v] == 1 && !is_graph_output(g, v);
+}
+
+// v = X @ W + bias (or X @ W) with W a matrix and bias a vector of W's
+// columns, every intermediate read only on the way to v.
+static bool affine_of(const struct itr_graph *g, const struct uses *u, int32_t v, int32_t *x, int32_t *w,
+                      int32_t *bias) {
+    *bias = -1;
+    int32_t mm = v;
+    const struct itr_node *n = producer(g, v);
+    if (n && n->op == ITR_OP_ADD) {
+        for (int side = 0; side < 2 && mm == v; side++) {
+            int32_t m = n->inputs[side], b = n->inputs[1 - side];
+            const struct itr_type *bt = type_of(g, b);
+            if (is_op(g, m, ITR_OP_MATMUL) && used_once(g, u, m) && bt->rank == 1 &&
+                bt->dims[0] == type_of(g, v)->dims[type_of(g, v)->rank - 1]) {
+                mm = m;
+                *bias = b;
+            }
+        }
+        if (mm == v) return false;
+    }
+    if (!is_op(g, mm, ITR_OP_MATMUL)) return false;
+    const struct itr_node *m = producer(g, mm);
+    if (type_of(g, m->inputs[1])->rank != 2 || type_of(g, m->inputs[0])->rank < 2) return false;
+    if (!itr_type_equal(type_of(g, mm), type_of(g, v))) return false;   // the bias broadcasts nothing new
+    *x = m->inputs[0];
+    *w = m->inputs[1];
+    return true;
+}
+
+static bool bilinear_match(const struct itr_graph *g, const struct uses *u, const struct itr_dim_bindings *b, int i,
+                           struct bilinear_site *s) {
+    const struct itr_node *n = &g->nodes[i];
+    if (n->op != ITR_OP_MATMUL || !itr_dtype_is_float(type_of(g, n->outputs[0])->dtype)) return false;
+    int32_t P = n->inputs[0], Qt = n->inputs[1], Q = untransposed(g, Qt);
+    if (Q < 0 || !used_once(g, u, P) || !used_once(g, u, Qt) || !used_once(g, u, Q)) return false;
+    if (!affine_of(g, u, P, &s->x, &s->a, &s->bias_a) || !affine_of(g, u, Q, &s->y, &s->b, &s->bias_b)) return false;
+    // Cost per product as matmul_cost counts it, before and after.
+    const struct itr_program *p = g->prog;
+    const struct itr_type *tx = type_of(g, s->x), *ty = type_of(g, s->y), *ta = type_of(g, s->a),
+                          *tb = type_of(g, s->b);
+    struct itr_type tyt = *ty, tbt = *tb, tm, txm;
+    tyt.dims[ty->rank - 2] = ty->dims[ty->rank - 1];
+    tyt.dims[ty->rank - 1] = ty->dims[ty->rank - 2];
+    tbt.dims[0] = tb->dims[1];
+    tbt.dims[1] = tb->dims[0];
+    tm = product_type(ta, &tbt);
+    txm = product_type(tx, &tm);
+    double before = matmul_cost(p, b, tx, ta) + matmul_cost(p, b, ty, tb) +
+                    matmul_cost(p, b, type_of(g, P), type_of(g, Qt));
+    double after = matmul_cost(p, b, ta, &tbt) + matmul_cost(p, b, tx, &tm) + matmul_cost(p, b, &txm, &tyt);
+    return after * 1.25 < before;
+}
+
+// A vector v [n] as the matrix [n, 1].
+static int32_t as_column(struct itr_grad_ctx *c, int32_t v) {
+    const struct itr_type *t = gb_type(c, v);
+    itr_dim dims[2] = { t->dims[0], itr_dim_const(c->g->prog, 1) };
+    struct itr_type col = itr_type_make(t->dtype, 2, dims);
+    return gb_reshape(c, v, &col);
+}
+
+static int32_t bilinear_emit(struct itr_grad_ctx *c, const struct bilinear_site *s, const int32_t *map) {
+    int32_t X = map[s->x], A = map[s->a], Y = map[s->y], B = map[s->b];
+    int32_t M = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ A, gb_swap_last2(c, B) }, 2, NULL);
+    int32_t XM = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ X, M }, 2, NULL);
+    int32_t out = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ XM, gb_swap_last2(c, Y) }, 2, NULL);
+    if (s->bias_b >= 0) {   // each row of P's X against b: constant along the row
+        int32_t Ab = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ A, as_column(c, map[s->bias_b]) }, 2, NULL);
+        out = gb_add(c, out, gb_node(c, ITR_OP_MATMUL, (int32_t[]){ X, Ab }, 2, NULL));
+    }
+    if (s->bias_a >= 0) {   // a against each row of Q's Y: constant along the columns
+        int32_t Ba = gb_node(c, ITR_OP_MATMUL, (int32_t[]){ B, as_column(c, map[s->bias_a]) }, 2, NULL);
+        out = gb_add(c, out, gb_swap_last2(c, gb_node(c, ITR_OP_MATMUL, (int32_t[]){ Y, Ba }, 2, NULL)));
+    }
+    if (s->bias_a >= 0 && s->bias_b >= 0) {
+        int64_t ax = 0;
+        out = gb_add(c, out, gb_reduce(c, ITR_OP_SUM, gb_mul(c, map[s->bias_a], map[s->bias_b]), &ax, 1, false));
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- rows
+
+// The part of a value that its readers use: nothing, all of it, or the
+// rows [lo, hi) along one axis (constants, 0 <= lo < hi).
+enum rows_kind { ROWS_NONE, ROWS_ALL, ROWS_RANGE };
+struct rows { enum rows_kind kind; int axis; int64_t lo, hi; };
+
+static const struct rows rows_all = { ROWS_ALL, 0, 0, 0 };
+
+static struct rows rows_merge(struct rows a, struct rows b) {
+    if (a.kind == ROWS_NONE) return b;
+    if (b.kind == ROWS_NONE) return a;
+    if (a.kind == ROWS_ALL || b.kind == ROWS_ALL || a.axis != b.axis) return rows_all;
+    a.lo = a.lo < b.lo ? a.lo : b.lo;
+    a.hi = a.hi > b.hi ? a.hi : b.hi;
+    return a;
+}
+
+static bool rows_equal(struct rows a, struct rows b) {
+    return a.kind == b.kind && (a.kind != ROWS_RANGE || (a.axis == b.axis && a.lo == b.lo && a.hi == b.hi));
+}
+
+// Axes (normalised) of a reduction node; false when it reduces every axis.
+static bool reduced_axes(const struct itr_graph *g, const struct itr_node *n, bool *red, int rank) {
+    for (int i = 0; i < rank; i++) red[i] = false;
+    if (n->op == ITR_OP_ARGMAX || n->op == ITR_OP_ARGMIN) {
+        int64_t ax = itr_node_attr_int(n, "axis");
+        red[ax < 0 ? ax + rank : ax] = true;
+        return true;
+    }
+    const struct itr_attr *a = itr_node_attr(n, "axes");
+    if (!a || a->kind != ITR_ATTR_INTS) return false;
+    (void)g;
+    for (int i = 0; i < a->u.ints.n; i++) {
+        int64_t ax = a->u.ints.v[i];
+        red[ax < 0 ? ax + rank : ax] = true;
+    }
+    return true;
+}
+
+// Under numpy broadcasting, the axis of operand type `in` that result axis
+// `axis` of `out` reads: -1 when the operand lacks it or has size 1 there
+// (broadcast: read whole), -2 when the two sizes cannot be told equal.
+static int broadcast_axis(const struct itr_graph *g, const struct itr_type *in, const struct itr_type *out,
+                          int axis) {
+    int ak = axis - (out->rank - in->rank);
+    if (ak < 0 || (dim_is(g->prog, in->dims[ak], 1) && !dim_is(g->prog, out->dims[axis], 1))) return -1;
+    return in->dims[ak] == out->dims[axis] ? ak : -2;
+}
+
+// For node n whose result is needed only along rows of `axis`: the axis of
+// operand k that those rows come from (its rows there give exactly the
+// result's rows), -1 when operand k is read whole (broadcast along the axis,
+// or the matmul operand the axis does not index), or -2 when n's rows do not
+// come from its operands' rows (the node is computed whole).
+static int rows_operand_axis(const struct itr_graph *g, const struct itr_node *n, int axis, int k) {
+    if (n->n_outputs != 1) return -2;
+    const struct itr_type *out = type_of(g, n->outputs[0]), *in = type_of(g, n->inputs[k]);
+    int r = out->rank, rk = in->rank;
+    const struct itr_op_info *info = itr_op_info(n->op);
+    if (info->cls == ITR_CLASS_ELEMENTWISE) return broadcast_axis(g, in, out, axis);
+    switch (n->op) {
+    case ITR_OP_SUM: case ITR_OP_MEAN: case ITR_OP_MAX: case ITR_OP_MIN: case ITR_OP_ARGMAX: case ITR_OP_ARGMIN: {
+        bool red[ITR_MAX_RANK];
+        if (!reduced_axes(g, n, red, rk)) return -2;
+        if (itr_node_attr_int(n, "keepdims")) return red[axis] ? -2 : axis;
+        for (int i = 0, kept = 0; i < rk; i++)
+            if (!red[i] && kept++ == axis) return i;
+        return -2;
+    }
+    case ITR_OP_MATMUL: {
+        const struct itr_type *ta = type_of(g, n->inputs[0]), *tb = type_of(g, n->inputs[1]);
+        if (ta->rank < 2 || tb->rank < 2) return -2;
+        if (axis == r - 2) return k == 0 ? rk - 2 : -1;
+        if (axis == r - 1) return k == 1 ? rk - 1 : -1;
+        return broadcast_axis(g, in, out, axis);
+    }
+    case ITR_OP_TRANSPOSE: {
+        const struct itr_attr *a = itr_node_attr(n, "perm");
+        if (!a || a->kind != ITR_ATTR_INTS) return r - 1 - axis;
+        int64_t pa = a->u.ints.v[axis];
+        return (int)(pa < 0 ? pa + rk : pa);
+    }
+    case ITR_OP_RESHAPE: {
+        // Splitting or merging only axes after `axis` (a transformer's heads).
+        if (axis >= rk) return -2;
+        for (int i = 0; i <= axis; i++)
+            if (in->dims[i] != out->dims[i]) return -2;
+        return axis;
+    }
+    case ITR_OP_UNSQUEEZE: case ITR_OP_SQUEEZE: {
+        // The axes that exist in the larger of the two shapes only.
+        bool extra[ITR_MAX_RANK] = { false };
+        const struct itr_attr *a = itr_node_attr(n, "axes");
+        int big = n->op == ITR_OP_UNSQUEEZE ? r : rk;
+        for (int i = 0; i < a->u.ints.n; i++) {
+            int64_t ax = a->u.ints.v[i];
+            extra[ax < 0 ? ax + big : ax] = true;
+        }
+        if (n->op == ITR_OP_UNSQUEEZE) {
+            if (extra[axis]) return -2;
+            int before = 0;
+            for (int i = 0; i < axis; i++) before += extra[i];
+            return axis - before;
+        }
+        for (int i = 0, kept = 0; i < rk; i++)
+            if (!extra[i] && kept++ == axis) return i;
+        return -2;
+    }
+    default:
+        return -2;
+    }
+}
+
+// The rows a slice node reads of its operand: one axis, unit step, constant
+// bounds inside the axis (a slice to the end of a symbolic axis reads all).
+static struct rows slice_rows(const struct itr_graph *g, const struct itr_node *n) {
+    const struct itr_attr *axes = itr_node_attr(n, "axes"), *starts = itr_node_attr(n, "starts"),
+                          *ends = itr_node_attr(n, "ends"), *steps = itr_node_attr(n, "steps");
+    if (axes->u.ints.n != 1) return rows_all;
+    if (steps && steps->kind == ITR_ATTR_INTS && steps->u.ints.v[0] != 1) return rows_all;
+    const struct itr_type *in = type_of(g, n->inputs[0]);
+    int64_t ax = axes->u.ints.v[0], lo = starts->u.ints.v[0], hi = ends->u.ints.v[0], len;
+    if (ax < 0) ax += in->rank;
+    if (lo < 0 || hi <= lo || hi >= INT32_MAX) return rows_all;
+    if (itr_dim_is_const(g->prog, in->dims[ax], &len) && (hi > len || (lo == 0 && hi == len))) return rows_all;
+    return (struct rows){ ROWS_RANGE, (int)ax, lo, hi };
+}
+
+struct rows_plan {
+    struct rows *need;     // per value: what its readers use
+    struct rows *made;     // per value: what the rewritten graph computes of it
+    bool *shrink;          // per node: computed on its operands' rows only
+    int shrunk;
+};
+
+// Backwards from the outputs: what each value's readers need, and which
+// nodes can compute only the rows they are asked for.
+static bool rows_plan(const struct itr_graph *g, struct rows_plan *pl) {
+    pl->need = xcalloc((size_t)g->n_values + 1, sizeof *pl->need);
+    pl->made = xcalloc((size_t)g->n_values + 1, sizeof *pl->made);
+    pl->shrink = xcalloc((size_t)g->n_nodes + 1, sizeof *pl->shrink);
+    pl->shrunk = 0;
+    for (int i = 0; i < g->n_outputs; i++) pl->need[g->outputs[i]] = rows_all;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct itr_node *n = &g->nodes[i];
+        struct rows out = { ROWS_NONE, 0, 0, 0 };
+        for (int k = 0; k < n->n_outputs; k++) out = rows_merge(out, pl->need[n->outputs[k]]);
+        if (out.kind == ROWS_NONE) continue;   // dead: not rebuilt
+        bool shrink = out.kind == ROWS_RANGE && n->op != ITR_OP_SLICE;
+        for (int k = 0; k < n->n_inputs && shrink; k++) shrink = rows_operand_axis(g, n, out.axis, k) != -2;
+        pl->shrink[i] = shrink;
+        pl->shrunk += shrink;
+        for (int k = 0; k < n->n_inputs; k++) {
+            struct rows want = rows_all;
+            if (shrink) {
+                int ak = rows_operand_axis(g, n, out.axis, k);
+                if (ak >= 0) want = (struct rows){ ROWS_RANGE, ak, out.lo, out.hi };
+            } else if (n->op == ITR_OP_SLICE) {
+                want = slice_rows(g, n);
+            }
+            int32_t v = n->inputs[k];
+            pl->need[v] = rows_merge(pl->need[v], want);
+            // Readers that together take every row take it all.
+            int64_t len;
+            struct rows *r = &pl->need[v];
+            if (r->kind == ROWS_RANGE && r->lo == 0 && itr_dim_is_const(g->prog, type_of(g, v)->dims[r->axis], &len) &&
+                r->hi >= len)
+                *r = rows_all;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_outputs; k++) pl->made[n->outputs[k]] = pl->shrink[i] ? pl->need[n->outputs[k]] : rows_all;
+    }
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kind != ITR_VALUE_NODE) pl->made[i] = rows_all;
+    return pl->shrunk > 0;
+}
+
+static void rows_plan_free(struct rows_plan *pl) {
+    free(pl->need);
+    free(pl->made);
+    free(pl->shrink);
+}
+
+// Old value v as a value of the new graph holding the rows `want` of it.
+static int32_t rows_view(struct itr_grad_ctx *c, const struct rows_plan *pl, const int32_t *map, int32_t v,
+                         struct rows want) {
+    struct rows made = pl->made[v];
+    if (rows_equal(made, want) || want.kind != ROWS_RANGE) return map[v];
+    int64_t base = made.kind == ROWS_RANGE ? made.lo : 0;
+    struct itr_attr *a = gb_attrs(c, ITR_OP_SLICE);
+    int64_t ax = want.axis, lo = want.lo - base, hi = want.hi - base;
+    gb_set_ints(c, a, ITR_OP_SLICE, "axes", &ax, 1);
+    gb_set_ints(c, a, ITR_OP_SLICE, "starts", &lo, 1);
+    gb_set_ints(c, a, ITR_OP_SLICE, "ends", &hi, 1);
+    return gb_node(c, ITR_OP_SLICE, &map[v], 1, a);
+}
+
 // ---------------------------------------------------------------- the rebuild
 
 static bool is_generated_name(const char *s) {
@@ -405,6 +698,53 @@ static bool is_generated_name(const char *s) {
     for (const char *q = s + 1; *q; q++)
         if (*q < '0' || *q > '9') return false;
     return true;
+}
+
+// An empty graph with g's name, kind and inputs, and map[] from g's values
+// to it holding the inputs and parameters (every other value -1).
+static struct itr_graph *new_graph_like(struct itr_program *p, const struct itr_graph *g, int32_t **map_out) {
+    struct itr_graph *ng = itr_arena_alloc(p->arena, sizeof *ng);
+    memset(ng, 0, sizeof *ng);
+    ng->prog = p;
+    ng->name = g->name;
+    ng->kind = g->kind;
+    ng->loc = g->loc;
+    ng->train = g->train;
+    int32_t *map = xcalloc((size_t)g->n_values + 1, sizeof *map);
+    for (int i = 0; i < g->n_values; i++) map[i] = -1;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const struct itr_value *v = &g->values[g->inputs[i]];
+        map[g->inputs[i]] = itr_graph_add_input(ng, v->name, v->type, v->loc);
+    }
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kind == ITR_VALUE_PARAM) map[i] = itr_graph_use_param(ng, g->values[i].param);
+    *map_out = map;
+    return ng;
+}
+
+// Appends old node n to ng, on operands ins (NULL: its own operands mapped),
+// and maps its results, keeping their names.
+static bool copy_node(struct itr_graph *ng, const struct itr_graph *g, const struct itr_node *n, const int32_t *ins,
+                      int32_t *map, struct itr_diags *d) {
+    int32_t ins_stack[16], outs_stack[16];
+    int32_t *mapped = n->n_inputs <= 16 ? ins_stack : xcalloc((size_t)n->n_inputs, sizeof *mapped);
+    int32_t *outs = n->n_outputs <= 16 ? outs_stack : xcalloc((size_t)n->n_outputs, sizeof *outs);
+    for (int k = 0; k < n->n_inputs; k++) mapped[k] = ins ? ins[k] : map[n->inputs[k]];
+    bool ok = itr_graph_add_node(ng, n->op, mapped, n->n_inputs, n->attrs, n->loc, n->scope, outs, d);
+    if (!ok) {
+        itr_diag_error(d, n->loc, "internal error: a rewrite left an invalid '%s' node in graph '%s'",
+                       itr_op_name(n->op), g->name);
+    } else {
+        ng->nodes[ng->n_nodes - 1].phase = n->phase;
+        for (int k = 0; k < n->n_outputs; k++) {
+            map[n->outputs[k]] = outs[k];
+            const char *name = g->values[n->outputs[k]].name;
+            if (!is_generated_name(name)) itr_graph_name_value(ng, outs[k], name);
+        }
+    }
+    if (mapped != ins_stack) free(mapped);
+    if (outs != outs_stack) free(outs);
+    return ok;
 }
 
 static bool rewrite_graph(struct itr_program *p, struct itr_graph *g, unsigned which, struct itr_rewrite_stats *st,
@@ -419,28 +759,17 @@ static bool rewrite_graph(struct itr_program *p, struct itr_graph *g, unsigned w
     int *reassoc = xcalloc((size_t)g->n_nodes + 1, sizeof *reassoc);
     int32_t (*abc)[3] = xcalloc((size_t)g->n_nodes + 1, sizeof *abc);
     bool any_reassoc = false;
+    struct bilinear_site *bil = xcalloc((size_t)g->n_nodes + 1, sizeof *bil);
     if (which & ITR_REWRITE_REASSOC)
         for (int i = 0; i < g->n_nodes; i++) {
             reassoc[i] = reassoc_choice(g, &u, &b, i, &abc[i][0], &abc[i][1], &abc[i][2]);
+            if (!reassoc[i] && bilinear_match(g, &u, &b, i, &bil[i])) reassoc[i] = 3;
             any_reassoc |= reassoc[i] != 0;
         }
     bool ok = true;
     if (gram || any_reassoc) {
-        struct itr_graph *ng = itr_arena_alloc(p->arena, sizeof *ng);
-        memset(ng, 0, sizeof *ng);
-        ng->prog = p;
-        ng->name = g->name;
-        ng->kind = g->kind;
-        ng->loc = g->loc;
-        ng->train = g->train;
-        int32_t *map = xcalloc((size_t)g->n_values + 1, sizeof *map);
-        for (int i = 0; i < g->n_values; i++) map[i] = -1;
-        for (int i = 0; i < g->n_inputs; i++) {
-            const struct itr_value *v = &g->values[g->inputs[i]];
-            map[g->inputs[i]] = itr_graph_add_input(ng, v->name, v->type, v->loc);
-        }
-        for (int i = 0; i < g->n_values; i++)
-            if (g->values[i].kind == ITR_VALUE_PARAM) map[i] = itr_graph_use_param(ng, g->values[i].param);
+        int32_t *map = NULL;
+        struct itr_graph *ng = new_graph_like(p, g, &map);
         for (int i = 0; i < g->n_nodes && ok; i++) {
             const struct itr_node *n = &g->nodes[i];
             struct itr_grad_ctx c = { .g = ng, .d = d, .node = n, .loc = n->loc, .scope = n->scope };
@@ -451,7 +780,9 @@ static bool rewrite_graph(struct itr_program *p, struct itr_graph *g, unsigned w
                 else st->gram++;
             } else if (reassoc[i]) {
                 int32_t A = map[abc[i][0]], B = map[abc[i][1]], C = map[abc[i][2]];
-                if (reassoc[i] == 1) {
+                if (reassoc[i] == 3) {
+                    repl = bilinear_emit(&c, &bil[i], map);
+                } else if (reassoc[i] == 1) {
                     int32_t bc = gb_node(&c, ITR_OP_MATMUL, (int32_t[]){ B, C }, 2, NULL);
                     repl = gb_node(&c, ITR_OP_MATMUL, (int32_t[]){ A, bc }, 2, NULL);
                 } else {
@@ -474,24 +805,7 @@ static bool rewrite_graph(struct itr_program *p, struct itr_graph *g, unsigned w
                 continue;
             }
             // A node the plan leaves alone (the replaced products stay until DCE).
-            int32_t ins_stack[16], outs_stack[16];
-            int32_t *ins = n->n_inputs <= 16 ? ins_stack : xcalloc((size_t)n->n_inputs, sizeof *ins);
-            int32_t *outs = n->n_outputs <= 16 ? outs_stack : xcalloc((size_t)n->n_outputs, sizeof *outs);
-            for (int k = 0; k < n->n_inputs; k++) ins[k] = map[n->inputs[k]];
-            if (!itr_graph_add_node(ng, n->op, ins, n->n_inputs, n->attrs, n->loc, n->scope, outs, d)) {
-                itr_diag_error(d, n->loc, "internal error: a rewrite left an invalid '%s' node in graph '%s'",
-                               itr_op_name(n->op), g->name);
-                ok = false;
-            } else {
-                ng->nodes[ng->n_nodes - 1].phase = n->phase;
-                for (int k = 0; k < n->n_outputs; k++) {
-                    map[n->outputs[k]] = outs[k];
-                    const char *name = g->values[n->outputs[k]].name;
-                    if (!is_generated_name(name)) itr_graph_name_value(ng, outs[k], name);
-                }
-            }
-            if (ins != ins_stack) free(ins);
-            if (outs != outs_stack) free(outs);
+            ok = copy_node(ng, g, n, NULL, map, d);
         }
         for (int i = 0; i < g->n_outputs && ok; i++) itr_graph_add_output(ng, g->output_names[i], map[g->outputs[i]]);
         if (ok) *g = *ng;
@@ -499,9 +813,91 @@ static bool rewrite_graph(struct itr_program *p, struct itr_graph *g, unsigned w
     }
     free(reassoc);
     free(abc);
+    free(bil);
     uses_free(&u);
     gram_plan_free(&gp);
     itr_bindings_free(&b);
+    return ok;
+}
+
+// The rows rewrite of one graph: every node whose result is read only in
+// rows [lo, hi) of one axis, and whose rows there come from its operands'
+// rows, computes those rows only.
+static bool rows_graph(struct itr_program *p, struct itr_graph *g, struct itr_rewrite_stats *st,
+                       struct itr_diags *d) {
+    struct rows_plan pl;
+    bool any = rows_plan(g, &pl);
+    bool ok = true;
+    if (any) {
+        int32_t *map = NULL;
+        struct itr_graph *ng = new_graph_like(p, g, &map);
+        for (int i = 0; i < g->n_nodes && ok; i++) {
+            const struct itr_node *n = &g->nodes[i];
+            struct rows out = { ROWS_NONE, 0, 0, 0 };
+            for (int k = 0; k < n->n_outputs; k++) out = rows_merge(out, pl.need[n->outputs[k]]);
+            if (out.kind == ROWS_NONE) continue;
+            struct itr_grad_ctx c = { .g = ng, .d = d, .node = n, .loc = n->loc, .scope = n->scope };
+            int32_t ins_stack[16];
+            int32_t *ins = n->n_inputs <= 16 ? ins_stack : xcalloc((size_t)n->n_inputs, sizeof *ins);
+            for (int k = 0; k < n->n_inputs && ok; k++) {
+                struct rows want = rows_all;
+                if (pl.shrink[i]) {
+                    int ak = rows_operand_axis(g, n, out.axis, k);
+                    if (ak >= 0) want = (struct rows){ ROWS_RANGE, ak, out.lo, out.hi };
+                } else if (n->op == ITR_OP_SLICE) {
+                    want = slice_rows(g, n);
+                }
+                ins[k] = rows_view(&c, &pl, map, n->inputs[k], want);
+                ok = ins[k] >= 0;
+            }
+            if (ok && n->op == ITR_OP_SLICE && slice_rows(g, n).kind == ROWS_RANGE) {
+                // Its operand now holds exactly the rows it takes.
+                int32_t v = n->outputs[0];
+                if (!itr_type_equal(&ng->values[ins[0]].type, type_of(g, v))) {
+                    itr_diag_error(d, n->loc, "internal error: the rows rewrite changed a slice's type in graph '%s'",
+                                   g->name);
+                    ok = false;
+                } else {
+                    map[v] = ins[0];
+                    if (!is_generated_name(g->values[v].name)) itr_graph_name_value(ng, ins[0], g->values[v].name);
+                }
+            } else if (ok && pl.shrink[i] && n->op == ITR_OP_RESHAPE) {
+                // Its target shape names the rows it keeps.
+                const struct itr_op_info *info = itr_op_info(n->op);
+                struct itr_attr *attrs = itr_arena_alloc(p->arena, (size_t)info->n_attrs * sizeof *attrs);
+                memcpy(attrs, n->attrs, (size_t)info->n_attrs * sizeof *attrs);
+                for (int a = 0; a < info->n_attrs; a++) {
+                    if (attrs[a].kind != ITR_ATTR_DIMS) continue;
+                    int nd = attrs[a].u.dims.n;
+                    itr_dim *dims = itr_arena_alloc(p->arena, (size_t)nd * sizeof *dims);
+                    memcpy(dims, attrs[a].u.dims.v, (size_t)nd * sizeof *dims);
+                    dims[out.axis] = itr_dim_const(p, out.hi - out.lo);
+                    attrs[a].u.dims.v = dims;
+                }
+                struct itr_node shrunk = *n;
+                shrunk.attrs = attrs;
+                ok = copy_node(ng, g, &shrunk, ins, map, d);
+            } else if (ok) {
+                ok = copy_node(ng, g, n, ins, map, d);
+            }
+            if (ins != ins_stack) free(ins);
+        }
+        for (int i = 0; i < g->n_outputs && ok; i++) {
+            if (!itr_type_equal(&ng->values[map[g->outputs[i]]].type, type_of(g, g->outputs[i]))) {
+                itr_diag_error(d, g->loc, "internal error: the rows rewrite changed output '%s' of graph '%s'",
+                               g->output_names[i], g->name);
+                ok = false;
+                break;
+            }
+            itr_graph_add_output(ng, g->output_names[i], map[g->outputs[i]]);
+        }
+        if (ok) {
+            *g = *ng;
+            st->rows += pl.shrunk;
+        }
+        free(map);
+    }
+    rows_plan_free(&pl);
     return ok;
 }
 
@@ -511,8 +907,10 @@ bool itr_rewrite_contractions(struct itr_program *p, unsigned which, struct itr_
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     int n = p->n_graphs;   // graphs added while rewriting are new, never rewritten
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!rewrite_graph(p, p->graphs[i], which, stats, d)) return false;
+        if ((which & ITR_REWRITE_ROWS) && !rows_graph(p, p->graphs[i], stats, d)) return false;
+    }
     return true;
 }
 
@@ -520,6 +918,7 @@ unsigned itr_rewrite_from_name(const char *name) {
     if (!name) return 0;
     if (strcmp(name, "gram") == 0) return ITR_REWRITE_GRAM;
     if (strcmp(name, "reassoc") == 0) return ITR_REWRITE_REASSOC;
+    if (strcmp(name, "rows") == 0) return ITR_REWRITE_ROWS;
     if (strcmp(name, "all") == 0) return ITR_REWRITE_ALL;
     return 0;
 }

@@ -87,6 +87,12 @@ static inline double tu_max_abs_diff(const struct itr_tensor *a, const struct it
     return m;
 }
 
+// Same bytes (shapes and dtypes already known equal): -0 against 0, or two
+// NaNs with other payloads, differ.
+static inline bool tu_bits_equal(const struct itr_tensor *a, const struct itr_tensor *b) {
+    return itr_tensor_nbytes(a) == itr_tensor_nbytes(b) && memcmp(a->data, b->data, itr_tensor_nbytes(a)) == 0;
+}
+
 static inline bool tu_same_shape_and_dtype(const struct itr_tensor *a, const struct itr_tensor *b) {
     if (!a || !b || a->dtype != b->dtype || a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)

@@ -87,9 +87,11 @@ static double max_abs(const struct itr_tensor *t) {
     return m;
 }
 
-// Every entry of p1 (rewritten) against p0 (not), in f64; returns the entry
-// runs compared. label names the model in messages.
-static int compare_programs(const char *label, const struct itr_program *p0, const struct itr_program *p1) {
+// Every entry of p1 (rewritten) against p0 (not), run in f64 (or f32) on the
+// reference interpreter, to `tol` scale-relative (0: bit for bit); returns
+// the entry runs compared. label names the model in messages.
+static int compare_programs_at(const char *label, const struct itr_program *p0, const struct itr_program *p1,
+                               bool f64, double tol) {
     if (p0->n_params != p1->n_params || p0->n_symbols != p1->n_symbols) {
         FAIL_AT("%s: the rewrites changed the parameters or symbols", label);
         return 0;
@@ -107,8 +109,8 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
         if (!g1 || g1->n_inputs != g0->n_inputs || g1->n_outputs != g0->n_outputs) continue;
         struct itr_tensor **in = tu_random_inputs(g0, &b, (uint64_t)gi * 100);
         vary_lengths(g0, in);
-        struct itr_tensor **o0 = tu_run_entry(g0, in, params, syms, true), **o1 = tu_run_entry(g1, in, params, syms, true);
-        CHECK_MSG(o0 && o1, "%s: entry '%s' does not run in f64", label, g0->name);
+        struct itr_tensor **o0 = tu_run_entry(g0, in, params, syms, f64), **o1 = tu_run_entry(g1, in, params, syms, f64);
+        CHECK_MSG(o0 && o1, "%s: entry '%s' does not run in %s", label, g0->name, f64 ? "f64" : "f32");
         for (int k = 0; o0 && o1 && k < g0->n_outputs; k++) {
             if (!tu_same_shape_and_dtype(o0[k], o1[k])) {
                 FAIL_AT("%s: entry '%s' output '%s': the rewrites changed its shape or dtype", label, g0->name,
@@ -116,8 +118,9 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
                 continue;
             }
             double scale = max_abs(o0[k]), diff = tu_max_abs_diff(o0[k], o1[k]);
-            CHECK_MSG(diff <= 1e-12 * (scale > 1 ? scale : 1), "%s: entry '%s' output '%s': rewritten differs by %.3g "
-                      "(scale %.3g)", label, g0->name, g0->output_names[k], diff, scale);
+            CHECK_MSG(diff <= tol * (scale > 1 ? scale : 1) && (tol > 0 || tu_bits_equal(o0[k], o1[k])),
+                      "%s: entry '%s' output '%s': rewritten differs by %.3g (scale %.3g, %s)", label, g0->name,
+                      g0->output_names[k], diff, scale, f64 ? "f64" : "f32");
         }
         for (int k = 0; k < g0->n_outputs; k++) {
             if (o0) itr_tensor_free(o0[k]);
@@ -134,6 +137,10 @@ static int compare_programs(const char *label, const struct itr_program *p0, con
     free(syms);
     itr_bindings_free(&b);
     return compared;
+}
+
+static int compare_programs(const char *label, const struct itr_program *p0, const struct itr_program *p1) {
+    return compare_programs_at(label, p0, p1, true, 1e-12);
 }
 
 // SCAN t2i's cosine between each word and its attended context.
@@ -234,6 +241,155 @@ TEST(reassociation_picks_the_cheaper_order) {
     if (p1) itr_program_free(p1);
 }
 
+// A graph step on nodes h [4, 6, 8] of which only node 0 is read (SGR's
+// last step): every node on the way computes one row per batch item.
+static const char *FIRST_ROW =
+    "import \"nn.ir\"\n"
+    "model m() {\n"
+    "  entry f(x: f32[4, 6, 8], w: f32[8, 8], b: f32[8]) -> (y, n) {\n"
+    "    h = relu(x @ transpose(w) + b)\n"
+    "    e = softmax(h @ transpose(h, perm=[0, 2, 1]), axis=-1)\n"
+    "    z = tanh(e @ h) * 2.0\n"
+    "    return squeeze(slice(z, axes=[1], starts=[0], ends=[1]), axes=[1]),\n"
+    "           slice(sum(h, axes=[2]), axes=[1], starts=[2], ends=[4])\n"
+    "  }\n"
+    "}\n";
+
+// Slices whose rows do not come from the same rows of the value sliced.
+static const char *NOT_ROWS =
+    "model m() {\n"
+    "  entry f(x: f32[4, 6, 8]) -> (a, b, c) {\n"
+    "    s = exp(x)\n"
+    "    return slice(sum(s, axes=[1], keepdims=true), axes=[1], starts=[0], ends=[1]),\n"
+    "           slice(tanh(x), axes=[1], starts=[0], ends=[6], steps=[2]),\n"
+    "           slice(reshape(sigmoid(x), shape=[4, 48]), axes=[1], starts=[0], ends=[8])\n"
+    "  }\n"
+    "}\n";
+
+// The largest number of elements of any matmul result in an entry.
+static int64_t largest_product(const struct itr_graph *g) {
+    int64_t most = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != ITR_OP_MATMUL) continue;
+        const struct itr_type *t = &g->values[g->nodes[i].outputs[0]].type;
+        int64_t n = 1, v;
+        for (int k = 0; k < t->rank; k++) n *= itr_dim_is_const(g->prog, t->dims[k], &v) ? v : 1000;
+        if (n > most) most = n;
+    }
+    return most;
+}
+
+TEST(rows_computes_only_the_rows_read) {
+    struct itr_compile_report r0, r1;
+    struct itr_program *p0 = compile_src(FIRST_ROW, ITR_REWRITE_ALL, &r0);
+    struct itr_program *p1 = compile_src(FIRST_ROW, ITR_REWRITE_GRAM | ITR_REWRITE_REASSOC, &r1);
+    CHECK(p0 && p1);
+    if (p0 && p1) {
+        CHECK_MSG(r0.rewrites.rows == 0, "r0.rewrites.rows is %d, expected 0", r0.rewrites.rows);
+        // tanh, mul, the two matmuls, the softmax's nodes; sum(h) over 2 of 6 rows.
+        CHECK_MSG(r1.rewrites.rows >= 5, "r1.rewrites.rows is %d, expected at least 5", r1.rewrites.rows);
+        const struct itr_graph *g0 = tu_find_entry(p0, "f"), *g1 = tu_find_entry(p1, "f");
+        // Unrewritten: h and e @ h are [4, 6, 8], e is [4, 6, 6]; rewritten,
+        // only h itself (read whole by the logits' right operand) keeps 6 rows.
+        CHECK(g0 && g1 && largest_product(g0) == 4 * 6 * 8);
+        if (g0 && g1) {
+            int big = 0;
+            for (int i = 0; i < g1->n_nodes; i++) {
+                if (g1->nodes[i].op != ITR_OP_MATMUL) continue;
+                const struct itr_type *t = &g1->values[g1->nodes[i].outputs[0]].type;
+                int64_t rows;
+                big += itr_dim_is_const(p1, t->dims[1], &rows) && rows > 1;
+            }
+            CHECK_MSG(big == 1, "%d matmuls compute more than one row, expected 1 (h)", big);
+        }
+        CHECK(compare_programs_at("first row, f64", p0, p1, true, 0) == 1);
+        CHECK(compare_programs_at("first row, f32", p0, p1, false, 0) == 1);
+    }
+    if (p0) itr_program_free(p0);
+    if (p1) itr_program_free(p1);
+    struct itr_program *q = compile_src(NOT_ROWS, 0, &r1);
+    CHECK(q);
+    if (q) {
+        CHECK_MSG(r1.rewrites.rows == 0, "r1.rewrites.rows is %d for slices that take no rows, expected 0",
+                  r1.rewrites.rows);
+        itr_program_free(q);
+    }
+}
+
+// The rows rewrite alone changes no bit of any model's outputs on the
+// reference interpreter, in f64 and f32: every row it keeps is computed by
+// the same operations in the same order.
+TEST(zoo_rows_rewrite_is_exact) {
+    int shrunk = 0;
+    DIR *dir = opendir(ITR_SOURCE_DIR "/models");
+    CHECK(dir != NULL);
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 3, ".ir") != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/models/%s", ITR_SOURCE_DIR, e->d_name);
+        struct itr_compile_report r0, r1;
+        struct itr_program *p0 = compile_path(path, ITR_REWRITE_ALL, &r0);
+        struct itr_program *p1 = compile_path(path, ITR_REWRITE_GRAM | ITR_REWRITE_REASSOC, &r1);
+        CHECK_MSG(p0 && p1, "%s does not compile", e->d_name);
+        if (p0 && p1 && r1.rewrites.rows > 0) {
+            CHECK_MSG(compare_programs_at(e->d_name, p0, p1, true, 0) > 0, "%s: no entry compared", e->d_name);
+            CHECK_MSG(compare_programs_at(e->d_name, p0, p1, false, 0) > 0, "%s: no entry compared", e->d_name);
+            printf("  %s: %d nodes on fewer rows\n", e->d_name, r1.rewrites.rows);
+            shrunk += strcmp(e->d_name, "sgr.ir") == 0 || strcmp(e->d_name, "tern.ir") == 0;
+        }
+        if (p0) itr_program_free(p0);
+        if (p1) itr_program_free(p1);
+    }
+    if (dir) closedir(dir);
+    // SGR's last graph step and TERN's last layer (aggregation `first`).
+    CHECK_MSG(shrunk == 2, "%d of SGR and TERN computed fewer rows, expected 2", shrunk);
+}
+
+// Query and key projections meeting in one product (a graph step's logits):
+// to 64-wide features, X (Aᵀ B) Xᵀ pays; to 8-wide ones it does not.
+static const char *QUERY_KEY =
+    "model m() {\n"
+    "  entry f(x: f32[64, 13, 32], wq: f32[32, 32], bq: f32[32], wk: f32[32, 32], bk: f32[32],\n"
+    "          v: f32[64, 3, 32], wa: f32[8, 32], wb: f32[8, 32]) -> (y, z) {\n"
+    "    q = x @ transpose(wq) + bq\n"
+    "    k = x @ transpose(wk) + bk\n"
+    "    return q @ transpose(k, perm=[0, 2, 1]),\n"
+    "           (v @ transpose(wa)) @ transpose(v @ transpose(wb), perm=[0, 2, 1])\n"
+    "  }\n"
+    "}\n";
+
+// Products x @ transpose(w) with x the input "x".
+static int projects_x(const struct itr_graph *g) {
+    int n = 0;
+    for (int i = 0; g && i < g->n_nodes; i++) {
+        const struct itr_node *m = &g->nodes[i];
+        if (m->op != ITR_OP_MATMUL || g->values[m->inputs[0]].kind != ITR_VALUE_INPUT) continue;
+        const struct itr_value *b = &g->values[m->inputs[1]];
+        n += strcmp(g->values[m->inputs[0]].name, "x") == 0 && b->kind == ITR_VALUE_NODE &&
+             g->nodes[b->node].op == ITR_OP_TRANSPOSE;
+    }
+    return n;
+}
+
+TEST(reassociation_folds_query_and_key_projections) {
+    struct itr_compile_report r0, r1;
+    struct itr_program *p0 = compile_src(QUERY_KEY, ITR_REWRITE_ALL, &r0);
+    struct itr_program *p1 = compile_src(QUERY_KEY, 0, &r1);
+    CHECK(p0 && p1);
+    if (p0 && p1) {
+        CHECK_MSG(r1.rewrites.reassociated == 1, "r1.rewrites.reassociated is %d, expected 1", r1.rewrites.reassociated);
+        // X (Wqᵀ Wk) Xᵀ plus the two bias terms: x is no longer multiplied
+        // by a transposed weight.
+        CHECK(projects_x(tu_find_entry(p0, "f")) == 2);
+        int projected = projects_x(tu_find_entry(p1, "f"));
+        CHECK_MSG(projected == 0, "x is still projected by %d weights", projected);
+        CHECK(compare_programs("query-key", p0, p1) == 1);
+    }
+    if (p0) itr_program_free(p0);
+    if (p1) itr_program_free(p1);
+}
+
 TEST(zoo_rewritten_matches_unrewritten_in_f64) {
     int models = 0, rewritten = 0, compared = 0;
     DIR *dir = opendir(ITR_SOURCE_DIR "/models");
@@ -250,8 +406,8 @@ TEST(zoo_rewritten_matches_unrewritten_in_f64) {
             int c = compare_programs(e->d_name, p0, p1);
             CHECK_MSG(c > 0, "%s: no entry compared", e->d_name);
             compared += c;
-            printf("  %s: %d entries, %d gram, %d reassociated\n", e->d_name, c, r1.rewrites.gram,
-                   r1.rewrites.reassociated);
+            printf("  %s: %d entries, %d gram, %d reassociated, %d on fewer rows\n", e->d_name, c, r1.rewrites.gram,
+                   r1.rewrites.reassociated, r1.rewrites.rows);
             rewritten += r1.rewrites.gram > 0;
         }
         if (p0) itr_program_free(p0);
@@ -269,6 +425,9 @@ int main(void) {
     RUN(gram_rewrites_the_cosine_of_an_attended_context);
     RUN(gram_leaves_contexts_that_must_exist_or_do_not_pay);
     RUN(reassociation_picks_the_cheaper_order);
+    RUN(reassociation_folds_query_and_key_projections);
+    RUN(rows_computes_only_the_rows_read);
+    RUN(zoo_rows_rewrite_is_exact);
     RUN(zoo_rewritten_matches_unrewritten_in_f64);
     return test_summary();
 }
