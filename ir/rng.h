@@ -38,6 +38,7 @@
 #ifndef ITR_RNG_H
 #define ITR_RNG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 // One Philox-4x32-10 block: out = bijection of ctr under key.
@@ -51,6 +52,25 @@ float  itr_rng_uniform_f32(uint64_t seed, uint64_t salt, uint64_t i);   // [0, 1
 double itr_rng_uniform_f64(uint64_t seed, uint64_t salt, uint64_t i);   // [0, 1)
 float  itr_rng_normal_f32(uint64_t seed, uint64_t salt, uint64_t i);    // N(0, 1)
 double itr_rng_normal_f64(uint64_t seed, uint64_t salt, uint64_t i);    // N(0, 1)
+
+// A random op's stream, for filling any range of its result: elements
+// [lo, hi) of an op drawing `dist` in the IR dtype's formulas (f32_draw),
+// the values computed in double as above (uniform: a + (b - a) u; normal:
+// a + b z; bernoulli: u < a) and stored as f64 or rounded to f32, out[0]
+// being element lo. Any split of the range gives the same values.
+enum itr_rng_dist { ITR_RNG_UNIFORM, ITR_RNG_NORMAL, ITR_RNG_BERNOULLI };
+struct itr_rng_fill {
+    enum itr_rng_dist dist;
+    uint64_t seed, salt;
+    bool f32_draw;
+    double a, b;   // low, high / mean, std / p
+};
+void itr_rng_fill_range(const struct itr_rng_fill *f, void *out, bool out_f64, int64_t lo, int64_t hi);
+
+// The stream of random op n (random_uniform, random_normal or
+// random_bernoulli) whose result the IR declares as `declared`.
+struct itr_node;
+void itr_rng_fill_of_node(const struct itr_node *n, int declared, uint64_t seed, struct itr_rng_fill *f);
 
 // A stable 64-bit salt for a name (FNV-1a over its bytes): the salt of a
 // parameter's initialisation stream.

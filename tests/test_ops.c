@@ -1516,19 +1516,19 @@ TEST(random_normal) {
     for (int i = 0; i < 32; i++) want[i] = (float)doc_normal24(5, 1, (uint64_t)i);
     EXPECT(c.out[0], ITR_F32, SHAPE(32), want, 1e-7);
     oc_free(&c);
-    // moments of 20000 f64 draws with mean 1, std 2
+    // moments of 40000 f64 draws with mean 1, std 2
     oc_init(&c, ITR_OP_RANDOM_NORMAL);
-    set_dims(&c, "shape", INTS(20000));
+    set_dims(&c, "shape", INTS(40000));
     set_float(&c, "mean", 1);
     set_float(&c, "std", 2);
     set_dtype(&c, "dtype", ITR_F64);
     struct itr_tensor *s = mk(ITR_I64, SCALAR, VALS(9));
     CHECK(oc_run(&c, 1, &s));
     double m = 0, v = 0;
-    for (int i = 0; c.n_out && i < 20000; i++) m += itr_tensor_get(c.out[0], i);
-    m /= 20000;
-    for (int i = 0; c.n_out && i < 20000; i++) v += pow(itr_tensor_get(c.out[0], i) - m, 2);
-    v /= 20000;
+    for (int i = 0; c.n_out && i < 40000; i++) m += itr_tensor_get(c.out[0], i);
+    m /= 40000;
+    for (int i = 0; c.n_out && i < 40000; i++) v += pow(itr_tensor_get(c.out[0], i) - m, 2);
+    v /= 40000;
     CHECK_NEAR(m, 1, 0.06);
     CHECK_NEAR(v, 4, 0.2);
     oc_free(&c);
@@ -1555,6 +1555,21 @@ TEST(random_bernoulli) {
     for (int i = 0; i < 256; i++) want[i] = doc_uniform24(77, 11, (uint64_t)i) < 0.3 ? 1 : 0;
     EXPECT(c.out[0], ITR_F32, SHAPE(256), want, 0);
     oc_free(&c);
+    // A result large enough for the LLVM backend to fill it in blocks on its
+    // threads (tests/test_agree_ops.c runs every case there too): the same
+    // draws, in both precisions.
+    for (int mode = 0; mode < 2; mode++) {
+        oc_init(&c, ITR_OP_RANDOM_BERNOULLI);
+        set_dims(&c, "shape", INTS(3, 33335));
+        set_float(&c, "p", 0.5);
+        set_int(&c, "salt", 3);
+        CHECK(oc_run_mode(&c, 1, &s, mode == 1));
+        int64_t bad = -1;
+        for (int64_t i = 0; c.n_out && bad < 0 && i < 3 * 33335; i++)
+            if (itr_tensor_get(c.out[0], i) != (doc_uniform24(77, 3, (uint64_t)i) < 0.5 ? 1 : 0)) bad = i;
+        CHECK_MSG(c.n_out && bad < 0, "element %lld is not the documented draw", (long long)bad);
+        oc_free(&c);
+    }
     oc_init(&c, ITR_OP_RANDOM_BERNOULLI);
     set_dims(&c, "shape", INTS(2));
     set_float(&c, "p", 1.5);

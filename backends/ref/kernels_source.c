@@ -44,36 +44,10 @@ bool ref_random(struct itr_ref_exec *ex, const struct itr_node *n, struct itr_te
     struct itr_tensor *y = out[0];
     if (itr_tensor_numel(in[0]) != 1) return ref_error(ex, n, "the seed must be a scalar, got %s", ref_shape_str(in[0]).s);
     uint64_t seed = (uint64_t)ld_i(in[0], 0);
-    uint64_t salt = (uint64_t)itr_node_attr_int(n, "salt");
     // The draw's precision follows the IR's dtype (rng.h), so f64 runs of an
     // f32 graph see the same numbers as f32 runs.
-    bool f32 = ex->graph->values[n->outputs[0]].type.dtype == ITR_F32;
-    int64_t cnt = itr_tensor_numel(y);
-    switch (n->op) {
-    case ITR_OP_RANDOM_UNIFORM: {
-        double lo = itr_node_attr_float(n, "low"), hi = itr_node_attr_float(n, "high");
-        for (int64_t i = 0; i < cnt; i++) {
-            double u = f32 ? itr_rng_uniform_f32(seed, salt, (uint64_t)i) : itr_rng_uniform_f64(seed, salt, (uint64_t)i);
-            st_f(y, i, lo + (hi - lo) * u);
-        }
-        break;
-    }
-    case ITR_OP_RANDOM_NORMAL: {
-        double mean = itr_node_attr_float(n, "mean"), sd = itr_node_attr_float(n, "std");
-        for (int64_t i = 0; i < cnt; i++) {
-            double z = f32 ? itr_rng_normal_f32(seed, salt, (uint64_t)i) : itr_rng_normal_f64(seed, salt, (uint64_t)i);
-            st_f(y, i, mean + sd * z);
-        }
-        break;
-    }
-    default: {
-        double p = itr_node_attr_float(n, "p");
-        for (int64_t i = 0; i < cnt; i++) {
-            double u = f32 ? itr_rng_uniform_f32(seed, salt, (uint64_t)i) : itr_rng_uniform_f64(seed, salt, (uint64_t)i);
-            st_f(y, i, u < p ? 1.0 : 0.0);
-        }
-        break;
-    }
-    }
+    struct itr_rng_fill f;
+    itr_rng_fill_of_node(n, ex->graph->values[n->outputs[0]].type.dtype, seed, &f);
+    itr_rng_fill_range(&f, y->data, y->dtype == ITR_F64, 0, itr_tensor_numel(y));
     return true;
 }
