@@ -1254,16 +1254,18 @@ TEST(sort_stable) {
 // the documented order (value, NaN largest, ties by index), whatever the
 // algorithm.
 TEST(sort_order_at_every_length) {
-    static const int64_t lens[] = { 1, 2, 36, 63, 64, 65, 200 };
+    // The last case has 2100 lines, enough for the LLVM backend to split
+    // them over its threads (tests/test_agree_ops.c runs every case there).
+    static const int64_t lens[] = { 1, 2, 36, 63, 64, 65, 200, 36 };
     enum itr_dtype dts[2] = { ITR_F32, ITR_I64 };
     uint64_t seed = 7;
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
         for (int d = 0; d < 2; d++)
             for (int desc = 0; desc < 2; desc++) {
-                int64_t len = lens[li];
-                // [3, len, 2]: lines along the middle axis, strided like GPO's
-                struct itr_tensor *x = itr_tensor_new(dts[d], 3, (int64_t[]){ 3, len, 2 });
-                for (int64_t q = 0; q < 3 * len * 2; q++) {
+                int64_t len = lens[li], inner = li + 1 == sizeof lens / sizeof lens[0] ? 700 : 2;
+                // [3, len, inner]: lines along the middle axis, strided like GPO's
+                struct itr_tensor *x = itr_tensor_new(dts[d], 3, (int64_t[]){ 3, len, inner });
+                for (int64_t q = 0; q < 3 * len * inner; q++) {
                     seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
                     int r = (int)(seed >> 59);   // 0..31: many ties
                     itr_tensor_set(x, q, dts[d] == ITR_F32 && r == 31 ? NAN : (double)(r % 9) - 4);
@@ -1274,19 +1276,19 @@ TEST(sort_order_at_every_length) {
                 set_int(&c, "descending", desc);
                 CHECK(run1(&c, x));
                 for (int64_t o = 0; c.out[0] && o < 3; o++)
-                    for (int64_t in = 0; in < 2; in++) {
+                    for (int64_t in = 0; in < inner; in++) {
                         bool *seen = calloc((size_t)len, 1), ok = true;
                         for (int64_t p = 0; p < len && ok; p++) {
-                            int64_t at = (o * len + p) * 2 + in;
+                            int64_t at = (o * len + p) * inner + in;
                             int64_t id = ((int64_t *)c.out[1]->data)[at];
                             ok = id >= 0 && id < len && !seen[id];
                             if (!ok) break;
                             seen[id] = true;
-                            double v = itr_tensor_get(c.out[0], at), xv = itr_tensor_get(x, (o * len + id) * 2 + in);
+                            double v = itr_tensor_get(c.out[0], at), xv = itr_tensor_get(x, (o * len + id) * inner + in);
                             ok = (isnan(v) && isnan(xv)) || v == xv;
                             if (ok && p > 0) {
-                                int64_t prev_id = ((int64_t *)c.out[1]->data)[at - 2];
-                                double u = itr_tensor_get(c.out[0], at - 2);
+                                int64_t prev_id = ((int64_t *)c.out[1]->data)[at - inner];
+                                double u = itr_tensor_get(c.out[0], at - inner);
                                 int cmp = isnan(u) || isnan(v) ? isnan(u) - isnan(v) : (u > v) - (u < v);
                                 if (desc) cmp = -cmp;
                                 ok = cmp < 0 || (cmp == 0 && prev_id < id);

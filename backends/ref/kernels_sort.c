@@ -81,27 +81,36 @@ static bool sort_lines(struct itr_ref_exec *ex, const struct itr_node *n, const 
         return ref_error(ex, n, "results %s do not fit the operand %s (k = %lld)", ref_shape_str(vals).s,
                          ref_shape_str(x).s, (long long)k);
     if (len == 0 || outer * inner == 0) return true;
+    if (!itr_ref_sort_lines(x, ax, descending, k, 0, outer * inner, vals, idx)) return ref_error(ex, n, "out of memory");
+    return true;
+}
+
+bool itr_ref_sort_lines(const struct itr_tensor *x, int ax, bool descending, int64_t k, int64_t lo, int64_t hi,
+                        struct itr_tensor *vals, struct itr_tensor *idx) {
+    int64_t inner = 1, len = x->shape[ax];
+    for (int i = ax + 1; i < x->rank; i++) inner *= x->shape[i];
+    if (len == 0 || lo >= hi) return true;
     struct sort_item *items = malloc((size_t)len * sizeof *items);
-    if (!items) return ref_error(ex, n, "out of memory");
+    if (!items) return false;
     bool is_float = itr_dtype_is_float(x->dtype);
     int (*cmp)(const void *, const void *) = is_float ? (descending ? desc_f : asc_f) : (descending ? desc_i : asc_i);
     int64_t *pi = idx->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t in = 0; in < inner; in++) {
-            int64_t base = o * len * inner + in;
-            for (int64_t p = 0; p < len; p++) {
-                items[p].pos = p;
-                if (is_float) items[p].f = ld_f(x, base + p * inner);
-                else items[p].i = ld_i(x, base + p * inner);
-            }
-            if (len <= SHORT_LINE) sort_short(items, len, is_float, descending);
-            else qsort(items, (size_t)len, sizeof *items, cmp);
-            int64_t obase = o * k * inner + in;
-            for (int64_t p = 0; p < k; p++) {
-                cp_elem(vals, obase + p * inner, x, base + items[p].pos * inner);
-                pi[obase + p * inner] = items[p].pos;
-            }
+    for (int64_t line = lo; line < hi; line++) {
+        int64_t o = line / inner, in = line % inner;
+        int64_t base = o * len * inner + in;
+        for (int64_t p = 0; p < len; p++) {
+            items[p].pos = p;
+            if (is_float) items[p].f = ld_f(x, base + p * inner);
+            else items[p].i = ld_i(x, base + p * inner);
         }
+        if (len <= SHORT_LINE) sort_short(items, len, is_float, descending);
+        else qsort(items, (size_t)len, sizeof *items, cmp);
+        int64_t obase = o * k * inner + in;
+        for (int64_t p = 0; p < k; p++) {
+            cp_elem(vals, obase + p * inner, x, base + items[p].pos * inner);
+            pi[obase + p * inner] = items[p].pos;
+        }
+    }
     free(items);
     return true;
 }

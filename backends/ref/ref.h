@@ -42,6 +42,15 @@ bool itr_ref_run_observed(const struct itr_graph *g, struct itr_tensor *const *i
                           const struct itr_ref_options *opt, itr_ref_observer observe, void *observe_ctx,
                           struct itr_tensor **outputs, struct itr_diags *d);
 
+// The sort and topk kernels' work on lines [lo, hi) of x along axis ax
+// (line o * inner + i, with inner the product of the dims after ax): each
+// sorted (ties by index), its first k values and indices written into vals
+// and idx, whose shapes the caller has checked (x's, with k along ax).
+// Lines are independent, so callers may split them over threads; false only
+// when out of memory.
+bool itr_ref_sort_lines(const struct itr_tensor *x, int ax, bool descending, int64_t k, int64_t lo, int64_t hi,
+                        struct itr_tensor *vals, struct itr_tensor *idx);
+
 // Runs one node on concrete tensors (used by constant folding): outputs are
 // allocated from the node's result types evaluated with dims.
 bool itr_ref_run_node(const struct itr_graph *g, const struct itr_node *n, struct itr_tensor *const *in,
