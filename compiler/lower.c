@@ -120,12 +120,15 @@ static enum how classify(const struct lower *L, const struct itr_node *n) {
             }
         }
         if (n->op == ITR_OP_CONCAT) {
+            // Operand sizes along the axis may be symbolic (SGRAF's nodes:
+            // one global node, then L words): a size that is 0 at run time is
+            // never selected, and guarded loads stay in bounds.
             int axis = (int)itr_node_attr_int(n, "axis");
             const struct itr_type *t = &out->type;
-            if (!itr_axis_normalize(axis, t->rank, &axis)) return HOW_NODE;
+            if (!itr_axis_normalize(axis, t->rank, &axis) || n->n_inputs > 64) return HOW_NODE;
             for (int i = 0; i < n->n_inputs; i++) {
                 int64_t dv;
-                if (!dim_const(L->p, L->g->values[n->inputs[i]].type.dims[axis], &dv) || dv <= 0) return HOW_NODE;
+                if (dim_const(L->p, L->g->values[n->inputs[i]].type.dims[axis], &dv) && dv <= 0) return HOW_NODE;
             }
         }
         return HOW_INLINE;
@@ -467,23 +470,24 @@ static int32_t movement(struct lower *L, const struct itr_node *n, const int32_t
     case ITR_OP_CONCAT: {
         int axis = (int)itr_node_attr_int(n, "axis");
         itr_axis_normalize(axis, res->rank, &axis);
-        int64_t off[64 + 1];
+        // Each operand's first index along the axis, and its size there
+        // (expressions: constants, or dims bound at launch).
+        int32_t off[64 + 1], len[64];
         int cnt = n->n_inputs < 64 ? n->n_inputs : 64;
-        off[0] = 0;
+        off[0] = kir_iconst(k, 0);
         for (int i = 0; i < cnt; i++) {
-            int64_t dv = 0;
-            dim_const(L->p, L->g->values[n->inputs[i]].type.dims[axis], &dv);
-            off[i + 1] = off[i] + dv;
+            len[i] = dexpr(L, L->g->values[n->inputs[i]].type.dims[axis]);
+            off[i + 1] = kir_iadd(k, off[i], len[i]);
         }
         L->guard++;
         int32_t e = -1;
         for (int i = cnt - 1; i >= 0; i--) {
             for (int j = 0; j < res->rank; j++) ii[j] = idx[j];
-            ii[axis] = imax(L, imin(L, kir_binary(k, KIR_SUB, idx[axis], kir_iconst(k, off[i])),
-                                    kir_iconst(k, off[i + 1] - off[i] - 1)),
+            ii[axis] = imax(L, imin(L, kir_binary(k, KIR_SUB, idx[axis], off[i]),
+                                    kir_iadd(k, len[i], kir_iconst(k, -1))),
                             kir_iconst(k, 0));
             int32_t x = value_at(L, n->inputs[i], ii);
-            e = e < 0 ? x : kir_select(k, kir_binary(k, KIR_LT, idx[axis], kir_iconst(k, off[i + 1])), x, e);
+            e = e < 0 ? x : kir_select(k, kir_binary(k, KIR_LT, idx[axis], off[i + 1]), x, e);
         }
         L->guard--;
         return e;
