@@ -319,29 +319,28 @@ TEST(rows_computes_only_the_rows_read) {
 // The rows rewrite alone changes no bit of any model's outputs on the
 // reference interpreter, in f64 and f32: every row it keeps is computed by
 // the same operations in the same order.
+static void rows_exact(void *ctx, const char *file, const char *path) {
+    int *shrunk = ctx;
+    struct itr_compile_report r0, r1;
+    struct itr_program *p0 = compile_path(path, ITR_REWRITE_ALL, &r0);
+    struct itr_program *p1 = compile_path(path, ITR_REWRITE_GRAM | ITR_REWRITE_REASSOC, &r1);
+    CHECK_MSG(p0 && p1, "%s does not compile", file);
+    if (p0 && p1 && r1.rewrites.rows > 0) {
+        CHECK_MSG(compare_programs_at(file, p0, p1, true, 0) > 0, "%s: no entry compared", file);
+        CHECK_MSG(compare_programs_at(file, p0, p1, false, 0) > 0, "%s: no entry compared", file);
+        printf("  %s: %d nodes on fewer rows\n", file, r1.rewrites.rows);
+        *shrunk += strcmp(file, "sgr.ir") == 0 || strcmp(file, "tern.ir") == 0;
+    }
+    if (p0) itr_program_free(p0);
+    if (p1) itr_program_free(p1);
+}
+
+// The rows rewrite alone changes no bit of any model's outputs on the
+// reference interpreter, in f64 and f32: every row it keeps is computed by
+// the same operations in the same order.
 TEST(zoo_rows_rewrite_is_exact) {
     int shrunk = 0;
-    DIR *dir = opendir(ITR_SOURCE_DIR "/models");
-    CHECK(dir != NULL);
-    for (struct dirent *e; dir && (e = readdir(dir));) {
-        size_t n = strlen(e->d_name);
-        if (n < 4 || strcmp(e->d_name + n - 3, ".ir") != 0) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/models/%s", ITR_SOURCE_DIR, e->d_name);
-        struct itr_compile_report r0, r1;
-        struct itr_program *p0 = compile_path(path, ITR_REWRITE_ALL, &r0);
-        struct itr_program *p1 = compile_path(path, ITR_REWRITE_GRAM | ITR_REWRITE_REASSOC, &r1);
-        CHECK_MSG(p0 && p1, "%s does not compile", e->d_name);
-        if (p0 && p1 && r1.rewrites.rows > 0) {
-            CHECK_MSG(compare_programs_at(e->d_name, p0, p1, true, 0) > 0, "%s: no entry compared", e->d_name);
-            CHECK_MSG(compare_programs_at(e->d_name, p0, p1, false, 0) > 0, "%s: no entry compared", e->d_name);
-            printf("  %s: %d nodes on fewer rows\n", e->d_name, r1.rewrites.rows);
-            shrunk += strcmp(e->d_name, "sgr.ir") == 0 || strcmp(e->d_name, "tern.ir") == 0;
-        }
-        if (p0) itr_program_free(p0);
-        if (p1) itr_program_free(p1);
-    }
-    if (dir) closedir(dir);
+    CHECK(for_each_model(rows_exact, &shrunk) >= 8);
     // SGR's last graph step and TERN's last layer (aggregation `first`).
     CHECK_MSG(shrunk == 2, "%d of SGR and TERN computed fewer rows, expected 2", shrunk);
 }
@@ -390,35 +389,32 @@ TEST(reassociation_folds_query_and_key_projections) {
     if (p1) itr_program_free(p1);
 }
 
-TEST(zoo_rewritten_matches_unrewritten_in_f64) {
-    int models = 0, rewritten = 0, compared = 0;
-    DIR *dir = opendir(ITR_SOURCE_DIR "/models");
-    CHECK(dir != NULL);
-    for (struct dirent *e; dir && (e = readdir(dir));) {
-        size_t n = strlen(e->d_name);
-        if (n < 4 || strcmp(e->d_name + n - 3, ".ir") != 0) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/models/%s", ITR_SOURCE_DIR, e->d_name);
-        struct itr_compile_report r0, r1;
-        struct itr_program *p0 = compile_path(path, ITR_REWRITE_ALL, &r0), *p1 = compile_path(path, 0, &r1);
-        CHECK_MSG(p0 && p1, "%s does not compile", e->d_name);
-        if (p0 && p1) {
-            int c = compare_programs(e->d_name, p0, p1);
-            CHECK_MSG(c > 0, "%s: no entry compared", e->d_name);
-            compared += c;
-            printf("  %s: %d entries, %d gram, %d reassociated, %d on fewer rows\n", e->d_name, c, r1.rewrites.gram,
-                   r1.rewrites.reassociated, r1.rewrites.rows);
-            rewritten += r1.rewrites.gram > 0;
-        }
-        if (p0) itr_program_free(p0);
-        if (p1) itr_program_free(p1);
-        models++;
+struct zoo_counts { int rewritten, compared; };
+
+static void rewritten_matches(void *ctx, const char *file, const char *path) {
+    struct zoo_counts *z = ctx;
+    struct itr_compile_report r0, r1;
+    struct itr_program *p0 = compile_path(path, ITR_REWRITE_ALL, &r0), *p1 = compile_path(path, 0, &r1);
+    CHECK_MSG(p0 && p1, "%s does not compile", file);
+    if (p0 && p1) {
+        int c = compare_programs(file, p0, p1);
+        CHECK_MSG(c > 0, "%s: no entry compared", file);
+        z->compared += c;
+        printf("  %s: %d entries, %d gram, %d reassociated, %d on fewer rows\n", file, c, r1.rewrites.gram,
+               r1.rewrites.reassociated, r1.rewrites.rows);
+        z->rewritten += r1.rewrites.gram > 0;
     }
-    if (dir) closedir(dir);
+    if (p0) itr_program_free(p0);
+    if (p1) itr_program_free(p1);
+}
+
+TEST(zoo_rewritten_matches_unrewritten_in_f64) {
+    struct zoo_counts z = { 0, 0 };
+    int models = for_each_model(rewritten_matches, &z);
     CHECK(models >= 8);
-    CHECK(compared >= 3 * models);
+    CHECK(z.compared >= 3 * models);
     // SCAN t2i, SCAN i2t and BFAN at least (score and training step each).
-    CHECK(rewritten >= 3);
+    CHECK(z.rewritten >= 3);
 }
 
 int main(void) {

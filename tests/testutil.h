@@ -81,6 +81,25 @@ static inline int count_entries(const char *dir) {
     return n;
 }
 
+// Calls fn(ctx, file, path) for every model of models/ (file "vsepp.ir",
+// path its full path); returns how many there were, -1 if the folder
+// cannot be read.
+static inline int for_each_model(void (*fn)(void *ctx, const char *file, const char *path), void *ctx) {
+    DIR *dir = opendir(ITR_SOURCE_DIR "/models");
+    if (!dir) return -1;
+    int models = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 3, ".ir") != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/models/%s", ITR_SOURCE_DIR, e->d_name);
+        fn(ctx, e->d_name, path);
+        models++;
+    }
+    closedir(dir);
+    return models;
+}
+
 // The little-endian 64-bit number at p (as in file headers).
 static inline uint64_t get_u64le(const uint8_t *p) {
     uint64_t v = 0;
