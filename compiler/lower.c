@@ -1661,6 +1661,36 @@ static int32_t normalising_division(const struct lower *L, int32_t w, const int3
     return same_shape(&L->g->values[dn->outputs[0]].type, &L->g->values[w].type) ? d : -1;
 }
 
+// Every reader of v is a slice along one axis, with constant bounds that do
+// not overlap (a GRU's gates: three thirds of `h Wᵀ + b`): computed inline,
+// each element is still computed at most once, so storing v would only add
+// a pass over it.
+static bool read_as_disjoint_slices(const struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
+    int n = cons_start[v + 1] - cons_start[v];
+    if (n < 2 || n > 16) return false;
+    int64_t lo[16], hi[16];
+    int axis = -1;
+    for (int q = 0; q < n; q++) {
+        const struct itr_node *c = &L->g->nodes[cons[cons_start[v] + q]];
+        if (c->op != ITR_OP_SLICE) return false;
+        const int64_t *axes, *starts, *ends, *steps = NULL;
+        int na, ns, ne, nst = 0;
+        if (!attr_ints(c, "axes", &axes, &na) || !attr_ints(c, "starts", &starts, &ns) ||
+            !attr_ints(c, "ends", &ends, &ne) || na != 1 || ns != 1 || ne != 1)
+            return false;
+        if (attr_ints(c, "steps", &steps, &nst) && nst == 1 && steps[0] != 1) return false;
+        int ax;
+        if (!itr_axis_normalize(axes[0], L->g->values[v].type.rank, &ax) || (axis >= 0 && ax != axis)) return false;
+        axis = ax;
+        lo[q] = starts[0];
+        hi[q] = ends[0];
+        if (lo[q] < 0 || hi[q] < lo[q]) return false;
+        for (int r = 0; r < q; r++)
+            if (lo[q] < hi[r] && lo[r] < hi[q]) return false;
+    }
+    return true;
+}
+
 static bool row_shared(struct lower *L, int32_t v, const int32_t *cons_start, const int32_t *cons) {
     if (cons_start[v + 1] - cons_start[v] > 4) return false;
     int32_t row = -1;   // a row reduction that reads v, directly or through one inline value
@@ -1936,12 +1966,15 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
             L.how[i] = HOW_ROW;
             s->materialised[g->nodes[i].outputs[0]] = false;
         }
+    // ITRC_NO_DISJOINT_SLICES=1 stores values read as disjoint slices (A/B).
+    bool disjoint_on = !env_flag("ITRC_NO_DISJOINT_SLICES");
     // Sharing and contraction operands, in topological order so that
     // cheap() sees its operands' decisions.
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
         if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]) &&
-            !row_shared(&L, n->outputs[0], cons_start, cons))
+            !row_shared(&L, n->outputs[0], cons_start, cons) &&
+            !(disjoint_on && !is_output[n->outputs[0]] && read_as_disjoint_slices(&L, n->outputs[0], cons_start, cons)))
             s->materialised[n->outputs[0]] = true;
         if ((L.how[i] == HOW_MATMUL || L.how[i] == HOW_NONE) && n->op == ITR_OP_MATMUL &&
             itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {

@@ -42,6 +42,18 @@ static const char *SRC =
     "model rows() {\n"
     "  dim N, M, L\n"
     "  entry soft(x: f32[N, L]) -> (y) { return softmax(x) }\n"
+    // a value read as three disjoint slices (a GRU's gates): computed
+    // inline by their one kernel, never stored
+    "  entry thirds(x: f32[N, 12], b: f32[12]) -> (y) {\n"
+    "    t = x + b\n"
+    "    return sigmoid(slice(t, axes=[1], starts=[0], ends=[4])) * tanh(slice(t, axes=[1], starts=[4], ends=[8]))\n"
+    "           + slice(t, axes=[1], starts=[8], ends=[12])\n"
+    "  }\n"
+    // overlapping slices: t is stored once
+    "  entry overlap(x: f32[N, 12], b: f32[12]) -> (y) {\n"
+    "    t = exp(x + b)\n"
+    "    return slice(t, axes=[1], starts=[0], ends=[8]) * slice(t, axes=[1], starts=[4], ends=[12])\n"
+    "  }\n"
     // a concatenation with a symbolic size along its axis (SGRAF's nodes)
     "  entry cat(g: f32[N, 1, 4], x: f32[N, L, 4]) -> (y) { return concat(g * 2.0, x, axis=1) + 1.0 }\n"
     "  entry soft3(x: f32[N, M, L]) -> (y) { return softmax(x * 2.0) }\n"
@@ -135,7 +147,7 @@ struct expect {
 };
 
 static const struct expect EXPECT[] = {
-    { "soft", 1 }, { "cat", 1 }, { "soft3", 1 }, { "softr", 1 }, { "softsum", 3 }, { "softm", 4 }, { "bigblock", 2 }, { "attn", 2 },
+    { "soft", 1 }, { "cat", 1 }, { "thirds", 1 }, { "overlap", 2 }, { "soft3", 1 }, { "softr", 1 }, { "softsum", 3 }, { "softm", 4 }, { "bigblock", 2 }, { "attn", 2 },
     { "colpick", 1 }, { "twomeans", 1 }, { "msoft", 1 }, { "lsoft", 1 }, { "l2", 1 }, { "cl2", 1 },  { "lse", 1 },
     { "cos", 1 },  { "lnorm", 1 }, { "cross", 2 }, { "twice", 3 }, { "shown", 2 }, { "adam", 1 },
     { "transposed", 2 }, { "between", 3 }, { "pairs", 0 },
