@@ -1263,6 +1263,11 @@ static bool l_range(struct ox *x, struct ox_node *n) {
     int nl;
     int64_t a = 0, d = 0;
     if (s && dl && itr_dtype_is_int(s->dtype) && ox_known_dims(x, n->in[1], &ld, &nl, NULL)) {
+        if (itr_tensor_numel(s) != 1 || itr_tensor_numel(dl) != 1) {
+            free(ld);
+            return ox_error(x, "start and delta must be scalars (they have %lld and %lld elements)",
+                            (long long)itr_tensor_numel(s), (long long)itr_tensor_numel(dl));
+        }
         a = (int64_t)itr_tensor_get(s, 0);
         d = (int64_t)itr_tensor_get(dl, 0);
         if (nl != 1 || d <= 0) { free(ld); return ox_error(x, "a dynamic range needs a positive constant delta"); }
@@ -1283,7 +1288,8 @@ static bool l_range(struct ox *x, struct ox_node *n) {
 static bool l_dropout(struct ox *x, struct ox_node *n) {
     if (has_in(n, 2)) {
         struct itr_tensor *tm = ox_known(x, n->in[2]);
-        if (!tm || itr_tensor_get(tm, 0) != 0) return ox_error(x, "training mode is not supported (inference only)");
+        if (!tm || itr_tensor_numel(tm) != 1) return ox_error(x, "training_mode must be a known scalar");
+        if (itr_tensor_get(tm, 0) != 0) return ox_error(x, "training mode is not supported (inference only)");
     }
     int32_t v = in_id(x, n, 0);
     if (!ox_out(x, n, 0, ox_op1(x, ITR_OP_IDENTITY, v))) return false;
