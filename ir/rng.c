@@ -37,11 +37,13 @@ void itr_rng_words(uint64_t seed, uint64_t salt, uint64_t i, uint32_t out[4]) {
 static double u24(uint32_t w) { return (double)(w >> 8) * 0x1p-24; }
 static double u53(uint32_t hi, uint32_t lo) { return (double)((((uint64_t)hi << 32) | lo) >> 11) * 0x1p-53; }
 
+static double box_muller(double u1, double u2) {
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
 // The draws of one block of words, shared by the per-element functions and
 // the range fill so that both give the same values.
 static inline double draw_uniform(const uint32_t *w, bool f32) { return f32 ? (double)(float)u24(w[0]) : u53(w[0], w[1]); }
-
-static double box_muller(double u1, double u2);
 
 static inline double draw_normal(const uint32_t *w, bool f32) {
     return f32 ? (double)(float)box_muller(1.0 - u24(w[0]), u24(w[1]))
@@ -51,29 +53,25 @@ static inline double draw_normal(const uint32_t *w, bool f32) {
 float itr_rng_uniform_f32(uint64_t seed, uint64_t salt, uint64_t i) {
     uint32_t w[4];
     itr_rng_words(seed, salt, i, w);
-    return (float)u24(w[0]);
+    return (float)draw_uniform(w, true);
 }
 
 double itr_rng_uniform_f64(uint64_t seed, uint64_t salt, uint64_t i) {
     uint32_t w[4];
     itr_rng_words(seed, salt, i, w);
-    return u53(w[0], w[1]);
-}
-
-static double box_muller(double u1, double u2) {
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+    return draw_uniform(w, false);
 }
 
 float itr_rng_normal_f32(uint64_t seed, uint64_t salt, uint64_t i) {
     uint32_t w[4];
     itr_rng_words(seed, salt, i, w);
-    return (float)box_muller(1.0 - u24(w[0]), u24(w[1]));
+    return (float)draw_normal(w, true);
 }
 
 double itr_rng_normal_f64(uint64_t seed, uint64_t salt, uint64_t i) {
     uint32_t w[4];
     itr_rng_words(seed, salt, i, w);
-    return box_muller(1.0 - u53(w[0], w[1]), u53(w[2], w[3]));
+    return draw_normal(w, false);
 }
 
 // Philox on RNG_LANES consecutive counters at once, written lane by lane so
