@@ -514,7 +514,7 @@ static bool rows_equal(struct rows a, struct rows b) {
 }
 
 // Axes (normalised) of a reduction node; false when it reduces every axis.
-static bool reduced_axes(const struct itr_graph *g, const struct itr_node *n, bool *red, int rank) {
+static bool reduced_axes(const struct itr_node *n, bool *red, int rank) {
     for (int i = 0; i < rank; i++) red[i] = false;
     if (n->op == ITR_OP_ARGMAX || n->op == ITR_OP_ARGMIN) {
         int64_t ax = itr_node_attr_int(n, "axis");
@@ -523,7 +523,6 @@ static bool reduced_axes(const struct itr_graph *g, const struct itr_node *n, bo
     }
     const struct itr_attr *a = itr_node_attr(n, "axes");
     if (!a || a->kind != ITR_ATTR_INTS) return false;
-    (void)g;
     for (int i = 0; i < a->u.ints.n; i++) {
         int64_t ax = a->u.ints.v[i];
         red[ax < 0 ? ax + rank : ax] = true;
@@ -555,7 +554,7 @@ static int rows_operand_axis(const struct itr_graph *g, const struct itr_node *n
     switch (n->op) {
     case ITR_OP_SUM: case ITR_OP_MEAN: case ITR_OP_MAX: case ITR_OP_MIN: case ITR_OP_ARGMAX: case ITR_OP_ARGMIN: {
         bool red[ITR_MAX_RANK];
-        if (!reduced_axes(g, n, red, rk)) return -2;
+        if (!reduced_axes(n, red, rk)) return -2;
         if (itr_node_attr_int(n, "keepdims")) return red[axis] ? -2 : axis;
         for (int i = 0, kept = 0; i < rk; i++)
             if (!red[i] && kept++ == axis) return i;
@@ -627,6 +626,25 @@ struct rows_plan {
     int shrunk;
 };
 
+// What the readers of node n's results need of them (NONE: n is dead).
+static struct rows result_rows(const struct rows_plan *pl, const struct itr_node *n) {
+    struct rows out = { ROWS_NONE, 0, 0, 0 };
+    for (int k = 0; k < n->n_outputs; k++) out = rows_merge(out, pl->need[n->outputs[k]]);
+    return out;
+}
+
+// What node n needs of operand k, given its results' rows `out` and whether
+// it computes only those (shrink): the matching rows of the operand, the
+// rows a slice takes, or all of it.
+static struct rows operand_rows(const struct itr_graph *g, const struct itr_node *n, bool shrink, struct rows out,
+                                int k) {
+    if (shrink) {
+        int ak = rows_operand_axis(g, n, out.axis, k);
+        return ak >= 0 ? (struct rows){ ROWS_RANGE, ak, out.lo, out.hi } : rows_all;
+    }
+    return n->op == ITR_OP_SLICE ? slice_rows(g, n) : rows_all;
+}
+
 // Backwards from the outputs: what each value's readers need, and which
 // nodes can compute only the rows they are asked for.
 static bool rows_plan(const struct itr_graph *g, struct rows_plan *pl) {
@@ -637,23 +655,15 @@ static bool rows_plan(const struct itr_graph *g, struct rows_plan *pl) {
     for (int i = 0; i < g->n_outputs; i++) pl->need[g->outputs[i]] = rows_all;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const struct itr_node *n = &g->nodes[i];
-        struct rows out = { ROWS_NONE, 0, 0, 0 };
-        for (int k = 0; k < n->n_outputs; k++) out = rows_merge(out, pl->need[n->outputs[k]]);
+        struct rows out = result_rows(pl, n);
         if (out.kind == ROWS_NONE) continue;   // dead: not rebuilt
         bool shrink = out.kind == ROWS_RANGE && n->op != ITR_OP_SLICE;
         for (int k = 0; k < n->n_inputs && shrink; k++) shrink = rows_operand_axis(g, n, out.axis, k) != -2;
         pl->shrink[i] = shrink;
         pl->shrunk += shrink;
         for (int k = 0; k < n->n_inputs; k++) {
-            struct rows want = rows_all;
-            if (shrink) {
-                int ak = rows_operand_axis(g, n, out.axis, k);
-                if (ak >= 0) want = (struct rows){ ROWS_RANGE, ak, out.lo, out.hi };
-            } else if (n->op == ITR_OP_SLICE) {
-                want = slice_rows(g, n);
-            }
             int32_t v = n->inputs[k];
-            pl->need[v] = rows_merge(pl->need[v], want);
+            pl->need[v] = rows_merge(pl->need[v], operand_rows(g, n, shrink, out, k));
             // Readers that together take every row take it all.
             int64_t len;
             struct rows *r = &pl->need[v];
@@ -833,21 +843,13 @@ static bool rows_graph(struct itr_program *p, struct itr_graph *g, struct itr_re
         struct itr_graph *ng = new_graph_like(p, g, &map);
         for (int i = 0; i < g->n_nodes && ok; i++) {
             const struct itr_node *n = &g->nodes[i];
-            struct rows out = { ROWS_NONE, 0, 0, 0 };
-            for (int k = 0; k < n->n_outputs; k++) out = rows_merge(out, pl.need[n->outputs[k]]);
+            struct rows out = result_rows(&pl, n);
             if (out.kind == ROWS_NONE) continue;
             struct itr_grad_ctx c = { .g = ng, .d = d, .node = n, .loc = n->loc, .scope = n->scope };
             int32_t ins_stack[16];
             int32_t *ins = n->n_inputs <= 16 ? ins_stack : xcalloc((size_t)n->n_inputs, sizeof *ins);
             for (int k = 0; k < n->n_inputs && ok; k++) {
-                struct rows want = rows_all;
-                if (pl.shrink[i]) {
-                    int ak = rows_operand_axis(g, n, out.axis, k);
-                    if (ak >= 0) want = (struct rows){ ROWS_RANGE, ak, out.lo, out.hi };
-                } else if (n->op == ITR_OP_SLICE) {
-                    want = slice_rows(g, n);
-                }
-                ins[k] = rows_view(&c, &pl, map, n->inputs[k], want);
+                ins[k] = rows_view(&c, &pl, map, n->inputs[k], operand_rows(g, n, pl.shrink[i], out, k));
                 ok = ins[k] >= 0;
             }
             if (ok && n->op == ITR_OP_SLICE && slice_rows(g, n).kind == ROWS_RANGE) {
