@@ -1671,20 +1671,11 @@ static bool read_as_disjoint_slices(const struct lower *L, int32_t v, const int3
     int64_t lo[16], hi[16];
     int axis = -1;
     for (int q = 0; q < n; q++) {
-        const struct itr_node *c = &L->g->nodes[cons[cons_start[v] + q]];
-        if (c->op != ITR_OP_SLICE) return false;
-        const int64_t *axes, *starts, *ends, *steps = NULL;
-        int na, ns, ne, nst = 0;
-        if (!attr_ints(c, "axes", &axes, &na) || !attr_ints(c, "starts", &starts, &ns) ||
-            !attr_ints(c, "ends", &ends, &ne) || na != 1 || ns != 1 || ne != 1)
-            return false;
-        if (attr_ints(c, "steps", &steps, &nst) && nst == 1 && steps[0] != 1) return false;
         int ax;
-        if (!itr_axis_normalize(axes[0], L->g->values[v].type.rank, &ax) || (axis >= 0 && ax != axis)) return false;
+        if (!itr_slice_one_axis(&L->g->nodes[cons[cons_start[v] + q]], L->g->values[v].type.rank, &ax, &lo[q], &hi[q]) ||
+            (axis >= 0 && ax != axis) || lo[q] < 0 || hi[q] < lo[q])
+            return false;
         axis = ax;
-        lo[q] = starts[0];
-        hi[q] = ends[0];
-        if (lo[q] < 0 || hi[q] < lo[q]) return false;
         for (int r = 0; r < q; r++)
             if (lo[q] < hi[r] && lo[r] < hi[q]) return false;
     }
@@ -1974,7 +1965,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
         const struct itr_node *n = &g->nodes[i];
         if (L.how[i] == HOW_INLINE && L.uses[n->outputs[0]] > 1 && !cheap(&L, n->outputs[0]) &&
             !row_shared(&L, n->outputs[0], cons_start, cons) &&
-            !(disjoint_on && !is_output[n->outputs[0]] && read_as_disjoint_slices(&L, n->outputs[0], cons_start, cons)))
+            !(disjoint_on && read_as_disjoint_slices(&L, n->outputs[0], cons_start, cons)))
             s->materialised[n->outputs[0]] = true;
         if ((L.how[i] == HOW_MATMUL || L.how[i] == HOW_NONE) && n->op == ITR_OP_MATMUL &&
             itr_dtype_is_float(g->values[n->outputs[0]].type.dtype)) {

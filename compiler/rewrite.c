@@ -607,16 +607,13 @@ static int rows_operand_axis(const struct itr_graph *g, const struct itr_node *n
 // The rows a slice node reads of its operand: one axis, unit step, constant
 // bounds inside the axis (a slice to the end of a symbolic axis reads all).
 static struct rows slice_rows(const struct itr_graph *g, const struct itr_node *n) {
-    const struct itr_attr *axes = itr_node_attr(n, "axes"), *starts = itr_node_attr(n, "starts"),
-                          *ends = itr_node_attr(n, "ends"), *steps = itr_node_attr(n, "steps");
-    if (axes->u.ints.n != 1) return rows_all;
-    if (steps && steps->kind == ITR_ATTR_INTS && steps->u.ints.v[0] != 1) return rows_all;
     const struct itr_type *in = type_of(g, n->inputs[0]);
-    int64_t ax = axes->u.ints.v[0], lo = starts->u.ints.v[0], hi = ends->u.ints.v[0], len;
-    if (ax < 0) ax += in->rank;
+    int ax;
+    int64_t lo, hi, len;
+    if (!itr_slice_one_axis(n, in->rank, &ax, &lo, &hi)) return rows_all;
     if (lo < 0 || hi <= lo || hi >= INT32_MAX) return rows_all;
     if (itr_dim_is_const(g->prog, in->dims[ax], &len) && (hi > len || (lo == 0 && hi == len))) return rows_all;
-    return (struct rows){ ROWS_RANGE, (int)ax, lo, hi };
+    return (struct rows){ ROWS_RANGE, ax, lo, hi };
 }
 
 struct rows_plan {

@@ -361,6 +361,10 @@ int32_t itr_graph_find_value(const struct itr_graph *g, const char *name);  // -
 int64_t        itr_node_attr_int(const struct itr_node *n, const char *name);
 double         itr_node_attr_float(const struct itr_node *n, const char *name);
 const struct itr_attr *itr_node_attr(const struct itr_node *n, const char *name);
+// A slice of one axis with unit step: its axis (normalised for an operand of
+// rank `rank`) and its start and end as written (unclamped); false for any
+// other node.
+bool itr_slice_one_axis(const struct itr_node *n, int rank, int *axis, int64_t *start, int64_t *end);
 // A full attribute array with the schema's defaults, in the program's arena.
 struct itr_attr *itr_attrs_default(struct itr_program *p, enum itr_op op);
 

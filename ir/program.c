@@ -512,6 +512,20 @@ double itr_node_attr_float(const struct itr_node *n, const char *name) {
     return 0;
 }
 
+bool itr_slice_one_axis(const struct itr_node *n, int rank, int *axis, int64_t *start, int64_t *end) {
+    if (n->op != ITR_OP_SLICE) return false;
+    const struct itr_attr *axes = itr_node_attr(n, "axes"), *starts = itr_node_attr(n, "starts"),
+                          *ends = itr_node_attr(n, "ends"), *steps = itr_node_attr(n, "steps");
+    if (!axes || !starts || !ends || axes->kind != ITR_ATTR_INTS || starts->kind != ITR_ATTR_INTS ||
+        ends->kind != ITR_ATTR_INTS || axes->u.ints.n != 1 || starts->u.ints.n != 1 || ends->u.ints.n != 1)
+        return false;
+    if (steps && steps->kind == ITR_ATTR_INTS && (steps->u.ints.n != 1 || steps->u.ints.v[0] != 1)) return false;
+    if (!itr_axis_normalize(axes->u.ints.v[0], rank, axis)) return false;
+    *start = starts->u.ints.v[0];
+    *end = ends->u.ints.v[0];
+    return true;
+}
+
 // ------------------------------------------------------------ shape-rule helpers
 
 bool itr_shape_error(struct itr_shape_ctx *c, const char *fmt, ...) {
