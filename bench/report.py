@@ -13,7 +13,8 @@ import sys
 ORDER = ["vsepp_train_step", "scan_t2i_train_step", "vseinf_train_step", "tern_train_step", "scan_t2i_score", "scan_i2t_score", "sgr_score", "saf_score",
          "bfan_score", "vsepp_encode_image", "vsepp_encode_text", "jit_load_vsepp_train_cold",
          "jit_load_vsepp_train_cached", "jit_load_scan_t2i_score_cold", "jit_load_scan_t2i_score_cached",
-         "jit_load_tern_train_cold", "jit_load_tern_train_cached"]
+         "jit_load_tern_train_cold", "jit_load_tern_train_cached", "jit_load_zoo_max_cold",
+         "jit_load_zoo_max_cached"]
 
 
 def speed(rec):
@@ -116,6 +117,9 @@ def main():
     print("  ".join("-" * wd for wd in widths))
     for ln in lines:
         print("  ".join(str(x).ljust(wd) for x, wd in zip(ln, widths)))
+    for r in recs:   # which plan the zoo-wide JIT maxima come from
+        if r["workload"].startswith("jit_load_zoo") and r.get("note"):
+            print(f"{r['workload']}: {r['note']}")
     print()
     print("ratio = itrc's speed / the best peer's speed (above 1: itrc is faster); every peer's number is in "
           f"{a.out}.")

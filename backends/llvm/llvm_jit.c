@@ -254,6 +254,11 @@ static void hash_kernel(XXH3_state_t *h, const struct kir_kernel *k, bool names)
     hash_i64(h, k->parallel_hi);
 }
 
+static bool llvm_unroll(void) {
+    const char *e = getenv("ITRC_LLVM_UNROLL");
+    return e && e[0] && strcmp(e, "0") != 0;
+}
+
 // Everything besides the kernel that decides the object: renderer, LLVM,
 // target and pipeline.
 static void hash_salt(XXH3_state_t *h, const struct itr_llvm_jit *j) {
@@ -264,6 +269,7 @@ static void hash_salt(XXH3_state_t *h, const struct itr_llvm_jit *j) {
     hash_str(h, j ? j->features : "");
     const char *passes = getenv("ITRC_LLVM_PASSES");   // objects of another pipeline are other objects
     hash_str(h, passes ? passes : "");
+    hash_str(h, llvm_unroll() ? "unroll" : "");
 }
 
 // The key of a whole module, for itr_llvm_render_ir's symbol names.
@@ -566,7 +572,13 @@ static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, LLVMTargetMach
         LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
         LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
         LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
-        LLVMPassBuilderOptionsSetLoopUnrolling(o, 1);
+        // LLVM's own unrolling is off: the renderer unrolls what pays
+        // (accumulator lanes, and loops marked llvm.loop.unroll.full, which
+        // the unroll passes still honour), and LLVM's runtime unrolling of
+        // the remaining loops tripled code generation time without making a
+        // kernel measurably faster (docs/kernels.md, "Cold load time").
+        // ITRC_LLVM_UNROLL=1 turns it back on, for experiments.
+        LLVMPassBuilderOptionsSetLoopUnrolling(o, llvm_unroll());
         // default<O2>: the kernels run as fast as at O3 (loop and SLP
         // vectorisation are on at both) and compile about a third faster
         // (docs/performance.md). ITRC_LLVM_PASSES overrides it, for
