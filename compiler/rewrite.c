@@ -513,97 +513,6 @@ static bool rows_equal(struct rows a, struct rows b) {
     return a.kind == b.kind && (a.kind != ROWS_RANGE || (a.axis == b.axis && a.lo == b.lo && a.hi == b.hi));
 }
 
-// Axes (normalised) of a reduction node; false when it reduces every axis.
-static bool reduced_axes(const struct itr_node *n, bool *red, int rank) {
-    for (int i = 0; i < rank; i++) red[i] = false;
-    if (n->op == ITR_OP_ARGMAX || n->op == ITR_OP_ARGMIN) {
-        int64_t ax = itr_node_attr_int(n, "axis");
-        red[ax < 0 ? ax + rank : ax] = true;
-        return true;
-    }
-    const struct itr_attr *a = itr_node_attr(n, "axes");
-    if (!a || a->kind != ITR_ATTR_INTS) return false;
-    for (int i = 0; i < a->u.ints.n; i++) {
-        int64_t ax = a->u.ints.v[i];
-        red[ax < 0 ? ax + rank : ax] = true;
-    }
-    return true;
-}
-
-// Under numpy broadcasting, the axis of operand type `in` that result axis
-// `axis` of `out` reads: -1 when the operand lacks it or has size 1 there
-// (broadcast: read whole), -2 when the two sizes cannot be told equal.
-static int broadcast_axis(const struct itr_graph *g, const struct itr_type *in, const struct itr_type *out,
-                          int axis) {
-    int ak = axis - (out->rank - in->rank);
-    if (ak < 0 || (dim_is(g->prog, in->dims[ak], 1) && !dim_is(g->prog, out->dims[axis], 1))) return -1;
-    return in->dims[ak] == out->dims[axis] ? ak : -2;
-}
-
-// For node n whose result is needed only along rows of `axis`: the axis of
-// operand k that those rows come from (its rows there give exactly the
-// result's rows), -1 when operand k is read whole (broadcast along the axis,
-// or the matmul operand the axis does not index), or -2 when n's rows do not
-// come from its operands' rows (the node is computed whole).
-static int rows_operand_axis(const struct itr_graph *g, const struct itr_node *n, int axis, int k) {
-    if (n->n_outputs != 1) return -2;
-    const struct itr_type *out = type_of(g, n->outputs[0]), *in = type_of(g, n->inputs[k]);
-    int r = out->rank, rk = in->rank;
-    const struct itr_op_info *info = itr_op_info(n->op);
-    if (info->cls == ITR_CLASS_ELEMENTWISE) return broadcast_axis(g, in, out, axis);
-    switch (n->op) {
-    case ITR_OP_SUM: case ITR_OP_MEAN: case ITR_OP_MAX: case ITR_OP_MIN: case ITR_OP_ARGMAX: case ITR_OP_ARGMIN: {
-        bool red[ITR_MAX_RANK];
-        if (!reduced_axes(n, red, rk)) return -2;
-        if (itr_node_attr_int(n, "keepdims")) return red[axis] ? -2 : axis;
-        for (int i = 0, kept = 0; i < rk; i++)
-            if (!red[i] && kept++ == axis) return i;
-        return -2;
-    }
-    case ITR_OP_MATMUL: {
-        const struct itr_type *ta = type_of(g, n->inputs[0]), *tb = type_of(g, n->inputs[1]);
-        if (ta->rank < 2 || tb->rank < 2) return -2;
-        if (axis == r - 2) return k == 0 ? rk - 2 : -1;
-        if (axis == r - 1) return k == 1 ? rk - 1 : -1;
-        return broadcast_axis(g, in, out, axis);
-    }
-    case ITR_OP_TRANSPOSE: {
-        const struct itr_attr *a = itr_node_attr(n, "perm");
-        if (!a || a->kind != ITR_ATTR_INTS) return r - 1 - axis;
-        int64_t pa = a->u.ints.v[axis];
-        return (int)(pa < 0 ? pa + rk : pa);
-    }
-    case ITR_OP_RESHAPE: {
-        // Splitting or merging only axes after `axis` (a transformer's heads).
-        if (axis >= rk) return -2;
-        for (int i = 0; i <= axis; i++)
-            if (in->dims[i] != out->dims[i]) return -2;
-        return axis;
-    }
-    case ITR_OP_UNSQUEEZE: case ITR_OP_SQUEEZE: {
-        // The axes that exist in the larger of the two shapes only.
-        bool extra[ITR_MAX_RANK] = { false };
-        const struct itr_attr *a = itr_node_attr(n, "axes");
-        int big = n->op == ITR_OP_UNSQUEEZE ? r : rk;
-        for (int i = 0; i < a->u.ints.n; i++) {
-            int64_t ax = a->u.ints.v[i];
-            extra[ax < 0 ? ax + big : ax] = true;
-        }
-        if (n->op == ITR_OP_UNSQUEEZE) {
-            if (extra[axis]) return -2;
-            int before = 0;
-            for (int i = 0; i < axis; i++) before += extra[i];
-            return axis - before;
-        }
-        for (int i = 0, kept = 0; i < rk; i++)
-            if (!extra[i] && kept++ == axis) return i;
-        return -2;
-    }
-    default:
-        return -2;
-    }
-}
-
 // The rows a slice node reads of its operand: one axis, unit step, constant
 // bounds inside the axis (a slice to the end of a symbolic axis reads all).
 static struct rows slice_rows(const struct itr_graph *g, const struct itr_node *n) {
@@ -636,7 +545,7 @@ static struct rows result_rows(const struct rows_plan *pl, const struct itr_node
 static struct rows operand_rows(const struct itr_graph *g, const struct itr_node *n, bool shrink, struct rows out,
                                 int k) {
     if (shrink) {
-        int ak = rows_operand_axis(g, n, out.axis, k);
+        int ak = itr_rows_operand_axis(g, n, out.axis, k);
         return ak >= 0 ? (struct rows){ ROWS_RANGE, ak, out.lo, out.hi } : rows_all;
     }
     return n->op == ITR_OP_SLICE ? slice_rows(g, n) : rows_all;
@@ -655,7 +564,7 @@ static bool rows_plan(const struct itr_graph *g, struct rows_plan *pl) {
         struct rows out = result_rows(pl, n);
         if (out.kind == ROWS_NONE) continue;   // dead: not rebuilt
         bool shrink = out.kind == ROWS_RANGE && n->op != ITR_OP_SLICE;
-        for (int k = 0; k < n->n_inputs && shrink; k++) shrink = rows_operand_axis(g, n, out.axis, k) != -2;
+        for (int k = 0; k < n->n_inputs && shrink; k++) shrink = itr_rows_operand_axis(g, n, out.axis, k) != -2;
         pl->shrink[i] = shrink;
         pl->shrunk += shrink;
         for (int k = 0; k < n->n_inputs; k++) {

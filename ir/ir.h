@@ -365,6 +365,14 @@ const struct itr_attr *itr_node_attr(const struct itr_node *n, const char *name)
 // rank `rank`) and its start and end as written (unclamped); false for any
 // other node.
 bool itr_slice_one_axis(const struct itr_node *n, int rank, int *axis, int64_t *start, int64_t *end);
+// For node n whose result is needed only along rows of `axis`: the axis of
+// operand k that those rows come from (its rows there give exactly the
+// result's rows), -1 when operand k is read whole (broadcast along the axis,
+// or the matmul operand the axis does not index), or -2 when n's rows do not
+// come from its operands' rows. Elementwise ops, reductions, matmul,
+// transpose, reshapes of later axes, squeeze and unsqueeze; -2 for the rest.
+// Read by the rows rewrite and by packed scans (ir/scan_rows.h).
+int itr_rows_operand_axis(const struct itr_graph *g, const struct itr_node *n, int axis, int k);
 // A full attribute array with the schema's defaults, in the program's arena.
 struct itr_attr *itr_attrs_default(struct itr_program *p, enum itr_op op);
 

@@ -526,6 +526,97 @@ bool itr_slice_one_axis(const struct itr_node *n, int rank, int *axis, int64_t *
     return true;
 }
 
+static bool dim_is_const(const struct itr_program *p, itr_dim d, int64_t want) {
+    int64_t v;
+    return itr_dim_is_const(p, d, &v) && v == want;
+}
+
+// Axes (normalised) of a reduction node; false when it reduces every axis.
+static bool rows_reduced_axes(const struct itr_node *n, bool *red, int rank) {
+    for (int i = 0; i < rank; i++) red[i] = false;
+    if (n->op == ITR_OP_ARGMAX || n->op == ITR_OP_ARGMIN) {
+        int64_t ax = itr_node_attr_int(n, "axis");
+        red[ax < 0 ? ax + rank : ax] = true;
+        return true;
+    }
+    const struct itr_attr *a = itr_node_attr(n, "axes");
+    if (!a || a->kind != ITR_ATTR_INTS) return false;
+    for (int i = 0; i < a->u.ints.n; i++) {
+        int64_t ax = a->u.ints.v[i];
+        red[ax < 0 ? ax + rank : ax] = true;
+    }
+    return true;
+}
+
+// Under numpy broadcasting, the axis of operand type `in` that result axis
+// `axis` of `out` reads: -1 when the operand lacks it or has size 1 there
+// (broadcast: read whole), -2 when the two sizes cannot be told equal.
+static int broadcast_axis(const struct itr_graph *g, const struct itr_type *in, const struct itr_type *out,
+                          int axis) {
+    int ak = axis - (out->rank - in->rank);
+    if (ak < 0 || (dim_is_const(g->prog, in->dims[ak], 1) && !dim_is_const(g->prog, out->dims[axis], 1))) return -1;
+    return in->dims[ak] == out->dims[axis] ? ak : -2;
+}
+
+int itr_rows_operand_axis(const struct itr_graph *g, const struct itr_node *n, int axis, int k) {
+    if (n->n_outputs != 1) return -2;
+    const struct itr_type *out = &g->values[n->outputs[0]].type, *in = &g->values[n->inputs[k]].type;
+    int r = out->rank, rk = in->rank;
+    const struct itr_op_info *info = itr_op_info(n->op);
+    if (info->cls == ITR_CLASS_ELEMENTWISE) return broadcast_axis(g, in, out, axis);
+    switch (n->op) {
+    case ITR_OP_SUM: case ITR_OP_MEAN: case ITR_OP_MAX: case ITR_OP_MIN: case ITR_OP_ARGMAX: case ITR_OP_ARGMIN: {
+        bool red[ITR_MAX_RANK];
+        if (!rows_reduced_axes(n, red, rk)) return -2;
+        if (itr_node_attr_int(n, "keepdims")) return red[axis] ? -2 : axis;
+        for (int i = 0, kept = 0; i < rk; i++)
+            if (!red[i] && kept++ == axis) return i;
+        return -2;
+    }
+    case ITR_OP_MATMUL: {
+        const struct itr_type *ta = &g->values[n->inputs[0]].type, *tb = &g->values[n->inputs[1]].type;
+        if (ta->rank < 2 || tb->rank < 2) return -2;
+        if (axis == r - 2) return k == 0 ? rk - 2 : -1;
+        if (axis == r - 1) return k == 1 ? rk - 1 : -1;
+        return broadcast_axis(g, in, out, axis);
+    }
+    case ITR_OP_TRANSPOSE: {
+        const struct itr_attr *a = itr_node_attr(n, "perm");
+        if (!a || a->kind != ITR_ATTR_INTS) return r - 1 - axis;
+        int64_t pa = a->u.ints.v[axis];
+        return (int)(pa < 0 ? pa + rk : pa);
+    }
+    case ITR_OP_RESHAPE: {
+        // Splitting or merging only axes after `axis` (a transformer's heads).
+        if (axis >= rk) return -2;
+        for (int i = 0; i <= axis; i++)
+            if (in->dims[i] != out->dims[i]) return -2;
+        return axis;
+    }
+    case ITR_OP_UNSQUEEZE: case ITR_OP_SQUEEZE: {
+        // The axes that exist in the larger of the two shapes only.
+        bool extra[ITR_MAX_RANK] = { false };
+        const struct itr_attr *a = itr_node_attr(n, "axes");
+        int big = n->op == ITR_OP_UNSQUEEZE ? r : rk;
+        for (int i = 0; i < a->u.ints.n; i++) {
+            int64_t ax = a->u.ints.v[i];
+            extra[ax < 0 ? ax + big : ax] = true;
+        }
+        if (n->op == ITR_OP_UNSQUEEZE) {
+            if (extra[axis]) return -2;
+            int before = 0;
+            for (int i = 0; i < axis; i++) before += extra[i];
+            return axis - before;
+        }
+        for (int i = 0, kept = 0; i < rk; i++)
+            if (!extra[i] && kept++ == axis) return i;
+        return -2;
+    }
+    default:
+        return -2;
+    }
+}
+
 // ------------------------------------------------------------ shape-rule helpers
 
 bool itr_shape_error(struct itr_shape_ctx *c, const char *fmt, ...) {
