@@ -295,14 +295,19 @@ TEST(saf_training_matches_pytorch) { check_training("saf"); }
 // and whether SAF passes 3x moved with the last bits of a GEMM's summation
 // order (data-order seeds 5-8: 2.9-5.4x). At D=32 / sim_dim=16, Adam 0.006
 // and 6 warm-up epochs both learn on all four seeds (SGR 4.0-6.8x, SAF
-// 4.2-7.6x) and keep learning after the switch to max-violation.
+// 4.2-7.6x) and keep learning after the switch to max-violation. SAF's
+// best test rsum after 10 epochs still moved with rounding: running the
+// GRU on the unpadded rows only (packed scans, which agree with the
+// full-batch run to 1e-12 in f64 over 189 training steps) took it from
+// 4.2x to 2.7x; after 12 epochs 3.9x, after 15 4.1x (SGR 5.1x), so the
+// test trains 15.
 static const char *const LEARN_SGRAF[] = { "D=32", "sim_dim=16", "W=8", "gru_init=0.17677669529663687",
                                            "dropout_p=0", "warmup_epochs=6" };
 
 static void learn(const char *model, const char *const *size, double lr) {
     char ir[512];
     snprintf(ir, sizeof ir, ITR_SOURCE_DIR "/models/%s.ir", model);
-    struct mt_learn_options o = { .ir = ir, .label = model, .n_train = 200, .n_test = 50, .epochs = 10, .lr = lr,
+    struct mt_learn_options o = { .ir = ir, .label = model, .n_train = 200, .n_test = 50, .epochs = 15, .lr = lr,
                                   .size = size, .n_size = 6 };
     mt_learn_run(&o);
 }

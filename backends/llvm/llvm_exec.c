@@ -17,6 +17,7 @@
 #include "backends/ref/ref.h"
 #include "ir/memplan.h"
 #include "ir/rng.h"
+#include "ir/scan_rows.h"
 
 // In AddressSanitizer builds the arena's free bytes are poisoned, so that a
 // read of a value after its planned lifetime (by C code: the reference
@@ -224,6 +225,10 @@ struct itr_llvm_exe {
     itr_kernel_fn *fns;
     struct pool *pool;
     struct itr_llvm_exe **bodies;  // per step: the compiled body of a scan, or NULL
+    // Per step: the proof that the scan may skip its masked rows
+    // (ir/scan_rows.h), or NULL: the scan runs every row.
+    struct itr_scan_rows **packed;
+    int64_t rows_run, rows_skipped;   // packed scans' body rows, over all runs (atomic)
     // The values to free after each step: free_vals[free_start[i] .. free_start[i+1]) are
     // those step i reads last, or produces when nothing reads them (derived once from
     // the schedule's liveness, so a run does not scan every value after every step).
@@ -278,6 +283,73 @@ static void index_plan(struct itr_llvm_exe *e, struct itr_memplan *plan) {
     }
 }
 
+// Whether value v of g is read only as a scanned operand of scans that may
+// skip the rows of the same mask along the same axis as step si's scan:
+// then what v holds on the rows si skips is never used (scan_rows.h,
+// ITR_SKIP_ANY), and not a graph output.
+static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v) {
+    const struct itr_graph *g = e->g;
+    const struct itr_node *n = &g->nodes[e->s->steps[si].node];
+    int32_t mask = n->inputs[e->packed[si]->mask];
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == v) return false;
+    for (int j = 0; j < e->s->n_steps; j++) {   // a fused kernel or a product reads what its buffers name
+        const struct kir_step *st = &e->s->steps[j];
+        if (st->kind == KIR_STEP_GEMM && (st->gemm_a == v || st->gemm_b == v)) return false;
+        for (int b = 0; st->kind == KIR_STEP_KERNEL && b < st->n_bufs; b++)
+            if (st->bufs[b] == v) return false;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct itr_node *r = &g->nodes[i];
+        bool reads = false;
+        for (int q = 0; q < r->n_inputs; q++) reads = reads || r->inputs[q] == v;
+        if (!reads) continue;
+        int j = 0;
+        while (j < e->s->n_steps && !(e->s->steps[j].node == i && e->s->steps[j].kind == KIR_STEP_NODE)) j++;
+        if (j == e->s->n_steps || !e->packed[j] || itr_node_attr_int(r, "axis") != itr_node_attr_int(n, "axis") ||
+            r->inputs[e->packed[j]->mask] != mask)
+            return false;
+        int nc = (int)itr_node_attr_int(r, "n_carry"), ns = (int)itr_node_attr_int(r, "n_scan");
+        for (int q = 0; q < r->n_inputs; q++)
+            if (r->inputs[q] == v && (q < nc || q >= nc + ns)) return false;
+    }
+    return true;
+}
+
+// The proofs of the scans that may skip their masked rows. A scan whose
+// skipped rows of some result are left unspecified keeps its proof only
+// while every reader of that result is such a scan over the same mask
+// (repeated, as dropping one proof can make another's readers fail).
+static void plan_packed_scans(struct itr_llvm_exe *e) {
+    const char *no = getenv("ITRC_NO_PACKED_SCANS");
+    if (no && no[0] && strcmp(no, "0") != 0) return;
+    const struct kir_schedule *s = e->s;
+    e->packed = xcalloc((size_t)s->n_steps, sizeof *e->packed);
+    for (int i = 0; i < s->n_steps; i++) {
+        if (!e->bodies[i]) continue;
+        struct itr_scan_rows r;
+        if (!itr_scan_rows_analyse(&e->g->nodes[s->steps[i].node], &r)) continue;
+        e->packed[i] = xcalloc(1, sizeof r);
+        *e->packed[i] = r;
+    }
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < s->n_steps; i++) {
+            struct itr_scan_rows *r = e->packed[i];
+            if (!r) continue;
+            const struct itr_node *n = &e->g->nodes[s->steps[i].node];
+            bool keep = true;
+            for (int o = 0; o < r->n_outputs && keep; o++)
+                if (r->fill[o] == ITR_SKIP_ANY) keep = read_only_by_packed(e, i, n->outputs[o]);
+            if (keep) continue;
+            itr_scan_rows_free(r);
+            free(r);
+            e->packed[i] = NULL;
+            changed = true;
+        }
+    }
+}
+
 // A scan body's executable shares its parent's JIT and thread pool, and
 // its plan is the parent plan's workspace for that step.
 static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct kir_schedule *s, struct itr_llvm_jit *jit,
@@ -308,6 +380,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
             return NULL;
         }
     }
+    plan_packed_scans(e);
     return e;
 }
 
@@ -408,6 +481,13 @@ void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_aren
     pthread_mutex_unlock(&ar->mu);
 }
 
+void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_t *skipped) {
+    if (!e) return;
+    *run += __atomic_load_n(&e->rows_run, __ATOMIC_RELAXED);
+    *skipped += __atomic_load_n(&e->rows_skipped, __ATOMIC_RELAXED);
+    for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_packed_rows(e->bodies[i], run, skipped);
+}
+
 static double now_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -457,6 +537,11 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     }
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_free(e->bodies[i]);
     free(e->bodies);
+    for (int i = 0; e->packed && i < e->s->n_steps; i++) {
+        itr_scan_rows_free(e->packed[i]);
+        free(e->packed[i]);
+    }
+    free(e->packed);
     free(e->free_start);
     free(e->free_vals);
     free(e->fns);
@@ -476,6 +561,18 @@ const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e) {
 void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ctx) {
     e->observe = fn;
     e->observe_ctx = ctx;
+    // An observer sees whole values: a scan that would leave the skipped
+    // rows of a result unspecified runs every row (its readers may still
+    // skip theirs; what they skip does not depend on those rows).
+    for (int i = 0; fn && e->packed && i < e->s->n_steps; i++) {
+        struct itr_scan_rows *r = e->packed[i];
+        bool any = false;
+        for (int o = 0; r && o < r->n_outputs; o++) any = any || r->fill[o] == ITR_SKIP_ANY;
+        if (!any) continue;
+        itr_scan_rows_free(r);
+        free(r);
+        e->packed[i] = NULL;
+    }
 }
 
 // Hands the observer what step si (run as_node or not) wrote.
@@ -1113,6 +1210,331 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc, struct itr
                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
                     struct itr_diags *d);
 
+// ---- packed scans (ir/scan_rows.h, docs/kernels.md "Packed scans")
+
+// Bytes of one batch row of a step's slice of scanned operand x (scan axis
+// ax, batch B along the slice's first axis).
+static size_t slice_row_bytes(const struct itr_tensor *x, int ax, int64_t B) {
+    struct lane l = lane_of(x, ax);
+    return ax == 0 ? l.inner / (size_t)B : (size_t)(l.outer / B) * l.inner;
+}
+
+// Row b of step t's slice of x copied to row (into_x: from row into x).
+static void slice_row(const struct itr_tensor *x, int ax, int64_t t, int64_t b, int64_t B, char *row, bool into_x) {
+    struct lane l = lane_of(x, ax);
+    char *base = x->data;
+    if (ax == 0) {
+        size_t rb = l.inner / (size_t)B;
+        char *p = base + (size_t)t * l.inner + (size_t)b * rb;
+        memcpy(into_x ? p : row, into_x ? row : p, rb);
+        return;
+    }
+    int64_t q = l.outer / B;
+    for (int64_t o = b * q; o < (b + 1) * q; o++, row += l.inner) {
+        char *p = base + (size_t)(o * l.len + t) * l.inner;
+        memcpy(into_x ? p : row, into_x ? row : p, l.inner);
+    }
+}
+
+static void fill_row(char *row, size_t bytes, enum itr_dtype dt, double c) {
+    size_t n = bytes / itr_dtype_size(dt);
+    if (c == 0) memset(row, 0, bytes);
+    else
+        for (size_t i = 0; i < n; i++) switch (dt) {
+            case ITR_F32: ((float *)row)[i] = (float)c; break;
+            case ITR_F64: ((double *)row)[i] = c; break;
+            case ITR_I32: ((int32_t *)row)[i] = (int32_t)c; break;
+            case ITR_I64: ((int64_t *)row)[i] = (int64_t)c; break;
+            default: ((uint8_t *)row)[i] = c != 0; break;
+            }
+}
+
+// What a packed scan holds for its run.
+struct packed_run {
+    const struct itr_scan_rows *r;
+    int nc, ns, nb_in, nb_out, ax_of_scan;
+    int64_t B, len;
+    size_t *in_rb, *out_rb;      // bytes of a row: per ROW input (its step slice's), per ROW output
+    char **gathered;             // per ROW input: its kept rows, packed (capacity B rows)
+    char **whole_slice;          // per whole scanned input: its step slice
+    char **fill;                 // per ROW output: the row written on skipped rows (CONST, ANY)
+    char *tmp;                   // one row, for copies between tensors
+};
+
+static void packed_run_free(struct packed_run *pr) {
+    for (int k = 0; pr->gathered && k < pr->nb_in; k++) free(pr->gathered[k]);
+    for (int k = 0; pr->whole_slice && k < pr->nb_in; k++) free(pr->whole_slice[k]);
+    for (int o = 0; pr->fill && o < pr->nb_out; o++) free(pr->fill[o]);
+    free(pr->gathered);
+    free(pr->whole_slice);
+    free(pr->fill);
+    free(pr->in_rb);
+    free(pr->out_rb);
+    free(pr->tmp);
+}
+
+// The step's input k, the kept rows act[0..n) of a ROW input packed.
+static struct itr_tensor *packed_input(const struct packed_run *pr, struct itr_tensor *const *in,
+                                       struct itr_tensor *const *out, int k, int64_t t, const int64_t *act, int64_t n) {
+    bool scanned = k >= pr->nc && k < pr->nc + pr->ns;
+    const struct itr_tensor *x = k < pr->nc ? out[k] : in[k];   // a carry's state is in its result
+    int ax = scanned ? norm_axis(pr->ax_of_scan, x->rank) : -1;
+    int64_t shape[ITR_MAX_RANK];
+    int rank = 0;
+    for (int i = 0; i < x->rank; i++)
+        if (i != ax) shape[rank++] = x->shape[i];
+    if (!pr->r->row_input[k]) {
+        if (!scanned) return itr_tensor_wrap(x->dtype, x->rank, x->shape, x->data);
+        struct lane l = lane_of(x, ax);
+        for (int64_t o = 0; o < l.outer; o++)
+            memcpy(pr->whole_slice[k] + (size_t)o * l.inner, (const char *)x->data + (size_t)(o * l.len + t) * l.inner,
+                   l.inner);
+        return itr_tensor_wrap(x->dtype, rank, shape, pr->whole_slice[k]);
+    }
+    size_t rb = pr->in_rb[k];
+    for (int64_t r = 0; r < n; r++) {
+        char *dst = pr->gathered[k] + (size_t)r * rb;
+        if (scanned) slice_row(x, ax, t, act[r], pr->B, dst, false);
+        else memcpy(dst, (const char *)x->data + (size_t)act[r] * rb, rb);
+    }
+    shape[0] = n;
+    return itr_tensor_wrap(x->dtype, rank, shape, pr->gathered[k]);
+}
+
+// Row b of body input k as it was before the step (a carry's, from its result).
+static const char *input_row(const struct packed_run *pr, struct itr_tensor *const *in, struct itr_tensor *const *out,
+                             int k, int64_t t, int64_t b) {
+    if (k < pr->nc) return (const char *)out[k]->data + (size_t)b * pr->in_rb[k];
+    if (k >= pr->nc + pr->ns) return (const char *)in[k]->data + (size_t)b * pr->in_rb[k];
+    slice_row(in[k], norm_axis(pr->ax_of_scan, in[k]->rank), t, b, pr->B, pr->tmp, false);
+    return pr->tmp;
+}
+
+// Sets up pr for scan node n with operands in and results out (allocated);
+// false when this run cannot be packed (the caller runs every row).
+static bool packed_setup(struct packed_run *pr, const struct itr_scan_rows *r, const struct itr_node *n,
+                         struct itr_tensor *const *in, struct itr_tensor *const *out,
+                         const struct itr_dim_bindings *dims) {
+    memset(pr, 0, sizeof *pr);
+    pr->r = r;
+    pr->nc = (int)itr_node_attr_int(n, "n_carry");
+    pr->ns = (int)itr_node_attr_int(n, "n_scan");
+    pr->nb_in = n->n_inputs;
+    pr->nb_out = n->n_outputs;
+    pr->ax_of_scan = (int)itr_node_attr_int(n, "axis");
+    if (r->batch_symbol < 0 || r->batch_symbol >= dims->n || !dims->bound[r->batch_symbol]) return false;
+    int64_t B = pr->B = dims->value[r->batch_symbol];
+    const struct itr_tensor *m = in[r->mask];
+    int max = norm_axis(pr->ax_of_scan, m->rank);
+    pr->len = m->shape[max];
+    if (B < 1 || pr->len < 1 || (m->dtype != ITR_F32 && m->dtype != ITR_F64)) return false;
+    pr->in_rb = xcalloc((size_t)pr->nb_in, sizeof *pr->in_rb);
+    pr->out_rb = xcalloc((size_t)pr->nb_out, sizeof *pr->out_rb);
+    pr->gathered = xcalloc((size_t)pr->nb_in, sizeof *pr->gathered);
+    pr->whole_slice = xcalloc((size_t)pr->nb_in, sizeof *pr->whole_slice);
+    pr->fill = xcalloc((size_t)pr->nb_out, sizeof *pr->fill);
+    size_t widest = 0;
+    for (int k = 0; k < pr->nb_in; k++) {
+        const struct itr_tensor *x = in[k];
+        bool scanned = k >= pr->nc && k < pr->nc + pr->ns;
+        int ax = scanned ? norm_axis(pr->ax_of_scan, x->rank) : -1;
+        if (scanned && x->shape[ax] != pr->len) return false;
+        if (!r->row_input[k]) {
+            if (scanned) pr->whole_slice[k] = xcalloc(1, itr_tensor_nbytes(x) / (size_t)pr->len + 1);
+            continue;
+        }
+        int batch_axis = ax == 0 ? 1 : 0;
+        if (x->rank <= batch_axis || x->shape[batch_axis] != B) return false;
+        pr->in_rb[k] = scanned ? slice_row_bytes(x, ax, B) : itr_tensor_nbytes(x) / (size_t)B;
+        pr->gathered[k] = xcalloc((size_t)B, pr->in_rb[k] + 1);
+        if (pr->in_rb[k] > widest) widest = pr->in_rb[k];
+    }
+    if (pr->in_rb[r->mask] != itr_dtype_size(m->dtype)) return false;   // one value per row
+    for (int o = 0; o < pr->nb_out; o++) {
+        if (r->fill[o] == ITR_SKIP_WHOLE) continue;
+        const struct itr_tensor *y = out[o];
+        if (o < pr->nc) {
+            if (!same_shape(y, in[o])) return false;
+            pr->out_rb[o] = pr->in_rb[o];
+        } else {
+            int ax = norm_axis(pr->ax_of_scan, y->rank);
+            int batch_axis = ax == 0 ? 1 : 0;
+            if (y->rank <= batch_axis || y->shape[batch_axis] != B || y->shape[ax] != pr->len) return false;
+            pr->out_rb[o] = slice_row_bytes(y, ax, B);
+        }
+        if (r->fill[o] == ITR_SKIP_COPY && pr->in_rb[r->src[o]] != pr->out_rb[o]) return false;
+        if (r->fill[o] == ITR_SKIP_CONST || r->fill[o] == ITR_SKIP_ANY) {
+            pr->fill[o] = xcalloc(1, pr->out_rb[o] + 1);
+            fill_row(pr->fill[o], pr->out_rb[o], y->dtype, r->fill[o] == ITR_SKIP_CONST ? r->value[o] : 0);
+        }
+        if (pr->out_rb[o] > widest) widest = pr->out_rb[o];
+    }
+    pr->tmp = xcalloc(1, widest + 1);
+    return true;
+}
+
+// A scan run on the rows whose mask is not 0 at each step, with the batch
+// symbol bound to their count; the other rows take what the proof says
+// (ITR_SKIP_*). Results as run_scan's. *packed false: this run's operands
+// do not fit the proof, nothing was done, and the caller runs every row.
+static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *rc, int si,
+                            const struct itr_llvm_exe *body, const struct itr_node *n, struct itr_tensor *const *params,
+                            struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, bool *packed,
+                            struct itr_diags *d) {
+    const struct itr_scan_rows *r = e->packed[si];
+    int nb_in = n->n_inputs, nb_out = n->n_outputs;
+    *packed = false;
+    if (body->g->n_inputs != nb_in || body->g->n_outputs != nb_out) return true;
+    struct itr_tensor **in = xcalloc((size_t)nb_in, sizeof *in);
+    struct itr_tensor **out = xcalloc((size_t)nb_out + 1, sizeof *out);
+    for (int i = 0; i < nb_in; i++) in[i] = val[n->inputs[i]];
+    bool ok = true;
+    for (int i = 0; i < nb_out && ok; i++) {
+        out[i] = new_value(e, rc, n->outputs[i], dims, d);
+        if (!out[i]) ok = false;
+    }
+    struct packed_run pr;
+    bool fits = ok && packed_setup(&pr, r, n, in, out, dims);
+    if (!fits) {
+        if (ok) packed_run_free(&pr);
+        for (int i = 0; i < nb_out; i++) release_value(e, rc, n->outputs[i], out[i]);
+        free(out);
+        free(in);
+        *packed = !ok;   // an allocation failure is this run's error
+        return ok;
+    }
+    *packed = true;
+    int nc = pr.nc;
+    int64_t B = pr.B, len = pr.len;
+    bool reverse = itr_node_attr_int(n, "reverse") != 0;
+    for (int i = 0; i < nc; i++) memcpy(out[i]->data, in[i]->data, itr_tensor_nbytes(in[i]));
+    // The body writes its results into buffers of the full batch's size,
+    // reused every step.
+    struct itr_tensor **into = xcalloc((size_t)nb_out + 1, sizeof *into);
+    int64_t *into_cap = xcalloc((size_t)nb_out + 1, sizeof *into_cap);
+    bool any_whole = false;
+    for (int o = 0; o < nb_out; o++) {
+        size_t bytes = o < nc ? itr_tensor_nbytes(in[o]) : itr_tensor_nbytes(out[o]) / (size_t)len;
+        int64_t shape[1] = { 0 };
+        into_cap[o] = (int64_t)(bytes < 64 ? 64 : bytes);
+        void *data = aligned_alloc(64, ((size_t)into_cap[o] + 63) / 64 * 64);
+        into[o] = data ? itr_tensor_wrap(out[o]->dtype, 1, shape, data) : NULL;
+        if (into[o]) into[o]->owns_data = true;
+        else free(data);
+        any_whole = any_whole || r->fill[o] == ITR_SKIP_WHOLE;
+    }
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL };
+    if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
+        body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
+    struct itr_dim_bindings kept = *dims;   // the batch symbol bound to the kept rows' count
+    kept.value = xcalloc((size_t)dims->n + 1, sizeof *kept.value);
+    memcpy(kept.value, dims->value, (size_t)dims->n * sizeof *kept.value);
+    int64_t *act = xcalloc((size_t)B, sizeof *act);
+    bool *on = xcalloc((size_t)B, sizeof *on);
+    struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
+    struct itr_tensor **step_out = xcalloc((size_t)nb_out + 1, sizeof *step_out);
+    const struct itr_tensor *m = in[r->mask];
+    int max = norm_axis(pr.ax_of_scan, m->rank);
+    int64_t run_rows = 0, skipped_rows = 0;
+    for (int64_t st = 0; st < len && ok; st++) {
+        int64_t t = reverse ? len - 1 - st : st;
+        int64_t n_on = 0;
+        for (int64_t b = 0; b < B; b++) {
+            double mv;
+            slice_row(m, max, t, b, B, pr.tmp, false);
+            mv = m->dtype == ITR_F64 ? *(const double *)pr.tmp : *(const float *)pr.tmp;
+            on[b] = mv != 0;   // NaN runs
+            if (on[b]) act[n_on++] = b;
+        }
+        // With no row kept a whole result still needs its step: one skipped
+        // row adds nothing to it (the proof), and its rows are filled below.
+        int64_t n_run = n_on ? n_on : any_whole ? 1 : 0;
+        if (!n_on) act[0] = 0;
+        run_rows += n_run;
+        skipped_rows += B - n_run;
+        if (n_run) {
+            kept.value[r->batch_symbol] = n_run;
+            for (int k = 0; k < nb_in; k++) step_in[k] = packed_input(&pr, in, out, k, t, act, n_run);
+            bool ran = exe_run((struct itr_llvm_exe *)body, &body_rc, step_in, params, &kept, step_out, d);
+            for (int k = 0; k < nb_in; k++) itr_tensor_free(step_in[k]);
+            if (!ran) {
+                itr_diag_note(d, n->loc, "in step %lld of the scan over '%s'", (long long)t, body->g->name);
+                ok = false;
+                break;
+            }
+            for (int o = 0; o < nb_out && ok; o++) {
+                size_t want = r->fill[o] == ITR_SKIP_WHOLE ? (o < nc ? itr_tensor_nbytes(out[o])
+                                                                     : itr_tensor_nbytes(out[o]) / (size_t)len)
+                                                           : (size_t)n_run * pr.out_rb[o];
+                if (itr_tensor_nbytes(step_out[o]) != want || step_out[o]->dtype != out[o]->dtype)
+                    ok = node_error(n, d, "internal error: step %lld of the packed scan: output %d has %zu bytes, "
+                                          "not %zu", (long long)t, o, itr_tensor_nbytes(step_out[o]), want);
+            }
+        }
+        // The stacked outputs first: a skipped row may copy a carry's row
+        // as it was before the step.
+        for (int o = nc; o < nb_out && ok; o++) {
+            struct itr_tensor *y = out[o];
+            int ax = norm_axis(pr.ax_of_scan, y->rank);
+            if (r->fill[o] == ITR_SKIP_WHOLE) {
+                struct lane l = lane_of(y, ax);
+                for (int64_t q = 0; q < l.outer; q++)
+                    memcpy((char *)y->data + (size_t)(q * l.len + t) * l.inner,
+                           (const char *)step_out[o]->data + (size_t)q * l.inner, l.inner);
+                continue;
+            }
+            for (int64_t i = 0; i < n_on; i++)
+                slice_row(y, ax, t, act[i], B, (char *)step_out[o]->data + (size_t)i * pr.out_rb[o], true);
+            for (int64_t b = 0; b < B; b++) {
+                if (on[b]) continue;
+                const char *row = r->fill[o] == ITR_SKIP_COPY ? input_row(&pr, in, out, r->src[o], t, b) : pr.fill[o];
+                if (row != pr.tmp) memcpy(pr.tmp, row, pr.out_rb[o]);
+                slice_row(y, ax, t, b, B, pr.tmp, true);
+            }
+        }
+        for (int i = 0; i < nc && ok; i++) {
+            char *state = out[i]->data;
+            if (r->fill[i] == ITR_SKIP_WHOLE) {
+                if (n_run) memcpy(state, step_out[i]->data, itr_tensor_nbytes(out[i]));
+                continue;
+            }
+            size_t rb = pr.out_rb[i];
+            for (int64_t k = 0; k < n_on; k++)
+                memcpy(state + (size_t)act[k] * rb, (const char *)step_out[i]->data + (size_t)k * rb, rb);
+            if (r->fill[i] == ITR_SKIP_CONST)   // COPY keeps the row where it is
+                for (int64_t b = 0; b < B; b++)
+                    if (!on[b]) memcpy(state + (size_t)b * rb, pr.fill[i], rb);
+        }
+        for (int o = 0; o < nb_out; o++) {
+            itr_tensor_free(step_out[o]);
+            step_out[o] = NULL;
+        }
+    }
+    __atomic_add_fetch(&((struct itr_llvm_exe *)e)->rows_run, run_rows, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&((struct itr_llvm_exe *)e)->rows_skipped, skipped_rows, __ATOMIC_RELAXED);
+    for (int o = 0; o < nb_out; o++) {
+        itr_tensor_free(step_out[o]);
+        if (ok) {
+            val[n->outputs[o]] = out[o];
+            owned[n->outputs[o]] = true;
+        } else {
+            release_value(e, rc, n->outputs[o], out[o]);
+        }
+        itr_tensor_free(into[o]);
+    }
+    packed_run_free(&pr);
+    free(kept.value);
+    free(act);
+    free(on);
+    free(step_in);
+    free(step_out);
+    free(into);
+    free(into_cap);
+    free(out);
+    free(in);
+    return ok;
+}
+
 // The body runs in the scan's workspace in the arena (its own plan's
 // offsets, reused every step); its outputs are allocated per step.
 static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int si, const struct itr_llvm_exe *body,
@@ -1425,7 +1847,10 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
         if (st->kind == KIR_STEP_GEMM) {
             ok = run_gemm(e, rc, st, n, dims, val, owned, d);
         } else if (as_node && e->bodies[si]) {
-            ok = run_scan(e, rc, si, e->bodies[si], n, params, dims, val, owned, d);
+            bool packed = false;
+            if (e->packed && e->packed[si])
+                ok = run_scan_packed(e, rc, si, e->bodies[si], n, params, dims, val, owned, &packed, d);
+            if (!packed) ok = run_scan(e, rc, si, e->bodies[si], n, params, dims, val, owned, d);
         } else if (as_node) {
             const struct itr_node *gn = st->kind == KIR_STEP_KERNEL && st->guard_node >= 0 ? &g->nodes[st->guard_node] : n;
             ok = run_node_step(e, gn, dims, val, owned, d);

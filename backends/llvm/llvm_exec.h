@@ -33,6 +33,8 @@ const struct kir_schedule *itr_llvm_exe_schedule(const struct itr_llvm_exe *e);
 // without being stored are not seen, nor are scan bodies' steps. The
 // backend-agreement harness (tests/agree.h) compares them with the reference
 // interpreter's (backends/ref/ref.h itr_ref_run_observed).
+// A packed scan of an observed executable computes every row of the results
+// whose skipped rows it would otherwise leave unspecified.
 typedef void (*itr_llvm_observer)(void *ctx, int32_t step, int32_t value, const struct itr_tensor *t);
 void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ctx);
 
@@ -56,6 +58,12 @@ void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_aren
 // run's dims: for tests (itr_memplan_verify).
 struct itr_memplan;
 const struct itr_memplan *itr_llvm_exe_plan(const struct itr_llvm_exe *e);
+
+// Packed scans (docs/kernels.md): the batch rows their bodies ran and the
+// rows they skipped (masked), over every run so far, added to *run and
+// *skipped. ITRC_NO_PACKED_SCANS=1 (read when the executable is made) runs
+// every row instead, for A/B measurements.
+void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_t *skipped);
 
 // Runs e with read-only parameters.
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
