@@ -1249,58 +1249,81 @@ TEST(sort_stable) {
     itr_tensor_free(x);
 }
 
-// Lines of every length around the short-line insertion sort's limit (64)
-// and beyond it (qsort), with many ties and NaNs: the output is the line in
-// the documented order (value, NaN largest, ties by index), whatever the
-// algorithm.
+// Lines of every length around the short-line limits (64: insertion sort,
+// or the sorting network across 16 neighbouring columns for f32 and i32
+// lines strided by at least 8; beyond it qsort), with many ties, NaNs and
+// zeros of both signs: the output is the line in the documented order
+// (value, NaN largest, -0 equal to +0, ties by index), whatever the
+// algorithm; topk's is the sort's first k.
 TEST(sort_order_at_every_length) {
     // The last case has 2100 lines, enough for the LLVM backend to split
     // them over its threads (tests/test_agree_ops.c runs every case there).
-    static const int64_t lens[] = { 1, 2, 36, 63, 64, 65, 200, 36 };
-    enum itr_dtype dts[2] = { ITR_F32, ITR_I64 };
+    static const int64_t lens[] = { 1, 2, 3, 36, 63, 64, 65, 200, 36 };
+    static const int64_t inners[] = { 2, 17 };   // 17: a full block of 16 columns and one more
+    enum itr_dtype dts[3] = { ITR_F32, ITR_I64, ITR_I32 };
     uint64_t seed = 7;
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
-        for (int d = 0; d < 2; d++)
-            for (int desc = 0; desc < 2; desc++) {
-                int64_t len = lens[li], inner = li + 1 == sizeof lens / sizeof lens[0] ? 700 : 2;
-                // [3, len, inner]: lines along the middle axis, strided like GPO's
-                struct itr_tensor *x = itr_tensor_new(dts[d], 3, (int64_t[]){ 3, len, inner });
-                for (int64_t q = 0; q < 3 * len * inner; q++) {
-                    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-                    int r = (int)(seed >> 59);   // 0..31: many ties
-                    itr_tensor_set(x, q, dts[d] == ITR_F32 && r == 31 ? NAN : (double)(r % 9) - 4);
-                }
-                struct oc c;
-                oc_init(&c, ITR_OP_SORT);
-                set_int(&c, "axis", 1);
-                set_int(&c, "descending", desc);
-                CHECK(run1(&c, x));
-                for (int64_t o = 0; c.out[0] && o < 3; o++)
-                    for (int64_t in = 0; in < inner; in++) {
-                        bool *seen = calloc((size_t)len, 1), ok = true;
-                        for (int64_t p = 0; p < len && ok; p++) {
-                            int64_t at = (o * len + p) * inner + in;
-                            int64_t id = ((int64_t *)c.out[1]->data)[at];
-                            ok = id >= 0 && id < len && !seen[id];
-                            if (!ok) break;
-                            seen[id] = true;
-                            double v = itr_tensor_get(c.out[0], at), xv = itr_tensor_get(x, (o * len + id) * inner + in);
-                            ok = (isnan(v) && isnan(xv)) || v == xv;
-                            if (ok && p > 0) {
-                                int64_t prev_id = ((int64_t *)c.out[1]->data)[at - inner];
-                                double u = itr_tensor_get(c.out[0], at - inner);
-                                int cmp = isnan(u) || isnan(v) ? isnan(u) - isnan(v) : (u > v) - (u < v);
-                                if (desc) cmp = -cmp;
-                                ok = cmp < 0 || (cmp == 0 && prev_id < id);
-                            }
-                        }
-                        CHECK_MSG(ok, "sort of a line of %lld (%s, %s) out of order", (long long)len,
-                                  itr_dtype_name(dts[d]), desc ? "descending" : "ascending");
-                        free(seen);
+        for (int ii = 0; ii < 2; ii++)
+            for (int d = 0; d < 3; d++)
+                for (int desc = 0; desc < 2; desc++) {
+                    bool last = li + 1 == sizeof lens / sizeof lens[0];
+                    if (last && ii) continue;
+                    int64_t len = lens[li], inner = last ? 700 : inners[ii];
+                    // [3, len, inner]: lines along the middle axis, strided like GPO's
+                    struct itr_tensor *x = itr_tensor_new(dts[d], 3, (int64_t[]){ 3, len, inner });
+                    for (int64_t q = 0; q < 3 * len * inner; q++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        int r = (int)(seed >> 59);   // 0..31: many ties
+                        bool fl = dts[d] == ITR_F32;
+                        itr_tensor_set(x, q, fl && r == 31 ? NAN : fl && r == 30 ? -0.0 : (double)(r % 9) - 4);
                     }
-                oc_free(&c);
-                itr_tensor_free(x);
-            }
+                    struct oc c, t;
+                    oc_init(&c, ITR_OP_SORT);
+                    set_int(&c, "axis", 1);
+                    set_int(&c, "descending", desc);
+                    CHECK(run1(&c, x));
+                    int64_t k = len / 2 + 1;
+                    oc_init(&t, ITR_OP_TOPK);
+                    set_int(&t, "axis", 1);
+                    set_int(&t, "k", k);
+                    set_int(&t, "largest", desc);
+                    CHECK(run1(&t, x));
+                    for (int64_t o = 0; c.out[0] && t.out[0] && o < 3; o++)
+                        for (int64_t in = 0; in < inner; in++) {
+                            bool *seen = calloc((size_t)len, 1), ok = true, top_ok = true;
+                            for (int64_t p = 0; p < len && ok; p++) {
+                                int64_t at = (o * len + p) * inner + in;
+                                int64_t id = ((int64_t *)c.out[1]->data)[at];
+                                ok = id >= 0 && id < len && !seen[id];
+                                if (!ok) break;
+                                seen[id] = true;
+                                double v = itr_tensor_get(c.out[0], at), xv = itr_tensor_get(x, (o * len + id) * inner + in);
+                                ok = (isnan(v) && isnan(xv)) || (v == xv && signbit(v) == signbit(xv));
+                                if (ok && p > 0) {
+                                    int64_t prev_id = ((int64_t *)c.out[1]->data)[at - inner];
+                                    double u = itr_tensor_get(c.out[0], at - inner);
+                                    int cmp = isnan(u) || isnan(v) ? isnan(u) - isnan(v) : (u > v) - (u < v);
+                                    if (desc) cmp = -cmp;
+                                    ok = cmp < 0 || (cmp == 0 && prev_id < id);
+                                }
+                                if (p < k) {
+                                    int64_t tat = (o * k + p) * inner + in;
+                                    double tv = itr_tensor_get(t.out[0], tat);
+                                    top_ok = top_ok && ((int64_t *)t.out[1]->data)[tat] == id &&
+                                             ((isnan(tv) && isnan(v)) || (tv == v && signbit(tv) == signbit(v)));
+                                }
+                            }
+                            CHECK_MSG(ok, "sort of a line of %lld, stride %lld (%s, %s) out of order", (long long)len,
+                                      (long long)inner, itr_dtype_name(dts[d]), desc ? "descending" : "ascending");
+                            CHECK_MSG(top_ok, "topk %lld of a line of %lld, stride %lld (%s, %s) is not the sort's",
+                                      (long long)k, (long long)len, (long long)inner, itr_dtype_name(dts[d]),
+                                      desc ? "largest" : "smallest");
+                            free(seen);
+                        }
+                    oc_free(&c);
+                    oc_free(&t);
+                    itr_tensor_free(x);
+                }
 }
 
 TEST(topk) {
