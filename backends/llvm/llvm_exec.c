@@ -904,21 +904,24 @@ static struct lane lane_of(const struct itr_tensor *t, int ax) {
 }
 
 #define GEMM_PARALLEL_MIN_MACS (1 << 21)
-#define GEMM_LIBRARY_MIN_MACS (1 << 25)
 
-// A mid-sized product is split over the executable's pool: each thread
-// computes a block of C's columns (or rows, when C is taller than wide) with
-// a one-thread library call. After a product on the library's own threads,
+// A product is split over the executable's pool: each thread computes a
+// block of C's columns (or rows, when C is taller than wide) with a
+// one-thread library call. After a product on the library's own threads,
 // they spin (OpenBLAS waits with sched_yield for about 0.1 s) against the
 // pool's threads and the kernels between products: at make demo's sizes,
 // where a product takes well under a millisecond, that was most of a
 // training run's CPU time (2 epochs: 9.1 s wall, 3.1 s system, on a loaded
-// machine; split: 4.4 s, 0.1 s). The pool's threads sleep. Large products
-// (GEMM_LIBRARY_MIN_MACS and up, milliseconds each) keep the library's
-// threads, which share one packed operand between them and measured faster
-// there. As with the library's threads, the last bits of a product can
-// depend on the thread count (the library blocks a narrower product
-// differently), never on the run: the blocks are fixed by the count.
+// machine; split: 4.4 s, 0.1 s). Large products kept the library's threads
+// until it was measured that their spinning slows the kernels after them
+// as well (VSE++'s region mean ran at half the memory bandwidth after the
+// projection of the call before): every benchmark workload is faster with
+// all products on the pool (docs/kernels.md, "Products on the pool").
+// ITRC_GEMM_LIBRARY_THREADS=1 gives products to the library's threads
+// again, for A/B. The pool's threads sleep. As with the library's threads,
+// the last bits of a product can depend on the thread count (the library
+// blocks a narrower product differently), never on the run: the blocks are
+// fixed by the count.
 struct gemm_job {
     bool f64, ta, tb, split_n;
     int64_t m, n, k, lda, ldb, ldc, parts;
@@ -978,7 +981,7 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
                      int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc) {
     double macs = (double)m * (double)n * (double)k;
     bool parallel = pool && pool->n > 1 && macs >= GEMM_PARALLEL_MIN_MACS;
-    if (!parallel || gemm_library_threads() || macs >= GEMM_LIBRARY_MIN_MACS) {
+    if (!parallel || gemm_library_threads()) {
         int threads = parallel ? pool->n : 1;
         if (f64)
             itr_gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, 0.0, c, ldc, threads);
