@@ -11,7 +11,8 @@ import platform
 import sys
 
 ORDER = ["vsepp_train_step", "scan_t2i_train_step", "vseinf_train_step", "tern_train_step", "scan_t2i_score", "scan_i2t_score", "sgr_score", "saf_score",
-         "bfan_score", "vsepp_encode_image", "vsepp_encode_text", "jit_load_vsepp_train_cold",
+         "bfan_score", "vsepp_encode_image", "vsepp_encode_text", "sgemm_1024", "sgemm_4608x1024x2048",
+         "jit_load_vsepp_train_cold",
          "jit_load_vsepp_train_cached", "jit_load_scan_t2i_score_cold", "jit_load_scan_t2i_score_cached",
          "jit_load_tern_train_cold", "jit_load_tern_train_cached", "jit_load_zoo_max_cold",
          "jit_load_zoo_max_cached"]
