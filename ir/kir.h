@@ -119,7 +119,7 @@ enum kir_var_kind { KIR_VAR_LOOP, KIR_VAR_LET, KIR_VAR_ACC };
 
 // The most lanes an accumulator may have: a column-reduction chunk
 // (compiler/lower.c) is the widest; renderers keep it on the stack.
-#define KIR_MAX_LANES 1024
+#define KIR_MAX_LANES 2048
 
 struct kir_var {
     const char *name;        // for printing ("i0", "acc")
