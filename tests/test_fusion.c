@@ -36,6 +36,7 @@
 #include "compiler/pipeline.h"
 #include "entryrun.h"
 #include "test.h"
+#include "testutil.h"
 
 static const char *SRC =
     "import \"nn.ir\"\n"
@@ -153,20 +154,8 @@ static const struct expect EXPECT[] = {
     { "transposed", 2 }, { "between", 3 }, { "pairs", 0 },
 };
 
-static struct itr_program *compile_src(const char *src) {
-    struct itr_compile_options co;
-    itr_compile_options_init(&co);
-    const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
-    co.include_dirs = inc;
-    co.n_include_dirs = 1;
-    co.target = "ref";   // the test lowers the graphs itself
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_source("rows.ir", src, strlen(src), &co, &p, NULL, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
-}
+// The test lowers the graphs itself: no kernels in the program.
+static struct itr_program *compile_src(const char *src) { return tu_compile_text("rows.ir", src, "ref", 0, NULL); }
 
 static struct itr_program *compile_rows(void) { return compile_src(SRC); }
 

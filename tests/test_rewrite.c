@@ -14,18 +14,7 @@
 #include "testutil.h"
 
 static struct itr_program *compile_src(const char *src, unsigned no_rewrites, struct itr_compile_report *rep) {
-    struct itr_compile_options co;
-    itr_compile_options_init(&co);
-    co.no_rewrites = no_rewrites;
-    const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
-    co.include_dirs = inc;
-    co.n_include_dirs = 1;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_source("rewrite_test.ir", src, strlen(src), &co, &p, rep, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
+    return tu_compile_text("rewrite_test.ir", src, NULL, no_rewrites, rep);
 }
 
 static struct itr_program *compile_path(const char *path, unsigned no_rewrites, struct itr_compile_report *rep) {

@@ -20,17 +20,7 @@
 #include "testutil.h"
 
 static struct itr_program *compile_src(const char *src) {
-    struct itr_compile_options co;
-    itr_compile_options_init(&co);
-    const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
-    co.include_dirs = inc;
-    co.n_include_dirs = 1;
-    struct itr_diags d;
-    itr_diags_init(&d);
-    struct itr_program *p = NULL;
-    if (!itr_compile_source("scan_rows_test.ir", src, strlen(src), &co, &p, NULL, &d)) itr_diags_print(&d, stderr);
-    itr_diags_free(&d);
-    return p;
+    return tu_compile_text("scan_rows_test.ir", src, NULL, 0, NULL);
 }
 
 // The first scan node of entry `entry`.
@@ -190,9 +180,7 @@ static bool llvm_run(const struct itr_program *p, int gi, struct itr_tensor **in
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_dim_bindings lb;
-    itr_bindings_init(&lb, p);
-    memcpy(lb.value, b->value, (size_t)p->n_symbols * sizeof *lb.value);
-    memcpy(lb.bound, b->bound, (size_t)p->n_symbols * sizeof *lb.bound);
+    tu_bindings_copy(&lb, p, b);
     struct itr_llvm_exe *e = s ? itr_llvm_exe_new(g, s, 2, &d) : NULL;
     unsetenv("ITRC_NO_PACKED_SCANS");
     bool ok = e && itr_llvm_exe_run(e, in, params, &lb, out, &d);
@@ -220,9 +208,7 @@ static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *
     struct itr_diags d;
     itr_diags_init(&d);
     struct itr_dim_bindings rb;
-    itr_bindings_init(&rb, p);
-    memcpy(rb.value, b->value, (size_t)p->n_symbols * sizeof *rb.value);
-    memcpy(rb.bound, b->bound, (size_t)p->n_symbols * sizeof *rb.bound);
+    tu_bindings_copy(&rb, p, b);
     struct itr_ref_options opt = { .f64 = f64 };
     const char *prec = f64 ? "f64" : "f32";
     if (!itr_ref_run(g, in, params, &rb, &opt, ro, &d)) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "compiler/pipeline.h"
+#include "ir/bind.h"
 #include "ir/ir.h"
 #include "ir/text.h"
 #include "test.h"
@@ -214,6 +215,35 @@ static inline int tu_small_overrides(const char *path, const char **ov) {
         itr_diags_free(&d);
     }
     return n;
+}
+
+// IR source text compiled as a file called `name`, with models/modules on
+// the include path (for `import "nn.ir"`), for target (NULL: the default
+// options' target), the rewrites in no_rewrites off; its report into rep
+// (may be NULL). NULL with the diagnostics printed.
+static inline struct itr_program *tu_compile_text(const char *name, const char *src, const char *target,
+                                                 unsigned no_rewrites, struct itr_compile_report *rep) {
+    struct itr_compile_options co;
+    itr_compile_options_init(&co);
+    const char *inc[] = { ITR_SOURCE_DIR "/models/modules" };
+    co.include_dirs = inc;
+    co.n_include_dirs = 1;
+    co.no_rewrites = no_rewrites;
+    if (target) co.target = target;
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_program *p = NULL;
+    if (!itr_compile_source(name, src, strlen(src), &co, &p, rep, &d)) itr_diags_print(&d, stderr);
+    itr_diags_free(&d);
+    return p;
+}
+
+// A copy of src's bindings of p's symbols, to free with itr_bindings_free.
+static inline void tu_bindings_copy(struct itr_dim_bindings *dst, const struct itr_program *p,
+                                    const struct itr_dim_bindings *src) {
+    itr_bindings_init(dst, p);
+    memcpy(dst->value, src->value, (size_t)p->n_symbols * sizeof *dst->value);
+    memcpy(dst->bound, src->bound, (size_t)p->n_symbols * sizeof *dst->bound);
 }
 
 // The model at path compiled at the small sizes for target (NULL: the
