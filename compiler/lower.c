@@ -1,5 +1,6 @@
 // Fusion, scheduling and lowering to the kernel IR (compiler/lower.h).
 #include "compiler/lower.h"
+#include "ir/env.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -80,11 +81,6 @@ struct sibling_group {
 // ---------------------------------------------------------------- classification
 
 // Whether environment variable `name` is set to something other than "" or "0".
-static bool env_flag(const char *name) {
-    const char *v = getenv(name);
-    return v && v[0] && strcmp(v, "0") != 0;
-}
-
 static bool attr_ints(const struct itr_node *n, const char *name, const int64_t **v, int *cnt) {
     const struct itr_attr *a = itr_node_attr(n, name);
     if (!a || a->kind != ITR_ATTR_INTS) return false;
@@ -1841,7 +1837,7 @@ static bool step_writes(const struct kir_schedule *s, const struct kir_step *st,
 // leaves the parameters as they were.
 static void place_updates_in_place(struct kir_schedule *s, const struct itr_graph *g) {
     const struct itr_program *p = g->prog;
-    if (p->n_updates == 0 || g->n_outputs == 0 || env_flag("ITRC_NO_UPDATES_IN_PLACE")) return;
+    if (p->n_updates == 0 || g->n_outputs == 0 || itr_env_flag("ITRC_NO_UPDATES_IN_PLACE")) return;
     int barrier = -1;
     for (int si = 0; si < s->n_steps; si++)
         if (step_may_fail(&s->steps[si]) || step_writes(s, &s->steps[si], g, g->outputs[0])) barrier = si;
@@ -1893,7 +1889,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     L.row_let = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_let);
     L.row_owner = xcalloc((size_t)g->n_nodes + 1, sizeof *L.row_owner);
     L.scratch_of = xcalloc((size_t)g->n_nodes + 1, sizeof *L.scratch_of);
-    L.column_rows_on = !env_flag("ITRC_NO_COLUMN_ROWS");
+    L.column_rows_on = !itr_env_flag("ITRC_NO_COLUMN_ROWS");
     L.sym_size = xcalloc((size_t)L.p->n_symbols + 1, sizeof *L.sym_size);
     L.sym_declared = xcalloc((size_t)L.p->n_symbols + 1, sizeof *L.sym_declared);
     for (int i = 0; i < L.p->n_symbols; i++) {
@@ -1955,14 +1951,14 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
     // reduction that later turns out to be needed in memory is lowered as
     // its own kernel after all).
     // ITRC_NO_ROW_KERNELS=1 turns them off, to measure what they bring.
-    bool rows_on = !env_flag("ITRC_NO_ROW_KERNELS");
+    bool rows_on = !itr_env_flag("ITRC_NO_ROW_KERNELS");
     for (int i = 0; i < g->n_nodes && rows_on; i++)
         if (L.how[i] == HOW_REDUCE && row_candidate(&L, i, is_output, cons_start, cons)) {
             L.how[i] = HOW_ROW;
             s->materialised[g->nodes[i].outputs[0]] = false;
         }
     // ITRC_NO_DISJOINT_SLICES=1 stores values read as disjoint slices (A/B).
-    bool disjoint_on = !env_flag("ITRC_NO_DISJOINT_SLICES");
+    bool disjoint_on = !itr_env_flag("ITRC_NO_DISJOINT_SLICES");
     // Sharing and contraction operands, in topological order so that
     // cheap() sees its operands' decisions.
     for (int i = 0; i < g->n_nodes; i++) {
@@ -1994,7 +1990,7 @@ struct kir_schedule *itr_lower_graph(const struct itr_graph *g, bool f64, struct
             s->materialised[L.scratch_of[i]] = true;
             L.scratch_of[i] = -1;
         }
-    if (!env_flag("ITRC_NO_SIBLING_KERNELS")) plan_siblings(&L, cons_start, cons);
+    if (!itr_env_flag("ITRC_NO_SIBLING_KERNELS")) plan_siblings(&L, cons_start, cons);
     for (int i = 0; i < g->n_nodes; i++) {
         const struct itr_node *n = &g->nodes[i];
         switch (L.how[i]) {

@@ -15,6 +15,7 @@
 #include "backends/cpu/gemm.h"
 #include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
+#include "ir/env.h"
 #include "ir/memplan.h"
 #include "ir/rng.h"
 #include "ir/scan_rows.h"
@@ -321,8 +322,7 @@ static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v)
 // while every reader of that result is such a scan over the same mask
 // (repeated, as dropping one proof can make another's readers fail).
 static void plan_packed_scans(struct itr_llvm_exe *e) {
-    const char *no = getenv("ITRC_NO_PACKED_SCANS");
-    if (no && no[0] && strcmp(no, "0") != 0) return;
+    if (itr_env_flag("ITRC_NO_PACKED_SCANS")) return;
     const struct kir_schedule *s = e->s;
     e->packed = xcalloc((size_t)s->n_steps, sizeof *e->packed);
     for (int i = 0; i < s->n_steps; i++) {
@@ -364,8 +364,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
     plan_frees(e);
     index_plan(e, plan);
-    const char *prof = getenv("ITRC_PROFILE");
-    if (prof && prof[0] && strcmp(prof, "0") != 0) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
+    if (itr_env_flag("ITRC_PROFILE")) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
         itr_llvm_exe_free(e);
         return NULL;
@@ -390,9 +389,8 @@ struct itr_llvm_exe *itr_llvm_exe_new(const struct itr_graph *g, const struct ki
     if (!jit) return NULL;
     // Without a plan (ITRC_NO_EXEC_ARENA=1, for A/B measurements, or a
     // schedule the planner rejects) every value is allocated on its own.
-    const char *no = getenv("ITRC_NO_EXEC_ARENA");
     struct itr_memplan *plan = NULL;
-    if (!(no && no[0] && strcmp(no, "0") != 0)) {
+    if (!itr_env_flag("ITRC_NO_EXEC_ARENA")) {
         struct itr_diags local;
         itr_diags_init(&local);
         plan = itr_memplan_build_schedule(g->prog, g, s, &local);
@@ -970,10 +968,7 @@ static void gemm_parts(void *const *bufs, const int64_t *dims, int64_t lo, int64
 // (A/B).
 static bool gemm_library_threads(void) {
     static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("ITRC_GEMM_LIBRARY_THREADS");
-        v = s && s[0] && strcmp(s, "0") != 0;
-    }
+    if (v < 0) v = itr_env_flag("ITRC_GEMM_LIBRARY_THREADS");
     return v;
 }
 

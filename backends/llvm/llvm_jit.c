@@ -60,6 +60,7 @@ bool itr_llvm_last_was_cache_hit(const struct itr_llvm_jit *j) { (void)j; return
 #include <xxhash.h>
 
 #include "backends/llvm/render.h"
+#include "ir/env.h"
 
 // Part of the cache key: bump when the rendering of any construct changes.
 #define ITR_LLVM_RENDER_VERSION "itrc-llvm-render-5"
@@ -96,10 +97,6 @@ static char *xstrdup_llvm(char *s) {   // an LLVM-owned message to a malloc'd st
     return r;
 }
 
-static bool env_on(const char *name) {
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0") != 0;
-}
 
 static int mkdir_p(const char *path) {
     char *p = strdup(path);
@@ -118,7 +115,7 @@ static int mkdir_p(const char *path) {
 // $XDG_CACHE_HOME/itrc or ~/.cache/itrc, created if missing; NULL when
 // disabled or not creatable (the cache only saves time, so that is silent).
 static char *cache_dir(void) {
-    if (env_on("ITRC_NO_CACHE")) return NULL;
+    if (itr_env_flag("ITRC_NO_CACHE")) return NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char buf[4096];
     if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/itrc", xdg);
@@ -254,11 +251,6 @@ static void hash_kernel(XXH3_state_t *h, const struct kir_kernel *k, bool names)
     hash_i64(h, k->parallel_hi);
 }
 
-static bool llvm_unroll(void) {
-    const char *e = getenv("ITRC_LLVM_UNROLL");
-    return e && e[0] && strcmp(e, "0") != 0;
-}
-
 // Everything besides the kernel that decides the object: renderer, LLVM,
 // target and pipeline.
 static void hash_salt(XXH3_state_t *h, const struct itr_llvm_jit *j) {
@@ -269,7 +261,7 @@ static void hash_salt(XXH3_state_t *h, const struct itr_llvm_jit *j) {
     hash_str(h, j ? j->features : "");
     const char *passes = getenv("ITRC_LLVM_PASSES");   // objects of another pipeline are other objects
     hash_str(h, passes ? passes : "");
-    hash_str(h, llvm_unroll() ? "unroll" : "");
+    hash_str(h, itr_env_flag("ITRC_LLVM_UNROLL") ? "unroll" : "");
 }
 
 // The key of a whole module, for itr_llvm_render_ir's symbol names.
@@ -578,7 +570,7 @@ static LLVMMemoryBufferRef compile_object(struct itr_llvm_jit *j, LLVMTargetMach
         // the remaining loops tripled code generation time without making a
         // kernel measurably faster (docs/kernels.md, "Cold load time").
         // ITRC_LLVM_UNROLL=1 turns it back on, for experiments.
-        LLVMPassBuilderOptionsSetLoopUnrolling(o, llvm_unroll());
+        LLVMPassBuilderOptionsSetLoopUnrolling(o, itr_env_flag("ITRC_LLVM_UNROLL"));
         // default<O2>: the kernels run as fast as at O3 (loop and SLP
         // vectorisation are on at both) and compile about a third faster
         // (docs/performance.md). ITRC_LLVM_PASSES overrides it, for
@@ -844,7 +836,7 @@ bool itr_llvm_compile(struct itr_llvm_jit *j, struct kir_kernel *const *kernels,
     }
     t[T_LINK] += thread_cpu_s() - t0;
     j->last_hit = ok && loaded > 0 && loaded == n_jobs;
-    if (env_on("ITRC_JIT_TIMES")) {
+    if (itr_env_flag("ITRC_JIT_TIMES")) {
         fprintf(stderr, "itrc: JIT: %d kernels, %d distinct bodies new here (%d from the cache); CPU s:", n, n_jobs, loaded);
         for (int p = 0; p < T_N; p++) fprintf(stderr, " %s %.3f", phase_name[p], t[p]);
         fprintf(stderr, "\n");

@@ -3,6 +3,7 @@
 // alike, so results never depend on the sorting algorithm. NaN sorts as
 // larger than every number (last ascending, first descending), as in numpy.
 #include "backends/ref/kernels.h"
+#include "ir/env.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -226,7 +227,7 @@ bool itr_ref_sort_lines(const struct itr_tensor *x, int ax, bool descending, int
     for (int i = ax + 1; i < x->rank; i++) inner *= x->shape[i];
     if (len == 0 || lo >= hi) return true;
     if ((x->dtype == ITR_F32 || x->dtype == ITR_I32) && len >= 2 && len <= NET_MAX && inner >= NET_LANES / 2 &&
-        !getenv("ITRC_NO_SORT_NETWORK"))
+        !itr_env_flag("ITRC_NO_SORT_NETWORK"))
         return sort_columns(x, len, inner, descending, k, lo, hi, vals, idx);
     struct sort_item *items = malloc((size_t)len * sizeof *items);
     if (!items) return false;
