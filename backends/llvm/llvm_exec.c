@@ -317,6 +317,20 @@ static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v)
     return true;
 }
 
+// Whether the proof leaves the skipped rows of some result unspecified.
+static bool leaves_rows_unspecified(const struct itr_scan_rows *r) {
+    for (int o = 0; o < r->n_outputs; o++)
+        if (r->fill[o] == ITR_SKIP_ANY) return true;
+    return false;
+}
+
+// Step si's scan runs every row from now on.
+static void drop_packed(struct itr_llvm_exe *e, int si) {
+    itr_scan_rows_free(e->packed[si]);
+    free(e->packed[si]);
+    e->packed[si] = NULL;
+}
+
 // The proofs of the scans that may skip their masked rows. A scan whose
 // skipped rows of some result are left unspecified keeps its proof only
 // while every reader of that result is such a scan over the same mask
@@ -342,9 +356,7 @@ static void plan_packed_scans(struct itr_llvm_exe *e) {
             for (int o = 0; o < r->n_outputs && keep; o++)
                 if (r->fill[o] == ITR_SKIP_ANY) keep = read_only_by_packed(e, i, n->outputs[o]);
             if (keep) continue;
-            itr_scan_rows_free(r);
-            free(r);
-            e->packed[i] = NULL;
+            drop_packed(e, i);
             changed = true;
         }
     }
@@ -535,10 +547,8 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     }
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_free(e->bodies[i]);
     free(e->bodies);
-    for (int i = 0; e->packed && i < e->s->n_steps; i++) {
-        itr_scan_rows_free(e->packed[i]);
-        free(e->packed[i]);
-    }
+    for (int i = 0; e->packed && i < e->s->n_steps; i++)
+        if (e->packed[i]) drop_packed(e, i);
     free(e->packed);
     free(e->free_start);
     free(e->free_vals);
@@ -562,15 +572,8 @@ void itr_llvm_exe_observe(struct itr_llvm_exe *e, itr_llvm_observer fn, void *ct
     // An observer sees whole values: a scan that would leave the skipped
     // rows of a result unspecified runs every row (its readers may still
     // skip theirs; what they skip does not depend on those rows).
-    for (int i = 0; fn && e->packed && i < e->s->n_steps; i++) {
-        struct itr_scan_rows *r = e->packed[i];
-        bool any = false;
-        for (int o = 0; r && o < r->n_outputs; o++) any = any || r->fill[o] == ITR_SKIP_ANY;
-        if (!any) continue;
-        itr_scan_rows_free(r);
-        free(r);
-        e->packed[i] = NULL;
-    }
+    for (int i = 0; fn && e->packed && i < e->s->n_steps; i++)
+        if (e->packed[i] && leaves_rows_unspecified(e->packed[i])) drop_packed(e, i);
 }
 
 // Hands the observer what step si (run as_node or not) wrote.
@@ -1208,6 +1211,16 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc, struct itr
                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
                     struct itr_diags *d);
 
+// Step t's whole slice of x along axis ax copied to buf, packed (into_x:
+// from buf into x).
+static void slice_copy(const struct itr_tensor *x, int ax, int64_t t, char *buf, bool into_x) {
+    struct lane l = lane_of(x, ax);
+    for (int64_t o = 0; o < l.outer; o++) {
+        char *p = (char *)x->data + (size_t)(o * l.len + t) * l.inner, *q = buf + (size_t)o * l.inner;
+        memcpy(into_x ? p : q, into_x ? q : p, l.inner);
+    }
+}
+
 // ---- packed scans (ir/scan_rows.h, docs/kernels.md "Packed scans")
 
 // Bytes of one batch row of a step's slice of scanned operand x (scan axis
@@ -1283,10 +1296,7 @@ static struct itr_tensor *packed_input(const struct packed_run *pr, struct itr_t
         if (i != ax) shape[rank++] = x->shape[i];
     if (!pr->r->row_input[k]) {
         if (!scanned) return itr_tensor_wrap(x->dtype, x->rank, x->shape, x->data);
-        struct lane l = lane_of(x, ax);
-        for (int64_t o = 0; o < l.outer; o++)
-            memcpy(pr->whole_slice[k] + (size_t)o * l.inner, (const char *)x->data + (size_t)(o * l.len + t) * l.inner,
-                   l.inner);
+        slice_copy(x, ax, t, pr->whole_slice[k], false);
         return itr_tensor_wrap(x->dtype, rank, shape, pr->whole_slice[k]);
     }
     size_t rb = pr->in_rb[k];
@@ -1475,10 +1485,7 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
             struct itr_tensor *y = out[o];
             int ax = norm_axis(pr.ax_of_scan, y->rank);
             if (r->fill[o] == ITR_SKIP_WHOLE) {
-                struct lane l = lane_of(y, ax);
-                for (int64_t q = 0; q < l.outer; q++)
-                    memcpy((char *)y->data + (size_t)(q * l.len + t) * l.inner,
-                           (const char *)step_out[o]->data + (size_t)q * l.inner, l.inner);
+                slice_copy(y, ax, t, step_out[o]->data, true);
                 continue;
             }
             for (int64_t i = 0; i < n_on; i++)
@@ -1639,12 +1646,9 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
             if (direct[i]) into[i]->data = (char *)out[i]->data + (size_t)t * l.inner;
         }
         for (int i = nc; i < nc + ns; i++) {
-            struct lane l = lane_of(in[i], norm_axis(axis, in[i]->rank));
-            if (view[i]) step_in[i]->data = (char *)in[i]->data + (size_t)t * l.inner;
-            else
-                for (int64_t o = 0; o < l.outer; o++)
-                    memcpy((char *)step_in[i]->data + (size_t)o * l.inner,
-                           (const char *)in[i]->data + (size_t)(o * l.len + t) * l.inner, l.inner);
+            int ax = norm_axis(axis, in[i]->rank);
+            if (view[i]) step_in[i]->data = (char *)in[i]->data + (size_t)t * lane_of(in[i], ax).inner;
+            else slice_copy(in[i], ax, t, step_in[i]->data, false);
         }
         if (!exe_run((struct itr_llvm_exe *)body, &body_rc, step_in, params, dims, step_out, d)) {
             itr_diag_note(d, n->loc, "in step %lld of the scan over '%s'", (long long)t, bg->name);
@@ -1678,12 +1682,7 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
                 ok = node_error(n, d, "step %lld: output %d of shape %s does not stack into %s", (long long)t, i, a, b);
             }
             // written in place (direct) unless the body could not use the slice
-            if (ok && !(direct[i] && step_out[i]->data == into[i]->data)) {
-                struct lane l = lane_of(y, ax);
-                for (int64_t o = 0; o < l.outer; o++)
-                    memcpy((char *)y->data + (size_t)(o * l.len + t) * l.inner,
-                           (const char *)step_out[i]->data + (size_t)o * l.inner, l.inner);
-            }
+            if (ok && !(direct[i] && step_out[i]->data == into[i]->data)) slice_copy(y, ax, t, step_out[i]->data, true);
             itr_tensor_free(step_out[i]);
             step_out[i] = NULL;
         }
