@@ -123,6 +123,19 @@ static inline struct itr_tensor **tu_random_params(const struct itr_program *p, 
     return t;
 }
 
+// A model's parameters for agreement runs (tu_model_input from rng stream
+// `stream`, salts salt0 + j), with the optimizer state at zero as `itr-run
+// init` writes it.
+static inline struct itr_tensor **tu_model_params(const struct itr_program *p, const struct itr_dim_bindings *b,
+                                                  uint64_t stream, uint64_t salt0) {
+    struct itr_tensor **t = calloc((size_t)p->n_params + 1, sizeof *t);
+    for (int j = 0; t && j < p->n_params; j++) {
+        t[j] = tu_model_input(p, &p->params[j].type, b, stream, salt0 + (uint64_t)j);
+        if (strncmp(p->params[j].name, "opt.", 4) == 0 && t[j]) memset(t[j]->data, 0, itr_tensor_nbytes(t[j]));
+    }
+    return t;
+}
+
 static inline struct itr_tensor **tu_random_inputs(const struct itr_graph *g, const struct itr_dim_bindings *b,
                                                    uint64_t salt0) {
     struct itr_tensor **t = calloc((size_t)g->n_inputs + 1, sizeof *t);

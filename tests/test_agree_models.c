@@ -149,12 +149,7 @@ static void check_model(const char *path) {
         b.bound[i] = true;
         b.value[i] = p->symbols[i].has_default && p->symbols[i].default_value <= 64 ? p->symbols[i].default_value : 3;
     }
-    struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
-    for (int j = 0; j < p->n_params; j++) {
-        params[j] = tu_model_input(p, &p->params[j].type, &b, 11, 1000 + (uint64_t)j);
-        // optimizer state starts at zero, as `itr-run init` writes it
-        if (strncmp(p->params[j].name, "opt.", 4) == 0 && params[j]) memset(params[j]->data, 0, itr_tensor_nbytes(params[j]));
-    }
+    struct itr_tensor **params = tu_model_params(p, &b, 11, 1000);
     for (int gi = 0; gi < p->n_graphs; gi++) {
         const struct itr_graph *g = p->graphs[gi];
         if (g->kind != ITR_GRAPH_ENTRY) continue;

@@ -305,12 +305,7 @@ static void reuse_model(const char *path, const char *name, bool f64) {
         in[k] = calloc((size_t)g->n_inputs + 1, sizeof *in[k]);
         for (int i = 0; i < g->n_inputs; i++)
             in[k][i] = tu_model_input(p, &g->values[g->inputs[i]].type, &bind[k], 23, 50 + (uint64_t)i);
-        params[k] = calloc((size_t)p->n_params + 1, sizeof *params[k]);
-        for (int j = 0; j < p->n_params; j++) {
-            params[k][j] = tu_model_input(p, &p->params[j].type, &bind[k], 23, 500 + (uint64_t)j);
-            if (strncmp(p->params[j].name, "opt.", 4) == 0 && params[k][j])
-                memset(params[k][j]->data, 0, itr_tensor_nbytes(params[k][j]));
-        }
+        params[k] = tu_model_params(p, &bind[k], 23, 500);
     }
     struct itr_diags d;
     itr_diags_init(&d);

@@ -275,19 +275,13 @@ static void check_program(struct itr_program *p, int64_t B, int64_t L, const cha
     itr_diags_free(&d);
     p->kernels = &made;
     struct itr_dim_bindings b;
-    itr_bindings_init(&b, p);
+    free(tu_bind_symbols(p, &b));
     for (int i = 0; i < p->n_symbols; i++) {
         const char *s = p->symbols[i].name;
-        b.bound[i] = true;
-        b.value[i] = strcmp(s, "B") == 0 ? B : strcmp(s, "L") == 0 || strcmp(s, "T") == 0 ? L
-                   : p->symbols[i].has_default && p->symbols[i].default_value <= 64 ? p->symbols[i].default_value
-                                                                                   : 3;
+        if (strcmp(s, "B") == 0) b.value[i] = B;
+        if (strcmp(s, "L") == 0 || strcmp(s, "T") == 0) b.value[i] = L;
     }
-    struct itr_tensor **params = calloc((size_t)p->n_params + 1, sizeof *params);
-    for (int j = 0; j < p->n_params; j++) {
-        params[j] = tu_model_input(p, &p->params[j].type, &b, 17, 1000 + (uint64_t)j);
-        if (strncmp(p->params[j].name, "opt.", 4) == 0 && params[j]) memset(params[j]->data, 0, itr_tensor_nbytes(params[j]));
-    }
+    struct itr_tensor **params = tu_model_params(p, &b, 17, 1000);
     for (int gi = 0; gi < p->n_graphs; gi++) {
         const struct itr_graph *g = p->graphs[gi];
         if (g->kind != ITR_GRAPH_ENTRY || !has_scan(g)) continue;
