@@ -380,6 +380,7 @@ static double jit_load_s(const struct itr_graph *g, bool cold) {
         t = -1;
     }
     itr_llvm_exe_free(e);
+    kir_schedule_free(sc);   // the executable borrows it
     itr_diags_free(&d);
     unsetenv("ITRC_NO_CACHE");
     return t;
@@ -471,6 +472,7 @@ static void bench_sgemm(const char *workload, int64_t M, int64_t N, int64_t K) {
     itr_tensor_free(a);
     itr_tensor_free(b);
     itr_llvm_exe_free(e);
+    kir_schedule_free(sc);
     itr_program_free(p);
     itr_diags_free(&d);
 }
