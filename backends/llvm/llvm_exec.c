@@ -212,7 +212,38 @@ struct run_ctx {
     // The caller's permissions for updates in place (NULL: parameters are
     // read only); top-level runs only.
     struct itr_run_options *ro;
+    // The rows this run's packed scans filled with 0 (NULL: not followed).
+    struct zero_rows *zr;
 };
+
+// Products over the mask's rows (docs/kernels.md): per value of a run, the
+// rows a packed scan skipped and filled with 0, the value seen as rows over
+// its first two axes (batch and scan axis, in its order). A product reading
+// such a value leaves those rows out: a gradient summed over (caption, word)
+// rows skips its padded words, a product of them writes 0 rows. Like the
+// packed scan's proof this takes the other operand's rows to be finite.
+struct zero_rows {
+    int64_t *rows;      // per value: its row count (0: none known)
+    int64_t *n_zero;    // per value: how many of them are 0
+    uint8_t **zero;     // per value: 1 where the row is 0
+};
+
+// Value v's rows flags (rows of them), owned by z from now on.
+static void zero_rows_set(struct zero_rows *z, int32_t v, uint8_t *flags, int64_t rows) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < rows; i++) n += flags[i] != 0;
+    free(z->zero[v]);
+    z->zero[v] = flags;
+    z->rows[v] = rows;
+    z->n_zero[v] = n;
+}
+
+static void zero_rows_free(struct zero_rows *z, int n_values) {
+    for (int v = 0; z->zero && v < n_values; v++) free(z->zero[v]);
+    free(z->zero);
+    free(z->rows);
+    free(z->n_zero);
+}
 
 // ---------------------------------------------------------------- executables
 
@@ -230,6 +261,13 @@ struct itr_llvm_exe {
     // (ir/scan_rows.h), or NULL: the scan runs every row.
     struct itr_scan_rows **packed;
     int64_t rows_run, rows_skipped;   // packed scans' body rows, over all runs (atomic)
+    // Per step: the end of the run of independent kernel steps that starts
+    // there and is launched at once (plan_launch_groups); i + 1: alone.
+    int32_t *group_end;
+    int64_t multi_launches;        // groups launched at once, over all runs (atomic)
+    bool any_packed;               // some step has a proof
+    bool packed_products;          // products skip the rows packed scans filled with 0
+    int64_t product_rows, product_rows_skipped;   // their rows (of K or M), over all runs (atomic)
     // The values to free after each step: free_vals[free_start[i] .. free_start[i+1]) are
     // those step i reads last, or produces when nothing reads them (derived once from
     // the schedule's liveness, so a run does not scan every value after every step).
@@ -360,6 +398,64 @@ static void plan_packed_scans(struct itr_llvm_exe *e) {
             changed = true;
         }
     }
+    for (int i = 0; i < s->n_steps; i++) e->any_packed = e->any_packed || e->packed[i];
+    e->packed_products = e->any_packed && !itr_env_flag("ITRC_NO_PACKED_PRODUCTS");
+}
+
+// Multi-tensor launches (docs/kernels.md): consecutive kernel steps none of
+// which reads or writes a value another one writes run as one launch on the
+// pool, their iterations split by work over the threads. The optimizer's
+// squared gradient norms (one serial reduction per parameter) then run side
+// by side, and every parameter's Adam update is one pass with one wake-up
+// of the pool. Guarded steps stay alone (they may run as their node).
+// ITRC_NO_LAUNCH_GROUPS=1 launches every step alone, for A/B.
+#define LAUNCH_GROUP_MAX 64
+
+// Whether step st reads or writes value v (written_only: writes it). An
+// update in place writes the output it names as well as its buffer's value.
+static bool step_touches(const struct itr_llvm_exe *e, const struct kir_step *st, int32_t v, bool written_only) {
+    const struct kir_kernel *k = e->s->kernels[st->kernel];
+    for (int b = 0; b < st->n_bufs; b++) {
+        bool w = k->bufs[b].written;
+        if ((st->bufs[b] == v && (w || !written_only)) || (w && kir_step_alias(st, b) == v)) return true;
+    }
+    return false;
+}
+
+static bool independent_steps(const struct itr_llvm_exe *e, const struct kir_step *a, const struct kir_step *b) {
+    const struct kir_kernel *ka = e->s->kernels[a->kernel], *kb = e->s->kernels[b->kernel];
+    for (int i = 0; i < a->n_bufs; i++) {
+        bool w = ka->bufs[i].written;
+        if (step_touches(e, b, a->bufs[i], !w)) return false;
+        if (w && kir_step_alias(a, i) >= 0 && step_touches(e, b, kir_step_alias(a, i), false)) return false;
+    }
+    for (int i = 0; i < b->n_bufs; i++) {
+        if (!kb->bufs[i].written) continue;
+        if (step_touches(e, a, b->bufs[i], false)) return false;
+        if (kir_step_alias(b, i) >= 0 && step_touches(e, a, kir_step_alias(b, i), false)) return false;
+    }
+    return true;
+}
+
+static void plan_launch_groups(struct itr_llvm_exe *e) {
+    const struct kir_schedule *s = e->s;
+    e->group_end = xcalloc((size_t)s->n_steps + 1, sizeof *e->group_end);
+    bool off = itr_env_flag("ITRC_NO_LAUNCH_GROUPS");
+    for (int i = 0; i < s->n_steps;) {
+        int j = i + 1;
+        const struct kir_step *si = &s->steps[i];
+        bool groupable = !off && si->kind == KIR_STEP_KERNEL && si->guard_count < 0;
+        while (groupable && j < s->n_steps && j - i < LAUNCH_GROUP_MAX) {
+            const struct kir_step *sj = &s->steps[j];
+            if (sj->kind != KIR_STEP_KERNEL || sj->guard_count >= 0) break;
+            bool ok = true;
+            for (int q = i; q < j && ok; q++) ok = independent_steps(e, &s->steps[q], sj);
+            if (!ok) break;
+            j++;
+        }
+        for (int q = i; q < j; q++) e->group_end[q] = j;
+        i = j;
+    }
 }
 
 // A scan body's executable shares its parent's JIT and thread pool, and
@@ -375,6 +471,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
     plan_frees(e);
+    plan_launch_groups(e);
     index_plan(e, plan);
     if (itr_env_flag("ITRC_PROFILE")) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
@@ -491,6 +588,16 @@ void itr_llvm_exe_arena_stats(const struct itr_llvm_exe *e, struct itr_llvm_aren
     pthread_mutex_unlock(&ar->mu);
 }
 
+int64_t itr_llvm_exe_multi_launches(const struct itr_llvm_exe *e) {
+    return e ? __atomic_load_n(&e->multi_launches, __ATOMIC_RELAXED) : 0;
+}
+
+void itr_llvm_exe_product_rows(const struct itr_llvm_exe *e, int64_t *rows, int64_t *skipped) {
+    if (!e) return;
+    *rows += __atomic_load_n(&e->product_rows, __ATOMIC_RELAXED);
+    *skipped += __atomic_load_n(&e->product_rows_skipped, __ATOMIC_RELAXED);
+}
+
 void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_t *skipped) {
     if (!e) return;
     *run += __atomic_load_n(&e->rows_run, __ATOMIC_RELAXED);
@@ -551,6 +658,7 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
         if (e->packed[i]) drop_packed(e, i);
     free(e->packed);
     free(e->free_start);
+    free(e->group_end);
     free(e->free_vals);
     free(e->fns);
     free(e->slot);
@@ -1139,6 +1247,90 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
     return true;
 }
 
+// dst row r = src row idx[r] (rows of row_bytes), over the pool.
+struct gather_job { char *dst; const char *src; size_t row_bytes; const int64_t *idx; bool scatter; };
+
+static void gather_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct gather_job *j = bufs[0];
+    size_t rb = j->row_bytes;
+    for (int64_t r = lo; r < hi; r++) {
+        if (j->scatter) memcpy(j->dst + (size_t)j->idx[r] * rb, j->src + (size_t)r * rb, rb);
+        else memcpy(j->dst + (size_t)r * rb, j->src + (size_t)j->idx[r] * rb, rb);
+    }
+}
+
+// Gathers rows idx[0..n) of src into dst, or (scatter) the reverse.
+static void gather_rows(struct pool *pool, char *dst, const char *src, size_t row_bytes, const int64_t *idx, int64_t n,
+                        bool scatter) {
+    struct gather_job j = { dst, src, row_bytes, idx, scatter };
+    void *bufs[1] = { &j };
+    launch(pool, gather_part, bufs, NULL, n, n * (int64_t)(row_bytes / sizeof(float)));
+}
+
+// A product over the rows a packed scan filled with 0 (struct zero_rows)
+// runs on the others only: K rows, when both operands are stored with K as
+// their rows (a weight's gradient summed over every (caption, word) row),
+// or A's M rows, whose rows of C are then 0 (C's zero rows are recorded in
+// turn). The kept rows are gathered into the pack buffers first; a product
+// with fewer than an eighth of its rows 0 is not worth that copy. False:
+// nothing was done.
+#define ZERO_ROWS_MIN_FRACTION 8
+static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
+                                int32_t ov, const struct itr_tensor *A, const struct itr_tensor *B,
+                                struct itr_tensor *C, int64_t m, int64_t nn, int64_t k, int64_t lda, int64_t ldb) {
+    struct zero_rows *z = ctx->zr;
+    bool k_rows = st->trans_a && !st->trans_b && itr_tensor_numel(A) == k * lda && itr_tensor_numel(B) == k * ldb;
+    bool m_rows = !st->trans_a && itr_tensor_numel(A) == m * lda && itr_tensor_numel(C) == m * nn;
+    int64_t rows = k_rows ? k : m;
+    const uint8_t *za = (k_rows || m_rows) && z->rows[st->gemm_a] == rows ? z->zero[st->gemm_a] : NULL;
+    const uint8_t *zb = k_rows && z->rows[st->gemm_b] == rows ? z->zero[st->gemm_b] : NULL;
+    if (!za && !zb) return false;
+    int64_t most = (za ? z->n_zero[st->gemm_a] : 0) + (zb ? z->n_zero[st->gemm_b] : 0);
+    if (most * ZERO_ROWS_MIN_FRACTION < rows) return false;
+    int64_t *idx = xcalloc((size_t)rows, sizeof *idx), kept = 0;
+    for (int64_t r = 0; r < rows; r++)
+        if (!(za && za[r]) && !(zb && zb[r])) idx[kept++] = r;
+    if ((rows - kept) * ZERO_ROWS_MIN_FRACTION < rows) {
+        free(idx);
+        return false;
+    }
+    size_t es = itr_dtype_size(C->dtype);
+    bool f64 = C->dtype == ITR_F64;
+    char *own[3] = { NULL, NULL, NULL };
+    char *ap = pack_buffer(ctx->ar, 0, (size_t)(kept * lda) * es, &own[0]);
+    char *bp = k_rows ? pack_buffer(ctx->ar, 1, (size_t)(kept * ldb) * es, &own[1]) : NULL;
+    char *cp = k_rows ? NULL : pack_buffer(ctx->ar, 2, (size_t)(kept * nn) * es, &own[2]);
+    if (!ap || (k_rows ? !bp : !cp)) {
+        for (int i = 0; i < 3; i++) free(own[i]);
+        free(idx);
+        return false;
+    }
+    gather_rows(e->pool, ap, A->data, (size_t)lda * es, idx, kept, false);
+    if (k_rows) {
+        gather_rows(e->pool, bp, B->data, (size_t)ldb * es, idx, kept, false);
+        if (kept) gemm_run(e->pool, f64, true, false, m, nn, kept, ap, lda, bp, ldb, C->data, nn);
+        else memset(C->data, 0, itr_tensor_nbytes(C));
+    } else {
+        if (kept) gemm_run(e->pool, f64, false, st->trans_b, kept, nn, k, ap, lda, B->data, ldb, cp, nn);
+        uint8_t *zc = xcalloc((size_t)m, 1);
+        size_t rb = (size_t)nn * es;
+        for (int64_t r = 0; r < m; r++)
+            if (za[r]) {
+                memset((char *)C->data + (size_t)r * rb, 0, rb);
+                zc[r] = 1;
+            }
+        gather_rows(e->pool, C->data, cp, rb, idx, kept, true);
+        zero_rows_set(z, ov, zc, m);
+    }
+    struct itr_llvm_exe *me = (struct itr_llvm_exe *)e;
+    __atomic_add_fetch(&me->product_rows, rows, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&me->product_rows_skipped, rows - kept, __ATOMIC_RELAXED);
+    for (int i = 0; i < 3; i++) free(own[i]);
+    free(idx);
+    return true;
+}
+
 // A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
 // the operands' batch dims broadcast (numpy rules, right-aligned).
 static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
@@ -1172,8 +1364,8 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         batch = 1;
         nbatch = 0;
     }
-    if (batch > 1 &&
-        gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool, ctx->ar)) {
+    if ((batch == 1 && ctx->zr && gemm_skip_zero_rows(e, ctx, st, ov, A, B, C, m, nn, k, lda, ldb)) ||
+        (batch > 1 && gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool, ctx->ar))) {
         val[ov] = C;
         owned[ov] = true;
         return true;
@@ -1431,7 +1623,7 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
         else free(data);
         any_whole = any_whole || r->fill[o] == ITR_SKIP_WHOLE;
     }
-    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL };
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL };
     if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
         body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
     struct itr_dim_bindings kept = *dims;   // the batch symbol bound to the kept rows' count
@@ -1444,6 +1636,13 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
     const struct itr_tensor *m = in[r->mask];
     int max = norm_axis(pr.ax_of_scan, m->rank);
     int64_t run_rows = 0, skipped_rows = 0;
+    // The stacked results whose skipped rows are 0, for the products that
+    // read them (struct zero_rows): rows over the batch and scan axes.
+    uint8_t **zrow = xcalloc((size_t)nb_out + 1, sizeof *zrow);
+    for (int o = nc; rc->zr && o < nb_out; o++)
+        if (r->fill[o] == ITR_SKIP_CONST && r->value[o] == 0 && out[o]->rank >= 2 &&
+            norm_axis(pr.ax_of_scan, out[o]->rank) <= 1)
+            zrow[o] = xcalloc((size_t)(B * len), 1);
     for (int64_t st = 0; st < len && ok; st++) {
         int64_t t = reverse ? len - 1 - st : st;
         int64_t n_on = 0;
@@ -1492,6 +1691,7 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
                 slice_row(y, ax, t, act[i], B, (char *)step_out[o]->data + (size_t)i * pr.out_rb[o], true);
             for (int64_t b = 0; b < B; b++) {
                 if (on[b]) continue;
+                if (zrow[o]) zrow[o][ax == 0 ? t * B + b : b * len + t] = 1;
                 const char *row = r->fill[o] == ITR_SKIP_COPY ? input_row(&pr, in, out, r->src[o], t, b) : pr.fill[o];
                 if (row != pr.tmp) memcpy(pr.tmp, row, pr.out_rb[o]);
                 slice_row(y, ax, t, b, B, pr.tmp, true);
@@ -1526,7 +1726,10 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
             release_value(e, rc, n->outputs[o], out[o]);
         }
         itr_tensor_free(into[o]);
+        if (ok && zrow[o]) zero_rows_set(rc->zr, n->outputs[o], zrow[o], B * len);
+        else free(zrow[o]);
     }
+    free(zrow);
     packed_run_free(&pr);
     free(kept.value);
     free(act);
@@ -1618,7 +1821,7 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
             into[i] = spare[i] = NULL;
         }
     }
-    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL };   // a body writes no parameter
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL };   // a body writes no parameter
     if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
         body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
     struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
@@ -1810,6 +2013,146 @@ static void take_aliases(const struct kir_step *st, struct itr_tensor **val, boo
 
 // A run of e; a top-level executable (e->owns) holding the arena (rc->ar)
 // prepares it once the dims are bound, a scan body gets its base in rc.
+// Frees what step si was the last to read, and results nobody reads.
+static void free_after_step(const struct itr_llvm_exe *e, const struct run_ctx *rc, int si, struct itr_tensor **val,
+                            bool *owned) {
+    for (int32_t f = e->free_start[si]; f < e->free_start[si + 1]; f++) {
+        int32_t v = e->free_vals[f];
+        if (owned[v]) { release_value(e, rc, v, val[v]); val[v] = NULL; owned[v] = false; }
+    }
+}
+
+// One kernel step of a launch: its entry point, bound buffers and dims, its
+// iterations and its work (its largest buffer's elements); start: where its
+// work begins in the launch's.
+struct launch_seg { itr_kernel_fn fn; void **bufs; int64_t *dims; int64_t hi, work, start; };
+struct multi_launch { const struct launch_seg *seg; int n; int64_t total, parts; };
+
+// Part t of a multi-tensor launch: the work [total t / parts, total (t+1) /
+// parts) of the steps laid end to end, each step's share of it mapped to its
+// iterations. Consecutive parts meet at the same iteration, so every
+// iteration runs once, and a serial kernel (one iteration) wholly on the
+// thread whose part covers its end.
+static void multi_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct multi_launch *ml = bufs[0];
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t a = ml->total * t / ml->parts, b = ml->total * (t + 1) / ml->parts;
+        for (int i = 0; i < ml->n; i++) {
+            const struct launch_seg *g = &ml->seg[i];
+            int64_t s0 = g->start, s1 = g->start + g->work;
+            if (!g->hi || s1 <= a || s0 >= b) continue;
+            int64_t x0 = (a > s0 ? a : s0) - s0, x1 = (b < s1 ? b : s1) - s0;
+            int64_t i0 = x0 * g->hi / g->work, i1 = x1 * g->hi / g->work;
+            if (i0 < i1) g->fn(g->bufs, g->dims, i0, i1);
+        }
+    }
+}
+
+static bool ranges_overlap(const struct itr_tensor *x, const struct itr_tensor *y) {
+    const char *a = x->data, *b = y->data;
+    size_t na = itr_tensor_nbytes(x), nb = itr_tensor_nbytes(y);
+    return na && nb && a < b + nb && b < a + na;
+}
+
+// Whether a written buffer of one step of seg shares memory with any buffer
+// of another: the memory plan may place a value in one that an earlier
+// step of the group reads last, which is only right one step after another.
+static bool launch_memory_overlaps(const struct itr_llvm_exe *e, int si, int n, struct itr_tensor *const *val) {
+    for (int p = 0; p < n; p++) {
+        const struct kir_step *a = &e->s->steps[si + p];
+        const struct kir_kernel *ka = e->s->kernels[a->kernel];
+        for (int q = 0; q < n; q++) {
+            const struct kir_step *b = &e->s->steps[si + q];
+            for (int i = 0; p != q && i < a->n_bufs; i++) {
+                if (!ka->bufs[i].written) continue;
+                for (int j = 0; j < b->n_bufs; j++)
+                    if (ranges_overlap(val[a->bufs[i]], val[b->bufs[j]])) return true;
+            }
+        }
+    }
+    return false;
+}
+
+// Kernel steps [si, ge): their updates in place prepared (all before any
+// writes: a loss that is not finite sets *stopped and nothing is written),
+// their results allocated, and launched: one step as before, several as one
+// multi-tensor launch (plan_launch_groups).
+static bool run_kernel_steps(struct itr_llvm_exe *e, const struct run_ctx *rc, int si, int ge,
+                             struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned, bool *shared,
+                             bool *stopped, struct itr_diags *d) {
+    const struct itr_graph *g = e->g;
+    const struct itr_program *p = g->prog;
+    const struct kir_schedule *s = e->s;
+    int n = ge - si;
+    for (int q = si; q < ge; q++) {
+        const struct kir_step *st = &s->steps[q];
+        if (st->alias && !prepare_aliases(e, rc, st, val, owned, shared, stopped, d)) return false;
+        if (*stopped) return true;
+    }
+    struct launch_seg *seg = xcalloc((size_t)n, sizeof *seg);
+    bool ok = true;
+    int64_t total = 0;
+    for (int q = 0; q < n && ok; q++) {
+        const struct kir_step *st = &s->steps[si + q];
+        const struct itr_node *nd = &g->nodes[st->node];
+        const struct kir_kernel *k = s->kernels[st->kernel];
+        struct launch_seg *sg = &seg[q];
+        sg->fn = e->fns[st->kernel];
+        sg->bufs = xcalloc((size_t)k->n_bufs + 1, sizeof *sg->bufs);
+        sg->dims = xcalloc((size_t)k->n_dims + 1, sizeof *sg->dims);
+        for (int b = 0; b < k->n_bufs && ok; b++) {
+            int32_t v = st->bufs[b];
+            if (k->bufs[b].written && !val[v]) {
+                val[v] = new_value(e, rc, v, dims, d);
+                owned[v] = val[v] != NULL;
+                if (!val[v]) ok = false;
+            }
+            if (ok && !val[v]) {
+                itr_diag_error(d, nd->loc, "internal error: kernel %s reads '%s', which has no value", k->name,
+                               g->values[v].name);
+                ok = false;
+            }
+            if (ok) sg->bufs[b] = val[v]->data;
+        }
+        bool dok = true;
+        for (int j = 0; j < k->n_dims; j++) sg->dims[j] = eval_dim(p, dims, k->dims[j].dim, &dok);
+        sg->hi = k->parallel_dim >= 0 ? eval_dim(p, dims, k->parallel_dim, &dok) : 1;
+        if (ok && !dok) {
+            itr_diag_error(d, nd->loc, "internal error: kernel %s has a dim that the run does not bind", k->name);
+            ok = false;
+        }
+        for (int b = 0; ok && b < k->n_bufs; b++) {
+            int64_t ne = itr_tensor_numel(val[st->bufs[b]]);
+            if (ne > sg->work) sg->work = ne;
+        }
+        if (sg->hi > 0 && sg->work < 1) sg->work = 1;
+        sg->start = total;
+        total += sg->hi > 0 ? sg->work : 0;
+    }
+    if (ok) {
+        if (n == 1) {
+            launch(e->pool, seg[0].fn, seg[0].bufs, seg[0].dims, seg[0].hi, seg[0].work);
+        } else if (!e->pool || e->pool->n <= 1 || total < parallel_min_elements() ||
+                   launch_memory_overlaps(e, si, n, val)) {
+            for (int q = 0; q < n; q++) launch(e->pool, seg[q].fn, seg[q].bufs, seg[q].dims, seg[q].hi, seg[q].work);
+        } else {
+            struct multi_launch ml = { seg, n, total, e->pool->n };
+            void *bufs[1] = { &ml };
+            pool_run(e->pool, multi_part, bufs, NULL, ml.parts);
+            __atomic_add_fetch(&e->multi_launches, 1, __ATOMIC_RELAXED);
+        }
+        for (int q = si; q < ge; q++)
+            if (s->steps[q].alias) take_aliases(&s->steps[q], val, owned, shared);
+    }
+    for (int q = 0; q < n; q++) {
+        free(seg[q].bufs);
+        free(seg[q].dims);
+    }
+    free(seg);
+    return ok;
+}
+
 static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct itr_tensor *const *inputs,
                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
                     struct itr_diags *d) {
@@ -1828,9 +2171,14 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     bool ok = bind_inputs(e, inputs, params, dims, val, owned, d);
     struct run_ctx rcv = *rc_in, *rc = &rcv;
     if (ok && e->owns && rc->ar && e->plan) rc->base = arena_prepare(e, rc->ar, dims);
+    struct zero_rows zr = { 0 };
+    if (e->owns && e->packed_products && !rc->zr) {
+        zr.rows = xcalloc((size_t)nv, sizeof *zr.rows);
+        zr.n_zero = xcalloc((size_t)nv, sizeof *zr.n_zero);
+        zr.zero = xcalloc((size_t)nv, sizeof *zr.zero);
+        rc->zr = &zr;
+    }
 
-    void *bufs_small[32];
-    int64_t dims_small[32];
     e->runs++;
     for (int si = 0; si < s->n_steps && ok; si++) {
         double t0 = e->step_seconds ? now_seconds() : 0;
@@ -1852,53 +2200,24 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
             const struct itr_node *gn = st->kind == KIR_STEP_KERNEL && st->guard_node >= 0 ? &g->nodes[st->guard_node] : n;
             ok = run_node_step(e, gn, dims, val, owned, d);
         } else {
-            const struct kir_kernel *k = s->kernels[st->kernel];
-            if (st->alias && !prepare_aliases(e, rc, st, val, owned, shared, &stopped, d)) {
-                ok = false;
-                break;
-            }
-            if (stopped) break;
-            void **bufs = k->n_bufs > 32 ? xcalloc((size_t)k->n_bufs, sizeof *bufs) : bufs_small;
-            int64_t *dv = k->n_dims > 32 ? xcalloc((size_t)k->n_dims, sizeof *dv) : dims_small;
-            for (int b = 0; b < k->n_bufs && ok; b++) {
-                int32_t v = st->bufs[b];
-                if (k->bufs[b].written && !val[v]) {
-                    val[v] = new_value(e, rc, v, dims, d);
-                    owned[v] = val[v] != NULL;
-                    if (!val[v]) ok = false;
+            int ge = e->group_end[si];
+            ok = run_kernel_steps(e, rc, si, ge, dims, val, owned, shared, &stopped, d);
+            if (stopped || !ok) break;
+            if (ge > si + 1) {   // a group: its time, observations and frees per step
+                double dt = e->step_seconds ? now_seconds() - t0 : 0;
+                for (int q = si; q < ge; q++) {
+                    if (e->step_seconds) e->step_seconds[q] += dt / (ge - si);
+                    if (e->observe) observe_step(e, q, false, val);
+                    free_after_step(e, rc, q, val, owned);
                 }
-                if (ok && !val[v]) {
-                    itr_diag_error(d, n->loc, "internal error: kernel %s reads '%s', which has no value", k->name,
-                                   g->values[v].name);
-                    ok = false;
-                }
-                if (ok) bufs[b] = val[v]->data;
+                si = ge - 1;
+                continue;
             }
-            bool dok = true;
-            for (int j = 0; j < k->n_dims; j++) dv[j] = eval_dim(p, dims, k->dims[j].dim, &dok);
-            int64_t hi = k->parallel_dim >= 0 ? eval_dim(p, dims, k->parallel_dim, &dok) : 1;
-            if (ok && !dok) {
-                itr_diag_error(d, n->loc, "internal error: kernel %s has a dim that the run does not bind", k->name);
-                ok = false;
-            }
-            int64_t work = 0;
-            for (int b = 0; ok && b < k->n_bufs; b++) {
-                int64_t n = itr_tensor_numel(val[st->bufs[b]]);
-                if (n > work) work = n;
-            }
-            if (ok) launch(e->pool, e->fns[st->kernel], bufs, dv, hi, work);
-            if (ok && st->alias) take_aliases(st, val, owned, shared);
-            if (bufs != bufs_small) free(bufs);
-            if (dv != dims_small) free(dv);
         }
         if (e->step_seconds) e->step_seconds[si] += now_seconds() - t0;
         if (!ok) break;
         if (e->observe) observe_step(e, si, as_node, val);
-        // Free what this step was the last to read, and results nobody reads.
-        for (int32_t f = e->free_start[si]; f < e->free_start[si + 1]; f++) {
-            int32_t v = e->free_vals[f];
-            if (owned[v]) { release_value(e, rc, v, val[v]); val[v] = NULL; owned[v] = false; }
-        }
+        free_after_step(e, rc, si, val, owned);
     }
     for (int k = 0; k < g->n_outputs && ok; k++) {
         int32_t v = g->outputs[k];
@@ -1941,6 +2260,7 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     free(owned);
     free(given);
     free(shared);
+    zero_rows_free(&zr, nv);
     if (own_dims) itr_bindings_free(&local);
     return ok;
 }

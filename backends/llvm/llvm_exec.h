@@ -64,6 +64,18 @@ const struct itr_memplan *itr_llvm_exe_plan(const struct itr_llvm_exe *e);
 // *skipped. ITRC_NO_PACKED_SCANS=1 (read when the executable is made) runs
 // every row instead, for A/B measurements.
 void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_t *skipped);
+// Products over the mask's rows (docs/kernels.md): the rows (of K, or of A's
+// M) of the products that could leave out rows a packed scan filled with 0,
+// and how many they left out, over every run so far, added to *rows and
+// *skipped. ITRC_NO_PACKED_PRODUCTS=1 (read when the executable is made)
+// runs every row instead, for A/B measurements.
+void itr_llvm_exe_product_rows(const struct itr_llvm_exe *e, int64_t *rows, int64_t *skipped);
+
+// Multi-tensor launches (docs/kernels.md): how many runs of independent
+// kernel steps were launched at once on the pool, over every run so far.
+// ITRC_NO_LAUNCH_GROUPS=1 (read when the executable is made) launches every
+// step alone, for A/B measurements.
+int64_t itr_llvm_exe_multi_launches(const struct itr_llvm_exe *e);
 
 // Runs e with read-only parameters.
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
