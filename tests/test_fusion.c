@@ -576,6 +576,73 @@ TEST(split_products_agree_at_every_thread_count) {
     itr_program_free(p);
 }
 
+// Independent kernels of different shapes and work, two of them serial
+// reductions: launched at once on two or more threads (multi-tensor
+// launches), with the same bits as one launch per step and as one thread.
+static const char *SRC_GROUPS =
+    "model grp() {\n"
+    "  entry many(a: f32[300, 200], b: f32[70], c: f32[50, 900], d: f32[4000]) -> (w, x, y, z, sa, sc) {\n"
+    "    return exp(a * 0.01), b * 2.0 + 1.0, tanh(c), d * d, sum(a * a), sum(c)\n  }\n"
+    "}\n";
+
+TEST(independent_kernels_launched_at_once_change_no_bits) {
+    struct itr_program *p = compile_src(SRC_GROUPS);
+    CHECK(p != NULL);
+    if (!p) return;
+    const struct itr_graph *g;
+    struct kir_schedule *s = lower_entry(p, "many", &g);
+    if (!s) {
+        itr_program_free(p);
+        return;
+    }
+    enum { NIN = 4, NOUT = 6 };
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    struct itr_tensor *in[NIN] = { 0 }, *ref[NOUT] = { 0 }, *base[NOUT] = { 0 };
+    for (int i = 0; i < NIN; i++) in[i] = tu_random_tensor(p, &g->values[g->inputs[i]].type, &b, 90 + (uint64_t)i, false);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_ref_options opt = { .f64 = false };
+    CHECK(itr_ref_run(g, in, NULL, &b, &opt, ref, &d));
+    for (int threads = 1; threads <= 3; threads++)
+        for (int grouped = 0; grouped < 2; grouped++) {
+            if (!grouped) setenv("ITRC_NO_LAUNCH_GROUPS", "1", 1);
+            struct itr_llvm_exe *e = itr_llvm_exe_new(g, s, threads, &d);
+            unsetenv("ITRC_NO_LAUNCH_GROUPS");
+            struct itr_tensor *out[NOUT] = { 0 };
+            CHECK(e && itr_llvm_exe_run(e, in, NULL, &b, out, &d));
+            int64_t launches = itr_llvm_exe_multi_launches(e);
+            CHECK_MSG(grouped && threads > 1 ? launches > 0 : launches == 0,
+                      "%d threads, groups %s: %lld multi-tensor launches", threads, grouped ? "on" : "off",
+                      (long long)launches);
+            for (int k = 0; k < NOUT; k++) {
+                if (!out[k] || !ref[k]) continue;
+                char why[256];
+                CHECK_MSG(agree_tensors(ref[k], out[k], 1e-5, why, sizeof why), "output %d, %d threads: %s", k,
+                          threads, why);
+                if (!base[k]) {
+                    base[k] = out[k];
+                    continue;
+                }
+                CHECK_MSG(memcmp(base[k]->data, out[k]->data, itr_tensor_nbytes(out[k])) == 0,
+                          "output %d, %d threads, groups %s: other bits than one launch per step on one thread", k,
+                          threads, grouped ? "on" : "off");
+                itr_tensor_free(out[k]);
+            }
+            if (e) itr_llvm_exe_free(e);
+        }
+    itr_diags_print(&d, stderr);
+    for (int k = 0; k < NOUT; k++) {
+        itr_tensor_free(ref[k]);
+        itr_tensor_free(base[k]);
+    }
+    for (int i = 0; i < NIN; i++) itr_tensor_free(in[i]);
+    itr_bindings_free(&b);
+    itr_diags_free(&d);
+    kir_schedule_free(s);
+    itr_program_free(p);
+}
+
 int main(void) {
     RUN(gemm_operands_are_read_through_shape_changes);
     RUN(each_row_pattern_is_one_kernel);
@@ -586,5 +653,6 @@ int main(void) {
     RUN(column_rows_change_no_bits);
     RUN(column_reductions_stream_chunks_of_columns);
     RUN(split_products_agree_at_every_thread_count);
+    RUN(independent_kernels_launched_at_once_change_no_bits);
     return test_summary();
 }
