@@ -264,6 +264,9 @@ struct itr_llvm_exe {
     // Per step: the end of the run of independent kernel steps that starts
     // there and is launched at once (plan_launch_groups); i + 1: alone.
     int32_t *group_end;
+    // Per step: for a GEMM whose result rows no reader uses where this value
+    // (a packed scan's mask) is 0, the mask (plan_unread_rows); else -1.
+    int32_t *unread_rows_mask;
     int64_t multi_launches;        // groups launched at once, over all runs (atomic)
     bool any_packed;               // some step has a proof
     bool packed_products;          // products skip the rows packed scans filled with 0
@@ -325,8 +328,9 @@ static void index_plan(struct itr_llvm_exe *e, struct itr_memplan *plan) {
 // Whether value v of g is read only as a scanned operand of scans that may
 // skip the rows of the same mask along the same axis as step si's scan:
 // then what v holds on the rows si skips is never used (scan_rows.h,
-// ITR_SKIP_ANY), and not a graph output.
-static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v) {
+// ITR_SKIP_ANY), and not a graph output. Step `writer` (-1: none), which
+// writes v, does not count as a reader.
+static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v, int writer) {
     const struct itr_graph *g = e->g;
     const struct itr_node *n = &g->nodes[e->s->steps[si].node];
     int32_t mask = n->inputs[e->packed[si]->mask];
@@ -334,6 +338,7 @@ static bool read_only_by_packed(const struct itr_llvm_exe *e, int si, int32_t v)
         if (g->outputs[k] == v) return false;
     for (int j = 0; j < e->s->n_steps; j++) {   // a fused kernel or a product reads what its buffers name
         const struct kir_step *st = &e->s->steps[j];
+        if (j == writer) continue;
         if (st->kind == KIR_STEP_GEMM && (st->gemm_a == v || st->gemm_b == v)) return false;
         for (int b = 0; st->kind == KIR_STEP_KERNEL && b < st->n_bufs; b++)
             if (st->bufs[b] == v) return false;
@@ -392,7 +397,7 @@ static void plan_packed_scans(struct itr_llvm_exe *e) {
             const struct itr_node *n = &e->g->nodes[s->steps[i].node];
             bool keep = true;
             for (int o = 0; o < r->n_outputs && keep; o++)
-                if (r->fill[o] == ITR_SKIP_ANY) keep = read_only_by_packed(e, i, n->outputs[o]);
+                if (r->fill[o] == ITR_SKIP_ANY) keep = read_only_by_packed(e, i, n->outputs[o], -1);
             if (keep) continue;
             drop_packed(e, i);
             changed = true;
@@ -458,6 +463,106 @@ static void plan_launch_groups(struct itr_llvm_exe *e) {
     }
 }
 
+// Whether value x is v or computed from it.
+static bool derives_from(const struct itr_graph *g, int32_t x, int32_t v, uint8_t *seen) {
+    if (x == v) return true;
+    if (seen[x]) return false;
+    seen[x] = 1;
+    const struct itr_value *xv = &g->values[x];
+    if (xv->kind != ITR_VALUE_NODE || xv->node < 0) return false;
+    const struct itr_node *n = &g->nodes[xv->node];
+    for (int i = 0; i < n->n_inputs; i++)
+        if (derives_from(g, n->inputs[i], v, seen)) return true;
+    return false;
+}
+
+// The mask of the packed scan that alone reads w (as a scanned operand;
+// step `writer` writes it), or -1. *axis: the scan's axis.
+static int32_t packed_reader_mask(const struct itr_llvm_exe *e, int32_t w, int writer, int64_t *axis) {
+    for (int j = 0; j < e->s->n_steps; j++) {
+        if (!e->packed[j]) continue;
+        const struct itr_node *n = &e->g->nodes[e->s->steps[j].node];
+        bool reads = false;
+        for (int q = 0; q < n->n_inputs; q++) reads = reads || n->inputs[q] == w;
+        if (!reads) continue;
+        if (!read_only_by_packed(e, j, w, writer)) return -1;
+        *axis = itr_node_attr_int(n, "axis");
+        return n->inputs[e->packed[j]->mask];
+    }
+    return -1;
+}
+
+// The forward input projection of a recurrence, x W_ihᵀ, feeds the packed
+// scans through one elementwise kernel (the bias's add): its rows where
+// the scans' mask is 0 are read by nothing that uses them. For GEMM step gi
+// (A read as stored, its rows C's) that is the mask: C's result reaches
+// only packed scans over it, directly or through one kernel each of whose
+// stored values is an elementwise op of C's shape with C as an operand and
+// the others not computed from C (so row r of it depends on row r of C
+// alone). -1: some reader may use every row.
+static int32_t unread_rows_of(const struct itr_llvm_exe *e, int gi, uint8_t *seen) {
+    const struct itr_graph *g = e->g;
+    const struct kir_schedule *s = e->s;
+    if (s->steps[gi].trans_a) return -1;
+    int32_t v = g->nodes[s->steps[gi].node].outputs[0];
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == v) return -1;
+    int reader = -1;
+    for (int j = 0; j < s->n_steps; j++) {
+        const struct kir_step *st = &s->steps[j];
+        if (j == gi) continue;
+        if (st->kind == KIR_STEP_GEMM && (st->gemm_a == v || st->gemm_b == v)) return -1;
+        for (int b = 0; st->kind == KIR_STEP_KERNEL && b < st->n_bufs; b++)
+            if (st->bufs[b] == v) {
+                if (reader >= 0 && reader != j) return -1;
+                reader = j;
+            }
+    }
+    int64_t axis = 0;
+    if (reader < 0) return packed_reader_mask(e, v, gi, &axis);
+    for (int j = 0; j < s->n_steps; j++) {   // no node step reads C itself
+        const struct itr_node *n = &g->nodes[s->steps[j].node];
+        for (int q = 0; s->steps[j].kind == KIR_STEP_NODE && q < n->n_inputs; q++)
+            if (n->inputs[q] == v) return -1;
+    }
+    const struct kir_step *st = &s->steps[reader];
+    const struct kir_kernel *k = s->kernels[st->kernel];
+    if (st->alias || st->guard_count >= 0) return -1;
+    int32_t mask = -1;
+    int64_t mask_axis = 0;
+    for (int b = 0; b < st->n_bufs; b++) {
+        if (!k->bufs[b].written) continue;
+        int32_t w = st->bufs[b];
+        const struct itr_value *wv = &g->values[w];
+        if (wv->kind != ITR_VALUE_NODE || wv->node < 0 || !itr_type_equal(&wv->type, &g->values[v].type)) return -1;
+        const struct itr_node *n = &g->nodes[wv->node];
+        if (itr_op_info(n->op)->cls != ITR_CLASS_ELEMENTWISE) return -1;
+        bool direct = false;
+        for (int q = 0; q < n->n_inputs; q++) {
+            if (n->inputs[q] == v) {
+                direct = true;
+                continue;
+            }
+            memset(seen, 0, (size_t)g->n_values);
+            if (derives_from(g, n->inputs[q], v, seen)) return -1;
+        }
+        int32_t m = packed_reader_mask(e, w, reader, &axis);
+        if (!direct || m < 0 || (mask >= 0 && (m != mask || axis != mask_axis))) return -1;
+        mask = m;
+        mask_axis = axis;
+    }
+    return mask;
+}
+
+static void plan_unread_rows(struct itr_llvm_exe *e) {
+    e->unread_rows_mask = xcalloc((size_t)e->s->n_steps + 1, sizeof *e->unread_rows_mask);
+    uint8_t *seen = xcalloc((size_t)e->g->n_values + 1, 1);
+    for (int i = 0; i < e->s->n_steps; i++)
+        e->unread_rows_mask[i] = e->packed_products && e->s->steps[i].kind == KIR_STEP_GEMM ? unread_rows_of(e, i, seen)
+                                                                                          : -1;
+    free(seen);
+}
+
 // A scan body's executable shares its parent's JIT and thread pool, and
 // its plan is the parent plan's workspace for that step.
 static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct kir_schedule *s, struct itr_llvm_jit *jit,
@@ -489,6 +594,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
         }
     }
     plan_packed_scans(e);
+    plan_unread_rows(e);
     return e;
 }
 
@@ -659,6 +765,7 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     free(e->packed);
     free(e->free_start);
     free(e->group_end);
+    free(e->unread_rows_mask);
     free(e->free_vals);
     free(e->fns);
     free(e->slot);
@@ -1276,23 +1383,51 @@ static void gather_rows(struct pool *pool, char *dst, const char *src, size_t ro
 // with fewer than an eighth of its rows 0 is not worth that copy. False:
 // nothing was done.
 #define ZERO_ROWS_MIN_FRACTION 8
+// Flags of C's rows that no reader uses (the mask of plan_unread_rows is
+// 0 there), or NULL when the step has no such mask or the run's shapes do
+// not line up with it; *n: how many.
+static uint8_t *unread_rows(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_tensor *C,
+                            int64_t m, struct itr_tensor *const *val, int64_t *n) {
+    int32_t mv = e->unread_rows_mask ? e->unread_rows_mask[st - e->s->steps] : -1;
+    const struct itr_tensor *M = mv >= 0 ? val[mv] : NULL;
+    if (!M || M->rank < 2 || C->rank < 2 || M->shape[0] != C->shape[0] || M->shape[1] != C->shape[1] ||
+        itr_tensor_numel(M) != m || C->shape[0] * C->shape[1] != m || (M->dtype != ITR_F32 && M->dtype != ITR_F64))
+        return NULL;
+    uint8_t *f = xcalloc((size_t)m, 1);
+    *n = 0;
+    for (int64_t r = 0; r < m; r++) {
+        double x = M->dtype == ITR_F64 ? ((const double *)M->data)[r] : ((const float *)M->data)[r];
+        f[r] = x == 0;   // the scan runs a NaN row
+        *n += f[r];
+    }
+    return f;
+}
+
 static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
                                 int32_t ov, const struct itr_tensor *A, const struct itr_tensor *B,
-                                struct itr_tensor *C, int64_t m, int64_t nn, int64_t k, int64_t lda, int64_t ldb) {
+                                struct itr_tensor *C, int64_t m, int64_t nn, int64_t k, int64_t lda, int64_t ldb,
+                                struct itr_tensor *const *val) {
     struct zero_rows *z = ctx->zr;
     bool k_rows = st->trans_a && !st->trans_b && itr_tensor_numel(A) == k * lda && itr_tensor_numel(B) == k * ldb;
     bool m_rows = !st->trans_a && itr_tensor_numel(A) == m * lda && itr_tensor_numel(C) == m * nn;
     int64_t rows = k_rows ? k : m;
     const uint8_t *za = (k_rows || m_rows) && z->rows[st->gemm_a] == rows ? z->zero[st->gemm_a] : NULL;
     const uint8_t *zb = k_rows && z->rows[st->gemm_b] == rows ? z->zero[st->gemm_b] : NULL;
-    if (!za && !zb) return false;
     int64_t most = (za ? z->n_zero[st->gemm_a] : 0) + (zb ? z->n_zero[st->gemm_b] : 0);
-    if (most * ZERO_ROWS_MIN_FRACTION < rows) return false;
+    uint8_t *unread = NULL;   // C's rows nothing uses (plan_unread_rows): computed, then 0
+    if (!za && !zb && m_rows && !e->observe) unread = unread_rows(e, st, C, m, val, &most);
+    if (!za && !zb && !unread) return false;
+    if (unread) za = unread;
+    if (most * ZERO_ROWS_MIN_FRACTION < rows) {
+        free(unread);
+        return false;
+    }
     int64_t *idx = xcalloc((size_t)rows, sizeof *idx), kept = 0;
     for (int64_t r = 0; r < rows; r++)
         if (!(za && za[r]) && !(zb && zb[r])) idx[kept++] = r;
     if ((rows - kept) * ZERO_ROWS_MIN_FRACTION < rows) {
         free(idx);
+        free(unread);
         return false;
     }
     size_t es = itr_dtype_size(C->dtype);
@@ -1304,6 +1439,7 @@ static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_c
     if (!ap || (k_rows ? !bp : !cp)) {
         for (int i = 0; i < 3; i++) free(own[i]);
         free(idx);
+        free(unread);
         return false;
     }
     gather_rows(e->pool, ap, A->data, (size_t)lda * es, idx, kept, false);
@@ -1321,8 +1457,10 @@ static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_c
                 zc[r] = 1;
             }
         gather_rows(e->pool, C->data, cp, rb, idx, kept, true);
-        zero_rows_set(z, ov, zc, m);
+        if (unread) free(zc);   // written 0, but not C's value there
+        else zero_rows_set(z, ov, zc, m);
     }
+    free(unread);
     struct itr_llvm_exe *me = (struct itr_llvm_exe *)e;
     __atomic_add_fetch(&me->product_rows, rows, __ATOMIC_RELAXED);
     __atomic_add_fetch(&me->product_rows_skipped, rows - kept, __ATOMIC_RELAXED);
@@ -1364,7 +1502,7 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         batch = 1;
         nbatch = 0;
     }
-    if ((batch == 1 && ctx->zr && gemm_skip_zero_rows(e, ctx, st, ov, A, B, C, m, nn, k, lda, ldb)) ||
+    if ((batch == 1 && ctx->zr && gemm_skip_zero_rows(e, ctx, st, ov, A, B, C, m, nn, k, lda, ldb, val)) ||
         (batch > 1 && gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool, ctx->ar))) {
         val[ov] = C;
         owned[ov] = true;
