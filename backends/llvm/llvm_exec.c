@@ -442,6 +442,15 @@ static bool independent_steps(const struct itr_llvm_exe *e, const struct kir_ste
     return true;
 }
 
+// Whether step st stores a value of its own (not an update in place), which
+// the memory plan may place where a value freed before it lived.
+static bool allocates(const struct itr_llvm_exe *e, const struct kir_step *st) {
+    const struct kir_kernel *k = e->s->kernels[st->kernel];
+    for (int b = 0; b < st->n_bufs; b++)
+        if (k->bufs[b].written && kir_step_alias(st, b) < 0) return true;
+    return false;
+}
+
 static void plan_launch_groups(struct itr_llvm_exe *e) {
     const struct kir_schedule *s = e->s;
     e->group_end = xcalloc((size_t)s->n_steps + 1, sizeof *e->group_end);
@@ -453,7 +462,9 @@ static void plan_launch_groups(struct itr_llvm_exe *e) {
         while (groupable && j < s->n_steps && j - i < LAUNCH_GROUP_MAX) {
             const struct kir_step *sj = &s->steps[j];
             if (sj->kind != KIR_STEP_KERNEL || sj->guard_count >= 0) break;
-            bool ok = true;
+            // A value freed after a step of the group (its last reader's) may
+            // share memory with a later step's result: that one waits.
+            bool ok = !(allocates(e, sj) && e->free_start[j] > e->free_start[i]);
             for (int q = i; q < j && ok; q++) ok = independent_steps(e, &s->steps[q], sj);
             if (!ok) break;
             j++;
