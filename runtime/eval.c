@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ir/env.h"
 #include "ir/memplan.h"
 #include "runtime/exec.h"
 #include "runtime/session.h"
@@ -377,6 +378,10 @@ struct ctx {
     const struct itr_graph *enc_img, *enc_txt, *score;
     bool token_feats;
     struct itr_caption_limit text_limit;   // encode_text's caption input
+    // Per encode_text output: its axis 1 is the caption's words (the caption
+    // input's axis 1, a symbol), which a length bucket trims (below).
+    bool word_axis[16];
+    bool any_word_axis;
     int calls;
     struct itr_diags *d;
 };
@@ -424,6 +429,11 @@ static bool ctx_init(struct ctx *c, struct itr_session *s, struct itr_diags *d) 
     const struct itr_type *t0 = &c->enc_txt->values[c->enc_txt->inputs[0]].type;
     c->token_feats = t0->dtype == ITR_F32 && t0->rank == 3;
     itr_caption_limit(p, "encode_text", NULL, &c->text_limit);
+    for (int k = 0; t0->rank >= 2 && k < c->enc_txt->n_outputs && k < 16; k++) {
+        const struct itr_type *t = &c->enc_txt->values[c->enc_txt->outputs[k]].type;
+        c->word_axis[k] = t->rank >= 2 && t->dims[1] == t0->dims[1] && !itr_dim_is_const(p, t0->dims[1], NULL);
+        c->any_word_axis = c->any_word_axis || c->word_axis[k];
+    }
     int want = c->enc_img->n_outputs + c->enc_txt->n_outputs;
     if (c->score->n_inputs != want || c->score->n_outputs < 1) {
         itr_diag_error(d, ITR_NOLOC,
@@ -636,7 +646,8 @@ struct itr_scorer {
     int64_t n_images, n_captions;
     bool windowed;                          // captions encoded tile by tile (caption_cache_bytes)
     int64_t win0, nwin;
-    const struct itr_split *split;          // windowed: where captions come from
+    const struct itr_split *split;          // where captions come from (NULL: a text query)
+    const int64_t *cap_map;                 // the split's caption of each column (NULL: the same index)
     struct itr_eval_options opt;            // windowed: how they are encoded (no progress)
     double *acc;                            // ensemble accumulator, one tile
     int64_t acc_cap;
@@ -687,6 +698,101 @@ static struct itr_tensor *rows_gather(const struct itr_tensor *t, const int64_t 
     return r;
 }
 
+// Length buckets (docs/evaluation.md, "Length buckets"). Caption encodings
+// are padded to the split's longest caption, and a pair-scoring model's cost
+// grows with the padded length (SCAN's region-word product is R x L x D per
+// pair). A block of captions is scored in groups of one length instead,
+// each group's per-word encodings cut to that length; the padded words are
+// masked by the lengths either way, so the scores are those of the padded
+// block (up to the rounding of sums over fewer padded zeros).
+static int32_t caption_len(const struct itr_split *s, bool token_feats, int64_t id) {
+    if (token_feats) return (int32_t)itr_tensor_get(s->token_lengths, id);
+    return s->lengths[id];
+}
+
+// Whether the block's per-word encodings are wider than some of its
+// captions need: the model's caption length is not fixed and a split says
+// how long each caption is.
+static bool length_buckets_apply(const struct itr_scorer *sc, const struct ctx *c, struct itr_tensor *const *txt,
+                                 int64_t nc) {
+    if (!sc->split || !c->any_word_axis || c->text_limit.len > 0 || nc < 1) return false;
+    if (itr_env_flag("ITRC_NO_LENGTH_BUCKETS")) return false;   // A/B: every caption at the split's width
+    if (c->token_feats ? !sc->split->token_lengths : !sc->split->lengths) return false;
+    for (int q = 0; q < c->enc_txt->n_outputs && q < 16; q++)
+        if (c->word_axis[q] && (txt[q]->rank < 2 || txt[q]->shape[0] != nc)) return false;
+    return true;
+}
+
+struct by_len { int32_t len; int64_t pos; };
+
+static int cmp_by_len(const void *a, const void *b) {
+    const struct by_len *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+// Rows pos[0..n) of t (axis 0); with `cut` > 0, axis 1 cut to its first
+// `cut` entries.
+static struct itr_tensor *rows_cut(const struct itr_tensor *t, const struct by_len *pos, int64_t n, int64_t cut) {
+    int64_t shape[ITR_MAX_RANK];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = n;
+    if (cut > 0) shape[1] = cut;
+    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
+    if (!r) return NULL;
+    size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
+    size_t keep = cut > 0 && t->shape[1] ? row / (size_t)t->shape[1] * (size_t)cut : row;
+    for (int64_t i = 0; i < n; i++)
+        memcpy((char *)r->data + (size_t)i * keep, (const char *)t->data + (size_t)pos[i].pos * row, keep);
+    return r;
+}
+
+// The block scored group by group: its captions sorted by length, one group
+// per length, each scored with its words cut to that length and its columns
+// put back in place. A caption is therefore always scored at its own
+// length, whatever tile it falls in, and the tiling still changes no bit.
+// Frees img and txt.
+static bool score_buckets(struct itr_scorer *sc, struct ctx *c, struct itr_tensor **img, struct itr_tensor **txt,
+                          int64_t i0, int64_t ni, const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
+    int nim = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
+    struct by_len *order = malloc((size_t)nc * sizeof *order);
+    float *part = malloc((size_t)(ni * nc) * sizeof *part);
+    bool ok = order && part;
+    for (int64_t j = 0; ok && j < nc; j++) {
+        int64_t id = cap_ids ? cap_ids[j] : c0 + j;
+        order[j] = (struct by_len){ caption_len(sc->split, c->token_feats, sc->cap_map ? sc->cap_map[id] : id), j };
+    }
+    if (ok) qsort(order, (size_t)nc, sizeof *order, cmp_by_len);
+    int64_t width = 0;
+    for (int q = 0; q < nt; q++)
+        if (c->word_axis[q]) width = txt[q]->shape[1];
+    for (int64_t g0 = 0, g1; ok && g0 < nc; g0 = g1) {
+        g1 = g0 + 1;
+        while (g1 < nc && order[g1].len == order[g0].len) g1++;
+        int64_t n = g1 - g0, cut = order[g1 - 1].len;
+        if (cut < 1) cut = 1;
+        if (cut > width) cut = width;
+        struct itr_tensor *gi[MAX_OUTS] = { 0 }, *gt[MAX_OUTS] = { 0 };
+        for (int q = 0; ok && q < nim; q++) ok = (gi[q] = rows_view(img[q], 0, ni)) != NULL;
+        for (int q = 0; ok && q < nt; q++) ok = (gt[q] = rows_cut(txt[q], order + g0, n, c->word_axis[q] ? cut : 0)) != NULL;
+        if (!ok) {
+            itr_diag_error(sc->d, ITR_NOLOC, "out of memory for a tile of %" PRId64 " x %" PRId64, ni, n);
+            free_all(gi, nim);
+            free_all(gt, nt);
+            break;
+        }
+        ok = score_rows(c, gi, gt, ni, n, part);   // the set took the tensors
+        for (int64_t r = 0; ok && r < ni; r++)
+            for (int64_t j = 0; j < n; j++) out[r * nc + order[g0 + j].pos] = part[r * n + j];
+    }
+    (void)i0;
+    free(order);
+    free(part);
+    free_all(img, nim);
+    free_all(txt, nt);
+    return ok;
+}
+
 // One member's block for image rows and caption rows given either as a
 // contiguous range (ids NULL: first..first+n) or as a list of ids.
 static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, int64_t i0, int64_t ni,
@@ -714,6 +820,8 @@ static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, i
         free_all(txt, nt);
         return false;
     }
+    if (length_buckets_apply(sc, c, txt, nc))
+        return score_buckets(sc, c, img, txt, i0, ni, cap_ids, c0, nc, out);   // frees img and txt
     return score_rows(c, img, txt, ni, nc, out);   // the set took the tensors
 }
 
@@ -805,6 +913,7 @@ bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const str
     sc->d = d;
     sc->n_images = s->n_images;
     sc->n_captions = n_cap;
+    sc->split = s;   // the captions' lengths (length buckets), and a windowed scorer's captions
     bool ok = true;
     for (int k = 0; ok && k < n_models; k++)
         ok = ctx_init(&sc->c[k], sessions[k], d) && check_outs(&sc->c[k]) && check_captions(&sc->c[k], s);
@@ -831,7 +940,6 @@ bool itr_scorer_new(int n_models, struct itr_session *const *sessions, const str
         sc->windowed = true;   // the probe is the first window
         sc->win0 = 0;
         sc->nwin = probe;
-        sc->split = s;
         sc->opt = quiet;
     } else if (probe < n_cap) {
         // Kept whole: encoded again from the first caption (the probe was one chunk).
@@ -854,7 +962,7 @@ int64_t itr_eval_tile_images(const struct itr_eval_options *opt) {
 }
 
 int64_t itr_eval_tile_captions(const struct itr_eval_options *opt) {
-    return opt && opt->tile_captions > 0 ? opt->tile_captions : 640;
+    return opt && opt->tile_captions > 0 ? opt->tile_captions : 1280;
 }
 
 // Scores every image against every caption, tile by tile, into sims
@@ -886,10 +994,14 @@ static bool score_all(struct itr_scorer *sc, const struct itr_eval_options *opt,
 }
 
 // A query against a gallery: every image of img x every caption of txt,
-// tile by tile (one member, embeddings already encoded).
+// tile by tile (one member, embeddings already encoded). Captions of split s
+// (NULL: a text query, encoded at its own length): caption j is the split's
+// cap_map[j] (NULL: j), which gives its length.
 static bool score_tiles(struct ctx *c, struct itr_tensor **img, int64_t n_img, struct itr_tensor **txt, int64_t n_txt,
-                        const struct itr_eval_options *opt, float *sims) {
-    struct itr_scorer sc = { .n = 1, .c = c, .n_images = n_img, .n_captions = n_txt, .d = c->d };
+                        const struct itr_split *s, const int64_t *cap_map, const struct itr_eval_options *opt,
+                        float *sims) {
+    struct itr_scorer sc = { .n = 1, .c = c, .n_images = n_img, .n_captions = n_txt, .split = s, .cap_map = cap_map,
+                             .d = c->d };
     struct itr_tensor *(*im)[MAX_OUTS] = (struct itr_tensor *(*)[MAX_OUTS])img;
     struct itr_tensor *(*tx)[MAX_OUTS] = (struct itr_tensor *(*)[MAX_OUTS])txt;
     sc.img = im;
@@ -1034,7 +1146,7 @@ bool itr_eval_query_text_items(struct itr_session *ss, const struct itr_split *s
     itr_tensor_free(w);
     itr_tensor_free(l);
     ok = ok && encode_images(&c, s, items, 0, n_items, opt, img) && (res = alloc_sims(n_items, 1, d)) != NULL &&
-         score_tiles(&c, img, n_items, txt, 1, opt, res);
+         score_tiles(&c, img, n_items, txt, 1, NULL, NULL, opt, res);
     itr_tensor_set_free(&in);
     itr_tensor_set_free(&out);
     free_all(img, c.enc_img->n_outputs);
@@ -1063,7 +1175,7 @@ bool itr_eval_query_image_items(struct itr_session *ss, const struct itr_split *
     struct itr_tensor *img[MAX_OUTS] = { 0 }, *txt[MAX_OUTS] = { 0 };
     float *res = NULL;
     bool ok = encode_images(&c, s, NULL, image, 1, opt, img) && encode_captions(&c, s, items, 0, n_items, opt, txt) &&
-              (res = alloc_sims(1, n_items, d)) != NULL && score_tiles(&c, img, 1, txt, n_items, opt, res);
+              (res = alloc_sims(1, n_items, d)) != NULL && score_tiles(&c, img, 1, txt, n_items, s, items, opt, res);
     free_all(img, c.enc_img->n_outputs);
     free_all(txt, c.enc_txt->n_outputs);
     if (!ok) free(res);

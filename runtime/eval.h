@@ -84,7 +84,7 @@ bool itr_caption_limit(const struct itr_program *p, const char *entry, const cha
 bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct itr_split *s, struct itr_diags *d);
 
 struct itr_eval_options {
-    int64_t tile_images, tile_captions;   // score tile (0: 128 x 640)
+    int64_t tile_images, tile_captions;   // score tile (0: 128 x 1280)
     int64_t encode_chunk;                 // items per encode call (0: 128)
     // Caption encodings larger than this (all captions, all members) are not
     // kept: the scorer encodes the captions of one tile when scoring reaches
@@ -158,7 +158,7 @@ bool itr_scorer_pairs(struct itr_scorer *sc, const int64_t *img_ids, int64_t ni,
 int64_t itr_scorer_images(const struct itr_scorer *sc);
 int64_t itr_scorer_captions(const struct itr_scorer *sc);
 void itr_scorer_free(struct itr_scorer *sc);
-// The tile size of opt (defaults 128 images x 640 captions).
+// The tile size of opt (defaults 128 images x 1280 captions).
 int64_t itr_eval_tile_images(const struct itr_eval_options *opt);
 int64_t itr_eval_tile_captions(const struct itr_eval_options *opt);
 

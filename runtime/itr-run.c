@@ -1482,7 +1482,7 @@ static const struct itr_cli_command commands[] = {
       "                             the first stage's recall ceiling at N\n"
       "  --candidates N             first-stage candidates per query for --rerank (default 100)\n"
       "  --tile-images N            images per score tile (default 128)\n"
-      "  --tile-captions N          captions per score tile (default 640)\n"
+      "  --tile-captions N          captions per score tile (default 1280)\n"
       "  --caption-cache-mb N       keep every caption's encoding only when they take at most N MB\n"
       "                             (default 1024); above, each caption tile is encoded when scoring\n"
       "                             reaches it (streamed: twice; --save-sims: once)\n"

@@ -417,6 +417,54 @@ TEST(pair_scoring_model_in_chunks_equals_one_chunk) {
     itr_program_free(p);
 }
 
+// Length buckets: a pair-scoring model scores each caption with its words
+// cut to its own length. The scores agree with those of captions padded to
+// the split's longest (ITRC_NO_LENGTH_BUCKETS=1), the metrics are the same,
+// and an image query's row is the matrix's row bit for bit.
+TEST(length_buckets_agree_with_padded_captions) {
+    struct itr_program *p = parse_small(ITR_SOURCE_DIR "/models/scan_t2i.ir", NULL);
+    CHECK(p != NULL);
+    if (!p) return;
+    struct itr_tensor_set w;
+    CHECK(mt_init_params(p, 5, &w));
+    struct itr_split s;
+    make_split(&s, 8);
+    for (int f64 = 0; f64 < 2; f64++) {
+        float *cut = sims_of(p, &w, &s, 3, 11, 5, f64);
+        setenv("ITRC_NO_LENGTH_BUCKETS", "1", 1);
+        float *padded = sims_of(p, &w, &s, 3, 11, 5, f64);
+        unsetenv("ITRC_NO_LENGTH_BUCKETS");
+        CHECK(cut && padded);
+        if (cut && padded) {
+            double worst = 0;
+            for (int i = 0; i < 8 * 40; i++) {
+                double e = fabs((double)cut[i] - padded[i]) / (1.0 + fabs((double)padded[i]));
+                if (e > worst) worst = e;
+            }
+            CHECK_MSG(worst < 1e-5, "f64 %d: bucketed scores %g off the padded ones", f64, worst);
+            struct itr_recall a, b;
+            itr_recall_compute(cut, 8, 40, &a);
+            itr_recall_compute(padded, 8, 40, &b);
+            CHECK(a.rsum == b.rsum && a.i2t_r1 == b.i2t_r1 && a.t2i_r1 == b.t2i_r1 && a.t2i_meanr == b.t2i_meanr);
+        }
+        if (cut && !f64) {
+            struct itr_eval_options opt = { 0 };
+            struct itr_diags d;
+            itr_diags_init(&d);
+            float *row = NULL;
+            CHECK(itr_eval_query_image(p, &w, &s, 3, &opt, &row, &d));
+            CHECK_MSG(row && memcmp(row, cut + 3 * 40, 40 * sizeof *row) == 0, "image 3's query differs from its row");
+            free(row);
+            itr_diags_free(&d);
+        }
+        free(cut);
+        free(padded);
+    }
+    free_split(&s);
+    itr_tensor_set_free(&w);
+    itr_program_free(p);
+}
+
 TEST(ensemble_is_the_average) {
     struct itr_program *p = parse_vsepp(NULL);
     CHECK(p != NULL);
@@ -854,6 +902,7 @@ int main(void) {
     RUN(protocol_names_and_checks);
     RUN(tiled_equals_untiled_bit_for_bit);
     RUN(pair_scoring_model_in_chunks_equals_one_chunk);
+    RUN(length_buckets_agree_with_padded_captions);
     RUN(ensemble_is_the_average);
     RUN(queries_agree_with_the_matrix);
     RUN(caption_limit_of_a_model);
