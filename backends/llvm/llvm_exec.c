@@ -1386,14 +1386,6 @@ static void gather_rows(struct pool *pool, char *dst, const char *src, size_t ro
     launch(pool, gather_part, bufs, NULL, n, n * (int64_t)(row_bytes / sizeof(float)));
 }
 
-// A product over the rows a packed scan filled with 0 (struct zero_rows)
-// runs on the others only: K rows, when both operands are stored with K as
-// their rows (a weight's gradient summed over every (caption, word) row),
-// or A's M rows, whose rows of C are then 0 (C's zero rows are recorded in
-// turn). The kept rows are gathered into the pack buffers first; a product
-// with fewer than an eighth of its rows 0 is not worth that copy. False:
-// nothing was done.
-#define ZERO_ROWS_MIN_FRACTION 8
 // Flags of C's rows that no reader uses (the mask of plan_unread_rows is
 // 0 there), or NULL when the step has no such mask or the run's shapes do
 // not line up with it; *n: how many.
@@ -1414,6 +1406,14 @@ static uint8_t *unread_rows(const struct itr_llvm_exe *e, const struct kir_step 
     return f;
 }
 
+// A product over the rows a packed scan filled with 0 (struct zero_rows)
+// runs on the others only: K rows, when both operands are stored with K as
+// their rows (a weight's gradient summed over every (caption, word) row),
+// or A's M rows, whose rows of C are then 0 (C's zero rows are recorded in
+// turn). The kept rows are gathered into the pack buffers first; a product
+// with fewer than an eighth of its rows 0 is not worth that copy. False:
+// nothing was done.
+#define ZERO_ROWS_MIN_FRACTION 8
 static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
                                 int32_t ov, const struct itr_tensor *A, const struct itr_tensor *B,
                                 struct itr_tensor *C, int64_t m, int64_t nn, int64_t k, int64_t lda, int64_t ldb,
@@ -1460,16 +1460,15 @@ static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_c
         else memset(C->data, 0, itr_tensor_nbytes(C));
     } else {
         if (kept) gemm_run(e->pool, f64, false, st->trans_b, kept, nn, k, ap, lda, B->data, ldb, cp, nn);
-        uint8_t *zc = xcalloc((size_t)m, 1);
         size_t rb = (size_t)nn * es;
         for (int64_t r = 0; r < m; r++)
-            if (za[r]) {
-                memset((char *)C->data + (size_t)r * rb, 0, rb);
-                zc[r] = 1;
-            }
+            if (za[r]) memset((char *)C->data + (size_t)r * rb, 0, rb);
         gather_rows(e->pool, C->data, cp, rb, idx, kept, true);
-        if (unread) free(zc);   // written 0, but not C's value there
-        else zero_rows_set(z, ov, zc, m);
+        if (!unread) {   // unread rows are written 0 too, but that is not C's value there
+            uint8_t *zc = xcalloc((size_t)m, 1);
+            memcpy(zc, za, (size_t)m);
+            zero_rows_set(z, ov, zc, m);
+        }
     }
     free(unread);
     struct itr_llvm_exe *me = (struct itr_llvm_exe *)e;
@@ -2160,8 +2159,6 @@ static void take_aliases(const struct kir_step *st, struct itr_tensor **val, boo
     }
 }
 
-// A run of e; a top-level executable (e->owns) holding the arena (rc->ar)
-// prepares it once the dims are bound, a scan body gets its base in rc.
 // Frees what step si was the last to read, and results nobody reads.
 static void free_after_step(const struct itr_llvm_exe *e, const struct run_ctx *rc, int si, struct itr_tensor **val,
                             bool *owned) {
@@ -2204,9 +2201,11 @@ static bool ranges_overlap(const struct itr_tensor *x, const struct itr_tensor *
     return na && nb && a < b + nb && b < a + na;
 }
 
-// Whether a written buffer of one step of seg shares memory with any buffer
-// of another: the memory plan may place a value in one that an earlier
-// step of the group reads last, which is only right one step after another.
+// Whether a written buffer of one step of the group shares memory with any
+// buffer of another. plan_launch_groups keeps a step that stores a new value
+// out of a group in which a value is freed, so the memory plan cannot place
+// one over the other; this guards that rule at run time (the group then runs
+// one step after another).
 static bool launch_memory_overlaps(const struct itr_llvm_exe *e, int si, int n, struct itr_tensor *const *val) {
     for (int p = 0; p < n; p++) {
         const struct kir_step *a = &e->s->steps[si + p];
@@ -2302,6 +2301,8 @@ static bool run_kernel_steps(struct itr_llvm_exe *e, const struct run_ctx *rc, i
     return ok;
 }
 
+// A run of e; a top-level executable (e->owns) holding the arena (rc->ar)
+// prepares it once the dims are bound, a scan body gets its base in rc.
 static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct itr_tensor *const *inputs,
                     struct itr_tensor *const *params, struct itr_dim_bindings *dims, struct itr_tensor **outputs,
                     struct itr_diags *d) {
