@@ -372,6 +372,8 @@ bool itr_caption_limit_check(const struct itr_caption_limit *lim, const struct i
 
 // ------------------------------------------------------------ running entries
 
+#define MAX_OUTS 16   // outputs of encode_image or encode_text (check_outs)
+
 struct ctx {
     const struct itr_program *p;
     struct itr_session *s;                 // the parameters, the backend, f64
@@ -380,8 +382,11 @@ struct ctx {
     struct itr_caption_limit text_limit;   // encode_text's caption input
     // Per encode_text output: its axis 1 is the caption's words (the caption
     // input's axis 1, a symbol), which a length bucket trims (below).
-    bool word_axis[16];
-    bool any_word_axis;
+    bool word_axis[MAX_OUTS];
+    // Captions are scored one length at a time: some output has the words'
+    // axis, the caption length is not fixed, and ITRC_NO_LENGTH_BUCKETS=1
+    // (A/B: every caption at the split's width) is not set.
+    bool length_buckets;
     int calls;
     struct itr_diags *d;
 };
@@ -429,11 +434,13 @@ static bool ctx_init(struct ctx *c, struct itr_session *s, struct itr_diags *d) 
     const struct itr_type *t0 = &c->enc_txt->values[c->enc_txt->inputs[0]].type;
     c->token_feats = t0->dtype == ITR_F32 && t0->rank == 3;
     itr_caption_limit(p, "encode_text", NULL, &c->text_limit);
-    for (int k = 0; t0->rank >= 2 && k < c->enc_txt->n_outputs && k < 16; k++) {
+    bool any_word_axis = false;
+    for (int k = 0; t0->rank >= 2 && k < c->enc_txt->n_outputs && k < MAX_OUTS; k++) {
         const struct itr_type *t = &c->enc_txt->values[c->enc_txt->outputs[k]].type;
         c->word_axis[k] = t->rank >= 2 && t->dims[1] == t0->dims[1] && !itr_dim_is_const(p, t0->dims[1], NULL);
-        c->any_word_axis = c->any_word_axis || c->word_axis[k];
+        any_word_axis = any_word_axis || c->word_axis[k];
     }
+    c->length_buckets = any_word_axis && c->text_limit.len == 0 && !itr_env_flag("ITRC_NO_LENGTH_BUCKETS");
     int want = c->enc_img->n_outputs + c->enc_txt->n_outputs;
     if (c->score->n_inputs != want || c->score->n_outputs < 1) {
         itr_diag_error(d, ITR_NOLOC,
@@ -622,8 +629,6 @@ static struct itr_tensor *rows_view(const struct itr_tensor *t, int64_t first, i
     return itr_tensor_wrap(t->dtype, t->rank, shape, (char *)t->data + (size_t)first * row);
 }
 
-#define MAX_OUTS 16
-
 static bool check_outs(const struct ctx *c) {
     if (c->enc_img->n_outputs <= MAX_OUTS && c->enc_txt->n_outputs <= MAX_OUTS) return true;
     itr_diag_error(c->d, ITR_NOLOC, "encode_image and encode_text may return at most %d outputs each", MAX_OUTS);
@@ -686,16 +691,24 @@ static bool score_rows(struct ctx *c, struct itr_tensor *const *img, struct itr_
     return ok;
 }
 
-// Rows ids[0..n) of t (axis 0), copied.
-static struct itr_tensor *rows_gather(const struct itr_tensor *t, const int64_t *ids, int64_t n) {
+// Rows ids[0..n) of t (axis 0), copied; with `cut` > 0, axis 1 cut to its
+// first `cut` entries.
+static struct itr_tensor *rows_gather_cut(const struct itr_tensor *t, const int64_t *ids, int64_t n, int64_t cut) {
     int64_t shape[ITR_MAX_RANK];
     memcpy(shape, t->shape, sizeof shape);
     shape[0] = n;
+    if (cut > 0) shape[1] = cut;
     struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
     if (!r) return NULL;
     size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
-    for (int64_t i = 0; i < n; i++) memcpy((char *)r->data + (size_t)i * row, (const char *)t->data + (size_t)ids[i] * row, row);
+    size_t keep = cut > 0 && t->shape[1] ? row / (size_t)t->shape[1] * (size_t)cut : row;
+    for (int64_t i = 0; i < n; i++)
+        memcpy((char *)r->data + (size_t)i * keep, (const char *)t->data + (size_t)ids[i] * row, keep);
     return r;
+}
+
+static struct itr_tensor *rows_gather(const struct itr_tensor *t, const int64_t *ids, int64_t n) {
+    return rows_gather_cut(t, ids, n, 0);
 }
 
 // Length buckets (docs/evaluation.md, "Length buckets"). Caption encodings
@@ -711,14 +724,13 @@ static int32_t caption_len(const struct itr_split *s, bool token_feats, int64_t 
 }
 
 // Whether the block's per-word encodings are wider than some of its
-// captions need: the model's caption length is not fixed and a split says
-// how long each caption is.
+// captions need: the model scores by length (ctx) and a split says how long
+// each caption is.
 static bool length_buckets_apply(const struct itr_scorer *sc, const struct ctx *c, struct itr_tensor *const *txt,
                                  int64_t nc) {
-    if (!sc->split || !c->any_word_axis || c->text_limit.len > 0 || nc < 1) return false;
-    if (itr_env_flag("ITRC_NO_LENGTH_BUCKETS")) return false;   // A/B: every caption at the split's width
+    if (!sc->split || !c->length_buckets || nc < 1) return false;
     if (c->token_feats ? !sc->split->token_lengths : !sc->split->lengths) return false;
-    for (int q = 0; q < c->enc_txt->n_outputs && q < 16; q++)
+    for (int q = 0; q < c->enc_txt->n_outputs && q < MAX_OUTS; q++)
         if (c->word_axis[q] && (txt[q]->rank < 2 || txt[q]->shape[0] != nc)) return false;
     return true;
 }
@@ -731,38 +743,24 @@ static int cmp_by_len(const void *a, const void *b) {
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-// Rows pos[0..n) of t (axis 0); with `cut` > 0, axis 1 cut to its first
-// `cut` entries.
-static struct itr_tensor *rows_cut(const struct itr_tensor *t, const struct by_len *pos, int64_t n, int64_t cut) {
-    int64_t shape[ITR_MAX_RANK];
-    memcpy(shape, t->shape, sizeof shape);
-    shape[0] = n;
-    if (cut > 0) shape[1] = cut;
-    struct itr_tensor *r = itr_tensor_new(t->dtype, t->rank, shape);
-    if (!r) return NULL;
-    size_t row = t->shape[0] ? itr_tensor_nbytes(t) / (size_t)t->shape[0] : 0;
-    size_t keep = cut > 0 && t->shape[1] ? row / (size_t)t->shape[1] * (size_t)cut : row;
-    for (int64_t i = 0; i < n; i++)
-        memcpy((char *)r->data + (size_t)i * keep, (const char *)t->data + (size_t)pos[i].pos * row, keep);
-    return r;
-}
-
 // The block scored group by group: its captions sorted by length, one group
 // per length, each scored with its words cut to that length and its columns
 // put back in place. A caption is therefore always scored at its own
 // length, whatever tile it falls in, and the tiling still changes no bit.
 // Frees img and txt.
 static bool score_buckets(struct itr_scorer *sc, struct ctx *c, struct itr_tensor **img, struct itr_tensor **txt,
-                          int64_t i0, int64_t ni, const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
+                          int64_t ni, const int64_t *cap_ids, int64_t c0, int64_t nc, float *out) {
     int nim = c->enc_img->n_outputs, nt = c->enc_txt->n_outputs;
     struct by_len *order = malloc((size_t)nc * sizeof *order);
+    int64_t *pos = malloc((size_t)nc * sizeof *pos);   // the block's columns, by length
     float *part = malloc((size_t)(ni * nc) * sizeof *part);
-    bool ok = order && part;
+    bool ok = order && pos && part;
     for (int64_t j = 0; ok && j < nc; j++) {
         int64_t id = cap_ids ? cap_ids[j] : c0 + j;
         order[j] = (struct by_len){ caption_len(sc->split, c->token_feats, sc->cap_map ? sc->cap_map[id] : id), j };
     }
     if (ok) qsort(order, (size_t)nc, sizeof *order, cmp_by_len);
+    for (int64_t j = 0; ok && j < nc; j++) pos[j] = order[j].pos;
     int64_t width = 0;
     for (int q = 0; q < nt; q++)
         if (c->word_axis[q]) width = txt[q]->shape[1];
@@ -774,7 +772,8 @@ static bool score_buckets(struct itr_scorer *sc, struct ctx *c, struct itr_tenso
         if (cut > width) cut = width;
         struct itr_tensor *gi[MAX_OUTS] = { 0 }, *gt[MAX_OUTS] = { 0 };
         for (int q = 0; ok && q < nim; q++) ok = (gi[q] = rows_view(img[q], 0, ni)) != NULL;
-        for (int q = 0; ok && q < nt; q++) ok = (gt[q] = rows_cut(txt[q], order + g0, n, c->word_axis[q] ? cut : 0)) != NULL;
+        for (int q = 0; ok && q < nt; q++)
+            ok = (gt[q] = rows_gather_cut(txt[q], pos + g0, n, c->word_axis[q] ? cut : 0)) != NULL;
         if (!ok) {
             itr_diag_error(sc->d, ITR_NOLOC, "out of memory for a tile of %" PRId64 " x %" PRId64, ni, n);
             free_all(gi, nim);
@@ -783,10 +782,10 @@ static bool score_buckets(struct itr_scorer *sc, struct ctx *c, struct itr_tenso
         }
         ok = score_rows(c, gi, gt, ni, n, part);   // the set took the tensors
         for (int64_t r = 0; ok && r < ni; r++)
-            for (int64_t j = 0; j < n; j++) out[r * nc + order[g0 + j].pos] = part[r * n + j];
+            for (int64_t j = 0; j < n; j++) out[r * nc + pos[g0 + j]] = part[r * n + j];
     }
-    (void)i0;
     free(order);
+    free(pos);
     free(part);
     free_all(img, nim);
     free_all(txt, nt);
@@ -821,7 +820,7 @@ static bool member_block(struct itr_scorer *sc, int k, const int64_t *img_ids, i
         return false;
     }
     if (length_buckets_apply(sc, c, txt, nc))
-        return score_buckets(sc, c, img, txt, i0, ni, cap_ids, c0, nc, out);   // frees img and txt
+        return score_buckets(sc, c, img, txt, ni, cap_ids, c0, nc, out);   // frees img and txt
     return score_rows(c, img, txt, ni, nc, out);   // the set took the tensors
 }
 
