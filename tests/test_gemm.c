@@ -9,9 +9,12 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backends/cpu/gemm.h"
+#include "backends/cpu/pgemm.h"
 #include "tests/test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -139,6 +142,67 @@ TEST(same_thread_count_same_bits) {
     free(a); free(b); free(c1); free(c2); free(ad); free(bd); free(d1); free(d2);
 }
 
+// Prepacked products (pgemm.h): each element must be exactly the fma chain
+// over k = 0 .. k-1 from 0, whatever its place in C, the rows of the call
+// and the panel range; so the check is bitwise against fmaf in that order.
+// Sizes cross every edge: rows past a multiple of the 8-row tile, columns
+// past a 32-column panel and its 16-column half, k across 512-step blocks,
+// rows across the 256-row blocks, wider leading dimensions.
+static void pgemm_case(bool tb, int64_t m, int64_t n, int64_t k, int64_t pad) {
+    int64_t lda = k + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    int64_t brows = tb ? n : k;
+    float *a = malloc(sizeof(float) * (size_t)(m * lda)), *b = malloc(sizeof(float) * (size_t)(brows * ldb));
+    float *c = malloc(sizeof(float) * (size_t)(m * ldc)), *c2 = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *packed = aligned_alloc(64, (itr_pgemm_packed_floats(n, k) * sizeof(float) + 63) / 64 * 64);
+    for (int64_t i = 0; i < m * lda; i++) a[i] = (float)rnd();
+    for (int64_t i = 0; i < brows * ldb; i++) b[i] = (float)rnd();
+    for (int64_t i = 0; i < m * ldc; i++) c[i] = c2[i] = NAN;   // must be overwritten, padding left alone
+    int64_t panels = itr_pgemm_panels(n);
+    // Packed in two ranges, as two threads would.
+    itr_pgemm_pack(tb, n, k, b, ldb, packed, panels / 2, panels);
+    itr_pgemm_pack(tb, n, k, b, ldb, packed, 0, panels / 2);
+    itr_pgemm(m, n, k, a, lda, packed, c, ldc, 0, panels);
+    // The same product as panel ranges and row ranges of other sizes.
+    int64_t cut = m / 3;
+    for (int64_t p = panels; p-- > 0;) {
+        itr_pgemm(cut, n, k, a, lda, packed, c2, ldc, p, p + 1);
+        itr_pgemm(m - cut, n, k, a + cut * lda, lda, packed, c2 + cut * ldc, ldc, p, p + 1);
+    }
+    int64_t wrong = 0, split_diff = 0;
+    bool pad_ok = true;
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int64_t p = 0; p < k; p++) s = fmaf(a[i * lda + p], tb ? b[j * ldb + p] : b[p * ldb + j], s);
+            if (memcmp(&s, &c[i * ldc + j], sizeof s) != 0) wrong++;
+            if (memcmp(&c[i * ldc + j], &c2[i * ldc + j], sizeof s) != 0) split_diff++;
+        }
+        for (int64_t j = n; j < ldc; j++) pad_ok = pad_ok && isnan(c[i * ldc + j]) && isnan(c2[i * ldc + j]);
+    }
+    CHECK_MSG(wrong == 0, "pgemm %s m=%lld n=%lld k=%lld pad=%lld: %lld elements differ from the fma chain",
+              tb ? "T" : "N", (long long)m, (long long)n, (long long)k, (long long)pad, (long long)wrong);
+    CHECK_MSG(split_diff == 0, "pgemm m=%lld n=%lld k=%lld: %lld elements change with the row and panel split",
+              (long long)m, (long long)n, (long long)k, (long long)split_diff);
+    CHECK_MSG(pad_ok, "pgemm m=%lld n=%lld k=%lld: wrote outside the m x n block of C", (long long)m, (long long)n,
+              (long long)k);
+    free(a); free(b); free(c); free(c2); free(packed);
+}
+
+TEST(prepacked_products_are_the_fma_chain) {
+    if (!itr_pgemm_available()) {
+        printf("  (this CPU has no AVX-512: prepacked products are not used here, nothing to check)\n");
+        return;
+    }
+    static const int64_t ps[][3] = {
+        {1, 1, 1}, {8, 32, 16}, {9, 33, 7}, {7, 17, 513}, {17, 100, 1100}, {300, 48, 40}, {3, 70, 512},
+    };
+    for (size_t s = 0; s < sizeof ps / sizeof *ps; s++)
+        for (int tb = 0; tb < 2; tb++) {
+            pgemm_case(tb, ps[s][0], ps[s][1], ps[s][2], 0);
+            pgemm_case(tb, ps[s][0], ps[s][1], ps[s][2], 5);
+        }
+}
+
 TEST(names_its_implementation) {
     const char *name = itr_gemm_impl_name();
     CHECK(name != NULL && name[0] != '\0');
@@ -149,6 +213,7 @@ int main(void) {
     RUN(leading_dimensions_wider_than_rows);
     RUN(k_zero_scales_c_by_beta);
     RUN(same_thread_count_same_bits);
+    RUN(prepacked_products_are_the_fma_chain);
     RUN(names_its_implementation);
     return test_summary();
 }
