@@ -45,6 +45,12 @@ struct itr_run_options {
     // -1: no check.
     int finite_output;
     bool stopped;
+    // Nonzero: the parameters are those of every earlier run given the same
+    // number (a session numbers its weights anew whenever one may have
+    // changed), so a backend may keep what it derives from them from one run
+    // to the next: the LLVM backend's packed copies of weights
+    // (docs/performance.md, "Prepacked products"). 0: nothing is kept.
+    uint64_t params_version;
 };
 
 // What prepare() returns; each backend defines its own struct (ref_backend.c).

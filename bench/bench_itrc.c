@@ -190,7 +190,10 @@ static bool run_once(struct runner *r, struct itr_tensor *const *in) {
     if (r->llvm) {
         // A training step writes its updates over the parameters, as a
         // session's step does (the trainer's path); they come back as outputs.
+        // An inference entry reads the same numbered weights every run, as
+        // a session's eval or encode does.
         struct itr_run_options ro = { .params_writable = true, .finite_output = 0 };
+        if (!r->g->train) ro = (struct itr_run_options){ .finite_output = -1, .params_version = 1 };
         ok = itr_llvm_exe_run_with(r->exe, in, r->params, &b, &ro, out, &d);
         for (int k = 0; k < r->g->n_outputs; k++)
             for (int j = 0; out[k] && j < r->p->n_params; j++)

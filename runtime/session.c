@@ -15,7 +15,16 @@ struct itr_session {
     struct itr_backend_exec **execs;      // [p->n_graphs], prepared on first run
     bool has_weights;
     char *what;                           // names the loaded set in messages
+    // Numbers the parameters' values (itr_run_options.params_version): a
+    // new number, unique in the process, whenever a slot is set or a run may
+    // write one, so a backend never keeps what it derived from old weights.
+    uint64_t params_version;
 };
+
+static uint64_t new_params_version(void) {
+    static uint64_t last;
+    return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
 
 static void *xcalloc(size_t n, size_t size) {
     void *q = calloc(n ? n : 1, size);
@@ -33,6 +42,7 @@ struct itr_session *itr_session_new(const struct itr_program *p, const char *bac
     if (o) s->opt = *o;
     s->params = xcalloc((size_t)p->n_params, sizeof *s->params);
     s->execs = xcalloc((size_t)p->n_graphs, sizeof *s->execs);
+    s->params_version = new_params_version();
     return s;
 }
 
@@ -71,6 +81,7 @@ static struct itr_tensor *to_backend(const struct itr_backend *be, struct itr_te
 
 void itr_session_set_param(struct itr_session *s, int id, struct itr_tensor *t) {
     if (id < 0 || id >= s->p->n_params) { itr_tensor_free(t); return; }
+    s->params_version = new_params_version();
     if (t == s->params[id]) return;   // updated in place
     if (s->params[id]) s->be->buffer_free(s->params[id]);
     s->params[id] = to_backend(s->be, t);
@@ -170,7 +181,12 @@ bool itr_session_exec(struct itr_session *s, const struct itr_graph *g, const st
         }
     }
     for (int k = 0; k < g->n_outputs; k++) outs[k] = NULL;
+    // A run on the session's own weights that writes none tells the backend
+    // their number; a run that may write them gives them a new one.
+    struct itr_run_options numbered = { .finite_output = -1, .params_version = s->params_version };
+    if (!ro && params == s->params) ro = &numbered;
     if (ok) ok = s->be->run(s->execs[gi], dev_in, params, dims, ro, outs, d);
+    if (ro && ro->params_writable) s->params_version = new_params_version();
     if (dev_in != in) {
         for (int i = 0; i < g->n_inputs; i++) s->be->buffer_free(dev_in[i]);
         free(dev_in);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agree.h"
+#include "backends/cpu/pgemm.h"
 #include "backends/llvm/llvm_exec.h"
 #include "backends/llvm/llvm_jit.h"
 #include "compiler/pipeline.h"
@@ -173,7 +174,7 @@ static struct itr_tensor *entry_input(const struct itr_program *p, const struct 
 // Entry gi on LLVM, packed or not; the rows its packed scans ran and skipped.
 static bool llvm_run(const struct itr_program *p, int gi, struct itr_tensor **in, struct itr_tensor *const *params,
                      const struct itr_dim_bindings *b, bool f64, bool packed, struct itr_tensor **out,
-                     int64_t *rows_run, int64_t *rows_skipped, int64_t *product_skipped) {
+                     int64_t *rows_run, int64_t *rows_skipped, int64_t *product_skipped, int64_t *prepacked) {
     const struct itr_graph *g = p->graphs[gi];
     const struct kir_schedule *s = kir_plan_kernels_find(p->kernels, gi, f64);
     if (!packed) setenv("ITRC_NO_PACKED_SCANS", "1", 1);
@@ -189,6 +190,7 @@ static bool llvm_run(const struct itr_program *p, int gi, struct itr_tensor **in
     itr_llvm_exe_packed_rows(e, rows_run, rows_skipped);
     int64_t product_rows = 0;
     itr_llvm_exe_product_rows(e, &product_rows, product_skipped);
+    *prepacked = itr_llvm_exe_prepacked_products(e);
     itr_llvm_exe_free(e);
     itr_bindings_free(&lb);
     itr_diags_free(&d);
@@ -196,7 +198,7 @@ static bool llvm_run(const struct itr_program *p, int gi, struct itr_tensor **in
 }
 
 static int entries_checked;
-static int64_t product_rows_skipped;
+static int64_t product_rows_skipped, prepacked_products;
 
 // Entry gi packed against the reference, and run unpacked: the packed run
 // skips rows, the unpacked one none, and both agree with the reference.
@@ -218,9 +220,10 @@ static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *
         itr_diags_print(&d, stderr);
         FAIL_AT("%s: entry '%s' (%s) does not run on the reference", file, g->name, prec);
     } else {
-        int64_t run = 0, skipped = 0, urun = 0, uskipped = 0, pskipped = 0, upskipped = 0;
-        bool pok = llvm_run(p, gi, in, params, b, f64, true, po, &run, &skipped, &pskipped);
-        bool uok = llvm_run(p, gi, in, params, b, f64, false, uo, &urun, &uskipped, &upskipped);
+        int64_t run = 0, skipped = 0, urun = 0, uskipped = 0, pskipped = 0, upskipped = 0, prepacked = 0,
+                uprepacked = 0;
+        bool pok = llvm_run(p, gi, in, params, b, f64, true, po, &run, &skipped, &pskipped, &prepacked);
+        bool uok = llvm_run(p, gi, in, params, b, f64, false, uo, &urun, &uskipped, &upskipped, &uprepacked);
         CHECK_MSG(pok && uok, "%s: entry '%s' (%s) fails on LLVM (packed: %d, unpacked: %d)", file, g->name, prec,
                   pok, uok);
         // Captions of lengths 1..L leave rows to skip (GPO's scans over a
@@ -238,6 +241,15 @@ static void check_entry(const struct itr_program *p, int gi, struct itr_tensor *
         CHECK_MSG(pskipped > 0 || !captions,
                   "%s: entry '%s' (%s): its products skipped no row", file, g->name, prec);
         product_rows_skipped += pskipped;
+        // The GRUs' recurrent products read their weight packed once per
+        // scan, packed scans or not (f32, on CPUs with AVX-512), and still
+        // agree with the reference below.
+        CHECK_MSG(f64 || !captions || !itr_pgemm_available() || (prepacked > 0 && uprepacked > 0),
+                  "%s: entry '%s': no prepacked product (packed scans %lld, unpacked %lld)", file, g->name,
+                  (long long)prepacked, (long long)uprepacked);
+        CHECK_MSG(!f64 || prepacked + uprepacked == 0, "%s: entry '%s' (f64) ran a prepacked f32 product", file,
+                  g->name);
+        prepacked_products += prepacked + uprepacked;
         double tol = f64 ? AGREE_TOL_F64 : AGREE_TOL_F32_MODEL;
         for (int k = 0; pok && uok && k < g->n_outputs; k++) {
             char why[256];
@@ -318,8 +330,8 @@ static void zoo_packed_runs(void *ctx, const char *file, const char *path) {
 TEST(zoo_packed_agrees) {
     if (!itr_llvm_available()) return;
     for_each_model(zoo_packed_runs, NULL);
-    printf("  %d entry runs with packed scans compared; their products left out %lld rows\n", entries_checked,
-           (long long)product_rows_skipped);
+    printf("  %d entry runs with packed scans compared; their products left out %lld rows; %lld products "
+           "prepacked\n", entries_checked, (long long)product_rows_skipped, (long long)prepacked_products);
     CHECK(entries_checked >= 40);
 }
 
@@ -368,8 +380,8 @@ TEST(time_major_reverse) {
         struct itr_tensor *ro[6] = { 0 }, *po[6] = { 0 };
         struct itr_ref_options opt = { .f64 = f64 };
         CHECK(itr_ref_run(g, in, params, &b, &opt, ro, &d));
-        int64_t run = 0, skipped = 0, pskipped = 0;
-        CHECK(llvm_run(p, gi, in, params, &b, f64, true, po, &run, &skipped, &pskipped));
+        int64_t run = 0, skipped = 0, pskipped = 0, prepacked = 0;
+        CHECK(llvm_run(p, gi, in, params, &b, f64, true, po, &run, &skipped, &pskipped, &prepacked));
         CHECK(skipped > 0);
         // Both products leave out the rows of ys the scan filled with 0
         // (time-major rows t * B + b): 14 of the 30.

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
 #include "compiler/passes.h"
+#include "compiler/pipeline.h"
 #include "ir/text.h"
 #include "runtime/exec.h"
 #include "runtime/init.h"
@@ -18,6 +20,7 @@
 #include "runtime/session.h"
 #include "runtime/train.h"
 #include "test.h"
+#include "testutil.h"
 
 static const char *const include_dirs[] = { ITR_SOURCE_DIR "/models" };
 
@@ -489,6 +492,147 @@ TEST(save_load_round_trip_by_name) {
     itr_program_free(p);
 }
 
+// ------------------------------------------------------------ numbered weights
+
+// On the LLVM backend an inference run keeps packed copies of the weights
+// its products read (itr_run_options.params_version, docs/performance.md
+// "Prepacked products"). Every way the weights change must show in the next
+// run: a new tensor in the slot, the slot's own tensor written and set
+// again, a loaded set, a training step. Each run is held to the reference
+// on the session's current weights; a stale copy would give the old
+// weights' outputs, which differ from these by far more than the tolerance.
+static const char *const WIDE =
+    "import \"modules/nn.ir\"\n"
+    "model m {\n"
+    "  dim B = 40\n"
+    "  let fc = linear(80, 72)\n"
+    "  entry predict(x: f32[B, 80]) -> (y) { return fc(x) }\n"
+    "  train(x: f32[B, 80], t: f32[B, 72]) -> (loss) {\n"
+    "    e = fc(x) - t\n"
+    "    return sum(e * e)\n"
+    "  }\n"
+    "  optimizer adam(lr=0.05)\n"
+    "}\n";
+
+// predict on the session against the reference on the session's weights.
+static void predict_agrees(struct itr_session *s, const struct itr_program *p, const struct itr_tensor_set *in,
+                           const char *when, struct itr_tensor **y_out) {
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_tensor_set out;
+    itr_tensor_set_init(&out);
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    CHECK_MSG(itr_session_run(s, "predict", in, &b, &out, &d), "%s: predict fails", when);
+    itr_bindings_free(&b);
+    struct itr_tensor **params = calloc((size_t)p->n_params, sizeof *params);
+    for (int j = 0; j < p->n_params; j++) params[j] = itr_session_param(s, j);
+    struct itr_tensor *x = itr_tensor_set_get(in, "x"), *want = NULL;
+    struct itr_ref_options ro = { .f64 = false };
+    itr_bindings_init(&b, p);
+    CHECK(itr_ref_run(itr_exec_find_entry(p, "predict", NULL), &x, params, &b, &ro, &want, &d));
+    itr_bindings_free(&b);
+    const struct itr_tensor *y = itr_tensor_set_get(&out, "y");
+    double worst = y && want ? 0 : INFINITY;
+    for (int64_t i = 0; y && want && i < itr_tensor_numel(y); i++) {
+        double e = fabs(itr_tensor_get(y, i) - itr_tensor_get(want, i)) / (1e-5 * (1 + fabs(itr_tensor_get(want, i))));
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    CHECK_MSG(worst <= 1.0, "%s: predict differs from the reference on the current weights (%.3g x tolerance)", when,
+              worst);
+    if (itr_diags_has_errors(&d)) itr_diags_print(&d, stderr);
+    CHECK(!itr_diags_has_errors(&d));
+    if (y_out) *y_out = y ? itr_tensor_clone(y) : NULL;
+    itr_tensor_free(want);
+    free(params);
+    itr_tensor_set_free(&out);
+    itr_diags_free(&d);
+}
+
+TEST(llvm_inference_follows_every_weight_change) {
+    if (!itr_llvm_available()) {
+        printf("  (built without LLVM: nothing to check)\n");
+        return;
+    }
+    struct itr_program *p = tu_compile_text("wide.ir", WIDE, "llvm", 0, NULL);
+    struct kir_plan_kernels made = { 0 };
+    struct itr_diags kd;
+    itr_diags_init(&kd);
+    CHECK(p && itr_compile_kernels(p, &made, &kd));
+    itr_diags_free(&kd);
+    if (!p) return;
+    p->kernels = &made;
+    struct itr_tensor_set w;
+    init_params(p, true, &w);
+    struct itr_diags d;
+    itr_diags_init(&d);
+    struct itr_session_options so = { .threads = 2 };
+    struct itr_session *s = itr_session_new(p, "llvm", &so, &d);
+    CHECK(s != NULL);
+    if (!s) {
+        itr_diags_print(&d, stderr);
+        itr_tensor_set_free(&w);
+        p->kernels = NULL;
+        kir_plan_kernels_free(&made);
+        itr_program_free(p);
+        return;
+    }
+    itr_session_load(s, &w, "w.safetensors", &d);
+    struct itr_tensor_set in;
+    itr_tensor_set_init(&in);
+    itr_tensor_set_put(&in, "x", filled(ITR_F32, 2, (int64_t[]){ 40, 80 }, 1.0));
+    struct itr_tensor_set tin;   // the training step's
+    itr_tensor_set_init(&tin);
+    itr_tensor_set_put(&tin, "x", filled(ITR_F32, 2, (int64_t[]){ 40, 80 }, 1.0));
+    itr_tensor_set_put(&tin, "t", filled(ITR_F32, 2, (int64_t[]){ 40, 72 }, 0.5));
+    int wid = itr_program_find_param(p, "fc.weight");
+    CHECK(wid >= 0);
+    struct itr_tensor *y0 = NULL, *y1 = NULL;
+    predict_agrees(s, p, &in, "first run", &y0);
+    predict_agrees(s, p, &in, "second run, same weights", NULL);
+
+    // A new tensor in the slot.
+    struct itr_tensor *w2 = itr_tensor_clone(itr_session_param(s, wid));
+    for (int64_t i = 0; i < itr_tensor_numel(w2); i++) itr_tensor_set(w2, i, -2.0 * itr_tensor_get(w2, i));
+    itr_session_set_param(s, wid, w2);
+    predict_agrees(s, p, &in, "after a new weight tensor", &y1);
+    CHECK(y0 && y1 && !same_bits(y0, y1));
+
+    // The slot's own tensor written, then set again (an update in place).
+    struct itr_tensor *own = itr_session_param(s, wid);
+    for (int64_t i = 0; i < itr_tensor_numel(own); i++) itr_tensor_set(own, i, 0.25 * itr_tensor_get(own, i) + 0.01);
+    itr_session_set_param(s, wid, own);
+    predict_agrees(s, p, &in, "after the weight was written in place", NULL);
+
+    // A loaded set (the first weights again).
+    itr_session_load(s, &w, "w.safetensors", &d);
+    predict_agrees(s, p, &in, "after loading the weights again", NULL);
+
+    // A training step, which writes the weights where they are.
+    struct itr_train_options o = { .lr = 0.05, .step = 1, .seed = 3 };
+    struct itr_train_result r;
+    struct itr_tensor_set metrics;
+    itr_tensor_set_init(&metrics);
+    struct itr_dim_bindings b;
+    itr_bindings_init(&b, p);
+    CHECK(itr_session_train_step(s, &tin, &b, &o, &metrics, &r, &d));
+    itr_bindings_free(&b);
+    predict_agrees(s, p, &in, "after a training step", NULL);
+
+    CHECK(!itr_diags_has_errors(&d));
+    itr_tensor_free(y0);
+    itr_tensor_free(y1);
+    itr_tensor_set_free(&metrics);
+    itr_tensor_set_free(&in);
+    itr_tensor_set_free(&tin);
+    itr_tensor_set_free(&w);
+    itr_session_free(s);
+    itr_diags_free(&d);
+    p->kernels = NULL;
+    kir_plan_kernels_free(&made);
+    itr_program_free(p);
+}
+
 int main(void) {
     RUN(registry_finds_ref_and_names_the_others);
     RUN(run_matches_direct_ref_bit_for_bit);
@@ -496,5 +640,6 @@ int main(void) {
     RUN(train_step_updates_slots_in_place);
     RUN(train_step_zero_state_and_failure_leave_slots_consistent);
     RUN(save_load_round_trip_by_name);
+    RUN(llvm_inference_follows_every_weight_change);
     return test_summary();
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "backends/cpu/gemm.h"
+#include "backends/cpu/pgemm.h"
 #include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
 #include "ir/env.h"
@@ -183,6 +184,35 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
 // workspace) and the same pack buffers. A run that finds the arena taken
 // (the same executable run from two threads at once) allocates per value,
 // as with ITRC_NO_EXEC_ARENA=1.
+// Prepacked products (backends/cpu/pgemm.h, docs/performance.md). A
+// library GEMM packs its right operand on every call. An f32 product whose
+// right operand is the same from call to call reads a copy packed once
+// instead:
+// - in a scan body, one of the scan's fixed inputs (a recurrent weight: 12
+//   MB packed per step for a GRU's 3072 x 1024 weight); the copies live as
+//   long as the scan's run;
+// - at the top level, a parameter, when the caller numbers its parameters
+//   (itr_run_options.params_version: a session's inference runs); the
+//   copies live in the arena until the number changes.
+// ITRC_NO_PREPACKED_GEMM=1 turns both off (A/B).
+#define PREPACKED_MAX 16
+struct prepacked {
+    const bool *fixed;   // per body input: the same memory and contents every step (NULL: params)
+    int n;
+    struct {
+        int input;       // the body input, or the parameter
+        bool tb;
+        int64_t n, k, ldb;
+        const void *data;
+        float *packed;
+    } slot[PREPACKED_MAX];
+};
+
+static void prepacked_free(struct prepacked *pp) {
+    for (int i = 0; i < pp->n; i++) free(pp->slot[i].packed);
+    pp->n = 0;
+}
+
 struct arena {
     pthread_mutex_t mu;            // held for a whole run
     char *mem;
@@ -197,6 +227,11 @@ struct arena {
     char *scratch[3];              // GEMM pack buffers: A, B, C
     size_t scratch_cap[3];
     int64_t scratch_grows;
+    // Packed copies of the parameters the products read as right operand,
+    // kept while the caller's params_version stays the same (struct
+    // prepacked); their version, 0: none kept.
+    struct prepacked *weights;
+    uint64_t weights_version;
 };
 
 // What a run allocates from: base is this executable's part of the arena
@@ -214,6 +249,9 @@ struct run_ctx {
     struct itr_run_options *ro;
     // The rows this run's packed scans filled with 0 (NULL: not followed).
     struct zero_rows *zr;
+    // A scan body's run: its products' right operands packed once for the
+    // whole scan (struct prepacked; NULL: none).
+    struct prepacked *pp;
 };
 
 // Products over the mask's rows (docs/kernels.md): per value of a run, the
@@ -268,6 +306,8 @@ struct itr_llvm_exe {
     // (a packed scan's mask) is 0, the mask (plan_unread_rows); else -1.
     int32_t *unread_rows_mask;
     int64_t multi_launches;        // groups launched at once, over all runs (atomic)
+    bool prepack;                  // scans pack their fixed right operands once (struct prepacked)
+    int64_t prepacked_products;    // products run on such a copy, over all runs (atomic)
     bool any_packed;               // some step has a proof
     bool packed_products;          // products skip the rows packed scans filled with 0
     int64_t product_rows, product_rows_skipped;   // their rows (of K or M), over all runs (atomic)
@@ -590,6 +630,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     plan_launch_groups(e);
     index_plan(e, plan);
     if (itr_env_flag("ITRC_PROFILE")) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
+    e->prepack = itr_pgemm_available() && !itr_env_flag("ITRC_NO_PREPACKED_GEMM");
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
         itr_llvm_exe_free(e);
         return NULL;
@@ -637,6 +678,8 @@ static void arena_free(struct arena *ar) {
     ARENA_UNPOISON(ar->mem, ar->cap);
     free(ar->mem);
     for (int i = 0; i < 3; i++) free(ar->scratch[i]);
+    if (ar->weights) prepacked_free(ar->weights);
+    free(ar->weights);
     free(ar->key_bound);
     free(ar->key_value);
     free(ar);
@@ -720,6 +763,13 @@ void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_
     *run += __atomic_load_n(&e->rows_run, __ATOMIC_RELAXED);
     *skipped += __atomic_load_n(&e->rows_skipped, __ATOMIC_RELAXED);
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_packed_rows(e->bodies[i], run, skipped);
+}
+
+int64_t itr_llvm_exe_prepacked_products(const struct itr_llvm_exe *e) {
+    if (!e) return 0;
+    int64_t n = __atomic_load_n(&e->prepacked_products, __ATOMIC_RELAXED);
+    for (int i = 0; e->bodies && i < e->s->n_steps; i++) n += itr_llvm_exe_prepacked_products(e->bodies[i]);
+    return n;
 }
 
 static double now_seconds(void) {
@@ -1481,6 +1531,69 @@ static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_c
 
 // A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
 // the operands' batch dims broadcast (numpy rules, right-aligned).
+// ---- prepacked products: the kernels (struct prepacked above)
+
+struct pgemm_job {
+    bool pack, tb;
+    int64_t m, n, k, lda, ldb, ldc, panels, parts;
+    const float *a, *b;
+    float *packed, *c;
+};
+
+static void pgemm_parts(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct pgemm_job *j = bufs[0];
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t p0 = j->panels * t / j->parts, p1 = j->panels * (t + 1) / j->parts;
+        if (p1 <= p0) continue;
+        if (j->pack) itr_pgemm_pack(j->tb, j->n, j->k, j->b, j->ldb, j->packed, p0, p1);
+        else itr_pgemm(j->m, j->n, j->k, j->a, j->lda, j->packed, j->c, j->ldc, p0, p1);
+    }
+}
+
+// C = A · op(B) through a packed copy of B when B is a fixed input of the
+// scan body (pp->fixed) or, for pp->fixed NULL, a parameter (packed here on
+// first use); false: not one, the caller runs the library's product.
+static bool prepacked_gemm(struct itr_llvm_exe *e, struct prepacked *pp, int32_t vb, bool tb, int64_t m,
+                           int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb, float *c) {
+    int input = -1;
+    if (!pp->fixed)
+        input = e->g->values[vb].kind == ITR_VALUE_PARAM ? e->g->values[vb].param : -1;
+    for (int j = 0; pp->fixed && j < e->g->n_inputs && input < 0; j++)
+        if (e->g->inputs[j] == vb && pp->fixed[j]) input = j;
+    if (input < 0 || m <= 0 || n <= 0 || k <= 0) return false;
+    int s = 0;
+    while (s < pp->n && !(pp->slot[s].input == input && pp->slot[s].tb == tb && pp->slot[s].n == n &&
+                          pp->slot[s].k == k && pp->slot[s].ldb == ldb && pp->slot[s].data == b))
+        s++;
+    struct pool *pool = e->pool;
+    int64_t panels = itr_pgemm_panels(n), threads = pool && pool->n > 1 ? pool->n : 1;
+    if (s == pp->n) {
+        if (s == PREPACKED_MAX) return false;
+        float *packed = aligned_alloc(64, (itr_pgemm_packed_floats(n, k) * sizeof(float) + 63) / 64 * 64);
+        if (!packed) return false;
+        struct pgemm_job j = { .pack = true, .tb = tb, .n = n, .k = k, .ldb = ldb, .panels = panels,
+                               .parts = threads, .b = b, .packed = packed };
+        void *bufs[1] = { &j };
+        pool_run(threads > 1 ? pool : NULL, pgemm_parts, bufs, NULL, j.parts);
+        pp->slot[s].input = input;
+        pp->slot[s].tb = tb;
+        pp->slot[s].n = n;
+        pp->slot[s].k = k;
+        pp->slot[s].ldb = ldb;
+        pp->slot[s].data = b;
+        pp->slot[s].packed = packed;
+        pp->n++;
+    }
+    bool parallel = threads > 1 && (double)m * (double)n * (double)k >= GEMM_PARALLEL_MIN_MACS;
+    struct pgemm_job j = { .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .panels = panels,
+                           .parts = parallel ? threads : 1, .a = a, .packed = pp->slot[s].packed, .c = c };
+    void *bufs[1] = { &j };
+    pool_run(parallel ? pool : NULL, pgemm_parts, bufs, NULL, j.parts);
+    __atomic_add_fetch(&e->prepacked_products, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
                      const struct itr_node *n, struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned,
                      struct itr_diags *d) {
@@ -1513,6 +1626,9 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         nbatch = 0;
     }
     if ((batch == 1 && ctx->zr && gemm_skip_zero_rows(e, ctx, st, ov, A, B, C, m, nn, k, lda, ldb, val)) ||
+        (batch == 1 && ctx->pp && C->dtype == ITR_F32 && !st->trans_a &&
+         prepacked_gemm((struct itr_llvm_exe *)e, ctx->pp, st->gemm_b, st->trans_b, m, nn, k, A->data, lda,
+                        B->data, ldb, C->data)) ||
         (batch > 1 && gemm_fold_batches(A, B, C, st->trans_a, st->trans_b, m, nn, k, e->pool, ctx->ar))) {
         val[ov] = C;
         owned[ov] = true;
@@ -1771,9 +1887,15 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
         else free(data);
         any_whole = any_whole || r->fill[o] == ITR_SKIP_WHOLE;
     }
-    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL };
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL, NULL };
     if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
         body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
+    // Fixed inputs read whole every step (not gathered by row) are the same
+    // every step.
+    bool *fixed = xcalloc((size_t)nb_in + 1, sizeof *fixed);
+    for (int k = pr.nc + pr.ns; k < nb_in; k++) fixed[k] = !r->row_input[k];
+    struct prepacked pp = { .fixed = fixed };
+    if (e->prepack) body_rc.pp = &pp;
     struct itr_dim_bindings kept = *dims;   // the batch symbol bound to the kept rows' count
     kept.value = xcalloc((size_t)dims->n + 1, sizeof *kept.value);
     memcpy(kept.value, dims->value, (size_t)dims->n * sizeof *kept.value);
@@ -1878,6 +2000,8 @@ static bool run_scan_packed(const struct itr_llvm_exe *e, const struct run_ctx *
         else free(zrow[o]);
     }
     free(zrow);
+    prepacked_free(&pp);
+    free(fixed);
     packed_run_free(&pr);
     free(kept.value);
     free(act);
@@ -1969,9 +2093,13 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
             into[i] = spare[i] = NULL;
         }
     }
-    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL };   // a body writes no parameter
+    struct run_ctx body_rc = { NULL, rc->ar, into, into_cap, NULL, NULL, NULL };   // a body writes no parameter
     if (rc->base && e->ws[si] >= 0 && e->plan->buffers[e->ws[si]].bytes > 0)
         body_rc.base = rc->base + e->plan->buffers[e->ws[si]].offset;
+    bool *fixed = xcalloc((size_t)nb_in + 1, sizeof *fixed);
+    for (int i = nc + ns; i < nb_in; i++) fixed[i] = true;
+    struct prepacked pp = { .fixed = fixed };
+    if (e->prepack) body_rc.pp = &pp;
     struct itr_tensor **step_in = xcalloc((size_t)nb_in, sizeof *step_in);
     struct itr_tensor **step_out = xcalloc((size_t)(nb_out ? nb_out : 1), sizeof *step_out);
     struct itr_tensor **carry = xcalloc((size_t)(nc ? nc : 1), sizeof *carry);
@@ -2068,6 +2196,8 @@ static bool run_scan(const struct itr_llvm_exe *e, const struct run_ctx *rc, int
         itr_tensor_free(into[i]);
         itr_tensor_free(spare[i]);
     }
+    prepacked_free(&pp);
+    free(fixed);
     free(into);
     free(spare);
     free(into_cap);
@@ -2321,6 +2451,13 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     bool ok = bind_inputs(e, inputs, params, dims, val, owned, d);
     struct run_ctx rcv = *rc_in, *rc = &rcv;
     if (ok && e->owns && rc->ar && e->plan) rc->base = arena_prepare(e, rc->ar, dims);
+    if (e->owns && rc->ar && e->prepack && rc->ro && rc->ro->params_version && !rc->ro->params_writable) {
+        struct arena *ar = rc->ar;
+        if (!ar->weights) ar->weights = xcalloc(1, sizeof *ar->weights);
+        if (ar->weights_version != rc->ro->params_version) prepacked_free(ar->weights);
+        ar->weights_version = rc->ro->params_version;
+        rc->pp = ar->weights;
+    }
     struct zero_rows zr = { 0 };
     if (e->owns && e->packed_products && !rc->zr) {
         zr.rows = xcalloc((size_t)nv, sizeof *zr.rows);
