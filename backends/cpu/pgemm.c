@@ -4,18 +4,18 @@
 //
 // Blocking (measured on the Zen 4 VM, docs/performance.md): an 8 x 32 tile
 // of C in 16 zmm accumulators; per k, two 16-float loads of the packed
-// panel and 8 broadcasts of A. K goes in blocks of KC = 512 (a panel's
-// block, 64 KB, stays in L2 while the rows pass over it), rows in blocks of
-// MC = 256 (their A block, 512 KB, stays in L2 while the panels pass).
-// Between K blocks the tile goes through C in f32, which is exact, so the
-// bits are those of one fma chain per element (pgemm.h).
+// panel and 8 broadcasts of A. K goes in blocks of KC = 2048 (the models'
+// products have K <= 2048, so one block: a panel's block, 256 KB, stays in
+// L2 while the rows pass over it), rows in blocks of MC = 256. Between K
+// blocks the tile goes through C in f32, which is exact, so the bits are
+// those of one fma chain per element (pgemm.h).
 #include "backends/cpu/pgemm.h"
 
 #include <stdlib.h>
 
 #define NR ITR_PGEMM_NR
 #define MR 8
-#define KC 512
+#define KC 2048
 #define MC 256
 
 int64_t itr_pgemm_panels(int64_t n) { return (n + NR - 1) / NR; }
