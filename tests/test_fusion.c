@@ -527,14 +527,19 @@ static const char *SRC_THREADS =
     "  entry wide(a: f32[96, 200], b: f32[200, 170]) -> (y) { return exp(matmul(a, b) * 0.01) }\n"
     "  entry tall(a: f32[300, 120], b: f32[90, 120]) -> (y) { return matmul(a, transpose(b)) }\n"
     "  entry tr(a: f32[150, 130], b: f32[150, 140]) -> (y) { return matmul(transpose(a), b) + 1.0 }\n"
+    // Pair scoring's folded product: one (6*36) x (20*12) GEMM whose result
+    // is scattered into [6, 20, 36, 12] on the pool's threads.
+    "  entry pairs(v: f32[6, 36, 120], u: f32[20, 12, 120]) -> (y) {\n"
+    "    return matmul(unsqueeze(v, axes=[1]), transpose(unsqueeze(u, axes=[0]), perm=[0, 1, 3, 2]))\n"
+    "  }\n"
     "}\n";
 
 TEST(split_products_agree_at_every_thread_count) {
     struct itr_program *p = compile_src(SRC_THREADS);
     CHECK(p != NULL);
     if (!p) return;
-    const char *entries[] = { "wide", "tall", "tr" };
-    for (int ei = 0; ei < 3; ei++) {
+    const char *entries[] = { "wide", "tall", "tr", "pairs" };
+    for (int ei = 0; ei < 4; ei++) {
         const struct itr_graph *g;
         struct kir_schedule *s = lower_entry(p, entries[ei], &g);
         CHECK(s != NULL);

@@ -1334,6 +1334,34 @@ static char *pack_buffer(struct arena *ar, int i, size_t bytes, char **own) {
     return ar->scratch[i];
 }
 
+// The folded product's rows of A's combinations [lo, hi) put into C's order.
+// On the pool: a SCAN scoring tile's product is hundreds of MB, and copied
+// on one thread it left the other idle for a few percent of the tile.
+struct fold_scatter_job {
+    const struct fold_dims *aonly, *bonly;
+    const int64_t *sc;
+    char *cbase;
+    const char *cp;
+    int64_t m, nn, N;
+    size_t es;
+};
+
+static void fold_scatter_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct fold_scatter_job *j = bufs[0];
+    int64_t nbb = fold_count(j->bonly);
+    size_t es = j->es;
+    for (int64_t x = lo; x < hi; x++) {
+        char *dst = j->cbase + (size_t)fold_offset(j->aonly, x, j->sc) * es;
+        for (int64_t y = 0; y < nbb; y++) {
+            char *d = dst + (size_t)fold_offset(j->bonly, y, j->sc) * es;
+            const char *s = j->cp + (size_t)(x * j->m * j->N + y * j->nn) * es;
+            for (int64_t r = 0; r < j->m; r++)
+                memcpy(d + (size_t)(r * j->nn) * es, s + (size_t)(r * j->N) * es, (size_t)j->nn * es);
+        }
+    }
+}
+
 static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tensor *B, struct itr_tensor *C,
                               bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, struct pool *pool,
                               struct arena *ar) {
@@ -1400,16 +1428,12 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
         char *c = c_direct ? cbase + (size_t)oc * es : cp;
         int64_t lda = k, ldb = b_direct && nbb == 1 ? B->shape[rb - 1] : k;
         gemm_run(pool, C->dtype == ITR_F64, false, b_trans, M, N, k, a, lda, b, ldb, c, N);
-        if (!c_direct)
-            for (int64_t x = 0; x < na; x++) {
-                char *dst = cbase + (size_t)(oc + fold_offset(&aonly, x, sc)) * es;
-                for (int64_t y = 0; y < nbb; y++) {
-                    char *d = dst + (size_t)fold_offset(&bonly, y, sc) * es;
-                    const char *s = cp + (size_t)(x * m * N + y * nn) * es;
-                    for (int64_t r = 0; r < m; r++)
-                        memcpy(d + (size_t)(r * nn) * es, s + (size_t)(r * N) * es, (size_t)nn * es);
-                }
-            }
+        if (!c_direct) {
+            struct fold_scatter_job j = { &aonly, &bonly, sc, cbase + (size_t)oc * es, cp, m, nn, N, es };
+            void *bufs[1] = { &j };
+            bool parallel = (double)M * (double)N >= (double)parallel_min_elements();
+            pool_run(parallel ? pool : NULL, fold_scatter_part, bufs, NULL, na);
+        }
     }
     for (int i = 0; i < 3; i++) free(own[i]);
     return true;
