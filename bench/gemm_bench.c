@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < nb; i++) b[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
             float **packed = calloc((size_t)s->batch, sizeof *packed);
             for (int i = 0; pgemm && packed && i < s->batch; i++) {
-                packed[i] = aligned_alloc(64, (itr_pgemm_packed_floats(s->n, s->k) * sizeof(float) + 63) / 64 * 64);
+                packed[i] = itr_pgemm_packed_new(s->n, s->k);
                 if (!packed[i]) { fprintf(stderr, "gemm_bench: out of memory\n"); return 1; }
                 itr_pgemm_pack(s->trans_b, s->n, s->k, b + (size_t)i * s->k * s->n, s->trans_b ? s->k : s->n,
                                packed[i], 0, itr_pgemm_panels(s->n));

@@ -153,7 +153,7 @@ static void pgemm_case(bool tb, int64_t m, int64_t n, int64_t k, int64_t pad) {
     int64_t brows = tb ? n : k;
     float *a = malloc(sizeof(float) * (size_t)(m * lda)), *b = malloc(sizeof(float) * (size_t)(brows * ldb));
     float *c = malloc(sizeof(float) * (size_t)(m * ldc)), *c2 = malloc(sizeof(float) * (size_t)(m * ldc));
-    float *packed = aligned_alloc(64, (itr_pgemm_packed_floats(n, k) * sizeof(float) + 63) / 64 * 64);
+    float *packed = itr_pgemm_packed_new(n, k);
     for (int64_t i = 0; i < m * lda; i++) a[i] = (float)rnd();
     for (int64_t i = 0; i < brows * ldb; i++) b[i] = (float)rnd();
     for (int64_t i = 0; i < m * ldc; i++) c[i] = c2[i] = NAN;   // must be overwritten, padding left alone

@@ -22,6 +22,13 @@ int64_t itr_pgemm_panels(int64_t n) { return (n + NR - 1) / NR; }
 
 size_t itr_pgemm_packed_floats(int64_t n, int64_t k) { return (size_t)itr_pgemm_panels(n) * NR * (size_t)k; }
 
+// The kernel's panel loads are aligned 64-byte loads; aligned_alloc wants a
+// multiple of the alignment.
+float *itr_pgemm_packed_new(int64_t n, int64_t k) {
+    size_t bytes = itr_pgemm_packed_floats(n, k) * sizeof(float);
+    return aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
+}
+
 void itr_pgemm_pack(bool trans_b, int64_t n, int64_t k, const float *b, int64_t ldb, float *dst, int64_t p0,
                     int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {

@@ -34,9 +34,13 @@ bool itr_pgemm_available(void);
 int64_t itr_pgemm_panels(int64_t n);
 size_t itr_pgemm_packed_floats(int64_t n, int64_t k);
 
+// Memory for the packed copy of a k x n operand, aligned as the kernel
+// needs; release it with free(). NULL when out of memory.
+float *itr_pgemm_packed_new(int64_t n, int64_t k);
+
 // Packs panels [p0, p1) of op(B): B stored k x n (ldb >= n), or n x k
 // (ldb >= k) when trans_b. Disjoint panel ranges may be packed from several
-// threads at once. dst must be 64-byte aligned.
+// threads at once. dst comes from itr_pgemm_packed_new.
 void itr_pgemm_pack(bool trans_b, int64_t n, int64_t k, const float *b, int64_t ldb, float *dst, int64_t p0,
                     int64_t p1);
 

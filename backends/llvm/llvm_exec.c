@@ -175,15 +175,6 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
 
 // ---------------------------------------------------------------- the arena
 
-// The memory of a top-level executable's runs (docs/memplan.md, "Schedule
-// plans"): one block holding every planned intermediate value at the
-// offsets of the schedule plan bound to the run's dims, and the GEMM's pack
-// buffers. Both grow when a larger binding comes and are reused by every
-// later run, so a run of a repeated binding allocates only its outputs and
-// what the reference kernels allocate. Scan bodies use a slice of it (their
-// workspace) and the same pack buffers. A run that finds the arena taken
-// (the same executable run from two threads at once) allocates per value,
-// as with ITRC_NO_EXEC_ARENA=1.
 // Prepacked products (backends/cpu/pgemm.h, docs/performance.md). A
 // library GEMM packs its right operand on every call. An f32 product whose
 // right operand is the same from call to call reads a copy packed once
@@ -196,16 +187,18 @@ static void launch(struct pool *p, itr_kernel_fn fn, void *const *bufs, const in
 //   copies live in the arena until the number changes.
 // ITRC_NO_PREPACKED_GEMM=1 turns both off (A/B).
 #define PREPACKED_MAX 16
+struct prepacked_slot {
+    int input;           // the body input, or the parameter
+    bool tb;
+    int64_t n, k, ldb;
+    const void *data;
+    float *packed;
+};
+
 struct prepacked {
     const bool *fixed;   // per body input: the same memory and contents every step (NULL: params)
     int n;
-    struct {
-        int input;       // the body input, or the parameter
-        bool tb;
-        int64_t n, k, ldb;
-        const void *data;
-        float *packed;
-    } slot[PREPACKED_MAX];
+    struct prepacked_slot slot[PREPACKED_MAX];
 };
 
 static void prepacked_free(struct prepacked *pp) {
@@ -213,6 +206,15 @@ static void prepacked_free(struct prepacked *pp) {
     pp->n = 0;
 }
 
+// The memory of a top-level executable's runs (docs/memplan.md, "Schedule
+// plans"): one block holding every planned intermediate value at the
+// offsets of the schedule plan bound to the run's dims, and the GEMM's pack
+// buffers. Both grow when a larger binding comes and are reused by every
+// later run, so a run of a repeated binding allocates only its outputs and
+// what the reference kernels allocate. Scan bodies use a slice of it (their
+// workspace) and the same pack buffers. A run that finds the arena taken
+// (the same executable run from two threads at once) allocates per value,
+// as with ITRC_NO_EXEC_ARENA=1.
 struct arena {
     pthread_mutex_t mu;            // held for a whole run
     char *mem;
@@ -230,7 +232,7 @@ struct arena {
     // Packed copies of the parameters the products read as right operand,
     // kept while the caller's params_version stays the same (struct
     // prepacked); their version, 0: none kept.
-    struct prepacked *weights;
+    struct prepacked weights;
     uint64_t weights_version;
 };
 
@@ -678,8 +680,7 @@ static void arena_free(struct arena *ar) {
     ARENA_UNPOISON(ar->mem, ar->cap);
     free(ar->mem);
     for (int i = 0; i < 3; i++) free(ar->scratch[i]);
-    if (ar->weights) prepacked_free(ar->weights);
-    free(ar->weights);
+    prepacked_free(&ar->weights);
     free(ar->key_bound);
     free(ar->key_value);
     free(ar);
@@ -1553,8 +1554,6 @@ static bool gemm_skip_zero_rows(const struct itr_llvm_exe *e, const struct run_c
     return true;
 }
 
-// A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
-// the operands' batch dims broadcast (numpy rules, right-aligned).
 // ---- prepacked products: the kernels (struct prepacked above)
 
 struct pgemm_job {
@@ -1594,20 +1593,13 @@ static bool prepacked_gemm(struct itr_llvm_exe *e, struct prepacked *pp, int32_t
     int64_t panels = itr_pgemm_panels(n), threads = pool && pool->n > 1 ? pool->n : 1;
     if (s == pp->n) {
         if (s == PREPACKED_MAX) return false;
-        float *packed = aligned_alloc(64, (itr_pgemm_packed_floats(n, k) * sizeof(float) + 63) / 64 * 64);
+        float *packed = itr_pgemm_packed_new(n, k);
         if (!packed) return false;
         struct pgemm_job j = { .pack = true, .tb = tb, .n = n, .k = k, .ldb = ldb, .panels = panels,
                                .parts = threads, .b = b, .packed = packed };
         void *bufs[1] = { &j };
         pool_run(threads > 1 ? pool : NULL, pgemm_parts, bufs, NULL, j.parts);
-        pp->slot[s].input = input;
-        pp->slot[s].tb = tb;
-        pp->slot[s].n = n;
-        pp->slot[s].k = k;
-        pp->slot[s].ldb = ldb;
-        pp->slot[s].data = b;
-        pp->slot[s].packed = packed;
-        pp->n++;
+        pp->slot[pp->n++] = (struct prepacked_slot){ input, tb, n, k, ldb, b, packed };
     }
     bool parallel = threads > 1 && (double)m * (double)n * (double)k >= GEMM_PARALLEL_MIN_MACS;
     struct pgemm_job j = { .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .panels = panels,
@@ -1618,6 +1610,8 @@ static bool prepacked_gemm(struct itr_llvm_exe *e, struct prepacked *pp, int32_t
     return true;
 }
 
+// A GEMM step: out[b] = A[b] x B[b] for every batch index b of the result,
+// the operands' batch dims broadcast (numpy rules, right-aligned).
 static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, const struct kir_step *st,
                      const struct itr_node *n, struct itr_dim_bindings *dims, struct itr_tensor **val, bool *owned,
                      struct itr_diags *d) {
@@ -2477,10 +2471,9 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     if (ok && e->owns && rc->ar && e->plan) rc->base = arena_prepare(e, rc->ar, dims);
     if (e->owns && rc->ar && e->prepack && rc->ro && rc->ro->params_version && !rc->ro->params_writable) {
         struct arena *ar = rc->ar;
-        if (!ar->weights) ar->weights = xcalloc(1, sizeof *ar->weights);
-        if (ar->weights_version != rc->ro->params_version) prepacked_free(ar->weights);
+        if (ar->weights_version != rc->ro->params_version) prepacked_free(&ar->weights);
         ar->weights_version = rc->ro->params_version;
-        rc->pp = ar->weights;
+        rc->pp = &ar->weights;
     }
     struct zero_rows zr = { 0 };
     if (e->owns && e->packed_products && !rc->zr) {

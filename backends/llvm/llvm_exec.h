@@ -77,9 +77,10 @@ void itr_llvm_exe_product_rows(const struct itr_llvm_exe *e, int64_t *rows, int6
 // step alone, for A/B measurements.
 int64_t itr_llvm_exe_multi_launches(const struct itr_llvm_exe *e);
 
-// Prepacked products (docs/performance.md): how many f32 products in scan
-// bodies read their fixed right operand (a recurrent weight) from a copy
-// packed once per scan run, over every run so far. 0 where the CPU lacks
+// Prepacked products (docs/kernels.md): how many f32 products read their
+// right operand from a packed copy (a scan's fixed input, packed once per
+// scan run, or a numbered weight), in e and its scan bodies, over every run
+// so far. 0 where the CPU lacks
 // AVX-512 or with ITRC_NO_PREPACKED_GEMM=1 (read when the executable is
 // made), for A/B measurements.
 int64_t itr_llvm_exe_prepacked_products(const struct itr_llvm_exe *e);
