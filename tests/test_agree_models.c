@@ -14,6 +14,7 @@
 #include "compiler/lower.h"
 #include "compiler/pipeline.h"
 #include "ir/bind.h"
+#include "ir/env.h"
 #include "ir/plan.h"
 #include "ir/rng.h"
 #include "test.h"
@@ -27,6 +28,10 @@ static int compared_entries;
 // check another backend (test_cuda_agree.c) defines AGREE_COMPILED_RUN and
 // AGREE_BACKEND_NAME first; the default is the plan's schedule on LLVM.
 #ifndef AGREE_COMPILED_RUN
+// Quadratic forms run by SCAN t2i's score entry (llvm_exec.h): the compared
+// outputs then come from them (backends/cpu/qform.h).
+static int64_t scan_score_qforms;
+
 static bool llvm_entry_run(const struct itr_program *p, int gi, const struct itr_graph *g, struct itr_tensor **in,
                            struct itr_tensor *const *params, struct itr_dim_bindings *b, bool f64,
                            struct itr_tensor **out, const char *file, struct itr_diags *d) {
@@ -34,10 +39,14 @@ static bool llvm_entry_run(const struct itr_program *p, int gi, const struct itr
     if (!sched) FAIL_AT("%s: the plan has no %s schedule for entry '%s'", file, f64 ? "f64" : "f32", g->name);
     struct itr_llvm_exe *e = sched ? itr_llvm_exe_new(g, sched, 2, d) : NULL;
     bool ok = e && itr_llvm_exe_run(e, in, params, b, out, d);
+    int64_t q = itr_llvm_exe_qform_runs(e);
+    if (q > 0 && !f64) printf("  %s: entry '%s' ran %lld quadratic forms\n", file, g->name, (long long)q);
+    if (strcmp(file, "scan_t2i.ir") == 0 && strcmp(g->name, "score") == 0) scan_score_qforms += q;
     itr_llvm_exe_free(e);
     return ok;
 }
 #define AGREE_COMPILED_RUN llvm_entry_run
+#define AGREE_COUNTS_QFORMS
 #define AGREE_BACKEND_NAME "LLVM"
 // Where a disagreeing entry first diverges: the same inputs again on both
 // sides with observers (tests/agree.h), into dv.
@@ -193,6 +202,11 @@ TEST(every_model_every_entry) {
     CHECK(models >= 8);
 #endif
     CHECK(compared_entries >= 2 * 3 * models);
+#ifdef AGREE_COUNTS_QFORMS
+    CHECK_MSG(itr_env_flag("ITRC_NO_QFORM") || scan_score_qforms >= 2,
+              "SCAN t2i's score entry ran %lld quadratic forms in f32 and f64, expected one each",
+              (long long)scan_score_qforms);
+#endif
 }
 
 int main(void) {

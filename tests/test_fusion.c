@@ -532,14 +532,27 @@ static const char *SRC_THREADS =
     "  entry pairs(v: f32[6, 36, 120], u: f32[20, 12, 120]) -> (y) {\n"
     "    return matmul(unsqueeze(v, axes=[1]), transpose(unsqueeze(u, axes=[0]), perm=[0, 1, 3, 2]))\n"
     "  }\n"
+    // Batches of products too small to split, spread whole over the
+    // threads: per-image Gram matrices (both operands vary), and weights
+    // times one matrix per image folded over the captions (the A operand
+    // packed transposed, per thread).
+    "  entry grams(v: f32[64, 36, 120], w: f32[64, 36, 120]) -> (y) {\n"
+    "    return matmul(v, transpose(w, perm=[0, 2, 1]))\n"
+    "  }\n"
+    "  entry foldsmall(a: f32[8, 20, 36, 12], g: f32[8, 36, 36]) -> (y) {\n"
+    "    return matmul(transpose(a, perm=[0, 1, 3, 2]), unsqueeze(g, axes=[1]))\n"
+    "  }\n"
     "}\n";
 
 TEST(split_products_agree_at_every_thread_count) {
     struct itr_program *p = compile_src(SRC_THREADS);
     CHECK(p != NULL);
     if (!p) return;
-    const char *entries[] = { "wide", "tall", "tr", "pairs" };
-    for (int ei = 0; ei < 4; ei++) {
+    const char *entries[] = { "wide", "tall", "tr", "pairs", "grams", "foldsmall" };
+    for (int ei = 0; ei < 6; ei++) {
+        // Whole products per thread: the bits of one thread at any count.
+        bool whole = ei >= 4;
+        struct itr_tensor *first = NULL;
         const struct itr_graph *g;
         struct kir_schedule *s = lower_entry(p, entries[ei], &g);
         CHECK(s != NULL);
@@ -568,10 +581,18 @@ TEST(split_products_agree_at_every_thread_count) {
             }
             CHECK_MSG(out[0] && again[0] && memcmp(out[0]->data, again[0]->data, itr_tensor_nbytes(out[0])) == 0,
                       "entry '%s', %d threads: two runs differ in the bits", entries[ei], threads);
+            if (whole && threads == 1) {
+                first = out[0];
+                out[0] = NULL;
+            } else if (whole) {
+                CHECK_MSG(first && out[0] && memcmp(first->data, out[0]->data, itr_tensor_nbytes(first)) == 0,
+                          "entry '%s': %d threads give other bits than 1", entries[ei], threads);
+            }
             itr_tensor_free(out[0]);
             itr_tensor_free(again[0]);
             if (e) itr_llvm_exe_free(e);
         }
+        itr_tensor_free(first);
         itr_tensor_free(ref[0]);
         for (int i = 0; i < 2; i++) itr_tensor_free(in[i]);
         itr_bindings_free(&b);

@@ -15,6 +15,7 @@
 
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/pgemm.h"
+#include "backends/cpu/qform.h"
 #include "tests/test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -204,6 +205,68 @@ TEST(prepacked_products_are_the_fma_chain) {
         }
 }
 
+// Quadratic forms (qform.h): out[l] = Σ_j X[l,j] (X·G)[l,j] against the
+// same sum in double, for both layouts of X and G, row counts across the
+// vector width (16 floats, 8 doubles) and its multiples, k past the
+// four-column groups, leading dimensions wider than the rows, several items
+// sharing G at scattered offsets. Each item's results must also be the same
+// bits when it is computed alone (callers split items between threads).
+// Tolerance as above, relative to Σ_j |X[l,j]| Σ_r |X[l,r] G[r,j]|.
+static void qform_case(bool tx, bool tg, int64_t m, int64_t k, int64_t pad) {
+    int64_t items = 3, ldx = (tx ? m : k) + pad, xrows = tx ? k : m, ldg = k + pad, block = xrows * ldx + 7;
+    double *x = malloc(sizeof(double) * (size_t)(items * block)), *g = malloc(sizeof(double) * (size_t)(k * ldg));
+    float *xf = malloc(sizeof(float) * (size_t)(items * block)), *gf = malloc(sizeof(float) * (size_t)(k * ldg));
+    double *od = malloc(sizeof(double) * (size_t)(items * m));
+    float *of = malloc(sizeof(float) * (size_t)(items * m)), *one = malloc(sizeof(float) * (size_t)m);
+    int64_t off[3] = { 2 * block, 0, block };   // not in item order
+    for (int64_t i = 0; i < items * block; i++) xf[i] = (float)(x[i] = rnd());
+    for (int64_t i = 0; i < k * ldg; i++) gf[i] = (float)(g[i] = rnd());
+    itr_qform_f64(tx, tg, m, k, items, x, off, ldx, g, ldg, od);
+    itr_qform_f32(tx, tg, m, k, items, xf, off, ldx, gf, ldg, of);
+    double worst32 = 0, worst64 = 0;
+    bool alone_same = true;
+    for (int64_t t = 0; t < items; t++) {
+        itr_qform_f32(tx, tg, m, k, 1, xf, &off[t], ldx, gf, ldg, one);
+        alone_same = alone_same && memcmp(one, of + t * m, sizeof(float) * (size_t)m) == 0;
+        const double *xi = x + off[t];
+        for (int64_t l = 0; l < m; l++) {
+            double want = 0, scale = 0;
+            for (int64_t j = 0; j < k; j++) {
+                double y = 0, ya = 0;
+                for (int64_t r = 0; r < k; r++) {
+                    double xr = tx ? xi[r * ldx + l] : xi[l * ldx + r], grj = tg ? g[j * ldg + r] : g[r * ldg + j];
+                    y += xr * grj;
+                    ya += fabs(xr * grj);
+                }
+                double xj = tx ? xi[j * ldx + l] : xi[l * ldx + j];
+                want += xj * y;
+                scale += fabs(xj) * ya;
+            }
+            if (scale < 1) scale = 1;
+            double e32 = fabs(of[t * m + l] - want) / scale / 1e-5, e64 = fabs(od[t * m + l] - want) / scale / 1e-12;
+            if (!(e32 <= worst32)) worst32 = e32;   // NaN counts as worst
+            if (!(e64 <= worst64)) worst64 = e64;
+        }
+    }
+    CHECK_MSG(worst32 <= 1 && worst64 <= 1,
+              "qform %s%s m=%lld k=%lld pad=%lld: error %.3g (f32), %.3g (f64) times the tolerance", tx ? "T" : "N",
+              tg ? "T" : "N", (long long)m, (long long)k, (long long)pad, worst32, worst64);
+    CHECK_MSG(alone_same, "qform m=%lld k=%lld: an item computed alone differs from the same item among others",
+              (long long)m, (long long)k);
+    free(x); free(g); free(xf); free(gf); free(od); free(of); free(one);
+}
+
+TEST(quadratic_forms_match_the_product_and_sum) {
+    static const int64_t qs[][2] = { {1, 1}, {1, 36}, {12, 36}, {16, 3}, {17, 5}, {33, 36}, {8, 64}, {64, 64},
+                                     {9, 7} };
+    for (size_t q = 0; q < sizeof qs / sizeof *qs; q++)
+        for (int tx = 0; tx < 2; tx++)
+            for (int tg = 0; tg < 2; tg++) {
+                qform_case(tx, tg, qs[q][0], qs[q][1], 0);
+                qform_case(tx, tg, qs[q][0], qs[q][1], 3);
+            }
+}
+
 TEST(names_its_implementation) {
     const char *name = itr_gemm_impl_name();
     CHECK(name != NULL && name[0] != '\0');
@@ -215,6 +278,7 @@ int main(void) {
     RUN(k_zero_scales_c_by_beta);
     RUN(same_thread_count_same_bits);
     RUN(prepacked_products_are_the_fma_chain);
+    RUN(quadratic_forms_match_the_product_and_sum);
     RUN(names_its_implementation);
     return test_summary();
 }

@@ -14,6 +14,7 @@
 
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/pgemm.h"
+#include "backends/cpu/qform.h"
 #include "backends/llvm/llvm_jit.h"
 #include "backends/ref/ref.h"
 #include "ir/env.h"
@@ -326,6 +327,12 @@ struct itr_llvm_exe {
     int32_t *slot;                 // per value: its buffer in plan, or -1
     int32_t *ws;                   // per step: the scan workspace's buffer in plan, or -1
     struct arena *arena;           // top-level executables only; NULL with ITRC_NO_EXEC_ARENA=1
+    // Quadratic forms (plan_qforms): per step, for a GEMM whose product only
+    // feeds sum(X * product, last axis), the kernel step that sums (-1: none);
+    // per step, for that kernel step, the GEMM (-1: none).
+    int32_t *qform_sum, *qform_gemm;
+    bool any_qform;
+    int64_t qform_runs;            // products replaced by a quadratic form, over all runs (atomic)
 };
 
 // Buckets the graph's intermediate values by the step after which they die.
@@ -493,6 +500,89 @@ static bool allocates(const struct itr_llvm_exe *e, const struct kir_step *st) {
     return false;
 }
 
+// Quadratic forms (backends/cpu/qform.h): a GEMM Y = X @ G whose result is
+// read only by q = sum(X * Y, last axis), that sum computed by a kernel step
+// of its own. The GEMM step then computes q directly (run_qform), into a
+// buffer of the run that the kernel step copies into place, so the memory
+// plan and the schedule stay as they are: Y is never allocated. This is the
+// Gram rewrite's ‖context‖² (docs/rewrites.md) in SCAN, BFAN and their
+// kin. ITRC_NO_QFORM=1 turns it off (A/B).
+static int32_t only_reader(const struct itr_graph *g, int32_t v, int *count) {
+    int32_t who = -1;
+    *count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_inputs; j++)
+            if (g->nodes[i].inputs[j] == v) {
+                (*count)++;
+                who = i;
+            }
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == v) (*count)++;
+    return who;
+}
+
+static int32_t qform_match(const struct itr_llvm_exe *e, int si) {
+    const struct itr_graph *g = e->g;
+    const struct kir_schedule *s = e->s;
+    const struct kir_step *st = &s->steps[si];
+    if (st->kind != KIR_STEP_GEMM || st->gemm_view_a >= 0 || st->gemm_view_b >= 0) return -1;
+    const struct itr_node *mm = &g->nodes[st->node];
+    if (mm->op != ITR_OP_MATMUL || mm->n_outputs != 1) return -1;
+    int32_t x = mm->inputs[0], y = mm->outputs[0];
+    const struct itr_type *tx = &g->values[x].type, *ty = &g->values[y].type;
+    if (!itr_type_equal(tx, ty) || (tx->dtype != ITR_F32 && tx->dtype != ITR_F64) || tx->rank < 2) return -1;
+    int uses;
+    int32_t mi = only_reader(g, y, &uses);
+    if (uses != 1) return -1;
+    const struct itr_node *mul = &g->nodes[mi];
+    if (mul->op != ITR_OP_MUL || !((mul->inputs[0] == x && mul->inputs[1] == y) ||
+                                   (mul->inputs[0] == y && mul->inputs[1] == x)))
+        return -1;
+    int32_t prod = mul->outputs[0];
+    if (s->materialised[prod] || !itr_type_equal(&g->values[prod].type, ty)) return -1;
+    int32_t si_sum = only_reader(g, prod, &uses);
+    if (uses != 1) return -1;
+    const struct itr_node *sum = &g->nodes[si_sum];
+    const struct itr_attr *ax = itr_node_attr(sum, "axes");
+    if (sum->op != ITR_OP_SUM || !ax || ax->u.ints.n != 1 ||
+        (ax->u.ints.v[0] != -1 && ax->u.ints.v[0] != ty->rank - 1))
+        return -1;
+    int32_t q = sum->outputs[0];
+    for (int t = si + 1; t < s->n_steps; t++) {
+        const struct kir_step *kt = &s->steps[t];
+        if (kt->kind == KIR_STEP_KERNEL && kt->node == si_sum) {
+            if (kt->guard_count >= 0 || kt->alias || !s->materialised[q]) return -1;
+            const struct kir_kernel *k = s->kernels[kt->kernel];
+            for (int b = 0; b < k->n_bufs; b++)
+                if (k->bufs[b].written && kt->bufs[b] != q) return -1;
+            // Y is read by that step alone.
+            for (int o = si + 1; o < s->n_steps; o++)
+                if (o != t && ((s->steps[o].kind == KIR_STEP_KERNEL && step_touches(e, &s->steps[o], y, false)) ||
+                               (s->steps[o].kind == KIR_STEP_GEMM &&
+                                (s->steps[o].gemm_a == y || s->steps[o].gemm_b == y))))
+                    return -1;
+            return t;
+        }
+        if (kt->kind != KIR_STEP_KERNEL && kt->kind != KIR_STEP_GEMM) return -1;
+    }
+    return -1;
+}
+
+static void plan_qforms(struct itr_llvm_exe *e) {
+    const struct kir_schedule *s = e->s;
+    e->qform_sum = xcalloc((size_t)s->n_steps + 1, sizeof *e->qform_sum);
+    e->qform_gemm = xcalloc((size_t)s->n_steps + 1, sizeof *e->qform_gemm);
+    for (int i = 0; i <= s->n_steps; i++) e->qform_sum[i] = e->qform_gemm[i] = -1;
+    if (itr_env_flag("ITRC_NO_QFORM")) return;
+    for (int i = 0; i < s->n_steps; i++) {
+        int32_t t = qform_match(e, i);
+        if (t < 0) continue;
+        e->qform_sum[i] = t;
+        e->qform_gemm[t] = i;
+        e->any_qform = true;
+    }
+}
+
 static void plan_launch_groups(struct itr_llvm_exe *e) {
     const struct kir_schedule *s = e->s;
     e->group_end = xcalloc((size_t)s->n_steps + 1, sizeof *e->group_end);
@@ -500,10 +590,10 @@ static void plan_launch_groups(struct itr_llvm_exe *e) {
     for (int i = 0; i < s->n_steps;) {
         int j = i + 1;
         const struct kir_step *si = &s->steps[i];
-        bool groupable = !off && si->kind == KIR_STEP_KERNEL && si->guard_count < 0;
+        bool groupable = !off && si->kind == KIR_STEP_KERNEL && si->guard_count < 0 && e->qform_gemm[i] < 0;
         while (groupable && j < s->n_steps && j - i < LAUNCH_GROUP_MAX) {
             const struct kir_step *sj = &s->steps[j];
-            if (sj->kind != KIR_STEP_KERNEL || sj->guard_count >= 0) break;
+            if (sj->kind != KIR_STEP_KERNEL || sj->guard_count >= 0 || e->qform_gemm[j] >= 0) break;
             // A value freed after a step of the group (its last reader's) may
             // share memory with a later step's result: that one waits.
             bool ok = !(allocates(e, sj) && e->free_start[j] > e->free_start[i]);
@@ -629,6 +719,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     e->fns = xcalloc((size_t)s->n_kernels, sizeof *e->fns);
     e->bodies = xcalloc((size_t)s->n_steps, sizeof *e->bodies);
     plan_frees(e);
+    plan_qforms(e);
     plan_launch_groups(e);
     index_plan(e, plan);
     if (itr_env_flag("ITRC_PROFILE")) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
@@ -766,6 +857,13 @@ void itr_llvm_exe_packed_rows(const struct itr_llvm_exe *e, int64_t *run, int64_
     for (int i = 0; e->bodies && i < e->s->n_steps; i++) itr_llvm_exe_packed_rows(e->bodies[i], run, skipped);
 }
 
+int64_t itr_llvm_exe_qform_runs(const struct itr_llvm_exe *e) {
+    if (!e) return 0;
+    int64_t n = __atomic_load_n(&e->qform_runs, __ATOMIC_RELAXED);
+    for (int i = 0; e->bodies && i < e->s->n_steps; i++) n += itr_llvm_exe_qform_runs(e->bodies[i]);
+    return n;
+}
+
 int64_t itr_llvm_exe_prepacked_products(const struct itr_llvm_exe *e) {
     if (!e) return 0;
     int64_t n = __atomic_load_n(&e->prepacked_products, __ATOMIC_RELAXED);
@@ -827,6 +925,8 @@ void itr_llvm_exe_free(struct itr_llvm_exe *e) {
     free(e->packed);
     free(e->free_start);
     free(e->group_end);
+    free(e->qform_sum);
+    free(e->qform_gemm);
     free(e->unread_rows_mask);
     free(e->free_vals);
     free(e->fns);
@@ -1270,6 +1370,51 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
     pool_run(pool, gemm_parts, bufs, NULL, j.parts);
 }
 
+// A batch of products each too small to split (SCAN's Gram matrices and
+// its logits times them per image, SGR's edges per pair): whole products
+// spread over the pool instead of run one after the other on the calling
+// thread while the others wait (they were 15-19% of SCAN scoring's time at
+// half the machine). Each product is still one one-thread library call, so
+// the bits are those of the serial loop, for any thread count.
+struct gemm_batch_job {
+    bool f64, ta, tb;
+    int64_t m, n, k, lda, ldb, ldc;
+    const char *a, *b;
+    char *c;
+    const int64_t *off;   // per product: A's, B's and C's offsets (elements)
+};
+
+static void gemm_batch_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct gemm_batch_job *j = bufs[0];
+    size_t es = j->f64 ? sizeof(double) : sizeof(float);
+    for (int64_t t = lo; t < hi; t++) {
+        const int64_t *o = j->off + 3 * t;
+        const char *a = j->a + (size_t)o[0] * es, *b = j->b + (size_t)o[1] * es;
+        char *c = j->c + (size_t)o[2] * es;
+        if (j->f64)
+            itr_gemm_f64(j->ta, j->tb, j->m, j->n, j->k, (const double *)a, j->lda, (const double *)b, j->ldb, 0.0,
+                         (double *)c, j->ldc, 1);
+        else
+            itr_gemm_f32(j->ta, j->tb, j->m, j->n, j->k, (const float *)a, j->lda, (const float *)b, j->ldb, 0.0f,
+                         (float *)c, j->ldc, 1);
+    }
+}
+
+// Whether `batch` products of m x n x k go to gemm_batch_on_pool rather
+// than one by one to gemm_run (which splits each product when it is large).
+static bool gemm_batch_wanted(const struct pool *pool, int64_t batch, int64_t m, int64_t n, int64_t k) {
+    double macs = (double)m * (double)n * (double)k;
+    return pool && pool->n > 1 && batch >= 2 && macs < GEMM_PARALLEL_MIN_MACS &&
+           macs * (double)batch >= GEMM_PARALLEL_MIN_MACS && !gemm_library_threads();
+}
+
+static void gemm_batch_on_pool(struct pool *pool, const struct gemm_batch_job *j, int64_t batch) {
+    void *bufs[1] = { (void *)j };
+    itr_gemm_one_thread_each();
+    pool_run(pool, gemm_batch_part, bufs, NULL, batch);
+}
+
 // Batch dims of the result where only one operand varies are folded into
 // one large product. Scoring a tile of images against captions is
 // v[i, 1, R, D] x u[1, c, D, L]: i*c products of 36x12x1024, each too small
@@ -1363,19 +1508,81 @@ static void fold_scatter_part(void *const *bufs, const int64_t *dims, int64_t lo
     }
 }
 
+// One folded product: what gemm_fold_batches does for each combination q
+// of the dims where both operands vary.
+struct fold_job {
+    struct fold_dims both, aonly, bonly;
+    int64_t sa[ITR_MAX_RANK], sb[ITR_MAX_RANK], sc[ITR_MAX_RANK];
+    bool f64, trans_a, trans_b, a_direct, b_direct, b_trans, c_direct;
+    int64_t m, nn, k, M, N, ldb_direct;
+    size_t es;
+    const char *abase, *bbase;
+    char *cbase;
+    char *ap, *bp, *cp;   // pack buffers (parts of them on the pool)
+};
+
+static void fold_one(const struct fold_job *j, int64_t q, char *ap, char *bp, char *cp, struct pool *pool) {
+    size_t es = j->es;
+    int64_t m = j->m, nn = j->nn, k = j->k;
+    int64_t na = fold_count(&j->aonly), nbb = fold_count(&j->bonly);
+    int64_t oa = fold_offset(&j->both, q, j->sa), ob = fold_offset(&j->both, q, j->sb);
+    int64_t oc = fold_offset(&j->both, q, j->sc);
+    if (!j->a_direct)
+        for (int64_t x = 0; x < na; x++) {
+            const char *src = j->abase + (size_t)(oa + fold_offset(&j->aonly, x, j->sa)) * es;
+            char *dst = ap + (size_t)(x * m * k) * es;
+            if (!j->trans_a) memcpy(dst, src, (size_t)(m * k) * es);
+            else transpose_block(dst, src, k, m, es);
+        }
+    if (!j->b_direct)
+        for (int64_t y = 0; y < nbb; y++) {
+            const char *src = j->bbase + (size_t)(ob + fold_offset(&j->bonly, y, j->sb)) * es;
+            char *dst = bp + (size_t)(y * nn * k) * es;
+            if (j->trans_b) memcpy(dst, src, (size_t)(nn * k) * es);
+            else transpose_block(dst, src, k, nn, es);
+        }
+    const char *a = j->a_direct ? j->abase + (size_t)oa * es : ap;
+    const char *b = j->b_direct ? j->bbase + (size_t)ob * es : bp;
+    char *c = j->c_direct ? j->cbase + (size_t)oc * es : cp;
+    gemm_run(pool, j->f64, false, j->b_trans, j->M, j->N, k, a, k, b, j->b_direct ? j->ldb_direct : k, c, j->N);
+    if (!j->c_direct) {
+        struct fold_scatter_job sj = { &j->aonly, &j->bonly, j->sc, j->cbase + (size_t)oc * es, cp, m, nn, j->N, es };
+        void *bufs[1] = { &sj };
+        bool parallel = pool && (double)j->M * (double)j->N >= (double)parallel_min_elements();
+        pool_run(parallel ? pool : NULL, fold_scatter_part, bufs, NULL, na);
+    }
+}
+
+// Part t of `parts` of the combinations, each on one thread with its own
+// slice of the pack buffers.
+struct fold_parts_job { const struct fold_job *j; int64_t nboth, parts; };
+
+static void fold_parts(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct fold_parts_job *pj = bufs[0];
+    const struct fold_job *j = pj->j;
+    size_t es = j->es;
+    for (int64_t t = lo; t < hi; t++) {
+        char *ap = j->ap ? j->ap + (size_t)(t * j->M * j->k) * es : NULL;
+        char *bp = j->bp ? j->bp + (size_t)(t * j->N * j->k) * es : NULL;
+        char *cp = j->cp ? j->cp + (size_t)(t * j->M * j->N) * es : NULL;
+        for (int64_t q = pj->nboth * t / pj->parts; q < pj->nboth * (t + 1) / pj->parts; q++)
+            fold_one(j, q, ap, bp, cp, NULL);
+    }
+}
+
 static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tensor *B, struct itr_tensor *C,
                               bool trans_a, bool trans_b, int64_t m, int64_t nn, int64_t k, struct pool *pool,
                               struct arena *ar) {
+    struct fold_job j = { .f64 = C->dtype == ITR_F64, .trans_a = trans_a, .trans_b = trans_b, .m = m, .nn = nn, .k = k };
     int ra = A->rank, rb = B->rank, nb = C->rank - 2;
-    int64_t sa[ITR_MAX_RANK] = { 0 }, sb[ITR_MAX_RANK] = { 0 }, sc[ITR_MAX_RANK] = { 0 };
-    struct fold_dims both = { 0 }, aonly = { 0 }, bonly = { 0 };
     int64_t st_a = m * k, st_b = k * nn, st_c = m * nn;
     for (int i = nb - 1; i >= 0; i--) {
         int ia = i - (nb - (ra - 2)), ib = i - (nb - (rb - 2));
         int64_t as = ia >= 0 ? A->shape[ia] : 1, bs = ib >= 0 ? B->shape[ib] : 1, cs = C->shape[i];
-        sa[i] = as > 1 ? st_a : 0;
-        sb[i] = bs > 1 ? st_b : 0;
-        sc[i] = st_c;
+        j.sa[i] = as > 1 ? st_a : 0;
+        j.sb[i] = bs > 1 ? st_b : 0;
+        j.sc[i] = st_c;
         st_a *= as;
         st_b *= bs;
         st_c *= cs;
@@ -1383,58 +1590,44 @@ static bool gemm_fold_batches(const struct itr_tensor *A, const struct itr_tenso
     for (int i = 0; i < nb; i++) {
         int64_t cs = C->shape[i];
         if (cs == 1) continue;
-        struct fold_dims *f = sa[i] && sb[i] ? &both : sa[i] ? &aonly : &bonly;
+        struct fold_dims *f = j.sa[i] && j.sb[i] ? &j.both : j.sa[i] ? &j.aonly : &j.bonly;
         f->dim[f->n] = i;
         f->size[f->n++] = cs;
     }
-    int64_t na = fold_count(&aonly), nbb = fold_count(&bonly), nboth = fold_count(&both);
+    int64_t na = fold_count(&j.aonly), nbb = fold_count(&j.bonly), nboth = fold_count(&j.both);
     if (na * nbb <= 1) return false;
-    size_t es = itr_dtype_size(C->dtype);
-    int64_t M = na * m, N = nbb * nn;
+    size_t es = j.es = itr_dtype_size(C->dtype);
+    int64_t M = j.M = na * m, N = j.N = nbb * nn;
     // A as [M, k] rows: used in place when its own dims are consecutive rows.
-    bool a_direct = !trans_a && fold_consecutive(&aonly, sa, m * k);
+    j.a_direct = !trans_a && fold_consecutive(&j.aonly, j.sa, m * k);
     // B: in place when nothing folds on its side; else Bᵀ as [N, k] rows.
-    bool b_direct = nbb == 1 || (trans_b && fold_consecutive(&bonly, sb, nn * k));
-    bool b_trans = nbb == 1 ? trans_b : true;
+    j.b_direct = nbb == 1 || (trans_b && fold_consecutive(&j.bonly, j.sb, nn * k));
+    j.b_trans = nbb == 1 ? trans_b : true;
+    j.ldb_direct = nbb == 1 ? B->shape[rb - 1] : k;
     // C: written in place when its rows (A's dims, m) are consecutive.
-    bool c_direct = nbb == 1 && fold_consecutive(&aonly, sc, m * nn);
+    j.c_direct = nbb == 1 && fold_consecutive(&j.aonly, j.sc, m * nn);
+    // Small products (SCAN's logits times the Gram matrix, one per image):
+    // whole ones on each thread, as gemm_batch_on_pool does.
+    bool spread = gemm_batch_wanted(pool, nboth, M, N, k);
+    int64_t parts = spread ? (pool->n < nboth ? pool->n : nboth) : 1;
     char *own[3] = { NULL, NULL, NULL };
-    char *ap = a_direct ? NULL : pack_buffer(ar, 0, (size_t)(M * k) * es, &own[0]);
-    char *bp = b_direct ? NULL : pack_buffer(ar, 1, (size_t)(N * k) * es, &own[1]);
-    char *cp = c_direct ? NULL : pack_buffer(ar, 2, (size_t)(M * N) * es, &own[2]);
-    if ((!a_direct && !ap) || (!b_direct && !bp) || (!c_direct && !cp)) {
+    j.ap = j.a_direct ? NULL : pack_buffer(ar, 0, (size_t)(parts * M * k) * es, &own[0]);
+    j.bp = j.b_direct ? NULL : pack_buffer(ar, 1, (size_t)(parts * N * k) * es, &own[1]);
+    j.cp = j.c_direct ? NULL : pack_buffer(ar, 2, (size_t)(parts * M * N) * es, &own[2]);
+    if ((!j.a_direct && !j.ap) || (!j.b_direct && !j.bp) || (!j.c_direct && !j.cp)) {
         for (int i = 0; i < 3; i++) free(own[i]);
         return false;
     }
-    const char *abase = A->data, *bbase = B->data;
-    char *cbase = C->data;
-    for (int64_t q = 0; q < nboth; q++) {
-        int64_t oa = fold_offset(&both, q, sa), ob = fold_offset(&both, q, sb), oc = fold_offset(&both, q, sc);
-        if (!a_direct)
-            for (int64_t x = 0; x < na; x++) {
-                const char *src = abase + (size_t)(oa + fold_offset(&aonly, x, sa)) * es;
-                char *dst = ap + (size_t)(x * m * k) * es;
-                if (!trans_a) memcpy(dst, src, (size_t)(m * k) * es);
-                else transpose_block(dst, src, k, m, es);
-            }
-        if (!b_direct)
-            for (int64_t y = 0; y < nbb; y++) {
-                const char *src = bbase + (size_t)(ob + fold_offset(&bonly, y, sb)) * es;
-                char *dst = bp + (size_t)(y * nn * k) * es;
-                if (trans_b) memcpy(dst, src, (size_t)(nn * k) * es);
-                else transpose_block(dst, src, k, nn, es);
-            }
-        const char *a = a_direct ? abase + (size_t)oa * es : ap;
-        const char *b = b_direct ? bbase + (size_t)ob * es : bp;
-        char *c = c_direct ? cbase + (size_t)oc * es : cp;
-        int64_t lda = k, ldb = b_direct && nbb == 1 ? B->shape[rb - 1] : k;
-        gemm_run(pool, C->dtype == ITR_F64, false, b_trans, M, N, k, a, lda, b, ldb, c, N);
-        if (!c_direct) {
-            struct fold_scatter_job j = { &aonly, &bonly, sc, cbase + (size_t)oc * es, cp, m, nn, N, es };
-            void *bufs[1] = { &j };
-            bool parallel = (double)M * (double)N >= (double)parallel_min_elements();
-            pool_run(parallel ? pool : NULL, fold_scatter_part, bufs, NULL, na);
-        }
+    j.abase = A->data;
+    j.bbase = B->data;
+    j.cbase = C->data;
+    if (spread) {
+        struct fold_parts_job pj = { &j, nboth, parts };
+        void *bufs[1] = { &pj };
+        itr_gemm_one_thread_each();
+        pool_run(pool, fold_parts, bufs, NULL, parts);
+    } else {
+        for (int64_t q = 0; q < nboth; q++) fold_one(&j, q, j.ap, j.bp, j.cp, pool);
     }
     for (int i = 0; i < 3; i++) free(own[i]);
     return true;
@@ -1653,6 +1846,8 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         return true;
     }
     size_t es = itr_dtype_size(C->dtype);
+    bool f64 = C->dtype == ITR_F64;
+    int64_t *off = gemm_batch_wanted(e->pool, batch, m, nn, k) ? malloc((size_t)(3 * batch) * sizeof *off) : NULL;
     for (int64_t bi = 0; bi < batch; bi++) {
         // offsets of this batch index in A and B (stride 0 where a dim is 1)
         int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
@@ -1669,12 +1864,113 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
                 sb *= B->shape[ib];
             }
         }
+        if (off) {
+            off[3 * bi] = offa;
+            off[3 * bi + 1] = offb;
+            off[3 * bi + 2] = bi * m * nn;
+            continue;
+        }
         char *c = (char *)C->data + (size_t)(bi * m * nn) * es;
         const char *a = (const char *)A->data + (size_t)offa * es, *b = (const char *)B->data + (size_t)offb * es;
-        gemm_run(e->pool, C->dtype == ITR_F64, st->trans_a, st->trans_b, m, nn, k, a, lda, b, ldb, c, nn);
+        gemm_run(e->pool, f64, st->trans_a, st->trans_b, m, nn, k, a, lda, b, ldb, c, nn);
+    }
+    if (off) {
+        struct gemm_batch_job j = { f64, st->trans_a, st->trans_b, m, nn, k, lda, ldb, nn,
+                                    A->data, B->data, C->data, off };
+        gemm_batch_on_pool(e->pool, &j, batch);
+        free(off);
     }
     val[ov] = C;
     owned[ov] = true;
+    return true;
+}
+
+// The quadratic form of GEMM step st (plan_qforms), computed per batch item
+// of the product into *out (batch * m elements, in the precision the
+// kernel step writes). False, with nothing done, when the run's sizes are
+// past what qform.h takes: the product and the kernel step then run as
+// scheduled.
+struct qform_job {
+    bool f64, ta, tb;
+    int64_t m, k, lda, ldb;
+    const char *a, *b;
+    char *out;
+    const int64_t *off;   // per item: X's and G's offsets (elements)
+    int64_t *xoff;        // per item: X's offset, gathered for each run of items
+};
+
+static void qform_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
+    (void)dims;
+    const struct qform_job *j = bufs[0];
+    for (int64_t t = lo, u; t < hi; t = u) {
+        // a run of items with the same G (every caption of an image)
+        for (u = t + 1; u < hi && j->off[2 * u + 1] == j->off[2 * t + 1];) u++;
+        for (int64_t i = t; i < u; i++) j->xoff[i] = j->off[2 * i];
+        if (j->f64)
+            itr_qform_f64(j->ta, j->tb, j->m, j->k, u - t, (const double *)j->a, j->xoff + t, j->lda,
+                          (const double *)j->b + j->off[2 * t + 1], j->ldb, (double *)j->out + t * j->m);
+        else
+            itr_qform_f32(j->ta, j->tb, j->m, j->k, u - t, (const float *)j->a, j->xoff + t, j->lda,
+                          (const float *)j->b + j->off[2 * t + 1], j->ldb, (float *)j->out + t * j->m);
+    }
+}
+
+static bool run_qform(const struct itr_llvm_exe *e, const struct kir_step *st, const struct itr_node *n,
+                      struct itr_tensor *const *val, char **out, size_t *out_bytes) {
+    const struct itr_tensor *A = val[st->gemm_a], *B = val[st->gemm_b];
+    if (!A || !B || A->dtype != B->dtype || (A->dtype != ITR_F32 && A->dtype != ITR_F64)) return false;
+    int ra = A->rank, rb = B->rank, rc = e->g->values[n->outputs[0]].type.rank;
+    if (ra < 2 || rb < 2 || ra > rc || rb > rc) return false;
+    int64_t m = st->trans_a ? A->shape[ra - 1] : A->shape[ra - 2];
+    int64_t k = st->trans_a ? A->shape[ra - 2] : A->shape[ra - 1];
+    int64_t kb = st->trans_b ? B->shape[rb - 1] : B->shape[rb - 2];
+    int64_t nn = st->trans_b ? B->shape[rb - 2] : B->shape[rb - 1];
+    if (k != kb || nn != k || m < 1 || k < 1 || m > ITR_QFORM_MAX_ROWS || k > ITR_QFORM_MAX_K) return false;
+    // The product's batch dims: A's and B's, broadcast, aligned right.
+    int nbatch = rc - 2;
+    int64_t shape[ITR_MAX_RANK], batch = 1;
+    for (int i = 0; i < nbatch; i++) {
+        int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
+        int64_t as = ia >= 0 ? A->shape[ia] : 1, bs = ib >= 0 ? B->shape[ib] : 1;
+        if (as != bs && as != 1 && bs != 1) return false;
+        shape[i] = as > bs ? as : bs;
+        batch *= shape[i];
+    }
+    int64_t *off = malloc((size_t)(3 * (batch > 0 ? batch : 1)) * sizeof *off);
+    size_t es = itr_dtype_size(A->dtype);
+    *out_bytes = (size_t)(batch * m) * es;
+    *out = malloc(*out_bytes ? *out_bytes : 1);
+    if (!off || !*out) {
+        free(off);
+        free(*out);
+        *out = NULL;
+        return false;
+    }
+    for (int64_t bi = 0; bi < batch; bi++) {
+        int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * k;
+        for (int i = nbatch - 1; i >= 0; i--) {
+            int64_t idx = rem % shape[i];
+            rem /= shape[i];
+            int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
+            if (ia >= 0) {
+                if (A->shape[ia] != 1) offa += idx * sa;
+                sa *= A->shape[ia];
+            }
+            if (ib >= 0) {
+                if (B->shape[ib] != 1) offb += idx * sb;
+                sb *= B->shape[ib];
+            }
+        }
+        off[2 * bi] = offa;
+        off[2 * bi + 1] = offb;
+    }
+    struct qform_job j = { A->dtype == ITR_F64, st->trans_a, st->trans_b, m, k, A->shape[ra - 1], B->shape[rb - 1],
+                           A->data, B->data, *out, off, off + 2 * batch };
+    void *bufs[1] = { &j };
+    double macs = (double)batch * (double)m * (double)k * (double)k;
+    pool_run(batch >= 2 && macs >= GEMM_PARALLEL_MIN_MACS ? e->pool : NULL, qform_part, bufs, NULL, batch);
+    free(off);
+    __atomic_add_fetch(&((struct itr_llvm_exe *)e)->qform_runs, 1, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -2483,6 +2779,11 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
         rc->zr = &zr;
     }
 
+    // Per GEMM step with a quadratic form: the form, until its kernel step
+    // copies it into place (plan_qforms).
+    char **qres = e->any_qform ? xcalloc((size_t)s->n_steps, sizeof *qres) : NULL;
+    size_t *qbytes = e->any_qform ? xcalloc((size_t)s->n_steps, sizeof *qbytes) : NULL;
+
     e->runs++;
     for (int si = 0; si < s->n_steps && ok; si++) {
         double t0 = e->step_seconds ? now_seconds() : 0;
@@ -2493,7 +2794,23 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
             bool dok = true;
             as_node = eval_dim(p, dims, st->guard_count, &dok) == 0 || !dok;
         }
-        if (st->kind == KIR_STEP_GEMM) {
+        int32_t qg = qres ? e->qform_gemm[si] : -1;
+        if (qg >= 0 && qres[qg]) {
+            int32_t q = g->nodes[st->node].outputs[0];
+            val[q] = new_value(e, rc, q, dims, d);
+            owned[q] = val[q] != NULL;
+            ok = val[q] != NULL;
+            if (ok && itr_tensor_nbytes(val[q]) != qbytes[qg]) {
+                ok = node_error(n, d, "internal error: a quadratic form of %zu bytes for '%s' of %zu",
+                                qbytes[qg], g->values[q].name, itr_tensor_nbytes(val[q]));
+            }
+            if (ok) memcpy(val[q]->data, qres[qg], qbytes[qg]);
+            free(qres[qg]);
+            qres[qg] = NULL;
+        } else if (st->kind == KIR_STEP_GEMM && qres && e->qform_sum[si] >= 0 &&
+                   run_qform(e, st, n, val, &qres[si], &qbytes[si])) {
+            // the product is not formed
+        } else if (st->kind == KIR_STEP_GEMM) {
             ok = run_gemm(e, rc, st, n, dims, val, owned, d);
         } else if (as_node && e->bodies[si]) {
             bool packed = false;
@@ -2565,6 +2882,9 @@ static bool exe_run(struct itr_llvm_exe *e, const struct run_ctx *rc_in, struct 
     free(given);
     free(shared);
     zero_rows_free(&zr, nv);
+    for (int i = 0; qres && i < s->n_steps; i++) free(qres[i]);
+    free(qres);
+    free(qbytes);
     if (own_dims) itr_bindings_free(&local);
     return ok;
 }

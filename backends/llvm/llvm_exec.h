@@ -85,6 +85,13 @@ int64_t itr_llvm_exe_multi_launches(const struct itr_llvm_exe *e);
 // made), for A/B measurements.
 int64_t itr_llvm_exe_prepacked_products(const struct itr_llvm_exe *e);
 
+// Quadratic forms (docs/kernels.md): how many products X @ G read only by
+// sum(X * (X @ G), last axis) were computed as that sum directly
+// (backends/cpu/qform.h), in e and its scan bodies, over every run so far.
+// ITRC_NO_QFORM=1 (read when the executable is made) turns them off, for
+// A/B measurements.
+int64_t itr_llvm_exe_qform_runs(const struct itr_llvm_exe *e);
+
 // Runs e with read-only parameters.
 bool itr_llvm_exe_run(struct itr_llvm_exe *e, struct itr_tensor *const *inputs, struct itr_tensor *const *params,
                       struct itr_dim_bindings *dims, struct itr_tensor **outputs, struct itr_diags *d);
