@@ -539,6 +539,10 @@ static const char *SRC_THREADS =
     "  entry grams(v: f32[64, 36, 120], w: f32[64, 36, 120]) -> (y) {\n"
     "    return matmul(v, transpose(w, perm=[0, 2, 1]))\n"
     "  }\n"
+    // A tensor times its own transpose: Gram matrices by their own kernel.
+    "  entry selfgram(v: f32[64, 36, 120], w: f32[1]) -> (y) {\n"
+    "    return matmul(v, transpose(v, perm=[0, 2, 1])) + w\n"
+    "  }\n"
     "  entry foldsmall(a: f32[8, 20, 36, 12], g: f32[8, 36, 36]) -> (y) {\n"
     "    return matmul(transpose(a, perm=[0, 1, 3, 2]), unsqueeze(g, axes=[1]))\n"
     "  }\n"
@@ -548,8 +552,8 @@ TEST(split_products_agree_at_every_thread_count) {
     struct itr_program *p = compile_src(SRC_THREADS);
     CHECK(p != NULL);
     if (!p) return;
-    const char *entries[] = { "wide", "tall", "tr", "pairs", "grams", "foldsmall" };
-    for (int ei = 0; ei < 6; ei++) {
+    const char *entries[] = { "wide", "tall", "tr", "pairs", "grams", "selfgram", "foldsmall" };
+    for (int ei = 0; ei < 7; ei++) {
         // Whole products per thread: the bits of one thread at any count.
         bool whole = ei >= 4;
         struct itr_tensor *first = NULL;

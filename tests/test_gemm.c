@@ -267,6 +267,42 @@ TEST(quadratic_forms_match_the_product_and_sum) {
             }
 }
 
+// Gram matrices (qform.h): C = X·Xᵀ against the sum in double, exactly
+// symmetric, for n across the 4-row blocks and k across the 16-float
+// vectors, with wider leading dimensions; entries outside n x n untouched.
+TEST(gram_matrices_match_the_product) {
+    static const int64_t gs[][2] = { {1, 1}, {3, 15}, {4, 16}, {5, 17}, {36, 1024}, {37, 1030}, {8, 33} };
+    for (size_t q = 0; q < sizeof gs / sizeof *gs; q++)
+        for (int64_t pad = 0; pad <= 3; pad += 3) {
+            int64_t n = gs[q][0], k = gs[q][1], ldx = k + pad, ldc = n + pad;
+            float *x = malloc(sizeof(float) * (size_t)(n * ldx)), *c = malloc(sizeof(float) * (size_t)(n * ldc));
+            for (int64_t i = 0; i < n * ldx; i++) x[i] = (float)rnd();
+            for (int64_t i = 0; i < n * ldc; i++) c[i] = NAN;
+            itr_gram_f32(n, k, x, ldx, c, ldc);
+            double worst = 0;
+            bool symmetric = true, pad_ok = true;
+            for (int64_t r = 0; r < n; r++) {
+                for (int64_t t = 0; t < n; t++) {
+                    double want = 0, scale = 0;
+                    for (int64_t d = 0; d < k; d++) {
+                        want += (double)x[r * ldx + d] * x[t * ldx + d];
+                        scale += fabs((double)x[r * ldx + d] * x[t * ldx + d]);
+                    }
+                    double e = fabs(c[r * ldc + t] - want) / (scale > 1 ? scale : 1) / 1e-5;
+                    if (!(e <= worst)) worst = e;
+                    symmetric = symmetric && memcmp(&c[r * ldc + t], &c[t * ldc + r], sizeof(float)) == 0;
+                }
+                for (int64_t t = n; t < ldc; t++) pad_ok = pad_ok && isnan(c[r * ldc + t]);
+            }
+            CHECK_MSG(worst <= 1, "gram n=%lld k=%lld pad=%lld: error %.3g times the tolerance", (long long)n,
+                      (long long)k, (long long)pad, worst);
+            CHECK_MSG(symmetric, "gram n=%lld k=%lld: not exactly symmetric", (long long)n, (long long)k);
+            CHECK_MSG(pad_ok, "gram n=%lld k=%lld: wrote past the n x n block", (long long)n, (long long)k);
+            free(x);
+            free(c);
+        }
+}
+
 TEST(names_its_implementation) {
     const char *name = itr_gemm_impl_name();
     CHECK(name != NULL && name[0] != '\0');
@@ -279,6 +315,7 @@ int main(void) {
     RUN(same_thread_count_same_bits);
     RUN(prepacked_products_are_the_fma_chain);
     RUN(quadratic_forms_match_the_product_and_sum);
+    RUN(gram_matrices_match_the_product);
     RUN(names_its_implementation);
     return test_summary();
 }

@@ -68,3 +68,53 @@
 
 QFORM_DEF(float, f32, 16)
 QFORM_DEF(double, f64, 8)
+
+typedef float v16f __attribute__((vector_size(64)));
+
+// (Macros, not functions: a 64-byte vector passed by value changes the ABI
+// between the AVX-512 clone and the generic one.)
+#define LOAD16(v, p) memcpy(&(v), (p), sizeof(v))
+
+QFORM_CLONES void itr_gram_f32(int64_t n, int64_t k, const float *x, int64_t ldx, float *c, int64_t ldc) {
+    int64_t kv = k / 16 * 16;
+    for (int64_t r0 = 0; r0 < n; r0 += 4) {
+        int64_t nr = n - r0 < 4 ? n - r0 : 4;
+        for (int64_t s0 = r0; s0 < n; s0 += 4) {
+            int64_t ns = n - s0 < 4 ? n - s0 : 4;
+            // 16 named accumulators: an array indexed in a loop stays in memory.
+            v16f c00 = { 0 }, c01 = { 0 }, c02 = { 0 }, c03 = { 0 }, c10 = { 0 }, c11 = { 0 }, c12 = { 0 },
+                 c13 = { 0 }, c20 = { 0 }, c21 = { 0 }, c22 = { 0 }, c23 = { 0 }, c30 = { 0 }, c31 = { 0 },
+                 c32 = { 0 }, c33 = { 0 };
+            const float *xr[4], *xs[4];
+            for (int i = 0; i < 4; i++) {
+                xr[i] = x + (r0 + (i < nr ? i : 0)) * ldx;   // rows past n repeat row r0; not stored
+                xs[i] = x + (s0 + (i < ns ? i : 0)) * ldx;
+            }
+            for (int64_t d = 0; d < kv; d += 16) {
+                v16f a0, a1, a2, a3, b0, b1, b2, b3;
+                LOAD16(a0, xr[0] + d);
+                LOAD16(a1, xr[1] + d);
+                LOAD16(a2, xr[2] + d);
+                LOAD16(a3, xr[3] + d);
+                LOAD16(b0, xs[0] + d);
+                LOAD16(b1, xs[1] + d);
+                LOAD16(b2, xs[2] + d);
+                LOAD16(b3, xs[3] + d);
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+            v16f acc[4][4] = { { c00, c01, c02, c03 }, { c10, c11, c12, c13 }, { c20, c21, c22, c23 },
+                               { c30, c31, c32, c33 } };
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < ns; j++) {
+                    float v = 0;
+                    for (int l = 0; l < 16; l++) v += acc[i][j][l];
+                    for (int64_t d = kv; d < k; d++) v += xr[i][d] * xs[j][d];
+                    c[(r0 + i) * ldc + s0 + j] = v;
+                    c[(s0 + j) * ldc + r0 + i] = v;
+                }
+        }
+    }
+}

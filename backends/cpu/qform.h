@@ -37,4 +37,14 @@ void itr_qform_f32(bool trans_x, bool trans_g, int64_t m, int64_t k, int64_t ite
 void itr_qform_f64(bool trans_x, bool trans_g, int64_t m, int64_t k, int64_t items, const double *x,
                    const int64_t *x_off, int64_t ldx, const double *g, int64_t ldg, double *out);
 
+// Gram matrices of short, wide blocks: C = X·Xᵀ, X [n, k] row-major
+// (leading dimension ldx), C [n, n] (ldc). SCAN's region Gram matrix per
+// image (n = 36, k = 1024): a library product of that shape ran at a
+// quarter of the machine's rate. Only the upper triangle is computed, in
+// 4 x 4 blocks of 16-float dot products, and mirrored, so C is exactly
+// symmetric. Each element is a sum of 16 lane sums (lane i over
+// d = i, i + 16, ...) added in lane order, then the d past the last multiple
+// of 16 in order: the same for any caller's split of the matrices.
+void itr_gram_f32(int64_t n, int64_t k, const float *x, int64_t ldx, float *c, int64_t ldc);
+
 #endif

@@ -332,6 +332,7 @@ struct itr_llvm_exe {
     // per step, for that kernel step, the GEMM (-1: none).
     int32_t *qform_sum, *qform_gemm;
     bool any_qform;
+    bool gram;                     // Gram matrices by itr_gram_f32 (ITRC_NO_GRAM_KERNEL=1: by the library)
     int64_t qform_runs;            // products replaced by a quadratic form, over all runs (atomic)
 };
 
@@ -724,6 +725,7 @@ static struct itr_llvm_exe *exe_build(const struct itr_graph *g, const struct ki
     index_plan(e, plan);
     if (itr_env_flag("ITRC_PROFILE")) e->step_seconds = xcalloc((size_t)s->n_steps, sizeof *e->step_seconds);
     e->prepack = itr_pgemm_available() && !itr_env_flag("ITRC_NO_PREPACKED_GEMM");
+    e->gram = !itr_env_flag("ITRC_NO_GRAM_KERNEL");
     if (s->n_kernels && !itr_llvm_compile(jit, s->kernels, s->n_kernels, e->fns, d)) {
         itr_llvm_exe_free(e);
         return NULL;
@@ -1378,6 +1380,7 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
 // the bits are those of the serial loop, for any thread count.
 struct gemm_batch_job {
     bool f64, ta, tb;
+    bool gram;            // C = A·Aᵀ (B is A): itr_gram_f32
     int64_t m, n, k, lda, ldb, ldc;
     const char *a, *b;
     char *c;
@@ -1392,7 +1395,9 @@ static void gemm_batch_part(void *const *bufs, const int64_t *dims, int64_t lo, 
         const int64_t *o = j->off + 3 * t;
         const char *a = j->a + (size_t)o[0] * es, *b = j->b + (size_t)o[1] * es;
         char *c = j->c + (size_t)o[2] * es;
-        if (j->f64)
+        if (j->gram)
+            itr_gram_f32(j->m, j->k, (const float *)a, j->lda, (float *)c, j->ldc);
+        else if (j->f64)
             itr_gemm_f64(j->ta, j->tb, j->m, j->n, j->k, (const double *)a, j->lda, (const double *)b, j->ldb, 0.0,
                          (double *)c, j->ldc, 1);
         else
@@ -1847,7 +1852,11 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
     }
     size_t es = itr_dtype_size(C->dtype);
     bool f64 = C->dtype == ITR_F64;
-    int64_t *off = gemm_batch_wanted(e->pool, batch, m, nn, k) ? malloc((size_t)(3 * batch) * sizeof *off) : NULL;
+    // Gram matrices (SCAN's regions times their own transpose, per image).
+    bool gram = !f64 && st->gemm_a == st->gemm_b && st->gemm_view_a == st->gemm_view_b && !st->trans_a &&
+                st->trans_b && A->data == B->data && m == nn && lda == ldb && e->gram;
+    int64_t *off = gram || gemm_batch_wanted(e->pool, batch, m, nn, k) ? malloc((size_t)(3 * batch) * sizeof *off)
+                                                                       : NULL;
     for (int64_t bi = 0; bi < batch; bi++) {
         // offsets of this batch index in A and B (stride 0 where a dim is 1)
         int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
@@ -1875,9 +1884,14 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
         gemm_run(e->pool, f64, st->trans_a, st->trans_b, m, nn, k, a, lda, b, ldb, c, nn);
     }
     if (off) {
-        struct gemm_batch_job j = { f64, st->trans_a, st->trans_b, m, nn, k, lda, ldb, nn,
+        struct gemm_batch_job j = { f64, st->trans_a, st->trans_b, gram, m, nn, k, lda, ldb, nn,
                                     A->data, B->data, C->data, off };
-        gemm_batch_on_pool(e->pool, &j, batch);
+        if (gemm_batch_wanted(e->pool, batch, m, nn, k)) {
+            gemm_batch_on_pool(e->pool, &j, batch);
+        } else {
+            void *bufs[1] = { &j };
+            gemm_batch_part(bufs, NULL, 0, batch);
+        }
         free(off);
     }
     val[ov] = C;
