@@ -1372,6 +1372,30 @@ static void gemm_run(struct pool *pool, bool f64, bool ta, bool tb, int64_t m, i
     pool_run(pool, gemm_parts, bufs, NULL, j.parts);
 }
 
+// Offsets (elements) in A and B of batch index bi of a batched product
+// whose result has batch dims shape[0..nbatch): A's and B's batch dims
+// align right, a dim of 1 broadcasts (stride 0); sa and sb are the
+// elements of one A and one B matrix.
+static void batch_offsets(const struct itr_tensor *A, const struct itr_tensor *B, const int64_t *shape, int nbatch,
+                          int64_t sa, int64_t sb, int64_t bi, int64_t *offa, int64_t *offb) {
+    int ra = A->rank, rb = B->rank;
+    int64_t rem = bi;
+    *offa = *offb = 0;
+    for (int i = nbatch - 1; i >= 0; i--) {
+        int64_t idx = rem % shape[i];
+        rem /= shape[i];
+        int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
+        if (ia >= 0) {
+            if (A->shape[ia] != 1) *offa += idx * sa;
+            sa *= A->shape[ia];
+        }
+        if (ib >= 0) {
+            if (B->shape[ib] != 1) *offb += idx * sb;
+            sb *= B->shape[ib];
+        }
+    }
+}
+
 // A batch of products each too small to split (SCAN's Gram matrices and
 // its logits times them per image, SGR's edges per pair): whole products
 // spread over the pool instead of run one after the other on the calling
@@ -1858,21 +1882,8 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
     int64_t *off = gram || gemm_batch_wanted(e->pool, batch, m, nn, k) ? malloc((size_t)(3 * batch) * sizeof *off)
                                                                        : NULL;
     for (int64_t bi = 0; bi < batch; bi++) {
-        // offsets of this batch index in A and B (stride 0 where a dim is 1)
-        int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * nn;
-        for (int i = nbatch - 1; i >= 0; i--) {
-            int64_t idx = rem % C->shape[i];
-            rem /= C->shape[i];
-            int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
-            if (ia >= 0) {
-                if (A->shape[ia] != 1) offa += idx * sa;
-                sa *= A->shape[ia];
-            }
-            if (ib >= 0) {
-                if (B->shape[ib] != 1) offb += idx * sb;
-                sb *= B->shape[ib];
-            }
-        }
+        int64_t offa, offb;
+        batch_offsets(A, B, C->shape, nbatch, m * k, k * nn, bi, &offa, &offb);
         if (off) {
             off[3 * bi] = offa;
             off[3 * bi + 1] = offb;
@@ -1960,24 +1971,7 @@ static bool run_qform(const struct itr_llvm_exe *e, const struct kir_step *st, c
         *out = NULL;
         return false;
     }
-    for (int64_t bi = 0; bi < batch; bi++) {
-        int64_t rem = bi, offa = 0, offb = 0, sa = m * k, sb = k * k;
-        for (int i = nbatch - 1; i >= 0; i--) {
-            int64_t idx = rem % shape[i];
-            rem /= shape[i];
-            int ia = i - (nbatch - (ra - 2)), ib = i - (nbatch - (rb - 2));
-            if (ia >= 0) {
-                if (A->shape[ia] != 1) offa += idx * sa;
-                sa *= A->shape[ia];
-            }
-            if (ib >= 0) {
-                if (B->shape[ib] != 1) offb += idx * sb;
-                sb *= B->shape[ib];
-            }
-        }
-        off[2 * bi] = offa;
-        off[2 * bi + 1] = offb;
-    }
+    for (int64_t bi = 0; bi < batch; bi++) batch_offsets(A, B, shape, nbatch, m * k, k * k, bi, &off[2 * bi], &off[2 * bi + 1]);
     struct qform_job j = { A->dtype == ITR_F64, st->trans_a, st->trans_b, m, k, A->shape[ra - 1], B->shape[rb - 1],
                            A->data, B->data, *out, off, off + 2 * batch };
     void *bufs[1] = { &j };
