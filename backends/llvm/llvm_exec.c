@@ -1876,9 +1876,11 @@ static bool run_gemm(const struct itr_llvm_exe *e, const struct run_ctx *ctx, co
     }
     size_t es = itr_dtype_size(C->dtype);
     bool f64 = C->dtype == ITR_F64;
-    // Gram matrices (SCAN's regions times their own transpose, per image).
-    bool gram = !f64 && st->gemm_a == st->gemm_b && st->gemm_view_a == st->gemm_view_b && !st->trans_a &&
-                st->trans_b && A->data == B->data && m == nn && lda == ldb && e->gram;
+    // Gram matrices (SCAN's regions times their own transpose, per image):
+    // the same operand read as stored and transposed. Only products too
+    // small to split, which the library would run on one thread.
+    bool gram = e->gram && !f64 && st->gemm_a == st->gemm_b && st->gemm_view_a == st->gemm_view_b && !st->trans_a &&
+                st->trans_b && (double)m * (double)m * (double)k < GEMM_PARALLEL_MIN_MACS;
     int64_t *off = gram || gemm_batch_wanted(e->pool, batch, m, nn, k) ? malloc((size_t)(3 * batch) * sizeof *off)
                                                                        : NULL;
     for (int64_t bi = 0; bi < batch; bi++) {
@@ -1920,8 +1922,7 @@ struct qform_job {
     int64_t m, k, lda, ldb;
     const char *a, *b;
     char *out;
-    const int64_t *off;   // per item: X's and G's offsets (elements)
-    int64_t *xoff;        // per item: X's offset, gathered for each run of items
+    const int64_t *xoff, *goff;   // per item: X's and G's offsets (elements)
 };
 
 static void qform_part(void *const *bufs, const int64_t *dims, int64_t lo, int64_t hi) {
@@ -1929,14 +1930,13 @@ static void qform_part(void *const *bufs, const int64_t *dims, int64_t lo, int64
     const struct qform_job *j = bufs[0];
     for (int64_t t = lo, u; t < hi; t = u) {
         // a run of items with the same G (every caption of an image)
-        for (u = t + 1; u < hi && j->off[2 * u + 1] == j->off[2 * t + 1];) u++;
-        for (int64_t i = t; i < u; i++) j->xoff[i] = j->off[2 * i];
+        for (u = t + 1; u < hi && j->goff[u] == j->goff[t];) u++;
         if (j->f64)
             itr_qform_f64(j->ta, j->tb, j->m, j->k, u - t, (const double *)j->a, j->xoff + t, j->lda,
-                          (const double *)j->b + j->off[2 * t + 1], j->ldb, (double *)j->out + t * j->m);
+                          (const double *)j->b + j->goff[t], j->ldb, (double *)j->out + t * j->m);
         else
             itr_qform_f32(j->ta, j->tb, j->m, j->k, u - t, (const float *)j->a, j->xoff + t, j->lda,
-                          (const float *)j->b + j->off[2 * t + 1], j->ldb, (float *)j->out + t * j->m);
+                          (const float *)j->b + j->goff[t], j->ldb, (float *)j->out + t * j->m);
     }
 }
 
@@ -1961,7 +1961,7 @@ static bool run_qform(const struct itr_llvm_exe *e, const struct kir_step *st, c
         shape[i] = as > bs ? as : bs;
         batch *= shape[i];
     }
-    int64_t *off = malloc((size_t)(3 * (batch > 0 ? batch : 1)) * sizeof *off);
+    int64_t *off = malloc((size_t)(2 * (batch > 0 ? batch : 1)) * sizeof *off);   // X's, then G's
     size_t es = itr_dtype_size(A->dtype);
     *out_bytes = (size_t)(batch * m) * es;
     *out = malloc(*out_bytes ? *out_bytes : 1);
@@ -1971,9 +1971,9 @@ static bool run_qform(const struct itr_llvm_exe *e, const struct kir_step *st, c
         *out = NULL;
         return false;
     }
-    for (int64_t bi = 0; bi < batch; bi++) batch_offsets(A, B, shape, nbatch, m * k, k * k, bi, &off[2 * bi], &off[2 * bi + 1]);
+    for (int64_t bi = 0; bi < batch; bi++) batch_offsets(A, B, shape, nbatch, m * k, k * k, bi, &off[bi], &off[batch + bi]);
     struct qform_job j = { A->dtype == ITR_F64, st->trans_a, st->trans_b, m, k, A->shape[ra - 1], B->shape[rb - 1],
-                           A->data, B->data, *out, off, off + 2 * batch };
+                           A->data, B->data, *out, off, off + batch };
     void *bufs[1] = { &j };
     double macs = (double)batch * (double)m * (double)k * (double)k;
     pool_run(batch >= 2 && macs >= GEMM_PARALLEL_MIN_MACS ? e->pool : NULL, qform_part, bufs, NULL, batch);
